@@ -1,0 +1,143 @@
+"""The one-call front ends: ``map``, ``starmap``, ``imap`` and ``imap_unordered``.
+
+Each opens a ``Cluster`` for the call, submits one run, collects it, and stops the workers,
+whether the call returns, raises, or is interrupted.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from .cluster import Cluster, one_off_workers
+from .engine.manifest import CallStyle
+
+
+def map(
+    fn: Callable[..., Any],
+    *iterables: Iterable[Any],
+    workers: int | None = None,
+    cpu: int | float | None = None,
+    memory: str | int | float | None = None,
+    backend: str | None = None,
+    chunk_size: int | None = None,
+    errors: str = "raise",
+    retries: int = 2,
+    retry_exceptions: bool | tuple[type[BaseException], ...] = False,
+    timeout: float | None = None,
+    seed: int | None = None,
+    strict: bool = True,
+    progress: bool | None = None,
+) -> list[Any]:
+    """Run ``fn`` over the items on ``workers`` workers; return the results in input order.
+
+    Several iterables are zipped, as with the built-in ``map`` (``strict=True``: they must be
+    of equal length). ``errors="raise"`` raises the first failure as its original type, with
+    the remote traceback chained and completed results in ``exc.starburst_results``;
+    ``errors="return"`` puts the exception in the item's place. ``retries`` re-runs items
+    whose worker was lost; ``retry_exceptions`` also re-runs items that raised. ``seed`` gives
+    each item its own reproducible random state. ``timeout`` bounds the whole call.
+    """
+    return _one_off(
+        "as_list", fn, iterables, "single", locals_to_options(locals()), workers, cpu, memory,
+        backend, progress,
+    )  # fmt: skip
+
+
+def starmap(fn: Callable[..., Any], iterable: Iterable[Iterable[Any]], **options: Any) -> list[Any]:
+    """Like ``map``, calling ``fn(*args)`` for each tuple of arguments in ``iterable``."""
+    cluster_args = {k: options.pop(k, None) for k in ("workers", "cpu", "memory", "backend")}
+    progress = options.pop("progress", None)
+    return _one_off("as_list", fn, (iterable,), "star", options, progress=progress, **cluster_args)
+
+
+def imap(fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any) -> Iterator[Any]:
+    """Like ``map``, but an iterator that yields each result, in input order, as it lands."""
+    cluster_args = {k: options.pop(k, None) for k in ("workers", "cpu", "memory", "backend")}
+    progress = options.pop("progress", None)
+    return _one_off("ordered", fn, iterables, "single", options, progress=progress, **cluster_args)
+
+
+def imap_unordered(
+    fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any
+) -> Iterator[Any]:
+    """Like ``imap``, but yields results in the order they land."""
+    cluster_args = {k: options.pop(k, None) for k in ("workers", "cpu", "memory", "backend")}
+    progress = options.pop("progress", None)
+    return _one_off(
+        "unordered", fn, iterables, "single", options, progress=progress, **cluster_args
+    )
+
+
+_CLUSTER_ARGS = ("fn", "iterables", "workers", "cpu", "memory", "backend", "progress")
+
+
+def locals_to_options(values: dict[str, Any]) -> dict[str, Any]:
+    """The run options among a front end's arguments."""
+    return {k: v for k, v in values.items() if k not in _CLUSTER_ARGS}
+
+
+def _one_off(
+    mode: str,
+    fn: Callable[..., Any],
+    iterables: tuple[Iterable[Any], ...],
+    call: CallStyle,
+    options: dict[str, Any],
+    workers: int | None = None,
+    cpu: int | float | None = None,
+    memory: str | int | float | None = None,
+    backend: str | None = None,
+    progress: bool | None = None,
+) -> Any:
+    cluster = Cluster(workers, cpu, memory, backend, progress=progress)
+    plan = cluster.plan(fn, iterables, call, **options)
+    if plan is None:
+        return [] if mode == "as_list" else iter(())
+    cluster.start(one_off_workers(cluster.spec, plan))
+    try:
+        collector = cluster.collector(plan, progress, keep_results=mode == "as_list")
+    except BaseException:
+        cluster.close()
+        raise
+    if mode == "as_list":
+        try:
+            return collector.as_list()
+        finally:
+            cluster.close()
+    source = collector.ordered() if mode == "ordered" else collector.unordered()
+    return _ClosingIterator(source, cluster)
+
+
+class _ClosingIterator:
+    """An iterator that stops its one-off cluster when exhausted, closed, or collected."""
+
+    def __init__(self, source: Iterator[Any], cluster: Cluster) -> None:
+        self._source = source
+        self._cluster = cluster
+
+    def __iter__(self) -> _ClosingIterator:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return builtins.next(self._source)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the workers now, even if results remain."""
+        close = getattr(self._source, "close", None)
+        if close is not None:
+            close()
+        self._cluster.close()
+
+    def __enter__(self) -> _ClosingIterator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

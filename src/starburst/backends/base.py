@@ -1,0 +1,59 @@
+"""The backend interface: launch workers, describe them, stop them.
+
+A backend knows nothing about runs or chunks: workers find their work in the store.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from ..options import WorkerSpec
+
+
+@dataclass
+class WorkerInfo:
+    """What a backend can tell about one worker."""
+
+    worker_id: str
+    state: str  # "pending", "running" or "stopped"
+    exit_code: int | None = None
+    reason: str | None = None  # why it stopped, in the backend's words
+    interrupted: bool = False  # stopped by the platform (spot), not by a fault of its own
+    started_at: float | None = None
+    stopped_at: float | None = None
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """Everything a worker needs to be told: pointers only, never payloads or credentials."""
+
+    store_url: str
+    session_id: str
+    spec: WorkerSpec
+
+
+class Backend(ABC):
+    """Where workers run."""
+
+    name: str
+
+    @abstractmethod
+    def launch(self, request: LaunchRequest, indices: list[int]) -> list[str]:
+        """Start one worker per index; return their ids (in the same order)."""
+
+    @abstractmethod
+    def describe(self, worker_ids: list[str]) -> list[WorkerInfo]:
+        """The current state of each worker."""
+
+    @abstractmethod
+    def stop(self, worker_ids: list[str]) -> None:
+        """Stop workers and wait briefly for them to go; stopping a stopped worker is harmless."""
+
+    @abstractmethod
+    def log_tail(self, worker_id: str, lines: int = 20) -> str:
+        """The last lines a worker wrote to its log."""
+
+    def header(self, spec: WorkerSpec) -> str:
+        """One line saying where the work runs."""
+        return f"{spec.workers} workers x {spec.cpu} cpu on {self.name}"

@@ -1,0 +1,202 @@
+"""``Cluster``: a session whose workers stay up between calls.
+
+The module-level ``map``/``imap``/... are a ``Cluster`` opened for one call; ``Executor`` is
+a ``concurrent.futures`` face on a ``Cluster``. All of them validate everything before any
+worker starts, and collect through the same engine.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from .collect import Collector
+from .engine.chunking import Chunk, iter_chunks, zip_inputs
+from .engine.driver import Driver, workers_for
+from .engine.manifest import CallStyle, RunFunction
+from .errors import StarburstError
+from .options import RunOptions, WorkerSpec
+from .progress import make_progress
+from .serialize import dumps_function
+
+
+@dataclass
+class _Plan:
+    """A validated call, ready to submit: nothing has been launched yet."""
+
+    payload: bytes
+    chunks: Iterator[Chunk]
+    n_items: int | None
+    call: CallStyle
+    options: RunOptions
+
+
+class Cluster:
+    """Workers that stay up across calls: the second ``map`` pays no start-up.
+
+    Use it as a context manager; the workers are stopped when the block ends::
+
+        with starburst.Cluster(workers=4) as cluster:
+            squares = cluster.map(lambda x: x * x, range(100))
+            future = cluster.submit(sum, [1, 2, 3])
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        cpu: int | float | None = None,
+        memory: str | int | float | None = None,
+        backend: str | None = None,
+        *,
+        progress: bool | None = None,
+    ) -> None:
+        self.spec = WorkerSpec.build(backend=backend, workers=workers, cpu=cpu, memory=memory)
+        self.progress = progress
+        self._driver: Driver | None = None
+        self._batcher: Any = None
+
+    # Lifecycle ---------------------------------------------------------------------------------
+
+    def start(self, workers: int | None = None) -> Cluster:
+        """Start the workers (``with`` does this for you); returns the cluster."""
+        if self._driver is None:
+            driver = Driver(self.spec)
+            driver.start(workers)
+            self._driver = driver
+            weakref.finalize(self, driver.close)
+        return self
+
+    def close(self) -> None:
+        """Wait for submitted calls, stop the workers and remove the session's data.
+
+        Safe to call twice.
+        """
+        self.stop_submitting(wait=True)
+        if self._driver is not None:
+            self._driver.close()
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def driver(self) -> Driver:
+        """The engine behind this cluster (started on first use)."""
+        self.start()
+        assert self._driver is not None
+        return self._driver
+
+    # Front ends --------------------------------------------------------------------------------
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any) -> list[Any]:
+        """``fn`` over the items (several iterables are zipped), as a list in input order.
+
+        Options: ``chunk_size``, ``errors`` ("raise" or "return"), ``retries``,
+        ``retry_exceptions``, ``timeout`` (seconds for the whole call), ``seed``, ``strict``
+        (iterables of different lengths are an error) and ``progress``.
+        """
+        collector = self._collect(fn, iterables, "single", options, keep_results=True)
+        return collector.as_list() if collector is not None else []
+
+    def starmap(
+        self, fn: Callable[..., Any], iterable: Iterable[Iterable[Any]], **options: Any
+    ) -> list[Any]:
+        """Like ``map``, calling ``fn(*args)`` for each tuple of arguments."""
+        collector = self._collect(fn, (iterable,), "star", options, keep_results=True)
+        return collector.as_list() if collector is not None else []
+
+    def imap(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any
+    ) -> Iterator[Any]:
+        """Results in input order, each yielded as soon as it (and those before it) landed."""
+        collector = self._collect(fn, iterables, "single", options, keep_results=False)
+        return collector.ordered() if collector is not None else iter(())
+
+    def imap_unordered(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any
+    ) -> Iterator[Any]:
+        """Results in the order they land."""
+        collector = self._collect(fn, iterables, "single", options, keep_results=False)
+        return collector.unordered() if collector is not None else iter(())
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` on a worker; calls made close together share a run."""
+        if self._batcher is None:
+            from .futures import SubmitBatcher
+
+            self._batcher = SubmitBatcher(self.driver)
+        return self._batcher.submit(fn, args, kwargs)
+
+    def stop_submitting(self, wait: bool, cancel_queued: bool = False) -> None:
+        """Refuse further ``submit`` calls; cancel the queued ones and/or wait for the rest."""
+        if self._batcher is not None:
+            self._batcher.shutdown(wait=wait, cancel_futures=cancel_queued)
+
+    # Shared machinery --------------------------------------------------------------------------
+
+    def plan(
+        self,
+        fn: Callable[..., Any],
+        iterables: tuple[Iterable[Any], ...],
+        call: CallStyle,
+        *,
+        strict: bool = True,
+        **run_options: Any,
+    ) -> _Plan | None:
+        """Validate a call and plan its chunks; ``None`` when there is nothing to do."""
+        options = RunOptions.build(**run_options)
+        if not callable(fn):
+            raise StarburstError(f"{fn!r} is not callable; pass a function as the first argument")
+        if not iterables:
+            raise StarburstError("map needs at least one iterable of inputs")
+        payload = dumps_function(
+            RunFunction(fn, options.retry_exceptions), compress=self.spec.backend != "local"
+        )
+        items, n_items = zip_inputs(iterables, strict)
+        if call == "single" and len(iterables) > 1:
+            call = "star"  # zipped items are tuples of arguments
+        n_items, chunks = iter_chunks(items, n_items, self.spec.slots, options.chunk_size)
+        if n_items == 0:
+            return None
+        return _Plan(payload, chunks, n_items, call, options)
+
+    def collector(self, plan: _Plan, progress: bool | None, keep_results: bool) -> Collector:
+        """Submit a planned call and return what collects it."""
+        driver = self.driver
+        run = driver.submit(plan.payload, plan.chunks, plan.n_items, plan.call, plan.options)
+        shown = self.progress if progress is None else progress
+        display = make_progress(shown, header(self.spec))
+        return Collector(run, plan.options, display, lambda: driver.live_workers, keep_results)
+
+    def _collect(
+        self,
+        fn: Callable[..., Any],
+        iterables: tuple[Iterable[Any], ...],
+        call: CallStyle,
+        options: dict[str, Any],
+        keep_results: bool,
+    ) -> Collector | None:
+        progress = options.pop("progress", None)
+        plan = self.plan(fn, iterables, call, **options)
+        return None if plan is None else self.collector(plan, progress, keep_results)
+
+
+def header(spec: WorkerSpec) -> str:
+    """The line printed above the progress bar: where the work runs and how to go bigger."""
+    line = f"starburst: {spec.workers} workers x {spec.cpu} cpu on the {spec.backend} backend"
+    if spec.backend == "local":
+        line += (
+            " (this machine, no AWS needed). To burst to AWS: run `starburst setup`, "
+            "then pass backend='fargate'."
+        )
+    return line
+
+
+def one_off_workers(spec: WorkerSpec, plan: _Plan) -> int:
+    """Workers to start for a single call."""
+    return workers_for(spec, plan.n_items)

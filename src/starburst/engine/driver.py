@@ -1,0 +1,225 @@
+"""The driver: one session's client side, shared by every front end.
+
+It writes the session record, launches workers, creates runs, and runs a monitor thread that
+keeps the client's heartbeat fresh, notices workers that stopped, ends their leases at once
+(so no chunk waits for a lease to expire), and launches replacements while work remains.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..backends import Backend, LaunchRequest, LocalBackend
+from ..errors import WorkerStartError
+from ..options import RunOptions, WorkerSpec
+from ..store import LocalStore, Store
+from .chunking import Chunk
+from .claims import expire_worker_claims
+from .layout import from_json, to_json
+from .manifest import CallStyle, RunManifest
+from .run import Run
+from .session import SessionRecord, Timings, new_session_id
+
+log = logging.getLogger("starburst")
+
+#: Workers that stop without completing any chunk, in a row, before the driver gives up.
+MAX_FRUITLESS_EXITS = 3
+_MONITOR_INTERVAL_LOCAL = 0.05
+
+
+class Driver:
+    """One session: its store, its workers and the runs submitted to it."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self._root = Path(tempfile.mkdtemp(prefix="starburst-"))
+        self.store: Store = LocalStore(self._root)
+        timings = Timings.for_store(self.store, attached=True)
+        self.session = SessionRecord(
+            session_id=new_session_id(),
+            backend=spec.backend,
+            workers=spec.workers,
+            cpu=spec.cpu,
+            memory_mib=spec.memory_mib,
+            timings=timings,
+        )
+        self.keys = self.session.keys
+        self.backend: Backend = LocalBackend(self._root / self.keys.prefix / "logs")
+        self.runs: list[Run] = []
+        self.workers: dict[str, bool] = {}  # worker id -> still live
+        self.failure: BaseException | None = None
+        self._target_workers = 0
+        self._next_index = 0
+        self._next_run = 0
+        self._fruitless_exits = 0
+        self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._last_client_beat = 0.0
+
+    # Lifecycle ---------------------------------------------------------------------------------
+
+    def start(self, workers: int | None = None) -> None:
+        """Write the session, start ``workers`` workers (default: the spec's) and the monitor."""
+        self.store.put(self.keys.session, self.session.encode())
+        self._beat()
+        self._target_workers = self.spec.workers if workers is None else workers
+        self._launch(self._target_workers)
+        self._monitor = threading.Thread(target=self._watch, name="starburst-monitor", daemon=True)
+        self._monitor.start()
+
+    def close(self) -> None:
+        """Stop every worker, then remove the session's data."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        for run in self.runs:
+            if run.outstanding:
+                run.cancelled = True
+        if self._monitor is not None:
+            self._monitor.join()
+        with self._lock:
+            self.backend.stop(list(self.workers))
+            self.workers = dict.fromkeys(self.workers, False)
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    @property
+    def live_workers(self) -> int:
+        return sum(self.workers.values())
+
+    # Runs --------------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        function_payload: bytes,
+        chunks: Iterator[Chunk],
+        n_items: int | None,
+        call: CallStyle,
+        options: RunOptions,
+    ) -> Run:
+        """Create a run: upload the function, stream the chunks, and make sure workers are up."""
+        self.check_health()
+        with self._lock:
+            run_id = f"r{self._next_run:05d}"
+            self._next_run += 1
+        manifest = RunManifest(run_id=run_id, call=call, retries=options.retries, seed=options.seed)
+        run = Run(
+            self.store, self.keys, manifest, function_payload, chunks, n_items, self.check_health
+        )
+        with self._lock:
+            self.runs.append(run)
+            self._ensure_workers()
+        return run
+
+    def check_health(self) -> None:
+        """Raise the monitor's fatal error, if it found one."""
+        if self.failure is not None:
+            raise self.failure
+
+    def log_tail(self, worker_id: str, lines: int = 20) -> str:
+        return self.backend.log_tail(worker_id, lines)
+
+    # Monitor -----------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        interval = _MONITOR_INTERVAL_LOCAL
+        while not self._closed.wait(interval):
+            try:
+                self._beat_if_due()
+                self._check_workers()
+            except Exception as exc:  # keep watching; report the first fatal problem
+                log.exception("monitor error")
+                self.failure = self.failure or exc
+
+    def _beat(self) -> None:
+        self._last_client_beat = time.time()
+        self.store.put(self.keys.client, to_json({"heartbeat": self._last_client_beat}))
+
+    def _beat_if_due(self) -> None:
+        if time.time() - self._last_client_beat >= self.session.timings.heartbeat:
+            self._beat()
+
+    def _check_workers(self) -> None:
+        with self._lock:
+            live = [w for w, up in self.workers.items() if up]
+            if not live:
+                self._ensure_workers()
+                return
+            for info in self.backend.describe(live):
+                if info.state != "stopped" or self._closed.is_set():
+                    continue
+                self.workers[info.worker_id] = False
+                self._on_worker_stopped(info.worker_id, info.reason or "", info.interrupted)
+            self._prune_finished_runs()
+            self._ensure_workers()
+
+    def _on_worker_stopped(self, worker_id: str, reason: str, interrupted: bool) -> None:
+        active = [run for run in self.runs if run.outstanding]
+        if not active:
+            return
+        log.info("worker %s stopped (%s) while work remains", worker_id, reason)
+        ended = 0
+        for run in active:
+            ended += len(
+                expire_worker_claims(
+                    self.store, run.keys, run.in_flight(), worker_id, penalise=not interrupted
+                )
+            )
+        worked = self._worker_did_work(worker_id)
+        self._fruitless_exits = 0 if worked else self._fruitless_exits + 1
+        if self._fruitless_exits >= MAX_FRUITLESS_EXITS:
+            self.failure = WorkerStartError(
+                f"{self._fruitless_exits} workers in a row stopped without completing any work "
+                f"(last: {worker_id}, {reason}). Its log ends with:\n"
+                f"{self.backend.log_tail(worker_id) or '(empty log)'}"
+            )
+
+    def _worker_did_work(self, worker_id: str) -> bool:
+        """Whether any process of the worker completed a chunk, from its heartbeats."""
+        for key in self.store.list(f"{self.keys.workers_prefix}{worker_id}."):
+            try:
+                if from_json(self.store.get(key)).get("chunks_done", 0) > 0:
+                    return True
+            except Exception:
+                continue
+        return False
+
+    def _prune_finished_runs(self) -> None:
+        self.runs = [run for run in self.runs if run.outstanding]
+
+    def _ensure_workers(self) -> None:
+        """Keep the target number of workers up while any run has work left."""
+        if self.failure is not None or self._closed.is_set():
+            return
+        if not any(run.outstanding for run in self.runs):
+            return
+        missing = self._target_workers - self.live_workers
+        if missing > 0:
+            self._launch(missing)
+
+    def _launch(self, count: int) -> None:
+        if count <= 0:
+            return
+        indices = list(range(self._next_index, self._next_index + count))
+        self._next_index += count
+        request = LaunchRequest(self.store.url, self.session.session_id, self.spec)
+        for worker_id in self.backend.launch(request, indices):
+            self.workers[worker_id] = True
+
+
+def workers_for(spec: WorkerSpec, n_items: int | None) -> int:
+    """How many workers a one-off run needs: no more than there are items to share."""
+    if n_items is None:
+        return spec.workers
+    return max(1, min(spec.workers, math.ceil(n_items / spec.cpu)))

@@ -1,0 +1,117 @@
+"""Where everything lives in the store: one prefix per session, one per run.
+
+```
+sessions/<sid>/session.json            spec, timings, deadline, state (JSON)
+sessions/<sid>/client.json             the attached client's heartbeat (JSON)
+sessions/<sid>/runs/<rid>.json         a run's manifest (JSON)
+sessions/<sid>/workers/<wid>.json      a worker's heartbeat and counters (JSON)
+sessions/<sid>/logs/<wid>.log          a local worker's output
+sessions/<sid>/data/<rid>/fn.bin       the function, uploaded once
+sessions/<sid>/data/<rid>/in/<chunk>   a chunk's items
+sessions/<sid>/data/<rid>/claim/<chunk>  who holds the chunk, attempt, lease expiry (JSON)
+sessions/<sid>/data/<rid>/out/<chunk>  the chunk's results and per-item errors
+```
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+CHUNK_DIGITS = 8
+
+
+def chunk_name(chunk: int) -> str:
+    """The zero-padded name of a chunk, so that keys sort in chunk order."""
+    return f"{chunk:0{CHUNK_DIGITS}d}"
+
+
+def to_json(record: dict[str, Any]) -> bytes:
+    """A record as the JSON bytes stored for people and tools to read."""
+    return json.dumps(record, indent=1, sort_keys=True).encode()
+
+
+def from_json(data: bytes) -> dict[str, Any]:
+    """Inverse of ``to_json``."""
+    return json.loads(data)
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    """Keys of one session."""
+
+    session_id: str
+
+    @property
+    def prefix(self) -> str:
+        return f"sessions/{self.session_id}/"
+
+    @property
+    def session(self) -> str:
+        return f"{self.prefix}session.json"
+
+    @property
+    def client(self) -> str:
+        return f"{self.prefix}client.json"
+
+    @property
+    def runs_prefix(self) -> str:
+        return f"{self.prefix}runs/"
+
+    @property
+    def workers_prefix(self) -> str:
+        return f"{self.prefix}workers/"
+
+    def manifest(self, run_id: str) -> str:
+        return f"{self.runs_prefix}{run_id}.json"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.workers_prefix}{worker_id}.json"
+
+    def log(self, worker_id: str) -> str:
+        return f"{self.prefix}logs/{worker_id}.log"
+
+    def run(self, run_id: str) -> RunKeys:
+        return RunKeys(f"{self.prefix}data/{run_id}/")
+
+    def run_id_of(self, manifest_key: str) -> str:
+        """The run id a manifest key names."""
+        return manifest_key[len(self.runs_prefix) : -len(".json")]
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """Keys of one run's data."""
+
+    prefix: str
+
+    @property
+    def function(self) -> str:
+        return f"{self.prefix}fn.bin"
+
+    @property
+    def inputs(self) -> str:
+        return f"{self.prefix}in/"
+
+    @property
+    def claims(self) -> str:
+        return f"{self.prefix}claim/"
+
+    @property
+    def outputs(self) -> str:
+        return f"{self.prefix}out/"
+
+    def input(self, chunk: int) -> str:
+        return self.inputs + chunk_name(chunk)
+
+    def claim(self, chunk: int) -> str:
+        return self.claims + chunk_name(chunk)
+
+    def output(self, chunk: int) -> str:
+        return self.outputs + chunk_name(chunk)
+
+    @staticmethod
+    def chunk_of(key: str) -> int:
+        """The chunk number at the end of an ``in/``, ``claim/`` or ``out/`` key."""
+        return int(key.rsplit("/", 1)[1])

@@ -1,0 +1,110 @@
+"""What a chunk produces: results, and a record for each item that failed.
+
+The worker builds a ``ChunkOutput``; the client turns each ``ItemFailure`` back into the
+original exception, with the remote traceback chained as ``__cause__`` (as
+``concurrent.futures`` does) and a note naming the item's index and input.
+"""
+
+from __future__ import annotations
+
+import pickle
+import reprlib
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from ..errors import RemoteError, RemoteTraceback, WorkerLostError
+
+_WORKER_DIR = str(Path(__file__).resolve().parent.parent / "worker")
+_short = reprlib.Repr()
+_short.maxstring = 80
+_short.maxother = 80
+
+
+@dataclass
+class ItemFailure:
+    """One item's failure as it travels from the worker to the client."""
+
+    index: int
+    type_name: str
+    message: str
+    traceback: str
+    input_repr: str
+    worker: str
+    exception: bytes | None = None  # the pickled exception, when it pickles
+    lost: bool = False  # the item's workers died; no user code raised
+
+    @classmethod
+    def from_exception(cls, index: int, item: Any, exc: BaseException, worker: str) -> ItemFailure:
+        """Record ``exc`` raised by the user's function on ``item``."""
+        try:
+            pickled = cloudpickle.dumps(exc)
+            pickle.loads(pickled)
+        except Exception:
+            pickled = None
+        return cls(
+            index=index,
+            type_name=f"{type(exc).__module__}.{type(exc).__qualname__}",
+            message=str(exc),
+            traceback=_user_traceback(exc),
+            input_repr=_safe_repr(item),
+            worker=worker,
+            exception=pickled,
+        )
+
+    @classmethod
+    def worker_lost(cls, index: int, reason: str) -> ItemFailure:
+        """Record an item whose chunk could not be completed because its workers died."""
+        return cls(index, "WorkerLostError", reason, "", "", "", lost=True)
+
+    def to_exception(self) -> BaseException:
+        """The exception to hand to the user, chained to its remote traceback."""
+        if self.lost:
+            return WorkerLostError(
+                f"item {self.index} was not computed: {self.message}. Raise retries= to try "
+                "more often, or look at the workers' logs for why they died."
+            )
+        exc: BaseException | None = None
+        if self.exception is not None:
+            try:
+                exc = pickle.loads(self.exception)
+            except Exception:
+                exc = None
+        if exc is None:
+            exc = RemoteError(self.type_name, self.message)
+        exc.__cause__ = RemoteTraceback(self.traceback)
+        exc.add_note(
+            f"starburst: raised by item {self.index} (input: {self.input_repr}) "
+            f"on worker {self.worker}"
+        )
+        return exc
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the user's code down, without the worker's own frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_WORKER_DIR):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _safe_repr(item: Any) -> str:
+    try:
+        return _short.repr(item)
+    except Exception:
+        return f"<unrepresentable {type(item).__name__}>"
+
+
+@dataclass
+class ChunkOutput:
+    """The record at ``out/<chunk>``: one slot per item, and the failures by index."""
+
+    start: int
+    results: list[Any]
+    failures: dict[int, ItemFailure] = field(default_factory=dict)
+    worker: str = ""
+    attempt: int = 0
+    seconds: float = 0.0

@@ -1,0 +1,84 @@
+"""The session record: what workers read to know their timings, limits and deadline."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..store import Store
+from .layout import SessionKeys, from_json, to_json
+
+DEFAULT_TTL_SECONDS = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Timings:
+    """How often workers poll, heartbeat and renew, and when they give up."""
+
+    lease: float  # seconds a claim stays valid without renewal
+    heartbeat: float  # seconds between a worker's heartbeats (and lease renewals)
+    poll: float  # seconds between polls when work may be waiting
+    max_poll: float  # the longest pause between polls of an idle worker
+    orphan_scan: float  # seconds between scans for expired leases
+    idle_timeout: float  # an idle worker exits after this long
+    client_timeout: float | None  # workers exit when the client is silent this long
+    stop_grace: float  # on SIGTERM, seconds a worker may finish its chunk before releasing it
+
+    @classmethod
+    def for_store(cls, store: Store, *, attached: bool) -> Timings:
+        """Timings that suit the store: tight on a local disk, relaxed on a network store."""
+        if store.poll_interval < 0.1:  # a local store: polling is nearly free
+            return cls(
+                lease=15.0, heartbeat=1.0, poll=store.poll_interval, max_poll=0.05,
+                orphan_scan=0.2, idle_timeout=300.0 if attached else 60.0,
+                client_timeout=10.0 if attached else None, stop_grace=0.0,
+            )  # fmt: skip
+        return cls(
+            lease=90.0, heartbeat=20.0, poll=store.poll_interval, max_poll=5.0,
+            orphan_scan=30.0, idle_timeout=300.0,
+            client_timeout=180.0 if attached else None, stop_grace=90.0,
+        )  # fmt: skip
+
+
+def new_session_id() -> str:
+    """A session id that sorts by creation time and is unique: ``sb-YYYYmmdd-HHMMSS-xxxxxx``."""
+    return time.strftime("sb-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
+
+
+@dataclass
+class SessionRecord:
+    """The JSON record at ``sessions/<sid>/session.json``."""
+
+    session_id: str
+    backend: str
+    workers: int
+    cpu: int
+    memory_mib: int | None
+    timings: Timings
+    created: float = field(default_factory=time.time)
+    deadline: float = 0.0
+    attached: bool = True
+    state: str = "open"
+
+    def __post_init__(self) -> None:
+        if not self.deadline:
+            self.deadline = self.created + DEFAULT_TTL_SECONDS
+
+    @property
+    def keys(self) -> SessionKeys:
+        return SessionKeys(self.session_id)
+
+    def encode(self) -> bytes:
+        return to_json(asdict(self))
+
+    @classmethod
+    def decode(cls, data: bytes) -> SessionRecord:
+        raw: dict[str, Any] = from_json(data)
+        raw["timings"] = Timings(**raw["timings"])
+        return cls(**raw)
+
+    @classmethod
+    def load(cls, store: Store, session_id: str) -> SessionRecord:
+        return cls.decode(store.get(SessionKeys(session_id).session))

@@ -1,0 +1,99 @@
+"""starburst's error hierarchy: every error names what went wrong and how to fix it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class StarburstError(Exception):
+    """Base class of every error starburst raises on its own account."""
+
+
+class ConfigurationError(StarburstError, ValueError):
+    """A bad argument or setting, found before anything was launched."""
+
+
+class SerializationError(StarburstError, TypeError):
+    """The function, an item or a result cannot be serialized."""
+
+
+class WorkerLostError(StarburstError):
+    """A chunk's workers died more often than ``retries`` allows."""
+
+
+class WorkerStartError(StarburstError):
+    """Workers keep exiting before they do any work (the message carries their log)."""
+
+
+class StoreError(StarburstError):
+    """The object store failed in a way a retry did not fix."""
+
+
+class CancelledError(StarburstError):
+    """The run was cancelled before it finished."""
+
+
+class RunTimeoutError(StarburstError, TimeoutError):
+    """The call did not finish within its ``timeout``; completed results are kept."""
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised on a worker, chained as ``__cause__``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return f"\n\n{self.text}"
+
+
+class RemoteError(StarburstError):
+    """Stands for a worker exception that could not be sent back as itself."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RemoteError, (self.type_name, self.message))
+
+
+@dataclass
+class PartialResults:
+    """What a failed or interrupted call had completed, attached to the error it raised.
+
+    ``done`` maps an item's input index to its result, ``failed`` maps an index to its
+    exception; every other index below ``n_items`` was not computed.
+    """
+
+    n_items: int | None
+    done: dict[int, Any] = field(default_factory=dict)
+    failed: dict[int, BaseException] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> list[int]:
+        """Indices that have neither a result nor an error (needs a known ``n_items``)."""
+        if self.n_items is None:
+            return []
+        return [i for i in range(self.n_items) if i not in self.done and i not in self.failed]
+
+    def to_list(self, fill: Any = None) -> list[Any]:
+        """Results in input order, ``fill`` where an item has no result."""
+        size = self.n_items if self.n_items is not None else max(self.done, default=-1) + 1
+        return [self.done.get(i, fill) for i in range(size)]
+
+
+def attach_partial(exc: BaseException, partial: PartialResults) -> BaseException:
+    """Attach ``partial`` to ``exc`` as ``exc.starburst_results`` and say so in a note."""
+    try:
+        exc.starburst_results = partial  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # exceptions with __slots__
+        return exc
+    exc.add_note(
+        f"starburst: {len(partial.done)} completed results are kept in "
+        "`exc.starburst_results` (a starburst.PartialResults)."
+    )
+    return exc

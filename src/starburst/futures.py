@@ -1,0 +1,143 @@
+"""``submit`` for ``Cluster`` and ``Executor``: calls made close together travel as one run.
+
+A background thread gathers the calls queued within a few milliseconds of each other into
+one run (one upload per chunk, not one round trip per call), then resolves each call's
+``concurrent.futures.Future`` as its chunk's output lands.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import cloudpickle
+
+from .engine.chunking import iter_chunks
+from .engine.driver import Driver
+from .engine.manifest import RunFunction
+from .engine.run import Run
+from .errors import CancelledError, SerializationError
+from .options import RunOptions
+from .serialize import dumps
+
+#: How long the dispatcher waits after a call for more calls to join its batch.
+BATCH_WINDOW_SECONDS = 0.002
+
+_Call = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
+
+
+class SubmitBatcher:
+    """Batches ``submit`` calls into runs and resolves their futures."""
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+        self._options = RunOptions()
+        self._payload = dumps(RunFunction(None), compress=driver.store.compress)
+        self._queue: deque[_Call] = deque()
+        self._active: list[tuple[Run, dict[int, Future[Any]]]] = []
+        self._wakeup = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name="starburst-submit", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[Any]:
+        """Queue one call; its future resolves when a worker has run it."""
+        if not callable(fn):
+            raise TypeError(f"{fn!r} is not callable")
+        future: Future[Any] = Future()
+        with self._wakeup:
+            if self._closing:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._queue.append((future, fn, args, kwargs))
+            self._wakeup.notify()
+        return future
+
+    def shutdown(self, wait: bool = True, cancel_futures: bool = False) -> None:
+        """Accept no more calls; optionally cancel queued ones and wait for the rest."""
+        with self._wakeup:
+            self._closing = True
+            if cancel_futures:
+                for future, *_ in self._queue:
+                    future.cancel()
+                self._queue.clear()
+            self._wakeup.notify()
+        if wait and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            with self._wakeup:
+                if not self._queue and not self._active:
+                    if self._closing:
+                        return
+                    self._wakeup.wait(0.5)
+                    continue
+                queued = bool(self._queue)
+            if queued:
+                time.sleep(BATCH_WINDOW_SECONDS)  # let calls made close together join
+                self._dispatch(self._take())
+            if not self._collect() and not queued:
+                time.sleep(self._driver.store.poll_interval)
+
+    def _take(self) -> list[_Call]:
+        with self._wakeup:
+            calls = list(self._queue)
+            self._queue.clear()
+        return [call for call in calls if call[0].set_running_or_notify_cancel()]
+
+    def _dispatch(self, calls: list[_Call]) -> None:
+        tasks, futures = [], {}
+        for future, fn, args, kwargs in calls:
+            try:
+                cloudpickle.dumps((fn, args, kwargs))
+            except Exception as exc:
+                future.set_exception(
+                    SerializationError(f"cannot send this call to a worker: {exc}")
+                )
+                continue
+            futures[len(tasks)] = future
+            tasks.append((fn, args, kwargs))
+        if not tasks:
+            return
+        n_items, chunks = iter_chunks(tasks, len(tasks), self._driver.spec.slots, None)
+        try:
+            run = self._driver.submit(self._payload, chunks, n_items, "task", self._options)
+        except BaseException as exc:
+            for future in futures.values():
+                future.set_exception(exc)
+            return
+        self._active.append((run, futures))
+
+    def _collect(self) -> bool:
+        """Resolve the futures whose results landed; return whether any did."""
+        landed = False
+        for run, futures in self._active:
+            try:
+                self._driver.check_health()
+                outcomes = run.poll()
+                if run.upload_error is not None:
+                    raise run.upload_error
+            except Exception as exc:
+                outcomes = []
+                for future in futures.values():
+                    future.set_exception(exc)
+                futures.clear()
+            for outcome in outcomes:
+                future = futures.pop(outcome.index)
+                landed = True
+                if outcome.failure is None:
+                    future.set_result(outcome.value)
+                else:
+                    future.set_exception(outcome.failure.to_exception())
+            if self._driver.closed and futures:
+                for future in futures.values():
+                    future.set_exception(CancelledError("the cluster was closed first"))
+                futures.clear()
+        self._active = [(run, futures) for run, futures in self._active if futures]
+        return landed

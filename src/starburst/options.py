@@ -1,0 +1,168 @@
+"""Validation of everything a user passes, before anything is launched.
+
+Every check raises ``ConfigurationError`` naming the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import ConfigurationError
+
+ErrorMode = Literal["raise", "return"]
+BACKENDS = ("local",)
+ERROR_MODES = ("raise", "return")
+
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_UNITS_MIB = {
+    "": 1024, "g": 1024, "gb": 1024, "gib": 1024,
+    "m": 1, "mb": 1, "mib": 1,
+    "t": 1024 * 1024, "tb": 1024 * 1024, "tib": 1024 * 1024,
+}  # fmt: skip
+
+
+def parse_memory(value: str | int | float | None) -> int | None:
+    """Memory in MiB from ``"8GB"``, ``"512MiB"``, ``"8 GiB"`` or a number of GB."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigurationError(f"memory={value!r} is not a size; use e.g. memory='8GB'")
+    if isinstance(value, int | float):
+        number, unit = float(value), ""
+    elif isinstance(value, str) and (match := _MEMORY.match(value)):
+        number, unit = float(match.group(1)), match.group(2).lower()
+    else:
+        raise ConfigurationError(
+            f"memory={value!r} is not a size; use e.g. memory='8GB', '512MiB', '8 GiB' or 8"
+        )
+    if unit not in _UNITS_MIB:
+        raise ConfigurationError(
+            f"memory={value!r} has an unknown unit {unit!r}; use MB/MiB or GB/GiB, e.g. '8GB'"
+        )
+    mib = number * _UNITS_MIB[unit]
+    if not math.isfinite(mib) or mib < 1:
+        raise ConfigurationError(f"memory={value!r} must be at least 1 MiB, e.g. memory='2GB'")
+    return round(mib)
+
+
+def positive_int(name: str, value: Any, *, allow_none: bool = True) -> int | None:
+    """``value`` as a positive integer, or ``None`` when that is allowed."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name}={value!r} must be a positive integer, e.g. {name}=4")
+    return value
+
+
+def non_negative_number(name: str, value: Any) -> float | None:
+    """``value`` as a number of seconds that is zero or more, or ``None``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigurationError(f"{name}={value!r} must be a number of seconds >= 0 (or None)")
+    return float(value)
+
+
+def choose_backend(value: str | None) -> str:
+    """The backend to use: the argument, else ``STARBURST_BACKEND``, else ``"local"``."""
+    chosen = value if value is not None else os.environ.get("STARBURST_BACKEND") or "local"
+    if chosen not in BACKENDS:
+        raise ConfigurationError(
+            f"backend={chosen!r} is not known; choose one of {', '.join(map(repr, BACKENDS))}"
+        )
+    return chosen
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """How many workers to run, and what each one gets."""
+
+    backend: str
+    workers: int
+    cpu: int
+    memory_mib: int | None
+
+    @property
+    def slots(self) -> int:
+        """How many items can run at once: one process per vCPU of every worker."""
+        return self.workers * self.cpu
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        backend: str | None,
+        workers: int | None,
+        cpu: int | float | None,
+        memory: str | int | float | None,
+    ) -> WorkerSpec:
+        """Validate the user's choices and fill in the backend's defaults."""
+        name = choose_backend(backend)
+        count = positive_int("workers", workers)
+        if cpu is not None and (
+            isinstance(cpu, bool) or not isinstance(cpu, int | float) or cpu <= 0
+        ):
+            raise ConfigurationError(f"cpu={cpu!r} must be a positive number of vCPUs, e.g. cpu=2")
+        if count is None:
+            count = os.cpu_count() or 1
+        return cls(
+            backend=name,
+            workers=count,
+            cpu=max(1, math.floor(cpu)) if cpu is not None else 1,
+            memory_mib=parse_memory(memory),
+        )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Per-call choices: chunking, error handling, retries, seeding, timeout."""
+
+    chunk_size: int | None = None
+    errors: ErrorMode = "raise"
+    retries: int = 2
+    retry_exceptions: bool | tuple[type[BaseException], ...] = False
+    timeout: float | None = None
+    seed: int | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        chunk_size: Any = None,
+        errors: Any = "raise",
+        retries: Any = 2,
+        retry_exceptions: Any = False,
+        timeout: Any = None,
+        seed: Any = None,
+    ) -> RunOptions:
+        """Validate the per-call options."""
+        if errors not in ERROR_MODES:
+            raise ConfigurationError(f"errors={errors!r} is not known; use 'raise' or 'return'")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigurationError(f"retries={retries!r} must be an integer >= 0, e.g. 2")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ConfigurationError(f"seed={seed!r} must be an integer, e.g. seed=42")
+        return cls(
+            chunk_size=positive_int("chunk_size", chunk_size),
+            errors=errors,
+            retries=retries,
+            retry_exceptions=_exception_types(retry_exceptions),
+            timeout=non_negative_number("timeout", timeout),
+            seed=seed,
+        )
+
+
+def _exception_types(value: Any) -> bool | tuple[type[BaseException], ...]:
+    if isinstance(value, bool):
+        return value
+    types = value if isinstance(value, tuple | list) else (value,)
+    if not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
+        raise ConfigurationError(
+            f"retry_exceptions={value!r} must be True/False or exception types, "
+            "e.g. retry_exceptions=(ConnectionError,)"
+        )
+    return tuple(types)

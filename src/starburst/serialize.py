@@ -1,0 +1,102 @@
+"""Payload encoding: cloudpickle, optionally zstd-compressed, behind a small header.
+
+Only payloads use this binary form; everything a person reads (manifests, claims, status) is
+JSON. Pickled payloads are only ever read from the run's own store.
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+from typing import Any
+
+import cloudpickle
+import zstandard
+
+from .errors import SerializationError
+
+_MAGIC = b"SB1"
+_RAW = b"\x00"
+_ZSTD = b"\x01"
+_COMPRESS_MIN_BYTES = 4096
+
+
+def dumps(obj: Any, *, compress: bool) -> bytes:
+    """Serialize ``obj`` into a payload, compressed when asked and worth it."""
+    body = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    if compress and len(body) >= _COMPRESS_MIN_BYTES:
+        packed = zstandard.ZstdCompressor(level=3).compress(body)
+        if len(packed) < len(body) * 0.9:
+            return _MAGIC + _ZSTD + packed
+    return _MAGIC + _RAW + body
+
+
+def loads(payload: bytes) -> Any:
+    """Inverse of ``dumps``."""
+    if payload[:3] != _MAGIC:
+        raise SerializationError("not a starburst payload (bad header)")
+    codec, body = payload[3:4], memoryview(payload)[4:]
+    if codec == _ZSTD:
+        body = memoryview(zstandard.ZstdDecompressor().decompress(body))
+    elif codec != _RAW:
+        raise SerializationError(f"unknown payload codec {codec!r}")
+    return pickle.loads(body)
+
+
+def dumps_function(fn: Any, *, compress: bool) -> bytes:
+    """Serialize a user function, naming the captured object at fault when that fails."""
+    try:
+        return dumps(fn, compress=compress)
+    except Exception as exc:
+        culprit = _find_unpicklable(fn)
+        where = f": {culprit}" if culprit else ""
+        raise SerializationError(
+            f"cannot send {_describe(fn)} to the workers{where} ({type(exc).__name__}: {exc}). "
+            "Create that object inside the function instead of capturing it, or pass what it "
+            "needs as an argument."
+        ) from exc
+
+
+def _describe(fn: Any) -> str:
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return f"function {name!r}" if callable(fn) else repr(fn)
+
+
+def _captured(fn: Any) -> list[tuple[str, Any]]:
+    """What a function carries along: defaults, closure cells and the globals it names."""
+    inner = inspect.unwrap(fn) if callable(fn) else fn
+    found: list[tuple[str, Any]] = []
+    code = getattr(inner, "__code__", None)
+    if code is None:
+        return (
+            [(f"attribute {k!r}", v) for k, v in vars(inner).items()]
+            if hasattr(inner, "__dict__")
+            else []
+        )
+    for name, cell in zip(
+        code.co_freevars, getattr(inner, "__closure__", None) or (), strict=False
+    ):
+        try:
+            found.append((f"captured variable {name!r}", cell.cell_contents))
+        except ValueError:  # empty cell
+            continue
+    module_globals = getattr(inner, "__globals__", {})
+    for name in code.co_names:
+        if name in module_globals:
+            found.append((f"global {name!r}", module_globals[name]))
+    for index, default in enumerate(getattr(inner, "__defaults__", None) or ()):
+        found.append((f"default argument #{index + 1}", default))
+    for name, default in (getattr(inner, "__kwdefaults__", None) or {}).items():
+        found.append((f"default argument {name!r}", default))
+    return found
+
+
+def _find_unpicklable(fn: Any) -> str | None:
+    for label, value in _captured(fn):
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:
+            return f"{label} (a {type(value).__module__}.{type(value).__qualname__}) " + (
+                f"cannot be pickled: {exc}"
+            )
+    return None

@@ -1,0 +1,19 @@
+"""Object stores: where the client and the workers meet (see ``base.Store``)."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlparse
+
+from ..errors import ConfigurationError
+from .base import NotFound, PreconditionFailed, Store
+from .local import LocalStore
+
+__all__ = ["LocalStore", "NotFound", "PreconditionFailed", "Store", "open_store"]
+
+
+def open_store(url: str) -> Store:
+    """Open the store a URL names: ``file:///path/to/dir`` (more schemes come with backends)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalStore(unquote(parsed.path))
+    raise ConfigurationError(f"unsupported store URL {url!r}: expected file:///path")

@@ -1,0 +1,132 @@
+"""The store interface: the only thing the client and the workers share.
+
+Keys are ``/``-separated strings. Every implementation offers the same operations and the
+same guarantees; the contract tests in ``tests/test_store_contract.py`` hold them to it.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterator
+
+from ..errors import StoreError
+
+
+class NotFound(StoreError, KeyError):
+    """The key does not exist."""
+
+
+class PreconditionFailed(StoreError):
+    """A conditional write lost: the key exists (put-if-absent) or changed (put-if-match)."""
+
+
+class Store(ABC):
+    """A flat key/value object store with conditional writes and paginated listing.
+
+    Subclasses implement the ``_``-prefixed primitives; the public methods count each request
+    by kind in ``self.requests`` so that tests and benchmarks can see what a run costs.
+    """
+
+    #: Seconds between polls of this store by a client or an idle worker.
+    poll_interval: float = 0.5
+    #: Whether payloads written here are worth compressing (network stores: yes).
+    compress: bool = True
+    #: How many transfers may usefully run at once.
+    parallelism: int = 8
+    #: The page size of ``list``.
+    page_size: int = 1000
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self._count_lock = threading.Lock()
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """A URL that opens this same store in another process (see ``open_store``)."""
+
+    def _count(self, kind: str) -> None:
+        with self._count_lock:
+            self.requests[kind] += 1
+
+    # Public operations -------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes) -> str:
+        """Write ``data`` at ``key`` unconditionally; return the new ETag."""
+        self._count("put")
+        return self._put(key, data)
+
+    def get(self, key: str) -> bytes:
+        """Read the object at ``key``; raise ``NotFound`` when it is absent."""
+        self._count("get")
+        return self._get(key)[0]
+
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        """Read the object at ``key`` with its ETag, for a later ``put_if_match``."""
+        self._count("get")
+        return self._get(key)
+
+    def put_if_absent(self, key: str, data: bytes) -> str:
+        """Create ``key`` only if nothing is there; raise ``PreconditionFailed`` otherwise."""
+        self._count("put_if_absent")
+        return self._put_if_absent(key, data)
+
+    def put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        """Replace ``key`` only if its ETag is still ``etag``; raise ``PreconditionFailed``."""
+        self._count("put_if_match")
+        return self._put_if_match(key, data, etag)
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing an absent key is not an error."""
+        self._count("delete")
+        self._delete(key)
+
+    def list_page(
+        self, prefix: str, start_after: str | None = None, limit: int | None = None
+    ) -> tuple[list[str], bool]:
+        """One sorted page of keys under ``prefix`` after ``start_after``, and if more follow."""
+        self._count("list")
+        return self._list_page(prefix, start_after, min(limit or self.page_size, self.page_size))
+
+    def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:
+        """Every key under ``prefix`` in sorted order, fetched a page at a time."""
+        while True:
+            keys, more = self.list_page(prefix, start_after)
+            yield from keys
+            if not more or not keys:
+                return
+            start_after = keys[-1]
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key under ``prefix``; return how many were removed."""
+        keys = list(self.list(prefix))
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
+    def close(self) -> None:
+        """Release what the store holds open (nothing, for most stores)."""
+
+    # Primitives ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def _put(self, key: str, data: bytes) -> str: ...
+
+    @abstractmethod
+    def _get(self, key: str) -> tuple[bytes, str]: ...
+
+    @abstractmethod
+    def _put_if_absent(self, key: str, data: bytes) -> str: ...
+
+    @abstractmethod
+    def _put_if_match(self, key: str, data: bytes, etag: str) -> str: ...
+
+    @abstractmethod
+    def _delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def _list_page(
+        self, prefix: str, start_after: str | None, limit: int
+    ) -> tuple[list[str], bool]: ...

@@ -1,0 +1,167 @@
+"""The store on a local directory: the embedded default, safe across processes.
+
+Writes go to a temporary file first and appear atomically. ``put_if_absent`` publishes with
+a hard link (which fails if the key exists); ``put_if_match`` compares and replaces under a
+per-key file lock. ETags are content hashes, as S3's are for simple uploads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .base import NotFound, PreconditionFailed, Store
+
+_LOCK_STRIPES = 64
+
+
+def _etag(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class LocalStore(Store):
+    """A store whose keys are files below ``root``."""
+
+    poll_interval = 0.005
+    compress = False
+    parallelism = 1
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.root / ".tmp"
+        self._locks = self.root / ".locks"
+        self._tmp.mkdir(exist_ok=True)
+        self._locks.mkdir(exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return self.root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        if not key or key.startswith("/") or ".." in key.split("/") or key.startswith("."):
+            raise ValueError(f"invalid store key: {key!r}")
+        return self.root / key
+
+    def _write_temp(self, data: bytes) -> str:
+        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        return tmp
+
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        stripe = int(hashlib.blake2b(key.encode(), digest_size=2).hexdigest(), 16) % _LOCK_STRIPES
+        with open(self._locks / str(stripe), "a+b") as handle:
+            _lock_file(handle.fileno())
+            try:
+                yield
+            finally:
+                _unlock_file(handle.fileno())
+
+    def _put(self, key: str, data: bytes) -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._write_temp(data), path)
+        return _etag(data)
+
+    def _get(self, key: str) -> tuple[bytes, str]:
+        try:
+            data = self._path(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(key) from None
+        return data, _etag(data)
+
+    def _put_if_absent(self, key: str, data: bytes) -> str:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._write_temp(data)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise PreconditionFailed(f"{key} already exists") from None
+        finally:
+            os.unlink(tmp)
+        return _etag(data)
+
+    def _put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        path = self._path(key)
+        with self._locked(key):
+            try:
+                current = _etag(path.read_bytes())
+            except FileNotFoundError:
+                raise PreconditionFailed(f"{key} does not exist") from None
+            if current != etag:
+                raise PreconditionFailed(f"{key} changed since it was read")
+            os.replace(self._write_temp(data), path)
+        return _etag(data)
+
+    def _delete(self, key: str) -> None:
+        path = self._path(key)
+        with self._locked(key):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return
+        for parent in path.parents:  # prune empty folders so listings stay cheap
+            if parent == self.root:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+
+    def _list_page(
+        self, prefix: str, start_after: str | None, limit: int
+    ) -> tuple[list[str], bool]:
+        folder, _, _leaf = prefix.rpartition("/")
+        base = self.root / folder if folder else self.root
+        keys = sorted(self._walk(base, folder))
+        keys = [
+            k for k in keys if k.startswith(prefix) and (start_after is None or k > start_after)
+        ]
+        return keys[:limit], len(keys) > limit
+
+    def _walk(self, base: Path, rel: str) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(base))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            key = f"{rel}/{entry.name}" if rel else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), key)
+            else:
+                yield key
+
+
+if os.name == "nt":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _lock_file(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+
+    def _unlock_file(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _lock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+
+    def _unlock_file(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
