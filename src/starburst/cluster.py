@@ -20,7 +20,7 @@ from .engine.manifest import CallStyle, RunFunction
 from .errors import StarburstError
 from .options import RunOptions, WorkerSpec
 from .progress import make_progress
-from .serialize import dumps_function
+from .serialize import dumps, unpicklable_function_error
 
 
 @dataclass
@@ -154,9 +154,12 @@ class Cluster:
             raise StarburstError(f"{fn!r} is not callable; pass a function as the first argument")
         if not iterables:
             raise StarburstError("map needs at least one iterable of inputs")
-        payload = dumps_function(
-            RunFunction(fn, options.retry_exceptions), compress=self.spec.backend != "local"
-        )
+        try:
+            payload = dumps(
+                RunFunction(fn, options.retry_exceptions), compress=self.spec.backend != "local"
+            )
+        except Exception as exc:
+            raise unpicklable_function_error(fn, exc) from exc
         items, n_items = zip_inputs(iterables, strict)
         if call == "single" and len(iterables) > 1:
             call = "star"  # zipped items are tuples of arguments

@@ -43,18 +43,15 @@ def loads(payload: bytes) -> Any:
     return pickle.loads(body)
 
 
-def dumps_function(fn: Any, *, compress: bool) -> bytes:
-    """Serialize a user function, naming the captured object at fault when that fails."""
-    try:
-        return dumps(fn, compress=compress)
-    except Exception as exc:
-        culprit = _find_unpicklable(fn)
-        where = f": {culprit}" if culprit else ""
-        raise SerializationError(
-            f"cannot send {_describe(fn)} to the workers{where} ({type(exc).__name__}: {exc}). "
-            "Create that object inside the function instead of capturing it, or pass what it "
-            "needs as an argument."
-        ) from exc
+def unpicklable_function_error(fn: Any, exc: Exception) -> SerializationError:
+    """The error for a function that failed to serialize, naming the captured culprit."""
+    culprit = _find_unpicklable(fn)
+    where = f": {culprit}" if culprit else ""
+    return SerializationError(
+        f"cannot send {_describe(fn)} to the workers{where} ({type(exc).__name__}: {exc}). "
+        "Create that object inside the function instead of capturing it, or pass what it "
+        "needs as an argument."
+    )
 
 
 def _describe(fn: Any) -> str:

@@ -47,7 +47,12 @@ class Store(ABC):
     def url(self) -> str:
         """A URL that opens this same store in another process (see ``open_store``)."""
 
-    def _count(self, kind: str) -> None:
+    def _request(self, kind: str, key: str | None = None) -> None:
+        """Check the key of a request and count the request by kind."""
+        if key is not None and (
+            not key or key.startswith(("/", ".")) or ".." in key.split("/") or "//" in key
+        ):
+            raise ValueError(f"invalid store key: {key!r}")
         with self._count_lock:
             self.requests[kind] += 1
 
@@ -55,39 +60,39 @@ class Store(ABC):
 
     def put(self, key: str, data: bytes) -> str:
         """Write ``data`` at ``key`` unconditionally; return the new ETag."""
-        self._count("put")
+        self._request("put", key)
         return self._put(key, data)
 
     def get(self, key: str) -> bytes:
         """Read the object at ``key``; raise ``NotFound`` when it is absent."""
-        self._count("get")
+        self._request("get", key)
         return self._get(key)[0]
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         """Read the object at ``key`` with its ETag, for a later ``put_if_match``."""
-        self._count("get")
+        self._request("get", key)
         return self._get(key)
 
     def put_if_absent(self, key: str, data: bytes) -> str:
         """Create ``key`` only if nothing is there; raise ``PreconditionFailed`` otherwise."""
-        self._count("put_if_absent")
+        self._request("put_if_absent", key)
         return self._put_if_absent(key, data)
 
     def put_if_match(self, key: str, data: bytes, etag: str) -> str:
         """Replace ``key`` only if its ETag is still ``etag``; raise ``PreconditionFailed``."""
-        self._count("put_if_match")
+        self._request("put_if_match", key)
         return self._put_if_match(key, data, etag)
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing an absent key is not an error."""
-        self._count("delete")
+        self._request("delete", key)
         self._delete(key)
 
     def list_page(
         self, prefix: str, start_after: str | None = None, limit: int | None = None
     ) -> tuple[list[str], bool]:
         """One sorted page of keys under ``prefix`` after ``start_after``, and if more follow."""
-        self._count("list")
+        self._request("list")
         return self._list_page(prefix, start_after, min(limit or self.page_size, self.page_size))
 
     def list(self, prefix: str, start_after: str | None = None) -> Iterator[str]:

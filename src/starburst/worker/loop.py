@@ -24,6 +24,7 @@ from ..engine.manifest import RunFunction, RunManifest
 from ..engine.outcome import ChunkOutput, ItemFailure
 from ..engine.seeding import seed_item
 from ..engine.session import SessionRecord
+from ..errors import SerializationError
 from ..serialize import dumps, loads
 from ..store import NotFound, PreconditionFailed, Store
 
@@ -86,7 +87,9 @@ class WorkerLoop:
                     self._process(*found)
                     idle_since, pause = time.monotonic(), self.timings.poll
                     continue
-                if time.monotonic() - idle_since > self.timings.idle_timeout:
+                if any(not state.finished for state in self.runs.values()):
+                    idle_since = time.monotonic()  # a run is unfinished: its chunks may come back
+                elif time.monotonic() - idle_since > self.timings.idle_timeout:
                     self.stop_reason = "idle"
                     break
                 time.sleep(pause)
@@ -223,9 +226,13 @@ class WorkerLoop:
         cpu_start = time.process_time()
         payload = loads(self.store.get(lease.keys.input(lease.chunk)))
         start, items = payload["start"], payload["items"]
-        function = self._function(state)
         output = ChunkOutput(start=start, results=[None] * len(items), worker=self.worker_id)
         output.attempt = lease.attempt
+        try:
+            function = self._function(state)
+        except Exception as exc:
+            self._fail_chunk(lease, output, items, exc)
+            return
         for offset, item in enumerate(items):
             index = start + offset
             if manifest.seed is not None:
@@ -246,6 +253,22 @@ class WorkerLoop:
         self.items_done += len(items)
         if self._terminating:
             raise WorkerTerminated
+
+    def _fail_chunk(
+        self, lease: claims.Lease, output: ChunkOutput, items: list[Any], cause: Exception
+    ) -> None:
+        """Record every item of a chunk as failed because its function would not load."""
+        problem = SerializationError(
+            f"the worker could not load the function: {type(cause).__name__}: {cause}. "
+            "Everything the function refers to must be importable on the workers."
+        )
+        for offset, item in enumerate(items):
+            index = output.start + offset
+            output.failures[index] = ItemFailure.from_exception(
+                index, item, problem, self.worker_id
+            )
+        self._write_output(lease, output)
+        self.current = None
 
     def _call(self, function: RunFunction, call: str, item: Any, manifest: RunManifest) -> Any:
         if call == "task":

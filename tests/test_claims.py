@@ -1,0 +1,117 @@
+"""Leases on chunks: claiming, renewal, takeover after expiry, release, and lost chunks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from starburst.engine import claims
+from starburst.engine.claims import Claim, LostChunk
+from starburst.engine.layout import RunKeys, SessionKeys
+from starburst.engine.manifest import RunFunction, RunManifest
+from starburst.engine.outcome import ChunkOutput
+from starburst.engine.session import SessionRecord, Timings
+from starburst.serialize import dumps, loads
+from starburst.store import LocalStore
+
+KEYS = RunKeys("sessions/s/data/r/")
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "store")
+
+
+def _expire(store: LocalStore, chunk: int) -> None:
+    claim = Claim.decode(store.get(KEYS.claim(chunk)))
+    store.put(KEYS.claim(chunk), replace(claim, expires=time.time() - 1).encode())
+
+
+def test_only_the_first_claim_wins(local: LocalStore) -> None:
+    assert claims.claim_fresh(local, KEYS, 0, "a", lease=30) is not None
+    assert claims.claim_fresh(local, KEYS, 0, "b", lease=30) is None
+    assert Claim.decode(local.get(KEYS.claim(0))).worker == "a"
+
+
+def test_a_live_lease_cannot_be_taken_over(local: LocalStore) -> None:
+    claims.claim_fresh(local, KEYS, 0, "a", lease=30)
+    assert claims.take_over(local, KEYS, 0, "b", lease=30, max_attempts=3) is None
+
+
+def test_an_expired_lease_is_taken_over_with_the_next_attempt(local: LocalStore) -> None:
+    held = claims.claim_fresh(local, KEYS, 0, "a", lease=30)
+    assert held is not None
+    _expire(local, 0)
+    taken = claims.take_over(local, KEYS, 0, "b", lease=30, max_attempts=3)
+    assert taken is not None and taken.attempt == 1
+    assert not claims.renew(local, held, lease=30)  # the old holder has lost it
+    assert claims.renew(local, taken, lease=30)
+
+
+def test_a_released_chunk_keeps_its_attempt_number(local: LocalStore) -> None:
+    held = claims.claim_fresh(local, KEYS, 0, "a", lease=30)
+    assert held is not None and claims.release(local, held)
+    taken = claims.take_over(local, KEYS, 0, "b", lease=30, max_attempts=1)
+    assert taken is not None and taken.attempt == 0
+
+
+def test_a_chunk_is_recorded_lost_when_attempts_run_out(local: LocalStore) -> None:
+    claims.claim_fresh(local, KEYS, 0, "a", lease=30)
+    _expire(local, 0)
+    assert claims.take_over(local, KEYS, 0, "b", lease=30, max_attempts=1) is None
+    lost = loads(local.get(KEYS.output(0)))
+    assert isinstance(lost, LostChunk) and lost.attempts == 1
+
+
+def test_expiring_a_dead_workers_claims_touches_only_that_worker(local: LocalStore) -> None:
+    claims.claim_fresh(local, KEYS, 0, "w0001.0", lease=30)
+    claims.claim_fresh(local, KEYS, 1, "w0002.0", lease=30)
+    claims.claim_fresh(local, KEYS, 2, "w00010.0", lease=30)  # a prefix, not the same worker
+    ended = claims.expire_worker_claims(local, KEYS, [0, 1, 2], "w0001", penalise=True)
+    assert ended == [0]
+    assert claims.take_over(local, KEYS, 0, "x", lease=30, max_attempts=3).attempt == 1
+    assert claims.take_over(local, KEYS, 1, "x", lease=30, max_attempts=3) is None
+
+
+def test_an_interrupted_workers_claims_do_not_use_up_attempts(local: LocalStore) -> None:
+    claims.claim_fresh(local, KEYS, 0, "w0001.0", lease=30)
+    claims.expire_worker_claims(local, KEYS, [0], "w0001", penalise=False)
+    assert claims.take_over(local, KEYS, 0, "x", lease=30, max_attempts=1).attempt == 0
+
+
+def test_a_worker_takes_over_a_chunk_whose_holder_died(local: LocalStore) -> None:
+    """A real worker process finds a chunk held by a dead worker and redoes it after its lease."""
+    timings = replace(
+        Timings.for_store(local, attached=False), lease=1.0, orphan_scan=0.1, idle_timeout=1.0
+    )
+    session = SessionRecord("s", "local", workers=1, cpu=1, memory_mib=None, timings=timings)
+    keys = SessionKeys("s")
+    run = keys.run("r")
+    local.put(keys.session, session.encode())
+    local.put(run.function, dumps(RunFunction(lambda x: x * x), compress=False))
+    for chunk in range(2):
+        local.put(
+            run.input(chunk),
+            dumps({"start": 3 * chunk, "items": [3 * chunk + i for i in range(3)]}, compress=False),
+        )
+    manifest = RunManifest("r", "single", retries=2, state="sealed", n_chunks=2, n_items=6)
+    local.put(keys.manifest("r"), manifest.encode())
+    # chunk 0 is held by a worker that died: its lease runs out in 1.5 s
+    local.put(run.claim(0), Claim("ghost.0", 0, expires=time.time() + 1.5).encode())
+
+    worker = subprocess.run(
+        [sys.executable, "-m", "starburst.worker", "--store", local.url, "--session", "s",
+         "--worker-id", "w0000", "--processes", "1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stdout + worker.stderr
+    taken: ChunkOutput = loads(local.get(run.output(0)))
+    fresh: ChunkOutput = loads(local.get(run.output(1)))
+    assert taken.worker == "w0000.0" and taken.attempt == 1
+    assert taken.results == [0, 1, 4] and fresh.results == [9, 16, 25]
+    assert fresh.attempt == 0

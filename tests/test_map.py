@@ -1,0 +1,182 @@
+"""End-to-end maps on the local backend: real worker processes, real store."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import numpy as np
+import pytest
+
+import starburst
+from starburst import PartialResults, RemoteTraceback
+
+pytestmark = pytest.mark.usefixtures("no_stray_workers")
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def fail_on_seven(x: int) -> int:
+    if x == 7:
+        raise KeyError(f"no such key: {x}")
+    return x
+
+
+def draws(_: int) -> tuple[float, float]:
+    return random.random(), float(np.random.random())
+
+
+def test_results_come_back_in_input_order() -> None:
+    assert starburst.map(square, range(1_000), workers=2) == [x * x for x in range(1_000)]
+
+
+def test_several_iterables_zip_like_the_builtin_map() -> None:
+    assert starburst.map(pow, [2, 3, 4], [5, 2, 1], workers=2) == [32, 9, 4]
+
+
+def test_a_generator_streams_in() -> None:
+    assert starburst.map(square, (x for x in range(300)), workers=2) == [x * x for x in range(300)]
+
+
+def test_closures_and_lambdas_are_shipped_by_value() -> None:
+    offset = 1000
+    lookup = {i: i * 3 for i in range(50)}
+
+    def shifted(x: int) -> int:
+        return lookup[x] + offset
+
+    assert starburst.map(shifted, range(50), workers=2) == [i * 3 + 1000 for i in range(50)]
+    assert starburst.map(lambda x: -x, range(5), workers=2) == [0, -1, -2, -3, -4]
+
+
+def test_a_large_captured_object_is_uploaded_once() -> None:
+    big = np.arange(1_000_000, dtype=np.float64)  # 8 MB captured by the closure
+
+    def pick(i: int) -> float:
+        return float(big[i])
+
+    with starburst.Cluster(workers=2, progress=False) as cluster:
+        assert cluster.map(pick, range(200), chunk_size=10) == [float(i) for i in range(200)]
+        store = cluster.driver.store
+        sizes = [len(store.get(k)) for k in store.list(cluster.driver.keys.prefix) if "/in/" in k]
+        assert len(sizes) == 20  # one input per chunk
+        assert max(sizes) < 10_000  # the array is not in any chunk
+        fn_keys = [k for k in store.list(cluster.driver.keys.prefix) if k.endswith("fn.bin")]
+        assert len(fn_keys) == 1 and len(store.get(fn_keys[0])) > 8_000_000
+
+
+def test_starmap_and_imap_variants() -> None:
+    assert starburst.starmap(pow, [(2, 3), (3, 2)], workers=2) == [8, 9]
+    assert list(starburst.imap(square, range(100), workers=2)) == [x * x for x in range(100)]
+    unordered = list(starburst.imap_unordered(square, range(100), workers=2))
+    assert sorted(unordered) == [x * x for x in range(100)]
+
+
+def test_seed_makes_random_draws_independent_of_workers_and_chunking() -> None:
+    first = starburst.map(draws, range(40), workers=1, chunk_size=40, seed=7)
+    second = starburst.map(draws, range(40), workers=2, chunk_size=3, seed=7)
+    other_seed = starburst.map(draws, range(40), workers=2, seed=8)
+    assert first == second
+    assert first != other_seed
+    assert len(set(first)) == 40  # each item gets its own stream
+
+
+def test_errors_raise_keeps_type_traceback_index_and_completed_results() -> None:
+    with pytest.raises(KeyError) as caught:
+        starburst.map(fail_on_seven, range(20), workers=2, chunk_size=1)
+    exc = caught.value
+    assert isinstance(exc.__cause__, RemoteTraceback)
+    assert "fail_on_seven" in str(exc.__cause__) and "no such key: 7" in str(exc.__cause__)
+    assert any("item 7" in note and "input: 7" in note for note in exc.__notes__)
+    partial = exc.starburst_results
+    assert isinstance(partial, PartialResults)
+    assert 7 in partial.failed
+    assert all(partial.done[i] == i for i in partial.done)
+
+
+def test_errors_return_puts_exceptions_in_place() -> None:
+    results = starburst.map(fail_on_seven, range(10), workers=2, errors="return")
+    assert results[:7] == list(range(7)) and results[8:] == [8, 9]
+    assert isinstance(results[7], KeyError)
+
+
+def test_imap_raises_at_the_failed_position_after_earlier_results() -> None:
+    seen = []
+    with pytest.raises(KeyError):
+        for value in starburst.imap(fail_on_seven, range(20), workers=2, chunk_size=1):
+            seen.append(value)
+    assert seen == list(range(7))
+
+
+def test_user_exceptions_are_not_retried_unless_asked(tmp_path) -> None:
+    marker = tmp_path / "attempts"
+
+    def flaky(x: int) -> int:
+        with open(marker, "a") as handle:
+            handle.write("x")
+        if len(marker.read_text()) < 3:
+            raise ConnectionError("try again")
+        return x
+
+    with pytest.raises(ConnectionError):
+        starburst.map(flaky, [1], workers=1)
+    assert marker.read_text() == "x"
+    marker.unlink()
+    assert starburst.map(flaky, [1], workers=1, retries=3, retry_exceptions=(ConnectionError,)) == [
+        1
+    ]
+    assert marker.read_text() == "xxx"
+
+
+def test_an_empty_input_returns_an_empty_list_without_starting_workers() -> None:
+    before = threading.active_count()
+    assert starburst.map(square, []) == []
+    assert starburst.map(square, iter(())) == []
+    assert list(starburst.imap(square, [])) == []
+    assert threading.active_count() == before  # no monitor thread was started
+
+
+def test_a_timeout_stops_the_call_and_keeps_what_finished() -> None:
+    import time
+
+    def slow(x: int) -> int:
+        if x >= 2:
+            time.sleep(30)
+        return x
+
+    with pytest.raises(TimeoutError) as caught:
+        starburst.map(slow, range(4), workers=2, chunk_size=1, timeout=1.5)
+    assert isinstance(caught.value, starburst.RunTimeoutError)
+    assert caught.value.starburst_results.done == {0: 0, 1: 1}
+
+
+def test_a_cluster_keeps_its_workers_between_maps() -> None:
+    with starburst.Cluster(workers=2, progress=False) as cluster:
+        assert cluster.map(square, range(10)) == [x * x for x in range(10)]
+        workers_after_first = set(cluster.driver.workers)
+        assert cluster.map(square, range(10, 20)) == [x * x for x in range(10, 20)]
+        assert set(cluster.driver.workers) == workers_after_first  # no new worker started
+        assert cluster.submit(square, 12).result(timeout=30) == 144
+
+
+def test_results_that_cannot_be_pickled_fail_only_their_item() -> None:
+    def make(x: int):
+        return threading.Lock() if x == 1 else x
+
+    results = starburst.map(make, range(3), workers=1, errors="return")
+    assert results[0] == 0 and results[2] == 2
+    assert isinstance(results[1], TypeError) and "cannot be sent back" in str(results[1])
+
+
+def test_a_function_the_workers_cannot_import_fails_clearly(tmp_path, monkeypatch) -> None:
+    module = tmp_path / "only_here.py"
+    module.write_text("def f(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_here
+
+    monkeypatch.setenv("PYTHONPATH", "")
+    module.unlink()  # the workers will not find it
+    with pytest.raises(starburst.SerializationError, match="could not load the function"):
+        starburst.map(only_here.f, range(3), workers=1)

@@ -1,0 +1,172 @@
+"""The store contract: every store implementation must pass these unchanged."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+
+import pytest
+
+from starburst.store import NotFound, PreconditionFailed, Store, open_store
+
+
+def test_put_then_get_returns_the_bytes(store: Store) -> None:
+    store.put("a/b/c.bin", b"\x00payload\xff")
+    assert store.get("a/b/c.bin") == b"\x00payload\xff"
+
+
+def test_get_of_a_missing_key_raises_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.get("nothing/here")
+
+
+def test_put_overwrites_and_changes_the_etag(store: Store) -> None:
+    first = store.put("k", b"one")
+    second = store.put("k", b"two")
+    data, etag = store.get_versioned("k")
+    assert data == b"two"
+    assert etag == second != first
+
+
+def test_put_if_absent_creates_once(store: Store) -> None:
+    store.put_if_absent("claim/1", b"mine")
+    with pytest.raises(PreconditionFailed):
+        store.put_if_absent("claim/1", b"yours")
+    assert store.get("claim/1") == b"mine"
+
+
+def test_put_if_match_swaps_only_the_version_it_read(store: Store) -> None:
+    store.put("state", b"v1")
+    _, etag = store.get_versioned("state")
+    new_etag = store.put_if_match("state", b"v2", etag)
+    assert store.get("state") == b"v2"
+    with pytest.raises(PreconditionFailed):
+        store.put_if_match("state", b"v3", etag)  # stale: the key changed since
+    assert store.get("state") == b"v2"
+    store.put_if_match("state", b"v3", new_etag)
+    assert store.get("state") == b"v3"
+
+
+def test_put_if_match_on_a_missing_key_fails(store: Store) -> None:
+    with pytest.raises(PreconditionFailed):
+        store.put_if_match("absent", b"x", "some-etag")
+
+
+def test_delete_removes_and_is_idempotent(store: Store) -> None:
+    store.put("d/x", b"1")
+    store.delete("d/x")
+    store.delete("d/x")
+    with pytest.raises(NotFound):
+        store.get("d/x")
+    assert list(store.list("d/")) == []
+
+
+def test_list_is_sorted_and_filtered_by_prefix(store: Store) -> None:
+    for key in ["run/out/00000002", "run/out/00000000", "run/in/00000001", "other/x"]:
+        store.put(key, b"")
+    assert list(store.list("run/out/")) == ["run/out/00000000", "run/out/00000002"]
+    assert list(store.list("run/")) == ["run/in/00000001", "run/out/00000000", "run/out/00000002"]
+    assert list(store.list("run/o")) == ["run/out/00000000", "run/out/00000002"]
+
+
+def test_list_paginates_and_resumes_after_a_key(store: Store) -> None:
+    keys = [f"p/{i:04d}" for i in range(23)]
+    for key in keys:
+        store.put(key, b"")
+    store.page_size = 5
+    before = store.requests["list"]
+    assert list(store.list("p/")) == keys
+    assert store.requests["list"] - before == 5  # 23 keys in pages of 5
+    page, more = store.list_page("p/", start_after="p/0019")
+    assert page == ["p/0020", "p/0021", "p/0022"]
+    assert more is False
+    page, more = store.list_page("p/", limit=3)
+    assert page == keys[:3] and more is True
+
+
+def test_delete_prefix_removes_only_that_prefix(store: Store) -> None:
+    for key in ["s/1/a", "s/1/b/c", "s/2/a"]:
+        store.put(key, b"")
+    assert store.delete_prefix("s/1/") == 2
+    assert list(store.list("s/")) == ["s/2/a"]
+
+
+def test_store_reopens_from_its_url(store: Store) -> None:
+    store.put("x", b"shared")
+    assert open_store(store.url).get("x") == b"shared"
+
+
+def test_requests_are_counted_by_kind(store: Store) -> None:
+    store.put("c", b"1")
+    store.get("c")
+    store.get("c")
+    assert store.requests["put"] == 1 and store.requests["get"] == 2
+
+
+def _race_create(url: str, key: str, me: int, start: multiprocessing.synchronize.Event) -> bool:
+    store = open_store(url)
+    start.wait()
+    try:
+        store.put_if_absent(key, str(me).encode())
+    except PreconditionFailed:
+        return False
+    return True
+
+
+def _race_increment(
+    url: str, key: str, times: int, start: multiprocessing.synchronize.Event
+) -> int:
+    store = open_store(url)
+    start.wait()
+    conflicts = 0
+    for _ in range(times):
+        while True:
+            data, etag = store.get_versioned(key)
+            try:
+                store.put_if_match(key, str(int(data) + 1).encode(), etag)
+                break
+            except PreconditionFailed:
+                conflicts += 1
+    return conflicts
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+
+
+def test_racing_put_if_absent_has_exactly_one_winner(store: Store) -> None:
+    context = _context()
+    for round_ in range(5):
+        key = f"race/{round_}"
+        with context.Manager() as manager:
+            start = manager.Event()
+            with context.Pool(16) as pool:
+                pending = [
+                    pool.apply_async(_race_create, (store.url, key, me, start)) for me in range(16)
+                ]
+                start.set()
+                wins = [p.get(timeout=60) for p in pending]
+        assert sum(wins) == 1
+        assert store.get(key) == str(wins.index(True)).encode()
+
+
+def test_racing_put_if_match_loses_no_update(store: Store) -> None:
+    store.put("counter", b"0")
+    context = _context()
+    with context.Manager() as manager:
+        start = manager.Event()
+        with context.Pool(8) as pool:
+            pending = [
+                pool.apply_async(_race_increment, (store.url, "counter", 25, start))
+                for _ in range(8)
+            ]
+            start.set()
+            conflicts = sum(p.get(timeout=120) for p in pending)
+    assert store.get("counter") == b"200"  # 8 writers x 25 increments, none lost
+    assert conflicts > 0  # the writers really did collide
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", ".hidden"])
+def test_invalid_keys_are_refused(store: Store, key: str) -> None:
+    with pytest.raises(ValueError):
+        store.put(key, b"x")
