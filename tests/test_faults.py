@@ -18,6 +18,13 @@ import starburst
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
 
+@pytest.fixture(autouse=True, params=["fork", "spawn"])
+def start_method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every fault, with workers forked from the client and started as fresh interpreters."""
+    monkeypatch.setenv("STARBURST_LOCAL_START", request.param)
+    return request.param
+
+
 def _wait_for_pid(path: Path, limit: float = 60.0) -> int:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:

@@ -67,6 +67,13 @@ def test_a_large_captured_object_is_uploaded_once() -> None:
         assert len(fn_keys) == 1 and len(store.get(fn_keys[0])) > 8_000_000
 
 
+def test_workers_started_as_fresh_interpreters_give_the_same_results(monkeypatch) -> None:
+    monkeypatch.setenv("STARBURST_LOCAL_START", "spawn")
+    with starburst.Cluster(workers=2, progress=False) as cluster:
+        assert cluster.map(square, range(100)) == [x * x for x in range(100)]
+        assert cluster.map(lambda x: x + 1, range(3)) == [1, 2, 3]
+
+
 def test_starmap_and_imap_variants() -> None:
     assert starburst.starmap(pow, [(2, 3), (3, 2)], workers=2) == [8, 9]
     assert list(starburst.imap(square, range(100), workers=2)) == [x * x for x in range(100)]
@@ -176,7 +183,7 @@ def test_a_function_the_workers_cannot_import_fails_clearly(tmp_path, monkeypatc
     monkeypatch.syspath_prepend(str(tmp_path))
     import only_here
 
-    monkeypatch.setenv("PYTHONPATH", "")
+    monkeypatch.setenv("STARBURST_LOCAL_START", "spawn")  # fresh interpreters, not forks
     module.unlink()  # the workers will not find it
     with pytest.raises(starburst.SerializationError, match="could not load the function"):
         starburst.map(only_here.f, range(3), workers=1)

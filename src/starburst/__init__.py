@@ -7,23 +7,35 @@
 protocol will run on AWS.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .api import imap, imap_unordered, map, starmap
-from .cluster import Cluster
-from .errors import (
-    CancelledError,
-    ConfigurationError,
-    PartialResults,
-    RemoteError,
-    RemoteTraceback,
-    RunTimeoutError,
-    SerializationError,
-    StarburstError,
-    StoreError,
-    WorkerLostError,
-    WorkerStartError,
-)
-from .executor import Executor
+
+if TYPE_CHECKING:  # the public names, imported on first use (workers need none of them)
+    from .api import imap, imap_unordered, map, starmap
+    from .cluster import Cluster
+    from .errors import (
+        CancelledError,
+        ConfigurationError,
+        PartialResults,
+        RemoteError,
+        RemoteTraceback,
+        RunTimeoutError,
+        SerializationError,
+        StarburstError,
+        StoreError,
+        WorkerLostError,
+        WorkerStartError,
+    )
+    from .executor import Executor
+
+_HOMES = {
+    "map": "api", "starmap": "api", "imap": "api", "imap_unordered": "api",
+    "Cluster": "cluster", "Executor": "executor",
+}  # fmt: skip
 
 __all__ = [
     "CancelledError",
@@ -45,3 +57,17 @@ __all__ = [
     "map",
     "starmap",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module the first time the name is used."""
+    if name not in __all__:
+        raise AttributeError(f"module 'starburst' has no attribute {name!r}")
+    module = importlib.import_module(f".{_HOMES.get(name, 'errors')}", __name__)
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

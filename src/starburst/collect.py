@@ -35,6 +35,9 @@ class Collector:
     def _outcomes(self) -> Iterator[ItemOutcome]:
         try:
             yield from self.run.outcomes(self._deadline, self._on_poll)
+        except GeneratorExit:  # the caller stopped iterating: the rest is not wanted
+            self.run.cancel()
+            raise
         except (Exception, KeyboardInterrupt) as exc:
             self._fail(exc)
             raise

@@ -1,17 +1,24 @@
-"""The local backend: workers are ``python -m starburst.worker`` processes on this machine.
+"""The local backend: worker processes on this machine.
 
-Each worker runs in its own process session, so a Ctrl-C in the terminal reaches only the
-client, which then stops the workers itself; its output goes to a log file.
+Each worker runs the same code as ``python -m starburst.worker``. On Linux it is forked from
+the client (as ``multiprocessing`` does by default there), which skips interpreter start-up;
+elsewhere, or with ``STARBURST_LOCAL_START=spawn``, it is started as
+``python -m starburst.worker``. Either
+way it runs in its own process session, so a Ctrl-C in the terminal reaches only the client,
+which then stops the workers itself; a worker's output goes to its log file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import traceback
 from pathlib import Path
 
 from .base import Backend, LaunchRequest, WorkerInfo
@@ -20,48 +27,30 @@ _STOP_WAIT_SECONDS = 1.5
 
 
 class LocalBackend(Backend):
-    """Workers as local subprocesses."""
+    """Workers as local processes."""
 
     name = "local"
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, fork: bool | None = None) -> None:
         self.log_dir = log_dir
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.fork = _fork_by_default() if fork is None else fork
+        self._processes: dict[str, _Process] = {}
         self._started: dict[str, float] = {}
         self._stopped: dict[str, float] = {}
         self._asked_to_stop: set[str] = set()
 
     def launch(self, request: LaunchRequest, indices: list[int]) -> list[str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-        env.setdefault("PYTHONUNBUFFERED", "1")
         ids = []
         for index in indices:
             worker_id = f"w{index:04d}"
-            with open(self.log_path(worker_id), "ab") as log:
-                process = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "starburst.worker",
-                        "--store",
-                        request.store_url,
-                        "--session",
-                        request.session_id,
-                        "--worker-id",
-                        worker_id,
-                        "--index",
-                        str(index),
-                        "--processes",
-                        str(request.spec.cpu),
-                    ],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,
-                )
+            args = [
+                "--store", request.store_url, "--session", request.session_id,
+                "--worker-id", worker_id, "--index", str(index),
+                "--processes", str(request.spec.cpu),
+            ]  # fmt: skip
+            log = self.log_path(worker_id)
+            process = _fork_worker(args, log) if self.fork else _spawn_worker(args, log)
             self._processes[worker_id] = process
             self._started[worker_id] = time.time()
             ids.append(worker_id)
@@ -92,17 +81,17 @@ class LocalBackend(Backend):
         return infos
 
     def stop(self, worker_ids: list[str]) -> None:
-        live = [w for w in worker_ids if self._processes[w].poll() is None]
-        self._asked_to_stop.update(live)
-        for worker_id in live:
-            _signal_group(self._processes[worker_id], signal.SIGTERM)
-        deadline = time.monotonic() + _STOP_WAIT_SECONDS
-        for worker_id in live:
-            process = self._processes[worker_id]
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            _signal_group(process, signal.SIGKILL)  # the worker's children too
+        live = [self._processes[w] for w in worker_ids if self._processes[w].poll() is None]
+        self._asked_to_stop.update(w for w in worker_ids if self._processes[w] in live)
+        for process in live:
+            _signal_group(process, signal.SIGTERM)
+        # Wait without polling; whatever has not exited when the grace ends is killed.
+        killer = threading.Timer(_STOP_WAIT_SECONDS, _kill_groups, (live,))
+        killer.start()
+        for process in live:
             process.wait()
+        killer.cancel()
+        _kill_groups(live)  # any process the workers started themselves
 
     def log_tail(self, worker_id: str, lines: int = 20) -> str:
         try:
@@ -112,7 +101,12 @@ class LocalBackend(Backend):
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+def _kill_groups(processes: list[_Process]) -> None:
+    for process in processes:
+        _signal_group(process, signal.SIGKILL)
+
+
+def _signal_group(process: _Process, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signum)
 
@@ -123,3 +117,93 @@ def _describe_exit(code: int, asked: bool) -> str:
     if code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return "exited" if code == 0 else f"exited with code {code}"
+
+
+def _fork_by_default() -> bool:
+    """Fork on Linux unless ``STARBURST_LOCAL_START=spawn`` asks for fresh interpreters."""
+    start = os.environ.get("STARBURST_LOCAL_START", "fork" if sys.platform == "linux" else "spawn")
+    return start == "fork"
+
+
+class _Process:
+    """A worker process: ``poll`` and ``wait`` as ``subprocess.Popen`` has them."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+
+class _Spawned(_Process):
+    """A worker started as ``python -m starburst.worker``."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        super().__init__(popen.pid)
+        self._popen = popen
+
+    def poll(self) -> int | None:
+        self.returncode = self._popen.poll()
+        return self.returncode
+
+    def wait(self) -> int:
+        self.returncode = self._popen.wait()
+        return self.returncode
+
+
+def _spawn_worker(args: list[str], log_path: Path) -> _Process:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    with open(log_path, "ab") as log:
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "starburst.worker", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    return _Spawned(popen)
+
+
+def _fork_worker(args: list[str], log_path: Path) -> _Process:
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    pid = os.fork()
+    if pid:
+        os.close(log_fd)
+        return _Process(pid)
+    # In the child: never return into the client's code, never run its exit handlers.
+    code = 1
+    try:
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        # Fresh stream objects: another client thread may have held the old ones' locks.
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+        from ..worker.main import main
+
+        code = main(args)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)

@@ -32,14 +32,16 @@ class ItemFailure:
     type_name: str
     message: str
     traceback: str
-    input_repr: str
+    where: str  # "item 7 (input: 7)", or "the call f(1, 2)" for a submitted call
     worker: str
     exception: bytes | None = None  # the pickled exception, when it pickles
     lost: bool = False  # the item's workers died; no user code raised
 
     @classmethod
-    def from_exception(cls, index: int, item: Any, exc: BaseException, worker: str) -> ItemFailure:
-        """Record ``exc`` raised by the user's function on ``item``."""
+    def from_exception(
+        cls, index: int, item: Any, exc: BaseException, worker: str, task: bool = False
+    ) -> ItemFailure:
+        """Record ``exc`` raised by the user's function on ``item`` (a submitted call: ``task``)."""
         try:
             pickled = cloudpickle.dumps(exc)
             pickle.loads(pickled)
@@ -50,7 +52,7 @@ class ItemFailure:
             type_name=f"{type(exc).__module__}.{type(exc).__qualname__}",
             message=str(exc),
             traceback=_user_traceback(exc),
-            input_repr=_safe_repr(item),
+            where=_describe_call(item) if task else f"item {index} (input: {_safe_repr(item)})",
             worker=worker,
             exception=pickled,
         )
@@ -76,10 +78,7 @@ class ItemFailure:
         if exc is None:
             exc = RemoteError(self.type_name, self.message)
         exc.__cause__ = RemoteTraceback(self.traceback)
-        exc.add_note(
-            f"starburst: raised by item {self.index} (input: {self.input_repr}) "
-            f"on worker {self.worker}"
-        )
+        exc.add_note(f"starburst: raised by {self.where} on worker {self.worker}")
         return exc
 
 
@@ -89,6 +88,15 @@ def _user_traceback(exc: BaseException) -> str:
     while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_WORKER_DIR):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _describe_call(task: Any) -> str:
+    try:
+        fn, args, kwargs = task
+        shown = [_safe_repr(a) for a in args] + [f"{k}={_safe_repr(v)}" for k, v in kwargs.items()]
+        return f"the call {getattr(fn, '__qualname__', repr(fn))}({', '.join(shown)})"
+    except Exception:
+        return f"the call {_safe_repr(task)}"
 
 
 def _safe_repr(item: Any) -> str:

@@ -219,4 +219,4 @@ class Run:
                 pause = self.store.poll_interval
             else:
                 time.sleep(pause)
-                pause = min(pause * 1.5, self.store.poll_interval * 10)
+                pause = min(pause * 1.5, self.store.poll_interval * 4)

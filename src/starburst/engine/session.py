@@ -31,7 +31,7 @@ class Timings:
         """Timings that suit the store: tight on a local disk, relaxed on a network store."""
         if store.poll_interval < 0.1:  # a local store: polling is nearly free
             return cls(
-                lease=15.0, heartbeat=1.0, poll=store.poll_interval, max_poll=0.05,
+                lease=15.0, heartbeat=1.0, poll=store.poll_interval, max_poll=0.02,
                 orphan_scan=0.2, idle_timeout=300.0 if attached else 60.0,
                 client_timeout=10.0 if attached else None, stop_grace=0.0,
             )  # fmt: skip

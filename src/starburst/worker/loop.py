@@ -243,7 +243,7 @@ class WorkerLoop:
                 raise
             except BaseException as exc:
                 output.failures[index] = ItemFailure.from_exception(
-                    index, item, exc, self.worker_id
+                    index, item, exc, self.worker_id, task=manifest.call == "task"
                 )
         output.seconds = time.process_time() - cpu_start
         self._write_output(lease, output)
