@@ -18,7 +18,7 @@ import starburst
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
 
-@pytest.fixture(autouse=True, params=["fork", "spawn"])
+@pytest.fixture(params=["fork", "spawn"])
 def start_method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Every fault, with workers forked from the client and started as fresh interpreters."""
     monkeypatch.setenv("STARBURST_LOCAL_START", request.param)
@@ -43,7 +43,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_a_worker_killed_mid_chunk_loses_no_result(tmp_path: Path) -> None:
+def test_a_worker_killed_mid_chunk_loses_no_result(tmp_path: Path, start_method: str) -> None:
     pid_file = tmp_path / "victim"
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -70,7 +70,9 @@ def test_a_worker_killed_mid_chunk_loses_no_result(tmp_path: Path) -> None:
     assert len(attempts_at_five) == 2  # item 5 ran again after the kill
 
 
-def test_workers_that_keep_dying_give_a_clear_error_with_their_log(tmp_path: Path) -> None:
+def test_workers_that_keep_dying_give_a_clear_error_with_their_log(
+    tmp_path: Path, start_method: str
+) -> None:
     def die(x: int) -> int:
         print("about to crash on", x, flush=True)
         os._exit(3)
@@ -104,7 +106,9 @@ _CTRL_C_SCRIPT = textwrap.dedent(
 )
 
 
-def test_ctrl_c_stops_the_run_and_leaves_no_worker_behind(tmp_path: Path) -> None:
+def test_ctrl_c_stops_the_run_and_leaves_no_worker_behind(
+    tmp_path: Path, start_method: str
+) -> None:
     script = tmp_path / "client.py"
     script.write_text(_CTRL_C_SCRIPT)
     pids = tmp_path / "pids"
@@ -130,8 +134,45 @@ def test_ctrl_c_stops_the_run_and_leaves_no_worker_behind(tmp_path: Path) -> Non
     assert not any(_alive(pid) for pid in worker_pids)
 
 
-def test_an_exception_in_the_caller_stops_the_workers() -> None:
+def test_an_exception_in_the_caller_stops_the_workers(start_method: str) -> None:
     with pytest.raises(RuntimeError, match="caller gave up"), starburst.Cluster(workers=2) as c:
         iterator = c.imap(time.sleep, [0.01] * 4 + [60] * 4)
         next(iterator)
         raise RuntimeError("caller gave up")
+
+
+_VANISHING_CLIENT = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    import starburst
+
+    pids = Path(sys.argv[1])
+
+    def slow(x):
+        (pids / str(os.getpid())).touch()
+        time.sleep(300)
+
+    starburst.map(slow, range(4), workers=2, chunk_size=1, progress=False)
+    """
+)
+
+
+def test_workers_stop_themselves_when_the_client_vanishes(tmp_path: Path) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(_VANISHING_CLIENT)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    client = subprocess.Popen([sys.executable, str(script), str(pids)])
+    deadline = time.monotonic() + 60
+    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker_pids = [int(p.name) for p in pids.iterdir()]
+    assert len(worker_pids) == 2, "the workers never started"
+    client.kill()  # no cleanup runs in the client
+    client.wait()
+    assert any(_alive(pid) for pid in worker_pids)  # orphaned, still working
+    deadline = time.monotonic() + 90
+    while any(_alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in worker_pids), "workers outlived their client"

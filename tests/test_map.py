@@ -187,3 +187,30 @@ def test_a_function_the_workers_cannot_import_fails_clearly(tmp_path, monkeypatc
     module.unlink()  # the workers will not find it
     with pytest.raises(starburst.SerializationError, match="could not load the function"):
         starburst.map(only_here.f, range(3), workers=1)
+
+
+def test_a_worker_runs_one_process_per_cpu() -> None:
+    def whoami(x: int) -> int:
+        import os
+        import time
+
+        time.sleep(0.05)
+        return os.getpid()
+
+    with starburst.Cluster(workers=1, cpu=2, progress=False) as cluster:
+        pids = cluster.map(whoami, range(40), chunk_size=1)
+        assert len(cluster.driver.workers) == 1
+    assert len(set(pids)) == 2
+
+
+def test_progress_shows_the_backend_and_how_to_burst(capsys) -> None:
+    assert starburst.map(square, range(30), workers=2, progress=True) == [x * x for x in range(30)]
+    shown = capsys.readouterr().err
+    assert "2 workers x 1 cpu on the local backend" in shown
+    assert "starburst setup" in shown and "backend='fargate'" in shown
+    assert "30/30" in shown  # the bar ends complete
+
+
+def test_progress_is_silent_when_not_a_terminal(capsys) -> None:
+    starburst.map(square, range(30), workers=2)
+    assert capsys.readouterr().err == ""
