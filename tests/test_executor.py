@@ -363,8 +363,8 @@ def test_map_chunksize_is_honoured(executor, chunksize):
     runs = _new_runs(executor, before)
     assert len(runs) == 1
     driver = executor._cluster.driver
-    inputs = driver.keys.run(runs[0]).inputs
-    sizes = [len(loads(driver.store.get(key))["items"]) for key in driver.store.list(inputs)]
+    outputs = driver.keys.run(runs[0]).outputs
+    sizes = [len(loads(driver.store.get(key)).results) for key in driver.store.list(outputs)]
     assert len(sizes) == math.ceil(10 / chunksize)
     assert sizes == [min(chunksize, 10 - k * chunksize) for k in range(len(sizes))]
 

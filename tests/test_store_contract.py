@@ -21,15 +21,17 @@ def test_get_of_a_missing_key_raises_not_found(store: Store) -> None:
 
 
 def test_put_overwrites_and_changes_the_etag(store: Store) -> None:
-    first = store.put("k", b"one")
-    second = store.put("k", b"two")
-    data, etag = store.get_versioned("k")
+    store.put("k", b"one")
+    _, first = store.get_versioned("k")
+    store.put("k", b"two")
+    data, second = store.get_versioned("k")
     assert data == b"two"
-    assert etag == second != first
+    assert second != first
 
 
 def test_put_if_absent_creates_once(store: Store) -> None:
-    store.put_if_absent("claim/1", b"mine")
+    etag = store.put_if_absent("claim/1", b"mine")
+    assert store.get_versioned("claim/1")[1] == etag
     with pytest.raises(PreconditionFailed):
         store.put_if_absent("claim/1", b"yours")
     assert store.get("claim/1") == b"mine"
@@ -96,11 +98,13 @@ def test_store_reopens_from_its_url(store: Store) -> None:
     assert open_store(store.url).get("x") == b"shared"
 
 
-def test_requests_are_counted_by_kind(store: Store) -> None:
-    store.put("c", b"1")
+def test_requests_and_bytes_are_counted(store: Store) -> None:
+    store.put("c", b"123")
+    store.put_if_absent("d", b"45")
     store.get("c")
     store.get("c")
     assert store.requests["put"] == 1 and store.requests["get"] == 2
+    assert store.bytes_written == 5
 
 
 def _race_create(url: str, key: str, me: int, start: multiprocessing.synchronize.Event) -> bool:
@@ -170,3 +174,30 @@ def test_racing_put_if_match_loses_no_update(store: Store) -> None:
 def test_invalid_keys_are_refused(store: Store, key: str) -> None:
     with pytest.raises(ValueError):
         store.put(key, b"x")
+
+
+def test_writes_and_deletes_in_one_folder_do_not_disturb_each_other(store: Store) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for i in range(300):
+                store.put(f"busy/in/{i:05d}", b"x")
+        except BaseException as exc:
+            errors.append(exc)
+
+    def deleter() -> None:
+        try:
+            for i in range(300):
+                store.delete(f"busy/in/{i:05d}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer), threading.Thread(target=deleter)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

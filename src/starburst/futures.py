@@ -120,21 +120,24 @@ class SubmitBatcher:
         for run, futures in self._active:
             try:
                 self._driver.check_health()
-                outcomes = run.poll()
+                outputs = run.poll()
                 if run.upload_error is not None:
                     raise run.upload_error
             except Exception as exc:
-                outcomes = []
+                outputs = []
                 for future in futures.values():
                     future.set_exception(exc)
                 futures.clear()
-            for outcome in outcomes:
-                future = futures.pop(outcome.index)
+            for output in outputs:
                 landed = True
-                if outcome.failure is None:
-                    future.set_result(outcome.value)
-                else:
-                    future.set_exception(outcome.failure.to_exception())
+                for offset, value in enumerate(output.results):
+                    index = output.start + offset
+                    future = futures.pop(index)
+                    failure = output.failures.get(index)
+                    if failure is None:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(failure.to_exception())
             if self._driver.closed and futures:
                 for future in futures.values():
                     future.set_exception(CancelledError("the cluster was closed first"))

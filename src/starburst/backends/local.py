@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 from .base import Backend, LaunchRequest, WorkerInfo
@@ -180,7 +181,9 @@ def _spawn_worker(args: list[str], log_path: Path) -> _Process:
 
 def _fork_worker(args: list[str], log_path: Path) -> _Process:
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    pid = os.fork()
+    with warnings.catch_warnings():  # Python 3.12+ warns about forking with threads running;
+        warnings.simplefilter("ignore", DeprecationWarning)  # the child resets what it uses
+        pid = os.fork()
     if pid:
         os.close(log_fd)
         return _Process(pid)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import tempfile
 import threading
@@ -39,7 +40,7 @@ class Driver:
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
-        self._root = Path(tempfile.mkdtemp(prefix="starburst-"))
+        self._root = Path(tempfile.mkdtemp(prefix="starburst-", dir=scratch_dir()))
         self.store: Store = LocalStore(self._root)
         timings = Timings.for_store(self.store, attached=True)
         self.session = SessionRecord(
@@ -216,6 +217,25 @@ class Driver:
         request = LaunchRequest(self.store.url, self.session.session_id, self.spec)
         for worker_id in self.backend.launch(request, indices):
             self.workers[worker_id] = True
+
+
+#: A RAM-backed folder holds a one-off session's data when it has at least this much room.
+_MIN_FREE_TMPFS_BYTES = 8 * 1024**3
+
+
+def scratch_dir() -> str | None:
+    """Where a session's local store goes: ``STARBURST_SCRATCH_DIR``, else ``/dev/shm`` when
+    it is a roomy RAM-backed folder (the data is short-lived), else the system's temp folder.
+    """
+    chosen = os.environ.get("STARBURST_SCRATCH_DIR")
+    if chosen:
+        return chosen
+    shm = "/dev/shm"
+    try:
+        usage = shutil.disk_usage(shm)
+    except OSError:
+        return None
+    return shm if usage.free >= _MIN_FREE_TMPFS_BYTES and os.access(shm, os.W_OK) else None
 
 
 def workers_for(spec: WorkerSpec, n_items: int | None) -> int:

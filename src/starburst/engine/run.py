@@ -12,7 +12,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CancelledError, RunTimeoutError
@@ -23,19 +22,6 @@ from .claims import LostChunk
 from .layout import RunKeys, SessionKeys
 from .manifest import RunManifest
 from .outcome import ChunkOutput, ItemFailure
-
-
-@dataclass
-class ItemOutcome:
-    """One item's result or failure, as handed to a front end."""
-
-    index: int
-    value: Any = None
-    failure: ItemFailure | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
 
 
 class Run:
@@ -151,10 +137,10 @@ class Run:
             if RunKeys.chunk_of(key) not in self.delivered
         ]
 
-    def poll(self) -> list[ItemOutcome]:
-        """Read the outputs that landed since the last poll; each is delivered once."""
+    def poll(self) -> list[ChunkOutput]:
+        """Read the chunk outputs that landed since the last poll; each is delivered once."""
         start = self.keys.output(self._lowest_pending - 1) if self._lowest_pending else None
-        outcomes: list[ItemOutcome] = []
+        landed: list[ChunkOutput] = []
         for key in self.store.list(self.keys.outputs, start_after=start):
             chunk = RunKeys.chunk_of(key)
             if chunk in self.delivered:
@@ -163,24 +149,20 @@ class Run:
                 record = loads(self.store.get(key))
             except NotFound:
                 continue
+            if isinstance(record, LostChunk):
+                record = self._lost_output(chunk, record)
             self.delivered.add(chunk)
-            outcomes.extend(self._expand(chunk, record))
+            self.items_delivered += len(record.results)
+            landed.append(record)
         while self._lowest_pending in self.delivered:
             self._lowest_pending += 1
-        self.items_delivered += len(outcomes)
-        return outcomes
+        return landed
 
-    def _expand(self, chunk: int, record: ChunkOutput | LostChunk) -> list[ItemOutcome]:
-        if isinstance(record, LostChunk):
-            start, count = self._span(chunk)
-            return [
-                ItemOutcome(i, failure=ItemFailure.worker_lost(i, record.reason))
-                for i in range(start, start + count)
-            ]
-        return [
-            ItemOutcome(record.start + offset, value, record.failures.get(record.start + offset))
-            for offset, value in enumerate(record.results)
-        ]
+    def _lost_output(self, chunk: int, lost: LostChunk) -> ChunkOutput:
+        """A lost chunk as an output whose every item failed with ``WorkerLostError``."""
+        start, count = self._span(chunk)
+        failures = {i: ItemFailure.worker_lost(i, lost.reason) for i in range(start, start + count)}
+        return ChunkOutput(start=start, results=[None] * count, failures=failures)
 
     def _span(self, chunk: int) -> tuple[int, int]:
         with self._lock:
@@ -189,10 +171,10 @@ class Run:
         payload = loads(self.store.get(self.keys.input(chunk)))
         return payload["start"], len(payload["items"])
 
-    def outcomes(
+    def outputs(
         self, deadline: float | None, on_poll: Callable[[Run], None] | None = None
-    ) -> Iterator[ItemOutcome]:
-        """Every item's outcome as it lands, until the run is complete.
+    ) -> Iterator[ChunkOutput]:
+        """Every chunk's output as it lands, until the run is complete.
 
         Raises ``RunTimeoutError`` past ``deadline`` (a ``time.monotonic`` value), the
         input's own error if reading it failed, and whatever the health check raises.

@@ -40,6 +40,7 @@ class Store(ABC):
 
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
+        self.bytes_written = 0
         self._count_lock = threading.Lock()
 
     @property
@@ -47,40 +48,41 @@ class Store(ABC):
     def url(self) -> str:
         """A URL that opens this same store in another process (see ``open_store``)."""
 
-    def _request(self, kind: str, key: str | None = None) -> None:
-        """Check the key of a request and count the request by kind."""
+    def _request(self, kind: str, key: str | None = None, size: int = 0) -> None:
+        """Check the key of a request; count the request by kind and the bytes it writes."""
         if key is not None and (
             not key or key.startswith(("/", ".")) or ".." in key.split("/") or "//" in key
         ):
             raise ValueError(f"invalid store key: {key!r}")
         with self._count_lock:
             self.requests[kind] += 1
+            self.bytes_written += size
 
     # Public operations -------------------------------------------------------------------
 
-    def put(self, key: str, data: bytes) -> str:
-        """Write ``data`` at ``key`` unconditionally; return the new ETag."""
-        self._request("put", key)
-        return self._put(key, data)
+    def put(self, key: str, data: bytes) -> None:
+        """Write ``data`` at ``key`` unconditionally."""
+        self._request("put", key, len(data))
+        self._put(key, data)
 
     def get(self, key: str) -> bytes:
         """Read the object at ``key``; raise ``NotFound`` when it is absent."""
         self._request("get", key)
-        return self._get(key)[0]
+        return self._get(key)
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         """Read the object at ``key`` with its ETag, for a later ``put_if_match``."""
         self._request("get", key)
-        return self._get(key)
+        return self._get_versioned(key)
 
     def put_if_absent(self, key: str, data: bytes) -> str:
         """Create ``key`` only if nothing is there; raise ``PreconditionFailed`` otherwise."""
-        self._request("put_if_absent", key)
+        self._request("put_if_absent", key, len(data))
         return self._put_if_absent(key, data)
 
     def put_if_match(self, key: str, data: bytes, etag: str) -> str:
         """Replace ``key`` only if its ETag is still ``etag``; raise ``PreconditionFailed``."""
-        self._request("put_if_match", key)
+        self._request("put_if_match", key, len(data))
         return self._put_if_match(key, data, etag)
 
     def delete(self, key: str) -> None:
@@ -117,10 +119,13 @@ class Store(ABC):
     # Primitives ----------------------------------------------------------------------------
 
     @abstractmethod
-    def _put(self, key: str, data: bytes) -> str: ...
+    def _put(self, key: str, data: bytes) -> None: ...
 
     @abstractmethod
-    def _get(self, key: str) -> tuple[bytes, str]: ...
+    def _get(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def _get_versioned(self, key: str) -> tuple[bytes, str]: ...
 
     @abstractmethod
     def _put_if_absent(self, key: str, data: bytes) -> str: ...

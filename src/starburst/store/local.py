@@ -2,11 +2,13 @@
 
 Writes go to a temporary file first and appear atomically. ``put_if_absent`` publishes with
 a hard link (which fails if the key exists); ``put_if_match`` compares and replaces under a
-per-key file lock. ETags are content hashes, as S3's are for simple uploads.
+per-key file lock. ETags are content hashes, as S3's are for simple uploads; they are
+computed only by the versioned operations, so bulk data costs no hashing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -66,17 +68,19 @@ class LocalStore(Store):
             finally:
                 _unlock_file(handle.fileno())
 
-    def _put(self, key: str, data: bytes) -> str:
+    def _put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._write_temp(data), path)
-        return _etag(data)
 
-    def _get(self, key: str) -> tuple[bytes, str]:
+    def _get(self, key: str) -> bytes:
         try:
-            data = self._path(key).read_bytes()
+            return self._path(key).read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(key) from None
+
+    def _get_versioned(self, key: str) -> tuple[bytes, str]:
+        data = self._get(key)
         return data, _etag(data)
 
     def _put_if_absent(self, key: str, data: bytes) -> str:
@@ -105,18 +109,9 @@ class LocalStore(Store):
 
     def _delete(self, key: str) -> None:
         path = self._path(key)
-        with self._locked(key):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                return
-        for parent in path.parents:  # prune empty folders so listings stay cheap
-            if parent == self.root:
-                break
-            try:
-                parent.rmdir()
-            except OSError:
-                break
+        # Empty folders stay: removing one could race with a writer about to fill it.
+        with self._locked(key), contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
     def _list_page(
         self, prefix: str, start_after: str | None, limit: int

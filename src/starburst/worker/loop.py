@@ -15,6 +15,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,12 +234,14 @@ class WorkerLoop:
         except Exception as exc:
             self._fail_chunk(lease, output, items, exc)
             return
+        call = _caller(function, manifest)
+        results, seed = output.results, manifest.seed
         for offset, item in enumerate(items):
             index = start + offset
-            if manifest.seed is not None:
-                seed_item(manifest.seed, index)
+            if seed is not None:
+                seed_item(seed, index)
             try:
-                output.results[offset] = self._call(function, manifest.call, item, manifest)
+                results[offset] = call(item)
             except WorkerTerminated:
                 raise
             except BaseException as exc:
@@ -270,22 +273,6 @@ class WorkerLoop:
         self._write_output(lease, output)
         self.current = None
 
-    def _call(self, function: RunFunction, call: str, item: Any, manifest: RunManifest) -> Any:
-        if call == "task":
-            fn, args, kwargs = item
-        else:
-            fn, args, kwargs = function.fn, (tuple(item) if call == "star" else (item,)), {}
-        attempts = manifest.retries + 1
-        for attempt in range(attempts):
-            try:
-                return fn(*args, **kwargs)
-            except WorkerTerminated:
-                raise
-            except BaseException as exc:
-                if attempt + 1 >= attempts or not function.should_retry(exc):
-                    raise
-        raise AssertionError("unreachable")
-
     def _function(self, state: _RunState) -> RunFunction:
         run_id = state.manifest.run_id
         if run_id not in self.functions:
@@ -302,6 +289,8 @@ class WorkerLoop:
             self.store.put_if_absent(lease.keys.output(lease.chunk), data)
         except PreconditionFailed:
             log.info("chunk %s was already completed by another worker", lease.chunk)
+            return
+        self.store.delete(lease.keys.input(lease.chunk))  # done with: keep the store small
 
     # Heartbeat -----------------------------------------------------------------------------
 
@@ -355,6 +344,32 @@ class WorkerLoop:
             self.store.put(self.keys.worker(self.worker_id), to_json(record))
         except Exception as exc:  # a missed heartbeat is not fatal
             log.warning("heartbeat failed: %s", exc)
+
+
+def _caller(function: RunFunction, manifest: RunManifest) -> Callable[[Any], Any]:
+    """The function that runs one item, resolved once per chunk (the per-item path is hot)."""
+    fn = function.fn
+    if manifest.call == "task":
+        call: Callable[[Any], Any] = lambda task: task[0](*task[1], **task[2])  # noqa: E731
+    elif manifest.call == "star":
+        call = lambda args: fn(*args)  # noqa: E731
+    else:
+        call = fn
+    if not function.retry_exceptions or manifest.retries == 0:
+        return call
+
+    def with_retries(item: Any) -> Any:
+        for attempt in range(manifest.retries + 1):
+            try:
+                return call(item)
+            except WorkerTerminated:
+                raise
+            except BaseException as exc:
+                if attempt >= manifest.retries or not function.should_retry(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    return with_retries
 
 
 def _without_unpicklable(output: ChunkOutput) -> ChunkOutput:
