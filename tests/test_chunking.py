@@ -9,6 +9,7 @@ import pytest
 from starburst.engine.chunking import (
     LOOKAHEAD_ITEMS,
     MAX_CHUNK_BYTES,
+    MAX_CHUNKS_PER_SLOT,
     LengthMismatchError,
     chunk_sizes,
     iter_chunks,
@@ -43,7 +44,7 @@ def test_guided_schedule_starts_small_then_shrinks_towards_the_end() -> None:
 
 
 def test_the_floor_bounds_the_number_of_chunks() -> None:
-    assert len(_plan(100_000, 2)) <= 2 * 64
+    assert len(_plan(100_000, 2)) <= 2 * MAX_CHUNKS_PER_SLOT
     assert len(_plan(100_000, 2)) >= 4  # but enough chunks to balance two slots
 
 

@@ -47,8 +47,12 @@ class Backend(ABC):
         """The current state of each worker."""
 
     @abstractmethod
-    def stop(self, worker_ids: list[str]) -> None:
-        """Stop workers and wait briefly for them to go; stopping a stopped worker is harmless."""
+    def stop(self, worker_ids: list[str], grace: bool = True) -> None:
+        """Stop workers and wait for them to go; stopping a stopped worker is harmless.
+
+        With ``grace``, workers are asked first (SIGTERM) so that they can give back the
+        chunks they hold; without it (nothing is in flight) they are stopped at once.
+        """
 
     @abstractmethod
     def log_tail(self, worker_id: str, lines: int = 20) -> str:

@@ -81,11 +81,11 @@ class LocalBackend(Backend):
             )
         return infos
 
-    def stop(self, worker_ids: list[str]) -> None:
+    def stop(self, worker_ids: list[str], grace: bool = True) -> None:
         live = [self._processes[w] for w in worker_ids if self._processes[w].poll() is None]
         self._asked_to_stop.update(w for w in worker_ids if self._processes[w] in live)
         for process in live:
-            _signal_group(process, signal.SIGTERM)
+            _signal_group(process, signal.SIGTERM if grace else signal.SIGKILL)
         # Wait without polling; whatever has not exited when the grace ends is killed.
         killer = threading.Timer(_STOP_WAIT_SECONDS, _kill_groups, (live,))
         killer.start()

@@ -21,7 +21,7 @@ from ..errors import ConfigurationError
 #: Items read ahead from an iterable without ``len`` to learn its length when it is short.
 LOOKAHEAD_ITEMS = 10_000
 #: The floor is sized so that a run has at most about this many chunks per slot.
-MAX_CHUNKS_PER_SLOT = 64
+MAX_CHUNKS_PER_SLOT = 256
 #: A chunk should not carry more than about this many bytes of input.
 MAX_CHUNK_BYTES = 32 * 1024 * 1024
 

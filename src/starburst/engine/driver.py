@@ -81,13 +81,14 @@ class Driver:
         if self._closed.is_set():
             return
         self._closed.set()
+        busy = False
         for run in self.runs:
             if run.outstanding:
-                run.cancelled = True
+                run.cancelled = busy = True
         if self._monitor is not None:
             self._monitor.join()
-        with self._lock:
-            self.backend.stop(list(self.workers))
+        with self._lock:  # idle workers hold nothing: they need no time to wind down
+            self.backend.stop(list(self.workers), grace=busy)
             self.workers = dict.fromkeys(self.workers, False)
         shutil.rmtree(self._root, ignore_errors=True)
 
