@@ -28,6 +28,16 @@ def _worker_children() -> list[int]:
     return found
 
 
+@pytest.fixture(autouse=True)
+def private_config(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Each test reads and writes its own starburst config, never the user's."""
+    folder = tmp_path_factory.mktemp("config")
+    monkeypatch.setenv("STARBURST_CONFIG_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def no_stray_workers() -> Iterator[None]:
     """Fail the test if any worker process it started is still alive when it ends."""
@@ -35,8 +45,16 @@ def no_stray_workers() -> Iterator[None]:
     assert _worker_children() == [], "worker processes outlived the call"
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Every store implementation, fresh for each test (S3 joins with the AWS backend)."""
+    """Every store implementation, fresh for each test: a local folder, and S3 on the emulator."""
     if request.param == "local":
         yield LocalStore(tmp_path / "store")
+        return
+    request.getfixturevalue("aws")
+    import boto3
+
+    from starburst.store.s3 import S3Store
+
+    boto3.client("s3").create_bucket(Bucket="contract-tests")
+    yield S3Store("contract-tests", "some/prefix")

@@ -60,7 +60,7 @@ def test_a_large_captured_object_is_uploaded_once() -> None:
     with starburst.Cluster(workers=2, progress=False) as cluster:
         assert cluster.map(pick, range(200), chunk_size=10) == [float(i) for i in range(200)]
         store = cluster.driver.store
-        fn_keys = [k for k in store.list(cluster.driver.keys.prefix) if k.endswith("fn.bin")]
+        fn_keys = [k for k in store.list(cluster.driver.keys.data_prefix) if k.endswith("fn.bin")]
         assert len(fn_keys) == 1 and len(store.get(fn_keys[0])) > 8_000_000
         # 20 chunk uploads and one function upload: the array travelled once
         assert store.requests["put"] >= 21

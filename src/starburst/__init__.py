@@ -16,6 +16,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # the public names, imported on first use (workers need none of them)
     from .api import imap, imap_unordered, map, starmap
+    from .aws.provision import setup, status, teardown
     from .cluster import Cluster
     from .errors import (
         CancelledError,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:  # the public names, imported on first use (workers need none 
 _HOMES = {
     "map": "api", "starmap": "api", "imap": "api", "imap_unordered": "api",
     "Cluster": "cluster", "Executor": "executor",
+    "setup": "aws.provision", "status": "aws.provision", "teardown": "aws.provision",
 }  # fmt: skip
 
 __all__ = [
@@ -55,7 +57,10 @@ __all__ = [
     "imap",
     "imap_unordered",
     "map",
+    "setup",
     "starmap",
+    "status",
+    "teardown",
 ]
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import click
 
 from ._version import __version__
@@ -31,3 +34,117 @@ def demo(paths: int, workers: int | None) -> None:
         f"5th-95th percentile {summary['p5_final_value']:.3f} - {summary['p95_final_value']:.3f}\n"
         f"  mean Sharpe ratio: {summary['mean_sharpe']:.3f}"
     )
+
+
+_region = click.option("--region", default=None, help="AWS region (default: configured).")
+_profile = click.option("--profile", default=None, help="AWS profile (default: configured).")
+
+
+@main.command()
+@_region
+@_profile
+def setup(region: str | None, profile: str | None) -> None:
+    """Create everything starburst needs in your AWS account (safe to run again)."""
+    from .aws.provision import setup as run_setup
+
+    with _clear_errors():
+        run_setup(region, profile, say=click.echo)
+
+
+@main.command()
+@_region
+@_profile
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def teardown(region: str | None, profile: str | None, yes: bool) -> None:
+    """Remove every AWS resource that setup created (and nothing else)."""
+    from .aws.provision import teardown as run_teardown
+
+    if not yes:
+        click.confirm(
+            "Remove starburst's bucket (with all run data), image repository, roles, cluster, "
+            "log group and security group?",
+            abort=True,
+        )
+    with _clear_errors():
+        run_teardown(region, profile, say=click.echo)
+
+
+@main.command()
+@_region
+@_profile
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(region: str | None, profile: str | None, as_json: bool) -> None:
+    """Show the configuration, starburst's AWS resources, quotas and running workers."""
+    import json
+
+    from .aws.provision import status as read_status
+
+    with _clear_errors():
+        report = read_status(region, profile)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"account {report['account_id']}, region {report['region']}")
+    click.echo(f"configured: {'yes' if report['configured'] else 'no: run `starburst setup`'}")
+    for name, state in report["resources"].items():
+        click.echo(f"  {name:<34} {state}")
+    for label, value in report["quotas"].items():
+        click.echo(f"  quota {label:<28} {'unknown' if value is None else f'{value:g} vCPUs'}")
+    click.echo(f"  running workers                    {report['running_workers']}")
+
+
+@main.group()
+def config() -> None:
+    """Show or change settings (stored in your user config folder, as TOML)."""
+
+
+@config.command("show")
+def config_show() -> None:
+    """Print the configuration file."""
+    import tomli_w
+
+    from .config import Config, config_path
+
+    current = Config.load()
+    document = dict(current.settings)
+    if current.aws:
+        document["aws"] = current.aws
+    click.echo(f"# {config_path()}")
+    click.echo(tomli_w.dumps(document) or "# (empty: defaults apply)")
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+def config_set(key: str, value: str) -> None:
+    """Set KEY to VALUE (e.g. `starburst config set max_cost 10`)."""
+    from .config import Config
+
+    with _clear_errors():
+        current = Config.load()
+        parsed = current.set(key, value)
+        current.save()
+    click.echo(f"{key} = {parsed!r}")
+
+
+@config.command("unset")
+@click.argument("key")
+def config_unset(key: str) -> None:
+    """Remove KEY, so that its default applies."""
+    from .config import Config
+
+    current = Config.load()
+    current.unset(key)
+    current.save()
+    click.echo(f"{key} unset")
+
+
+@contextlib.contextmanager
+def _clear_errors() -> Iterator[None]:
+    """Show a starburst error as one clear line, not a traceback."""
+    from .errors import StarburstError
+
+    try:
+        yield
+    except StarburstError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -26,6 +26,22 @@ class WorkerStartError(StarburstError):
     """Workers keep exiting before they do any work (the message carries their log)."""
 
 
+class CredentialsError(StarburstError):
+    """No usable AWS credentials (missing, expired or invalid)."""
+
+
+class AwsPermissionError(StarburstError):
+    """AWS refused an action; the message names it."""
+
+
+class SetupRequiredError(StarburstError):
+    """The AWS resources starburst needs are missing: run ``starburst setup``."""
+
+
+class AwsError(StarburstError):
+    """Any other AWS failure, with the operation and AWS's own message."""
+
+
 class StoreError(StarburstError):
     """The object store failed in a way a retry did not fix."""
 

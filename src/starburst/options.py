@@ -68,8 +68,12 @@ def non_negative_number(name: str, value: Any) -> float | None:
 
 
 def choose_backend(value: str | None) -> str:
-    """The backend to use: the argument, else ``STARBURST_BACKEND``, else ``"local"``."""
-    chosen = value if value is not None else os.environ.get("STARBURST_BACKEND") or "local"
+    """The backend: the argument, else ``STARBURST_BACKEND``, else the config, else local."""
+    if value is None:
+        from .config import Config
+
+        value = os.environ.get("STARBURST_BACKEND") or Config.load().get("backend") or "local"
+    chosen = value
     if chosen not in BACKENDS:
         raise ConfigurationError(
             f"backend={chosen!r} is not known; choose one of {', '.join(map(repr, BACKENDS))}"

@@ -6,10 +6,10 @@ sessions/<sid>/client.json             the attached client's heartbeat (JSON)
 sessions/<sid>/runs/<rid>.json         a run's manifest (JSON)
 sessions/<sid>/workers/<wid>.json      a worker's heartbeat and counters (JSON)
 sessions/<sid>/logs/<wid>.log          a local worker's output
-sessions/<sid>/data/<rid>/fn.bin       the function, uploaded once
-sessions/<sid>/data/<rid>/in/<chunk>   a chunk's items
-sessions/<sid>/data/<rid>/claim/<chunk>  who holds the chunk, attempt, lease expiry (JSON)
-sessions/<sid>/data/<rid>/out/<chunk>  the chunk's results and per-item errors
+data/<sid>/<rid>/fn.bin                the function, uploaded once
+data/<sid>/<rid>/in/<chunk>            a chunk's items
+data/<sid>/<rid>/claim/<chunk>         who holds the chunk, attempt, lease expiry (JSON)
+data/<sid>/<rid>/out/<chunk>           the chunk's results and per-item errors
 ```
 """
 
@@ -72,8 +72,13 @@ class SessionKeys:
     def log(self, worker_id: str) -> str:
         return f"{self.prefix}logs/{worker_id}.log"
 
+    @property
+    def data_prefix(self) -> str:
+        """Run data lives apart from session records, so that a lifecycle rule can expire it."""
+        return f"data/{self.session_id}/"
+
     def run(self, run_id: str) -> RunKeys:
-        return RunKeys(f"{self.prefix}data/{run_id}/")
+        return RunKeys(f"{self.data_prefix}{run_id}/")
 
     def run_id_of(self, manifest_key: str) -> str:
         """The run id a manifest key names."""

@@ -12,8 +12,12 @@ __all__ = ["LocalStore", "NotFound", "PreconditionFailed", "Store", "open_store"
 
 
 def open_store(url: str) -> Store:
-    """Open the store a URL names: ``file:///path/to/dir`` (more schemes come with backends)."""
+    """Open the store a URL names: ``file:///path/to/dir`` or ``s3://bucket/prefix``."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return LocalStore(unquote(parsed.path))
-    raise ConfigurationError(f"unsupported store URL {url!r}: expected file:///path")
+    if parsed.scheme == "s3":
+        from .s3 import S3Store
+
+        return S3Store(parsed.netloc, parsed.path)
+    raise ConfigurationError(f"unsupported store URL {url!r}: expected file:///path or s3://")

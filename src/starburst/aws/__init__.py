@@ -1,0 +1,1 @@
+"""Everything that talks to AWS: clients, the one-time setup, and what it creates."""

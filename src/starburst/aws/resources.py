@@ -1,0 +1,167 @@
+"""What ``starburst setup`` creates: names, tags and the exact settings of each resource."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+#: Every resource starburst creates carries this tag; teardown removes only what carries it.
+TAG_KEY = "starburst"
+TAG_VALUE = "managed"
+
+FARGATE_ON_DEMAND_QUOTA = "L-3032A538"
+FARGATE_SPOT_QUOTA = "L-36FBB829"
+EXECUTION_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+TASK_POLICY_NAME = "starburst-bucket-access"
+RUN_DATA_EXPIRY_DAYS = 7
+DEFAULT_LOG_RETENTION_DAYS = 14
+
+
+@dataclass(frozen=True)
+class Names:
+    """The names of starburst's resources in one account and region."""
+
+    account_id: str
+    region: str
+
+    @property
+    def bucket(self) -> str:
+        return f"starburst-{self.account_id}-{self.region}"
+
+    @property
+    def repository(self) -> str:
+        return "starburst-workers"
+
+    @property
+    def cluster(self) -> str:
+        return "starburst"
+
+    @property
+    def execution_role(self) -> str:
+        return f"starburst-execution-{self.region}"
+
+    @property
+    def task_role(self) -> str:
+        return f"starburst-task-{self.region}"
+
+    @property
+    def log_group(self) -> str:
+        return "/starburst/workers"
+
+    @property
+    def security_group(self) -> str:
+        return "starburst-workers"
+
+    @property
+    def bucket_arn(self) -> str:
+        return f"arn:aws:s3:::{self.bucket}"
+
+
+def bucket_policy(names: Names) -> dict[str, Any]:
+    """Deny every request that does not use TLS."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [names.bucket_arn, f"{names.bucket_arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }
+        ],
+    }
+
+
+def bucket_lifecycle() -> dict[str, Any]:
+    """Expire run data after a week; session records are removed by cleanup, never by age."""
+    return {
+        "Rules": [
+            {
+                "ID": "starburst-expire-run-data",
+                "Filter": {"Prefix": "data/"},
+                "Status": "Enabled",
+                "Expiration": {"Days": RUN_DATA_EXPIRY_DAYS},
+            },
+            {
+                "ID": "starburst-abort-incomplete-uploads",
+                "Filter": {"Prefix": ""},
+                "Status": "Enabled",
+                "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+            },
+        ]
+    }
+
+
+BUCKET_ENCRYPTION = {"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+
+REPOSITORY_LIFECYCLE = {
+    "rules": [
+        {
+            "rulePriority": 1,
+            "description": "Remove untagged worker images after a day",
+            "selection": {
+                "tagStatus": "untagged",
+                "countType": "sinceImagePushed",
+                "countUnit": "days",
+                "countNumber": 1,
+            },
+            "action": {"type": "expire"},
+        }
+    ]
+}
+
+ECS_TASKS_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+def task_role_policy(names: Names) -> dict[str, Any]:
+    """What a worker may do: read, write and list its own bucket, nothing else."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ListTheBucket",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [names.bucket_arn],
+            },
+            {
+                "Sid": "ReadAndWriteObjects",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": [f"{names.bucket_arn}/*"],
+            },
+        ],
+    }
+
+
+def same_document(a: Any, b: Any) -> bool:
+    """Whether two policy documents (dicts or JSON text) say the same thing."""
+    as_dict = [json.loads(x) if isinstance(x, str) else x for x in (a, b)]
+    return _normalise(as_dict[0]) == _normalise(as_dict[1])
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_normalise(v) for v in value]
+        return items[0] if len(items) == 1 else items
+    return value

@@ -1,0 +1,125 @@
+"""The one place that makes AWS clients.
+
+Clients honour the standard credential chain, ``AWS_PROFILE``, the configured region and
+``AWS_ENDPOINT_URL`` (botocore reads it), and retry throttling with backoff. AWS failures are
+turned into starburst errors that say what to do, never a bare botocore traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config as BotoConfig
+
+from .._version import __version__
+from ..config import Config
+from ..errors import AwsError, AwsPermissionError, ConfigurationError, CredentialsError
+
+_RETRIES = BotoConfig(
+    retries={"mode": "standard", "max_attempts": 10},
+    user_agent_extra=f"starburst/{__version__}",
+    connect_timeout=10,
+    read_timeout=60,
+)
+
+_CREDENTIAL_CODES = {
+    "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
+    "InvalidAccessKeyId", "SignatureDoesNotMatch", "AuthFailure", "RequestExpired",
+}  # fmt: skip
+_PERMISSION_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
+
+
+@dataclass(frozen=True)
+class Aws:
+    """An AWS account and region to work in, and the session that reaches it."""
+
+    session: boto3.Session
+    region: str
+
+    def client(self, service: str) -> Any:
+        """A client for ``service`` in this region, retrying throttling with backoff."""
+        return self.session.client(service, region_name=self.region, config=_RETRIES)
+
+    @functools.cached_property
+    def account_id(self) -> str:
+        """The account the credentials belong to (checks that they work)."""
+        with translate_errors("check your AWS credentials"):
+            return self.client("sts").get_caller_identity()["Account"]
+
+
+def connect(region: str | None = None, profile: str | None = None) -> Aws:
+    """Open the account: the region from the argument, the config, or the environment."""
+    config = Config.load()
+    profile = profile or config.get("profile") or None
+    try:
+        session = boto3.Session(profile_name=profile)
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise CredentialsError(
+            f"the AWS profile {profile!r} does not exist; list yours with `aws configure "
+            "list-profiles`, or set another with `starburst config set profile NAME`"
+        ) from exc
+    chosen = region or config.get("region") or config.aws.get("region") or session.region_name
+    if not chosen:
+        raise ConfigurationError(
+            "no AWS region is configured: run `starburst config set region us-east-1` "
+            "(or set AWS_REGION)"
+        )
+    known = session.get_available_regions("ecs") + session.get_available_regions(
+        "ecs", partition_name="aws-us-gov"
+    )
+    if known and chosen not in known:
+        raise ConfigurationError(
+            f"unknown AWS region {chosen!r}; use one of: {', '.join(sorted(known))}"
+        )
+    return Aws(session=session, region=chosen)
+
+
+@contextlib.contextmanager
+def translate_errors(doing: str) -> Iterator[None]:
+    """Turn botocore's exceptions raised while ``doing`` into starburst errors with a fix."""
+    try:
+        yield
+    except botocore.exceptions.NoCredentialsError as exc:
+        raise CredentialsError(_no_credentials()) from exc
+    except (
+        botocore.exceptions.TokenRetrievalError,
+        botocore.exceptions.SSOTokenLoadError,
+        botocore.exceptions.UnauthorizedSSOTokenError,
+    ) as exc:
+        raise CredentialsError(
+            f"your AWS login has expired ({exc}); log in again with `aws sso login`"
+            + (f" --profile {os.environ['AWS_PROFILE']}" if "AWS_PROFILE" in os.environ else "")
+        ) from exc
+    except botocore.exceptions.ClientError as exc:
+        error = exc.response.get("Error", {})
+        code, message = error.get("Code", ""), error.get("Message", str(exc))
+        operation = exc.operation_name
+        if code in _CREDENTIAL_CODES:
+            raise CredentialsError(
+                f"AWS rejected the credentials while trying to {doing} ({code}: {message}). "
+                "Refresh them (`aws sso login`, or new keys with `aws configure`)."
+            ) from exc
+        if code in _PERMISSION_CODES:
+            raise AwsPermissionError(
+                f"AWS denied {operation} while trying to {doing}: {message}. Ask your "
+                f"administrator for that permission."
+            ) from exc
+        raise AwsError(f"AWS {operation} failed while trying to {doing}: {code}: {message}") from (
+            exc
+        )
+    except botocore.exceptions.EndpointConnectionError as exc:
+        raise AwsError(f"could not reach AWS to {doing}: {exc}. Check your network.") from exc
+
+
+def _no_credentials() -> str:
+    return (
+        "no AWS credentials were found. Configure them with `aws configure` (access keys) or "
+        "`aws configure sso` then `aws sso login`, or set AWS_PROFILE to a configured profile."
+    )

@@ -1,0 +1,105 @@
+"""The user's configuration: one TOML file, readable and editable with ``starburst config``.
+
+Settings a user chooses live at the top level; what ``starburst setup`` created lives in the
+``[aws]`` table. The file is in the user's config folder (``STARBURST_CONFIG_DIR`` overrides).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from .errors import ConfigurationError
+
+#: Settings a user may set with ``starburst config set KEY VALUE``, with their types.
+USER_SETTINGS: dict[str, type] = {
+    "backend": str,
+    "region": str,
+    "profile": str,
+    "image": str,
+    "max_cost": float,
+    "cost_alert": float,
+    "log_retention_days": int,
+}
+
+
+def config_dir() -> Path:
+    """The folder of the configuration file."""
+    chosen = os.environ.get("STARBURST_CONFIG_DIR")
+    if chosen:
+        return Path(chosen)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("starburst", appauthor=False))
+
+
+def config_path() -> Path:
+    """The configuration file."""
+    return config_dir() / "config.toml"
+
+
+@dataclass
+class Config:
+    """The configuration file's contents."""
+
+    settings: dict[str, Any] = field(default_factory=dict)
+    aws: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls) -> Config:
+        """Read the file; a missing file is an empty configuration."""
+        path = config_path()
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(
+                f"{path} is not valid TOML ({exc}); fix it by hand or delete it and run "
+                "`starburst setup` again"
+            ) from exc
+        aws = raw.pop("aws", {})
+        return cls(settings=raw, aws=aws)
+
+    def save(self) -> Path:
+        """Write the file (atomically) and return its path."""
+        path = config_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        document = dict(self.settings)
+        if self.aws:
+            document["aws"] = self.aws
+        tmp = path.with_suffix(".toml.tmp")
+        tmp.write_text(tomli_w.dumps(document))
+        os.replace(tmp, path)
+        return path
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A user setting, or ``default``."""
+        return self.settings.get(key, default)
+
+    def set(self, key: str, value: str) -> Any:
+        """Set a user setting from its text form; return the parsed value."""
+        kind = USER_SETTINGS.get(key)
+        if kind is None:
+            known = ", ".join(sorted(USER_SETTINGS))
+            raise ConfigurationError(f"unknown setting {key!r}; the settings are: {known}")
+        try:
+            parsed = kind(value)
+        except ValueError:
+            raise ConfigurationError(
+                f"{key} takes a {kind.__name__}, not {value!r} (e.g. `starburst config set "
+                f"{key} {kind(10)!r}`)"
+            ) from None
+        if kind in (int, float) and parsed < 0:
+            raise ConfigurationError(f"{key} must not be negative, got {value!r}")
+        self.settings[key] = parsed
+        return parsed
+
+    def unset(self, key: str) -> None:
+        """Remove a user setting."""
+        self.settings.pop(key, None)

@@ -1,0 +1,116 @@
+"""The store on S3: the same contract as the local store, over the network.
+
+Conditional writes use S3's own: ``If-None-Match: *`` creates only if absent and
+``If-Match: <etag>`` swaps only the version that was read; a lost race answers 412 (and a
+concurrent conditional write may answer 409, which is retried). Large payloads go up as
+parallel multipart uploads. Throttling and 503 Slow Down are retried with backoff by the
+client (``aws.session``).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+
+from ..errors import StoreError
+from .base import NotFound, PreconditionFailed, Store
+
+_MULTIPART_BYTES = 32 * 1024 * 1024
+_TRANSFER = TransferConfig(
+    multipart_threshold=_MULTIPART_BYTES, multipart_chunksize=16 * 1024 * 1024, max_concurrency=8
+)
+_CONFLICT_RETRIES = 5
+
+
+class S3Store(Store):
+    """A store whose keys live under ``prefix`` in an S3 bucket."""
+
+    poll_interval = 1.0
+    compress = True
+    parallelism = 16
+
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+        super().__init__()
+        if client is None:
+            from ..aws.session import connect
+
+            client = connect().client("s3")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.client = client
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _call(self, operation: str, **params: Any) -> Any:
+        try:
+            return getattr(self.client, operation)(Bucket=self.bucket, **params)
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise NotFound(params.get("Key", "")) from None
+            if code == "PreconditionFailed" or status == 412:
+                raise PreconditionFailed(params.get("Key", "")) from None
+            if code == "ConditionalRequestConflict" or status == 409:
+                raise _Conflict from None
+            raise StoreError(
+                f"S3 {operation} on s3://{self.bucket}/{params.get('Key', '')} failed: {code}: "
+                f"{exc.response.get('Error', {}).get('Message', exc)}"
+            ) from exc
+
+    def _put(self, key: str, data: bytes) -> None:
+        if len(data) >= _MULTIPART_BYTES:
+            self.client.upload_fileobj(
+                io.BytesIO(data), self.bucket, self._key(key), Config=_TRANSFER
+            )
+            return
+        self._call("put_object", Key=self._key(key), Body=data)
+
+    def _get(self, key: str) -> bytes:
+        return self._get_versioned(key)[0]
+
+    def _get_versioned(self, key: str) -> tuple[bytes, str]:
+        response = self._call("get_object", Key=self._key(key))
+        return response["Body"].read(), response["ETag"]
+
+    def _conditional_put(self, key: str, data: bytes, **condition: str) -> str:
+        for _ in range(_CONFLICT_RETRIES):
+            try:
+                return self._call("put_object", Key=self._key(key), Body=data, **condition)["ETag"]
+            except _Conflict:
+                continue
+        raise StoreError(f"S3 kept answering 409 Conflict for {key}; try again later")
+
+    def _put_if_absent(self, key: str, data: bytes) -> str:
+        return self._conditional_put(key, data, IfNoneMatch="*")
+
+    def _put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        try:
+            return self._conditional_put(key, data, IfMatch=etag)
+        except NotFound:
+            raise PreconditionFailed(f"{key} does not exist") from None
+
+    def _delete(self, key: str) -> None:
+        self._call("delete_object", Key=self._key(key))
+
+    def _list_page(
+        self, prefix: str, start_after: str | None, limit: int
+    ) -> tuple[list[str], bool]:
+        params: dict[str, Any] = {"Prefix": self._key(prefix), "MaxKeys": limit}
+        if start_after is not None:
+            params["StartAfter"] = self._key(start_after)
+        response = self._call("list_objects_v2", **params)
+        keys = [item["Key"][len(self.prefix) :] for item in response.get("Contents", [])]
+        return keys, bool(response.get("IsTruncated"))
+
+
+class _Conflict(Exception):
+    """A concurrent conditional write answered 409: try again."""
