@@ -10,6 +10,8 @@ import pytest
 
 from starburst.store import LocalStore, Store
 
+pytest_plugins = ["emulator.fixtures"]
+
 
 def _worker_children() -> list[int]:
     """Pids of live ``starburst.worker`` processes started by this test process."""

@@ -10,7 +10,8 @@ import builtins
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from .cluster import Cluster, one_off_workers
+from .cluster import Cluster
+from .engine.driver import workers_for
 from .engine.manifest import CallStyle
 
 
@@ -94,7 +95,7 @@ def _one_off(
     plan = cluster.plan(fn, iterables, call, **options)
     if plan is None:
         return [] if mode == "as_list" else iter(())
-    cluster.start(one_off_workers(cluster.spec, plan))
+    cluster.start(workers_for(cluster.spec, plan.n_items))
     try:
         collector = cluster.collector(plan, progress, keep_results=mode == "as_list")
     except BaseException:

@@ -15,7 +15,7 @@ from typing import Any
 
 from .collect import Collector
 from .engine.chunking import Chunk, iter_chunks, zip_inputs
-from .engine.driver import Driver, workers_for
+from .engine.driver import Driver
 from .engine.manifest import CallStyle, RunFunction
 from .errors import StarburstError
 from .options import RunOptions, WorkerSpec
@@ -198,8 +198,3 @@ def header(spec: WorkerSpec) -> str:
             "then pass backend='fargate'."
         )
     return line
-
-
-def one_off_workers(spec: WorkerSpec, plan: _Plan) -> int:
-    """Workers to start for a single call."""
-    return workers_for(spec, plan.n_items)

@@ -22,12 +22,8 @@ from .._version import __version__
 from ..config import Config
 from ..errors import AwsError, AwsPermissionError, ConfigurationError, CredentialsError
 
-_RETRIES = BotoConfig(
-    retries={"mode": "standard", "max_attempts": 10},
-    user_agent_extra=f"starburst/{__version__}",
-    connect_timeout=10,
-    read_timeout=60,
-)
+#: Attempts per AWS call, retrying throttling and 5xx with backoff (``AWS_MAX_ATTEMPTS`` wins).
+DEFAULT_MAX_ATTEMPTS = 10
 
 _CREDENTIAL_CODES = {
     "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
@@ -45,7 +41,14 @@ class Aws:
 
     def client(self, service: str) -> Any:
         """A client for ``service`` in this region, retrying throttling with backoff."""
-        return self.session.client(service, region_name=self.region, config=_RETRIES)
+        attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
+        config = BotoConfig(
+            retries={"mode": "standard", "total_max_attempts": attempts},
+            user_agent_extra=f"starburst/{__version__}",
+            connect_timeout=10,
+            read_timeout=60,
+        )
+        return self.session.client(service, region_name=self.region, config=config)
 
     @functools.cached_property
     def account_id(self) -> str:

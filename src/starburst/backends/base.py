@@ -57,7 +57,3 @@ class Backend(ABC):
     @abstractmethod
     def log_tail(self, worker_id: str, lines: int = 20) -> str:
         """The last lines a worker wrote to its log."""
-
-    def header(self, spec: WorkerSpec) -> str:
-        """One line saying where the work runs."""
-        return f"{spec.workers} workers x {spec.cpu} cpu on {self.name}"

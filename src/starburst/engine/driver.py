@@ -129,9 +129,6 @@ class Driver:
         if self.failure is not None:
             raise self.failure
 
-    def log_tail(self, worker_id: str, lines: int = 20) -> str:
-        return self.backend.log_tail(worker_id, lines)
-
     # Monitor -----------------------------------------------------------------------------------
 
     def _watch(self) -> None:

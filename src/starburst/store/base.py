@@ -113,9 +113,6 @@ class Store(ABC):
             self.delete(key)
         return len(keys)
 
-    def close(self) -> None:
-        """Release what the store holds open (nothing, for most stores)."""
-
     # Primitives ----------------------------------------------------------------------------
 
     @abstractmethod

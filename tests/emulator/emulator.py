@@ -1,0 +1,129 @@
+"""The object tests get from the ``aws`` fixture."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from emulator.faults import Faults
+from emulator.pricing import Prices
+from emulator.quotas import Quotas
+from emulator.runner import TaskRunner
+from emulator.server import EmulatorServer
+
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+class Emulator:
+    """AWS as this test sees it: endpoint, identity, and the knobs moto does not have."""
+
+    region = "us-east-1"
+
+    def __init__(self, server: EmulatorServer, runner: TaskRunner, config_dir: Path) -> None:
+        self._server = server
+        self.endpoint_url: str = server.url
+        self.account_id: str = server.account_id
+        self.config_dir: Path = config_dir  # STARBURST_CONFIG_DIR for this test
+        self.runner: TaskRunner = runner
+        self.quotas: Quotas = server.quotas
+        self.prices: Prices = server.prices
+        self.faults: Faults = server.faults
+
+    @property
+    def calls(self) -> Counter[str]:
+        """How many times each API operation reached the emulator in this test."""
+        assert self._server.layer is not None
+        return self._server.layer.calls
+
+    def session(self) -> boto3.Session:
+        """A boto3 session with the emulator's credentials and region."""
+        return boto3.Session(region_name=self.region, **CREDENTIALS)
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        """A boto3 client pointed at the emulator (``kwargs`` go to ``boto3.client``)."""
+        kwargs.setdefault("region_name", self.region)
+        return boto3.client(service, endpoint_url=self.endpoint_url, **CREDENTIALS, **kwargs)
+
+    def reset(self) -> None:
+        """Empty AWS and forget quotas, prices and faults (the fixture does this per test)."""
+        self._server.reset()
+
+    def network_configuration(self, public_ip: bool = True) -> dict[str, Any]:
+        """An ``awsvpcConfiguration`` in the default VPC (moto needs subnet and group)."""
+        ec2 = self.client("ec2")
+        vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]
+        in_vpc = [{"Name": "vpc-id", "Values": [vpc["VpcId"]]}]
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=in_vpc)["Subnets"]]
+        groups = ec2.describe_security_groups(
+            Filters=[*in_vpc, {"Name": "group-name", "Values": ["default"]}]
+        )["SecurityGroups"]
+        return {
+            "awsvpcConfiguration": {
+                "subnets": subnets[:2],
+                "securityGroups": [groups[0]["GroupId"]],
+                "assignPublicIp": "ENABLED" if public_ip else "DISABLED",
+            }
+        }
+
+    def register_task_definition(
+        self,
+        family: str,
+        command: list[str],
+        *,
+        cpu: str = "256",
+        memory: str = "512",
+        environment: dict[str, str] | None = None,
+        log_group: str = "/emulator/tasks",
+        stream_prefix: str = "task",
+        container: str = "main",
+        **container_extra: Any,
+    ) -> str:
+        """Register a Fargate task definition with one awslogs container; returns its ARN.
+
+        Sets the container-level ``memory`` too (moto answers 500 without it).
+        """
+        definition = {
+            "name": container,
+            "image": "public.ecr.aws/docker/library/python:3.11-slim",
+            "essential": True,
+            "command": command,
+            "memory": int(memory),
+            "environment": [{"name": k, "value": v} for k, v in (environment or {}).items()],
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": log_group,
+                    "awslogs-region": self.region,
+                    "awslogs-stream-prefix": stream_prefix,
+                    "awslogs-create-group": "true",
+                },
+            },
+            **container_extra,
+        }
+        answer = self.client("ecs").register_task_definition(
+            family=family,
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu=cpu,
+            memory=memory,
+            containerDefinitions=[definition],
+        )
+        return answer["taskDefinition"]["taskDefinitionArn"]
+
+    def log_messages(self, group: str, stream: str) -> list[str]:
+        """Every message in a CloudWatch Logs stream, oldest first."""
+        logs = self.client("logs")
+        messages: list[str] = []
+        token = None
+        while True:
+            kwargs = {"nextToken": token} if token else {}
+            page = logs.get_log_events(
+                logGroupName=group, logStreamName=stream, startFromHead=True, **kwargs
+            )
+            messages += [event["message"] for event in page["events"]]
+            if not page["events"] or page.get("nextForwardToken") == token:
+                return messages
+            token = page.get("nextForwardToken")

@@ -1,0 +1,83 @@
+"""pytest fixtures: ``aws`` (an :class:`Emulator` per test) on one server per session.
+
+Load with ``pytest_plugins = ["emulator.fixtures"]`` in ``tests/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from emulator.emulator import Emulator
+from emulator.runner import TaskRunner
+from emulator.server import EmulatorServer
+
+
+@pytest.fixture(scope="session")
+def aws_server() -> Iterator[EmulatorServer]:
+    """The moto server and its layer, started once for the test session."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")  # read when IAM backends are made
+        server = EmulatorServer().start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def aws(
+    aws_server: EmulatorServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Emulator]:
+    """A fresh AWS for this test: moto reset, environment pointed at it, tasks running.
+
+    ``STARBURST_CONFIG_DIR`` keeps a per-test folder the suite already set (one under
+    pytest's temporary base), else points at a new one. Every task process is killed when
+    the test ends.
+    """
+    aws_server.reset()
+    existing = os.environ.get("STARBURST_CONFIG_DIR")
+    base = tmp_path_factory.getbasetemp().resolve()
+    if existing and Path(existing).resolve().is_relative_to(base):
+        config_dir = Path(existing)
+    else:
+        config_dir = tmp_path / "starburst-config"
+        config_dir.mkdir()
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL_") or name in (
+            "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN",
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        ):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_server.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", Emulator.region)
+    monkeypatch.setenv("AWS_REGION", Emulator.region)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config-absent"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials-absent"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("STARBURST_CONFIG_DIR", str(config_dir))
+    errors: list[str] = []
+    runner = TaskRunner(aws_server.url, account_id=aws_server.account_id, on_error=errors.append)
+    aws_server.attach(runner.start())
+    try:
+        yield Emulator(aws_server, runner, config_dir)
+    finally:
+        runner.shutdown()
+        aws_server.attach(None)
+        errors += aws_server.take_internal_errors()
+    if errors:
+        pytest.fail("emulator internal error(s):\n" + "\n".join(errors), pytrace=False)
