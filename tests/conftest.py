@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from proc import worker_children
 
 from starburst.store import LocalStore, Store
 
 pytest_plugins = ["emulator.fixtures"]
-
-
-def _worker_children() -> list[int]:
-    """Pids of live ``starburst.worker`` processes started by this test process."""
-    found = []
-    me = str(os.getpid())
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if stat[1] == me and stat[0] != "Z" and b"starburst.worker" in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +27,7 @@ def private_config(
 def no_stray_workers() -> Iterator[None]:
     """Fail the test if any worker process it started is still alive when it ends."""
     yield
-    assert _worker_children() == [], "worker processes outlived the call"
+    assert worker_children() == [], "worker processes outlived the call"
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -17,6 +17,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from emulator import Emulator
 from emulator.faults import CAPACITY_REASON, QUOTA_REASON
+from proc import alive
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})  # one attempt
 LOG_GROUP = "/emulator/tasks"
@@ -39,14 +40,6 @@ def _wait(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any
             return value
         time.sleep(0.02)
     raise AssertionError(f"gave up after {timeout}s waiting for {what}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _group_members(pgid: int) -> list[int]:
@@ -205,13 +198,13 @@ def test_stop_task_terminates_the_process(aws: Emulator, ecs: Any) -> None:
     aws.runner.wait_for_tasks([arn], "RUNNING")
     assert _describe(aws, arn)["lastStatus"] == "RUNNING"
     pid = aws.runner.process(arn).pid
-    assert _alive(pid)
+    assert alive(pid)
 
     stopped = ecs.stop_task(cluster="work", task=arn, reason="enough")["task"]
     assert stopped["desiredStatus"] == "STOPPED"
     aws.runner.wait_for_tasks([arn])
     task = _describe(aws, arn)
-    assert not _alive(pid)
+    assert not alive(pid)
     assert task["containers"][0]["exitCode"] == 143
     assert task["stopCode"] == "UserInitiated"
     assert task["stoppedReason"] == "enough"

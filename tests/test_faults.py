@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from proc import alive
 
 import starburst
 
@@ -33,14 +34,6 @@ def _wait_for_pid(path: Path, limit: float = 60.0) -> int:
         except (FileNotFoundError, ValueError):
             time.sleep(0.01)
     raise AssertionError(f"{path} never got a pid")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_a_worker_killed_mid_chunk_loses_no_result(tmp_path: Path, start_method: str) -> None:
@@ -129,9 +122,9 @@ def test_ctrl_c_stops_the_run_and_leaves_no_worker_behind(
     assert client.returncode == 130, output
     assert "interrupted; kept 0" in output
     deadline = time.monotonic() + 10
-    while any(_alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
         time.sleep(0.05)  # orphaned zombies are reaped by init
-    assert not any(_alive(pid) for pid in worker_pids)
+    assert not any(alive(pid) for pid in worker_pids)
 
 
 def test_an_exception_in_the_caller_stops_the_workers(start_method: str) -> None:
@@ -171,8 +164,8 @@ def test_workers_stop_themselves_when_the_client_vanishes(tmp_path: Path) -> Non
     assert len(worker_pids) == 2, "the workers never started"
     client.kill()  # no cleanup runs in the client
     client.wait()
-    assert any(_alive(pid) for pid in worker_pids)  # orphaned, still working
+    assert any(alive(pid) for pid in worker_pids)  # orphaned, still working
     deadline = time.monotonic() + 90
-    while any(_alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(_alive(pid) for pid in worker_pids), "workers outlived their client"
+    assert not any(alive(pid) for pid in worker_pids), "workers outlived their client"
