@@ -103,10 +103,18 @@ def test_the_task_role_reaches_only_its_own_bucket() -> None:
         assert all(res in (NAMES.bucket_arn, f"{NAMES.bucket_arn}/*") for res in resources)
 
 
-def test_a_second_setup_changes_nothing() -> None:
+def test_a_second_setup_changes_nothing(aws) -> None:
     provision.setup(say=_quiet)
     before = _state()
+    calls_before = dict(aws.calls)
     report = provision.setup(say=_quiet)
+    second = {op: n - calls_before.get(op, 0) for op, n in aws.calls.items()}
+    writes = [
+        op
+        for op, n in second.items()
+        if n and op.startswith(("Create", "Put", "Attach", "Delete", "Revoke", "Tag"))
+    ]
+    assert writes == []  # not one create or change call
     assert [s.outcome for s in report.steps] == ["exists"] * len(report.steps)
     assert not report.changed
     assert _state() == before
