@@ -22,6 +22,7 @@ def map(
     cpu: int | float | None = None,
     memory: str | int | float | None = None,
     backend: str | None = None,
+    spot: bool = False,
     chunk_size: int | None = None,
     errors: str = "raise",
     retries: int = 2,
@@ -40,43 +41,29 @@ def map(
     whose worker was lost; ``retry_exceptions`` also re-runs items that raised. ``seed`` gives
     each item its own reproducible random state. ``timeout`` bounds the whole call.
     """
-    return _one_off(
-        "as_list", fn, iterables, "single", locals_to_options(locals()), workers, cpu, memory,
-        backend, progress,
-    )  # fmt: skip
+    options = {k: v for k, v in locals().items() if k not in ("fn", "iterables")}
+    return _one_off("as_list", fn, iterables, "single", options)
 
 
 def starmap(fn: Callable[..., Any], iterable: Iterable[Iterable[Any]], **options: Any) -> list[Any]:
     """Like ``map``, calling ``fn(*args)`` for each tuple of arguments in ``iterable``."""
-    cluster_args = {k: options.pop(k, None) for k in ("workers", "cpu", "memory", "backend")}
-    progress = options.pop("progress", None)
-    return _one_off("as_list", fn, (iterable,), "star", options, progress=progress, **cluster_args)
+    return _one_off("as_list", fn, (iterable,), "star", options)
 
 
 def imap(fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any) -> Iterator[Any]:
     """Like ``map``, but an iterator that yields each result, in input order, as it lands."""
-    cluster_args = {k: options.pop(k, None) for k in ("workers", "cpu", "memory", "backend")}
-    progress = options.pop("progress", None)
-    return _one_off("ordered", fn, iterables, "single", options, progress=progress, **cluster_args)
+    return _one_off("ordered", fn, iterables, "single", options)
 
 
 def imap_unordered(
     fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any
 ) -> Iterator[Any]:
     """Like ``imap``, but yields results in the order they land."""
-    cluster_args = {k: options.pop(k, None) for k in ("workers", "cpu", "memory", "backend")}
-    progress = options.pop("progress", None)
-    return _one_off(
-        "unordered", fn, iterables, "single", options, progress=progress, **cluster_args
-    )
+    return _one_off("unordered", fn, iterables, "single", options)
 
 
-_CLUSTER_ARGS = ("fn", "iterables", "workers", "cpu", "memory", "backend", "progress")
-
-
-def locals_to_options(values: dict[str, Any]) -> dict[str, Any]:
-    """The run options among a front end's arguments."""
-    return {k: v for k, v in values.items() if k not in _CLUSTER_ARGS}
+#: The options that choose the workers; the rest are the run's.
+_CLUSTER_OPTIONS = ("workers", "cpu", "memory", "backend", "spot", "progress")
 
 
 def _one_off(
@@ -85,13 +72,10 @@ def _one_off(
     iterables: tuple[Iterable[Any], ...],
     call: CallStyle,
     options: dict[str, Any],
-    workers: int | None = None,
-    cpu: int | float | None = None,
-    memory: str | int | float | None = None,
-    backend: str | None = None,
-    progress: bool | None = None,
 ) -> Any:
-    cluster = Cluster(workers, cpu, memory, backend, progress=progress)
+    chosen = {k: options.pop(k) for k in _CLUSTER_OPTIONS if k in options}
+    progress = chosen.pop("progress", None)
+    cluster = Cluster(**chosen, progress=progress)
     plan = cluster.plan(fn, iterables, call, **options)
     if plan is None:
         return [] if mode == "as_list" else iter(())

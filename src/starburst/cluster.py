@@ -51,9 +51,12 @@ class Cluster:
         memory: str | int | float | None = None,
         backend: str | None = None,
         *,
+        spot: bool = False,
         progress: bool | None = None,
     ) -> None:
-        self.spec = WorkerSpec.build(backend=backend, workers=workers, cpu=cpu, memory=memory)
+        self.spec = WorkerSpec.build(
+            backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot
+        )
         self.progress = progress
         self._driver: Driver | None = None
         self._batcher: Any = None
@@ -191,7 +194,7 @@ class Cluster:
 
 def header(spec: WorkerSpec) -> str:
     """The line printed above the progress bar: where the work runs and how to go bigger."""
-    line = f"starburst: {spec.workers} workers x {spec.cpu} cpu on the {spec.backend} backend"
+    line = f"starburst: {spec.workers} workers x {spec.cpu:g} cpu on the {spec.backend} backend"
     if spec.backend == "local":
         line += (
             " (this machine, no AWS needed). To burst to AWS: run `starburst setup`, "

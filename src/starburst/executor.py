@@ -24,9 +24,10 @@ class Executor(concurrent.futures.Executor):
         memory: str | int | float | None = None,
         backend: str | None = None,
         *,
+        spot: bool = False,
         progress: bool = False,
     ) -> None:
-        self._cluster = Cluster(workers, cpu, memory, backend, progress=progress)
+        self._cluster = Cluster(workers, cpu, memory, backend, spot=spot, progress=progress)
         self._shutdown = False
         self._lock = threading.Lock()
 

@@ -14,7 +14,9 @@ from typing import Any, Literal
 from .errors import ConfigurationError
 
 ErrorMode = Literal["raise", "return"]
-BACKENDS = ("local",)
+BACKENDS = ("local", "fargate")
+#: Workers started on a cloud backend when ``workers=`` is not given.
+DEFAULT_CLOUD_WORKERS = 10
 ERROR_MODES = ("raise", "return")
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
@@ -87,13 +89,19 @@ class WorkerSpec:
 
     backend: str
     workers: int
-    cpu: int
+    cpu: float
     memory_mib: int | None
+    spot: bool = False
+
+    @property
+    def processes(self) -> int:
+        """Processes per worker: one per whole vCPU (Python runs one core per process)."""
+        return max(1, math.floor(self.cpu))
 
     @property
     def slots(self) -> int:
-        """How many items can run at once: one process per vCPU of every worker."""
-        return self.workers * self.cpu
+        """How many items can run at once across all workers."""
+        return self.workers * self.processes
 
     @classmethod
     def build(
@@ -103,6 +111,7 @@ class WorkerSpec:
         workers: int | None,
         cpu: int | float | None,
         memory: str | int | float | None,
+        spot: bool = False,
     ) -> WorkerSpec:
         """Validate the user's choices and fill in the backend's defaults."""
         name = choose_backend(backend)
@@ -111,13 +120,24 @@ class WorkerSpec:
             isinstance(cpu, bool) or not isinstance(cpu, int | float) or cpu <= 0
         ):
             raise ConfigurationError(f"cpu={cpu!r} must be a positive number of vCPUs, e.g. cpu=2")
+        if not isinstance(spot, bool):
+            raise ConfigurationError(f"spot={spot!r} must be True or False")
+        if spot and name == "local":
+            raise ConfigurationError("spot=True needs an AWS backend, e.g. backend='fargate'")
+        memory_mib = parse_memory(memory)
+        if name == "fargate":
+            from .aws.sizes import fargate_size
+
+            cpu = 1 if cpu is None else cpu
+            memory_mib = fargate_size(cpu, memory_mib)[1]
         if count is None:
-            count = os.cpu_count() or 1
+            count = (os.cpu_count() or 1) if name == "local" else DEFAULT_CLOUD_WORKERS
         return cls(
             backend=name,
             workers=count,
-            cpu=max(1, math.floor(cpu)) if cpu is not None else 1,
-            memory_mib=parse_memory(memory),
+            cpu=float(cpu) if cpu is not None else 1.0,
+            memory_mib=memory_mib,
+            spot=spot,
         )
 
 

@@ -57,3 +57,7 @@ class Backend(ABC):
     @abstractmethod
     def log_tail(self, worker_id: str, lines: int = 20) -> str:
         """The last lines a worker wrote to its log."""
+
+    def take_notices(self) -> list[str]:
+        """What the user should hear about since the last call (quota limits, fallbacks)."""
+        return []

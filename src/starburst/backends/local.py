@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,7 +49,7 @@ class LocalBackend(Backend):
             args = [
                 "--store", request.store_url, "--session", request.session_id,
                 "--worker-id", worker_id, "--index", str(index),
-                "--processes", str(request.spec.cpu),
+                "--processes", str(request.spec.processes),
             ]  # fmt: skip
             log = self.log_path(worker_id)
             process = _fork_worker(args, log) if self.fork else _spawn_worker(args, log)
@@ -118,6 +119,25 @@ def _describe_exit(code: int, asked: bool) -> str:
     if code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return "exited" if code == 0 else f"exited with code {code}"
+
+
+#: A RAM-backed folder holds a session's data when it has at least this much room.
+_MIN_FREE_TMPFS_BYTES = 8 * 1024**3
+
+
+def scratch_dir() -> str | None:
+    """Where a session's local store goes: ``STARBURST_SCRATCH_DIR``, else ``/dev/shm`` when
+    it is a roomy RAM-backed folder (the data is short-lived), else the system's temp folder.
+    """
+    chosen = os.environ.get("STARBURST_SCRATCH_DIR")
+    if chosen:
+        return chosen
+    shm = "/dev/shm"
+    try:
+        usage = shutil.disk_usage(shm)
+    except OSError:
+        return None
+    return shm if usage.free >= _MIN_FREE_TMPFS_BYTES and os.access(shm, os.W_OK) else None
 
 
 def _fork_by_default() -> bool:

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
-import tempfile
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-from ..backends import Backend, LaunchRequest, LocalBackend
+from ..backends import Backend, LaunchRequest, place
 from ..errors import WorkerStartError
 from ..options import RunOptions, WorkerSpec
-from ..store import LocalStore, Store
+from ..store import Store
 from .chunking import Chunk
 from .claims import expire_worker_claims
 from .layout import from_json, to_json
@@ -32,7 +29,8 @@ log = logging.getLogger("starburst")
 
 #: Workers that stop without completing any chunk, in a row, before the driver gives up.
 MAX_FRUITLESS_EXITS = 3
-_MONITOR_INTERVAL_LOCAL = 0.05
+#: The monitor checks on workers this many store poll intervals apart (at least 50 ms).
+_MONITOR_POLLS = 2
 
 
 class Driver:
@@ -40,11 +38,13 @@ class Driver:
 
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
-        self._root = Path(tempfile.mkdtemp(prefix="starburst-", dir=scratch_dir()))
-        self.store: Store = LocalStore(self._root)
+        session_id = new_session_id()
+        self._placement = place(spec, session_id)
+        self.store: Store = self._placement.store
+        self.backend: Backend = self._placement.backend
         timings = Timings.for_store(self.store, attached=True)
         self.session = SessionRecord(
-            session_id=new_session_id(),
+            session_id=session_id,
             backend=spec.backend,
             workers=spec.workers,
             cpu=spec.cpu,
@@ -52,7 +52,6 @@ class Driver:
             timings=timings,
         )
         self.keys = self.session.keys
-        self.backend: Backend = LocalBackend(self._root / self.keys.prefix / "logs")
         self.runs: list[Run] = []
         self.workers: dict[str, bool] = {}  # worker id -> still live
         self.failure: BaseException | None = None
@@ -90,7 +89,7 @@ class Driver:
         with self._lock:  # idle workers hold nothing: they need no time to wind down
             self.backend.stop(list(self.workers), grace=busy)
             self.workers = dict.fromkeys(self.workers, False)
-        shutil.rmtree(self._root, ignore_errors=True)
+        self._placement.discard()
 
     @property
     def closed(self) -> bool:
@@ -132,7 +131,7 @@ class Driver:
     # Monitor -----------------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        interval = _MONITOR_INTERVAL_LOCAL
+        interval = max(0.05, self.store.poll_interval * _MONITOR_POLLS)
         while not self._closed.wait(interval):
             try:
                 self._beat_if_due()
@@ -213,31 +212,17 @@ class Driver:
         indices = list(range(self._next_index, self._next_index + count))
         self._next_index += count
         request = LaunchRequest(self.store.url, self.session.session_id, self.spec)
-        for worker_id in self.backend.launch(request, indices):
+        started = self.backend.launch(request, indices)
+        for worker_id in started:
             self.workers[worker_id] = True
-
-
-#: A RAM-backed folder holds a one-off session's data when it has at least this much room.
-_MIN_FREE_TMPFS_BYTES = 8 * 1024**3
-
-
-def scratch_dir() -> str | None:
-    """Where a session's local store goes: ``STARBURST_SCRATCH_DIR``, else ``/dev/shm`` when
-    it is a roomy RAM-backed folder (the data is short-lived), else the system's temp folder.
-    """
-    chosen = os.environ.get("STARBURST_SCRATCH_DIR")
-    if chosen:
-        return chosen
-    shm = "/dev/shm"
-    try:
-        usage = shutil.disk_usage(shm)
-    except OSError:
-        return None
-    return shm if usage.free >= _MIN_FREE_TMPFS_BYTES and os.access(shm, os.W_OK) else None
+        if len(started) < count:  # the platform allows fewer (a quota): work with those
+            self._target_workers = max(1, self.live_workers)
+        for notice in self.backend.take_notices():
+            print(f"starburst: {notice}", file=sys.stderr)
 
 
 def workers_for(spec: WorkerSpec, n_items: int | None) -> int:
     """How many workers a one-off run needs: no more than there are items to share."""
     if n_items is None:
         return spec.workers
-    return max(1, min(spec.workers, math.ceil(n_items / spec.cpu)))
+    return max(1, min(spec.workers, math.ceil(n_items / spec.processes)))

@@ -37,7 +37,7 @@ class Timings:
             )  # fmt: skip
         return cls(
             lease=90.0, heartbeat=20.0, poll=store.poll_interval, max_poll=5.0,
-            orphan_scan=30.0, idle_timeout=300.0,
+            orphan_scan=5.0, idle_timeout=300.0,
             client_timeout=180.0 if attached else None, stop_grace=90.0,
         )  # fmt: skip
 
@@ -54,7 +54,7 @@ class SessionRecord:
     session_id: str
     backend: str
     workers: int
-    cpu: int
+    cpu: float
     memory_mib: int | None
     timings: Timings
     created: float = field(default_factory=time.time)

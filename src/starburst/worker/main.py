@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import multiprocessing
 import os
+import socket
 import sys
 
 from ..store import open_store
@@ -16,8 +18,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m starburst.worker", description=__doc__)
     parser.add_argument("--store", required=True, help="URL of the session's store")
     parser.add_argument("--session", required=True, help="the session id")
-    parser.add_argument("--worker-id", required=True, help="this worker's id")
-    parser.add_argument("--index", type=int, default=0, help="this worker's number in its session")
+    parser.add_argument(
+        "--worker-id", default=None, help="this worker's id (default: its ECS task id)"
+    )
+    parser.add_argument(
+        "--index", type=int, default=None, help="this worker's number in its session"
+    )
     parser.add_argument(
         "--processes", type=int, default=0, help="processes to run (default: one per vCPU)"
     )
@@ -28,6 +34,23 @@ def run_slot(store_url: str, session_id: str, worker_id: str, slot: int, process
     """Run one process's loop until it stops; return why it stopped."""
     store = open_store(store_url)
     return WorkerLoop(store, session_id, f"{worker_id}.{process}", slot=slot).run()
+
+
+def _own_id() -> str:
+    """The ECS task id when running as a task (from the task metadata endpoint), else host-pid."""
+    endpoint = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    if endpoint:
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"{endpoint}/task", timeout=5) as answer:
+            return str(json.load(answer)["TaskARN"]).rsplit("/", 1)[1]
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _spread(worker_id: str) -> int:
+    """A worker number from its id, so that workers start on different chunks."""
+    return int(hashlib.blake2b(worker_id.encode(), digest_size=2).hexdigest(), 16) % 64
 
 
 def _vcpus() -> int:
@@ -43,19 +66,21 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
     )
     processes = args.processes or _vcpus()
-    first_slot = args.index * processes
+    worker_id = args.worker_id or _own_id()
+    index = args.index if args.index is not None else _spread(worker_id)
+    first_slot = index * processes
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     children = [
         context.Process(
             target=run_slot,
-            args=(args.store, args.session, args.worker_id, first_slot + offset, offset),
+            args=(args.store, args.session, worker_id, first_slot + offset, offset),
         )
         for offset in range(1, processes)
     ]
     for child in children:
         child.start()
-    reason = run_slot(args.store, args.session, args.worker_id, first_slot, 0)
+    reason = run_slot(args.store, args.session, worker_id, first_slot, 0)
     for child in children:
         child.join()
-    logging.getLogger("starburst.worker").info("worker %s stopped: %s", args.worker_id, reason)
+    logging.getLogger("starburst.worker").info("worker %s stopped: %s", worker_id, reason)
     return 0

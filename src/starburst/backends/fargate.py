@@ -1,0 +1,281 @@
+"""The Fargate backend: each worker is an ECS task started with RunTask.
+
+Tasks get only pointers (store URL, session id, processes) in their command; credentials
+come from the task role. Tasks are launched at most ten per call, paced under ECS's launch
+rate, and RunTask's ``failures`` are handled: capacity is retried (spot falls back to
+on-demand after repeated failures), a vCPU quota shortfall runs with the workers that fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import botocore.exceptions
+
+from ..aws.session import Aws, connect, translate_errors
+from ..aws.sizes import fargate_size
+from ..config import Config
+from ..errors import SetupRequiredError
+from ..store.s3 import S3Store
+from .base import Backend, LaunchRequest, WorkerInfo
+
+if TYPE_CHECKING:
+    from ..options import WorkerSpec
+    from . import Placement
+
+log = logging.getLogger("starburst")
+
+#: RunTask starts at most this many tasks per call.
+RUN_TASK_BATCH = 10
+#: Calls per second kept under ECS's task-launch rate (burst 100, then 20 tasks/s).
+_CALLS_PER_SECOND = 2.0
+_CAPACITY_RETRIES = 3
+_QUOTA_REASON = "vcpu"
+_CONTAINER = "worker"
+_STREAM_PREFIX = "worker"
+_DEFAULT_IMAGE = "public.ecr.aws/docker/library/python:3.11-slim"
+
+
+class FargateBackend(Backend):
+    """Workers as ECS tasks on Fargate (or Fargate Spot)."""
+
+    name = "fargate"
+
+    def __init__(self, aws: Aws, resources: dict[str, Any], image: str) -> None:
+        self.aws = aws
+        self.resources = resources
+        self.image = image
+        self.ecs = aws.client("ecs")
+        self.logs = aws.client("logs")
+        self._arns: dict[str, str] = {}  # worker id (task id) -> task ARN
+        self._task_definitions: dict[tuple[str, int, int], str] = {}
+        self._last_call = 0.0
+        self._notices: list[str] = []
+        self.spot_fallback = False
+
+    # Task definitions ------------------------------------------------------------------------
+
+    def task_definition(self, cpu_units: int, memory_mib: int) -> str:
+        """The task definition for this image and size, registered once and then reused."""
+        key = (self.image, cpu_units, memory_mib)
+        if key in self._task_definitions:
+            return self._task_definitions[key]
+        body = self._task_definition_body(cpu_units, memory_mib)
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
+        family = f"starburst-worker-{digest}"
+        with translate_errors("find the worker task definition"):
+            try:
+                found = self.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+                arn = found["taskDefinitionArn"] if found.get("status") == "ACTIVE" else ""
+            except botocore.exceptions.ClientError:
+                arn = ""
+            if not arn:
+                arn = self.ecs.register_task_definition(family=family, **body)["taskDefinition"][
+                    "taskDefinitionArn"
+                ]
+        self._task_definitions[key] = arn
+        return arn
+
+    def _task_definition_body(self, cpu_units: int, memory_mib: int) -> dict[str, Any]:
+        return {
+            "networkMode": "awsvpc",
+            "requiresCompatibilities": ["FARGATE"],
+            "cpu": str(cpu_units),
+            "memory": str(memory_mib),
+            "runtimePlatform": {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
+            "executionRoleArn": self.resources["execution_role_arn"],
+            "taskRoleArn": self.resources["task_role_arn"],
+            "containerDefinitions": [
+                {
+                    "name": _CONTAINER,
+                    "image": self.image,
+                    "essential": True,
+                    "memory": memory_mib,
+                    "command": ["python", "-m", "starburst.worker"],
+                    "stopTimeout": 120,
+                    "environment": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
+                    "logConfiguration": {
+                        "logDriver": "awslogs",
+                        "options": {
+                            "awslogs-group": self.resources["log_group"],
+                            "awslogs-region": self.aws.region,
+                            "awslogs-stream-prefix": _STREAM_PREFIX,
+                        },
+                    },
+                }
+            ],
+            "tags": [{"key": "starburst", "value": "managed"}],
+        }
+
+    # Launching -------------------------------------------------------------------------------
+
+    def launch(self, request: LaunchRequest, indices: list[int]) -> list[str]:
+        spec = request.spec
+        cpu_units, memory_mib = fargate_size(spec.cpu, spec.memory_mib)
+        definition = self.task_definition(cpu_units, memory_mib)
+        command = [
+            "python", "-m", "starburst.worker", "--store", request.store_url,
+            "--session", request.session_id, "--processes", str(spec.processes),
+        ]  # fmt: skip
+        ids: list[str] = []
+        wanted = len(indices)
+        capacity_failures = 0
+        while len(ids) < wanted:
+            batch = min(RUN_TASK_BATCH, wanted - len(ids))
+            started, reasons = self._run_tasks(definition, command, batch, spec.spot)
+            ids += started
+            if any(_QUOTA_REASON in reason.lower() for reason in reasons):
+                self._notices.append(
+                    f"Requested {wanted} workers but the Fargate vCPU quota allows "
+                    f"{len(self._arns)} ({len(self._arns) * spec.cpu:g} vCPUs): using "
+                    f"{len(self._arns)}. Raise it with `starburst quota request`."
+                )
+                break
+            if reasons:
+                capacity_failures += 1
+                if capacity_failures >= _CAPACITY_RETRIES and spec.spot and not self.spot_fallback:
+                    self.spot_fallback = True
+                    self._notices.append(
+                        "Fargate Spot has no capacity right now: using on-demand workers."
+                    )
+                time.sleep(min(2.0**capacity_failures * 0.1, 5.0))
+        return ids
+
+    def take_notices(self) -> list[str]:
+        notices, self._notices = self._notices, []
+        return notices
+
+    def _run_tasks(
+        self, definition: str, command: list[str], count: int, spot: bool
+    ) -> tuple[list[str], list[str]]:
+        self._pace()
+        params: dict[str, Any] = {
+            "cluster": self.resources["cluster"],
+            "taskDefinition": definition,
+            "count": count,
+            "networkConfiguration": {
+                "awsvpcConfiguration": {
+                    "subnets": self.resources["subnets"],
+                    "securityGroups": [self.resources["security_group"]],
+                    "assignPublicIp": "ENABLED"
+                    if self.resources.get("assign_public_ip", True)
+                    else "DISABLED",
+                }
+            },
+            "overrides": {"containerOverrides": [{"name": _CONTAINER, "command": command}]},
+            "tags": [{"key": "starburst", "value": "managed"}],
+        }
+        if spot and not self.spot_fallback:
+            params["capacityProviderStrategy"] = [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+        else:
+            params["launchType"] = "FARGATE"
+        with translate_errors("start workers with RunTask"):
+            answer = self.ecs.run_task(**params)
+        started = []
+        for task in answer.get("tasks", []):
+            worker_id = task["taskArn"].rsplit("/", 1)[1]
+            self._arns[worker_id] = task["taskArn"]
+            started.append(worker_id)
+        return started, [f.get("reason", "") for f in answer.get("failures", [])]
+
+    def _pace(self) -> None:
+        wait = self._last_call + 1.0 / _CALLS_PER_SECOND - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._last_call = time.monotonic()
+
+    # Watching and stopping -------------------------------------------------------------------
+
+    def describe(self, worker_ids: list[str]) -> list[WorkerInfo]:
+        infos = []
+        for start in range(0, len(worker_ids), 100):
+            batch = worker_ids[start : start + 100]
+            with translate_errors("check on the workers"):
+                answer = self.ecs.describe_tasks(
+                    cluster=self.resources["cluster"], tasks=[self._arns[w] for w in batch]
+                )
+            by_arn = {task["taskArn"]: task for task in answer.get("tasks", [])}
+            for worker_id in batch:
+                task = by_arn.get(self._arns[worker_id])
+                infos.append(_worker_info(worker_id, task))
+        return infos
+
+    def stop(self, worker_ids: list[str], grace: bool = True) -> None:
+        for worker_id in worker_ids:
+            with translate_errors("stop a worker"):
+                try:
+                    self.ecs.stop_task(
+                        cluster=self.resources["cluster"],
+                        task=self._arns[worker_id],
+                        reason="starburst: the work is over",
+                    )
+                except botocore.exceptions.ClientError as exc:
+                    if "InvalidParameter" not in str(exc):
+                        raise
+
+    def log_tail(self, worker_id: str, lines: int = 20) -> str:
+        stream = f"{_STREAM_PREFIX}/{_CONTAINER}/{worker_id}"
+        try:
+            events = self.logs.get_log_events(
+                logGroupName=self.resources["log_group"],
+                logStreamName=stream,
+                limit=lines,
+                startFromHead=False,
+            )["events"]
+        except botocore.exceptions.ClientError:
+            return ""
+        return "\n".join(event["message"] for event in events)
+
+
+def _worker_info(worker_id: str, task: dict[str, Any] | None) -> WorkerInfo:
+    if task is None:
+        return WorkerInfo(worker_id, "stopped", reason="the task is no longer known to ECS")
+    status = task.get("lastStatus", "")
+    state = {"RUNNING": "running", "DEACTIVATING": "running", "STOPPING": "running"}.get(
+        status, "stopped" if status in ("DEPROVISIONING", "STOPPED") else "pending"
+    )
+    container = (task.get("containers") or [{}])[0]
+    stop_code = task.get("stopCode", "")
+    reason = " ".join(
+        part for part in (stop_code, task.get("stoppedReason"), container.get("reason")) if part
+    )
+    return WorkerInfo(
+        worker_id,
+        state,
+        exit_code=container.get("exitCode"),
+        reason=reason or None,
+        interrupted=stop_code in ("SpotInterruption", "TerminationNotice"),
+        started_at=_timestamp(task.get("startedAt")),
+        stopped_at=_timestamp(task.get("stoppedAt")),
+    )
+
+
+def _timestamp(value: Any) -> float | None:
+    return value.timestamp() if hasattr(value, "timestamp") else None
+
+
+def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
+    """The S3 store and Fargate backend of the configured account (spot runs on X86_64)."""
+    from . import Placement
+
+    config = Config.load()
+    resources = config.aws
+    if not resources.get("bucket"):
+        raise SetupRequiredError(
+            "starburst is not set up in this AWS account yet: run `starburst setup` (about "
+            "two minutes), then try again"
+        )
+    aws = connect(resources.get("region"))
+    image = config.get("image") or _DEFAULT_IMAGE
+    store = S3Store(resources["bucket"], "", client=aws.client("s3"))
+    backend = FargateBackend(aws, resources, image)
+
+    def discard() -> None:
+        for prefix in (f"sessions/{session_id}/", f"data/{session_id}/"):
+            store.delete_prefix(prefix)
+
+    return Placement(store, backend, discard)
