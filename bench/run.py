@@ -56,6 +56,7 @@ import workloads as wl  # noqa: E402
 from joblib.externals.loky import reusable_executor as _loky_reusable  # noqa: E402
 
 import starburst  # noqa: E402
+from starburst.backends.local import scratch_dir  # noqa: E402
 
 WORKERS = 2
 STARBURST = "starburst"
@@ -522,8 +523,8 @@ def main(argv: list[str] | None = None) -> int:
         "joblib": joblib.__version__,
         "spin_iterations": spin_iters,
         "spin_ms_check": round(spin_ms, 2),
-        "tempdir": tempfile.gettempdir(),
-        "tempdir_fs": filesystem_of(os.path.realpath(tempfile.gettempdir())),
+        "tempdir": scratch_dir() or tempfile.gettempdir(),
+        "tempdir_fs": filesystem_of(os.path.realpath(scratch_dir() or tempfile.gettempdir())),
         **source_state(),
     }
     log(
