@@ -66,3 +66,56 @@ def test_a_small_vcpu_quota_runs_with_the_workers_that_fit(aws, capsys) -> None:
     assert results == [x * x for x in range(100)]
     assert "the Fargate vCPU quota allows 2" in capsys.readouterr().err
     assert len(aws.runner.task_arns) == 2
+
+
+def hungry(x: int) -> int:
+    import time
+
+    time.sleep(30)  # killed here by the injected out-of-memory fault
+    return x
+
+
+def test_an_out_of_memory_kill_names_the_memory_limit(aws) -> None:
+    starburst.setup(say=_quiet)
+    aws.faults.oom_kill(after=1.0)
+    with pytest.raises(starburst.OutOfMemoryError, match=r"memory=2 GB.*memory='4GB'"):
+        starburst.map(hungry, range(4), workers=1, backend="fargate", cpu=1, memory="2GB")
+    assert _running_tasks() == []
+
+
+def test_throttling_and_capacity_failures_are_ridden_out(aws) -> None:
+    starburst.setup(say=_quiet)
+    aws.faults.throttle("RunTask", times=2)
+    aws.faults.runtask_failures("capacity", times=2)
+    assert starburst.map(square, range(50), workers=2, backend="fargate") == [
+        x * x for x in range(50)
+    ]
+    assert aws.calls["RunTask"] >= 5  # 2 throttled, 2 without capacity, then success
+
+
+def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("three is bad")
+    return x
+
+
+def test_a_user_exception_carries_the_remote_traceback_and_index(aws) -> None:
+    starburst.setup(say=_quiet)
+    with pytest.raises(ValueError, match="three is bad") as caught:
+        starburst.map(fail_on_three, range(10), workers=2, backend="fargate")
+    assert isinstance(caught.value.__cause__, starburst.RemoteTraceback)
+    assert "fail_on_three" in str(caught.value.__cause__)
+    assert any("item 3 (input: 3)" in note for note in caught.value.__notes__)
+    assert _running_tasks() == []
+
+
+def test_an_exception_in_the_caller_leaves_no_task_running(aws) -> None:
+    starburst.setup(say=_quiet)
+    with pytest.raises(RuntimeError), starburst.Cluster(workers=2, backend="fargate") as cluster:
+        first = cluster.map(square, range(10))
+        assert first == [x * x for x in range(10)]
+        assert len(_running_tasks()) == 2
+        again = cluster.map(square, range(10, 20))  # the same warm tasks
+        assert again == [x * x for x in range(10, 20)] and aws.calls["RunTask"] == 1
+        raise RuntimeError("the caller gave up")
+    assert _running_tasks() == []

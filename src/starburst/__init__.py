@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # the public names, imported on first use (workers need none 
     from .errors import (
         CancelledError,
         ConfigurationError,
+        OutOfMemoryError,
         PartialResults,
         RemoteError,
         RemoteTraceback,
@@ -44,6 +45,7 @@ __all__ = [
     "Cluster",
     "ConfigurationError",
     "Executor",
+    "OutOfMemoryError",
     "PartialResults",
     "RemoteError",
     "RemoteTraceback",

@@ -22,6 +22,10 @@ class WorkerLostError(StarburstError):
     """A chunk's workers died more often than ``retries`` allows."""
 
 
+class OutOfMemoryError(StarburstError, MemoryError):
+    """A worker was killed for using more memory than it was given (the message says how much)."""
+
+
 class WorkerStartError(StarburstError):
     """Workers keep exiting before they do any work (the message carries their log)."""
 

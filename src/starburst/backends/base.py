@@ -19,7 +19,7 @@ class WorkerInfo:
     state: str  # "pending", "running" or "stopped"
     exit_code: int | None = None
     reason: str | None = None  # why it stopped, in the backend's words
-    interrupted: bool = False  # stopped by the platform (spot), not by a fault of its own
+    fault: str | None = None  # "interrupted" (spot), "out_of_memory" or "failed_to_start"
     started_at: float | None = None
     stopped_at: float | None = None
 

@@ -248,10 +248,21 @@ def _worker_info(worker_id: str, task: dict[str, Any] | None) -> WorkerInfo:
         state,
         exit_code=container.get("exitCode"),
         reason=reason or None,
-        interrupted=stop_code in ("SpotInterruption", "TerminationNotice"),
+        fault=_fault(stop_code, container),
         started_at=_timestamp(task.get("startedAt")),
         stopped_at=_timestamp(task.get("stoppedAt")),
     )
+
+
+def _fault(stop_code: str, container: dict[str, Any]) -> str | None:
+    """Why a task stopped, decided by its stop code first (spot exits look like OOM)."""
+    if stop_code in ("SpotInterruption", "TerminationNotice"):
+        return "interrupted"
+    if "OutOfMemoryError" in (container.get("reason") or ""):
+        return "out_of_memory"
+    if stop_code == "TaskFailedToStart":
+        return "failed_to_start"
+    return None
 
 
 def _timestamp(value: Any) -> float | None:

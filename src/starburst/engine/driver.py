@@ -14,8 +14,8 @@ import threading
 import time
 from collections.abc import Iterator
 
-from ..backends import Backend, LaunchRequest, place
-from ..errors import WorkerStartError
+from ..backends import Backend, LaunchRequest, WorkerInfo, place
+from ..errors import OutOfMemoryError, WorkerStartError
 from ..options import RunOptions, WorkerSpec
 from ..store import Store
 from .chunking import Chunk
@@ -158,22 +158,44 @@ class Driver:
                 if info.state != "stopped" or self._closed.is_set():
                     continue
                 self.workers[info.worker_id] = False
-                self._on_worker_stopped(info.worker_id, info.reason or "", info.interrupted)
+                self._on_worker_stopped(info)
             self._prune_finished_runs()
             self._ensure_workers()
 
-    def _on_worker_stopped(self, worker_id: str, reason: str, interrupted: bool) -> None:
+    def _on_worker_stopped(self, info: WorkerInfo) -> None:
         active = [run for run in self.runs if run.outstanding]
         if not active:
             return
-        log.info("worker %s stopped (%s) while work remains", worker_id, reason)
-        ended = 0
+        reason = info.reason or f"exit code {info.exit_code}"
+        log.info("worker %s stopped (%s) while work remains", info.worker_id, reason)
+        interrupted = info.fault == "interrupted"  # the platform's doing: no attempt used up
         for run in active:
-            ended += len(
-                expire_worker_claims(
-                    self.store, run.keys, run.in_flight(), worker_id, penalise=not interrupted
-                )
+            expire_worker_claims(
+                self.store, run.keys, run.in_flight(), info.worker_id, penalise=not interrupted
             )
+        if info.fault == "out_of_memory":
+            self.failure = OutOfMemoryError(
+                f"worker {info.worker_id} ran out of memory with {self._memory_text()} "
+                f"({reason}). Give each worker more: {self._memory_advice()}"
+            )
+        elif info.fault == "failed_to_start":
+            self.failure = WorkerStartError(
+                f"worker {info.worker_id} could not start: {reason}. Check the image "
+                "(`starburst config show`) and that `starburst setup` has run in this region."
+            )
+        elif not interrupted:
+            self._count_fruitless(info.worker_id, reason)
+
+    def _memory_text(self) -> str:
+        mib = self.spec.memory_mib
+        return "the default memory" if mib is None else f"memory={mib / 1024:g} GB"
+
+    def _memory_advice(self) -> str:
+        current = self.spec.memory_mib or 2048
+        return f"e.g. memory='{2 * current / 1024:g}GB' (with a larger cpu= if Fargate needs it)."
+
+    def _count_fruitless(self, worker_id: str, reason: str) -> None:
+        """Give up when workers keep stopping before they complete anything."""
         worked = self._worker_did_work(worker_id)
         self._fruitless_exits = 0 if worked else self._fruitless_exits + 1
         if self._fruitless_exits >= MAX_FRUITLESS_EXITS:
