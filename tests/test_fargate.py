@@ -119,3 +119,26 @@ def test_an_exception_in_the_caller_leaves_no_task_running(aws) -> None:
         assert again == [x * x for x in range(10, 20)] and aws.calls["RunTask"] == 1
         raise RuntimeError("the caller gave up")
     assert _running_tasks() == []
+
+
+def chatty(x: int) -> int:
+    print(f"working on item {x}", flush=True)
+    return x
+
+
+def test_a_sessions_worker_logs_can_be_read(aws) -> None:
+    from click.testing import CliRunner
+
+    from starburst.cli import main
+
+    starburst.setup(say=_quiet)
+    with starburst.Cluster(workers=1, backend="fargate") as cluster:
+        assert cluster.map(chatty, range(3)) == [0, 1, 2]
+        session_id = cluster.driver.session.session_id
+    found = starburst.logs(session_id)
+    assert len(found) == 1
+    (lines,) = found.values()
+    assert any("working on item 2" in line for line in lines)
+    shown = CliRunner().invoke(main, ["logs", session_id, "--worker", "0", "--tail", "100"])
+    assert shown.exit_code == 0 and "working on item 1" in shown.output
+    assert starburst.logs("sb-no-such-session") == {}

@@ -16,6 +16,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # the public names, imported on first use (workers need none of them)
     from .api import imap, imap_unordered, map, starmap
+    from .aws.logs import logs
     from .aws.provision import setup, status, teardown
     from .cluster import Cluster
     from .errors import (
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # the public names, imported on first use (workers need none 
 _HOMES = {
     "map": "api", "starmap": "api", "imap": "api", "imap_unordered": "api",
     "Cluster": "cluster", "Executor": "executor",
+    "logs": "aws.logs",
     "setup": "aws.provision", "status": "aws.provision", "teardown": "aws.provision",
 }  # fmt: skip
 
@@ -58,6 +60,7 @@ __all__ = [
     "__version__",
     "imap",
     "imap_unordered",
+    "logs",
     "map",
     "setup",
     "starmap",

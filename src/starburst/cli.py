@@ -148,3 +148,27 @@ def _clear_errors() -> Iterator[None]:
         yield
     except StarburstError as exc:
         raise click.ClickException(str(exc)) from exc
+
+
+@main.command()
+@click.argument("session_id")
+@click.option("--worker", default=None, help="One worker: its number or task id.")
+@click.option("--tail", default=50, show_default=True, help="Lines per worker.")
+@click.option("--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+def logs(session_id: str, worker: str | None, tail: int, follow: bool) -> None:
+    """Show the output of a session's workers (from CloudWatch Logs)."""
+    from .aws import logs as worker_logs
+
+    with _clear_errors():
+        if follow:
+            with contextlib.suppress(KeyboardInterrupt):
+                for line in worker_logs.follow(session_id, worker):
+                    click.echo(line)
+            return
+        found = worker_logs.logs(session_id, worker, tail)
+    if not found:
+        click.echo(f"no worker logs found for {session_id}")
+    for name, lines in found.items():
+        click.echo(f"== worker {name}")
+        for line in lines:
+            click.echo(line)

@@ -176,7 +176,7 @@ class Cluster:
         driver = self.driver
         run = driver.submit(plan.payload, plan.chunks, plan.n_items, plan.call, plan.options)
         shown = self.progress if progress is None else progress
-        display = make_progress(shown, header(self.spec))
+        display = make_progress(shown, header(self.spec, driver.session.session_id))
         return Collector(run, plan.options, display, lambda: driver.live_workers, keep_results)
 
     def _collect(
@@ -192,10 +192,14 @@ class Cluster:
         return None if plan is None else self.collector(plan, progress, keep_results)
 
 
-def header(spec: WorkerSpec) -> str:
+def header(spec: WorkerSpec, session_id: str) -> str:
     """The line printed above the progress bar: where the work runs and how to go bigger."""
     line = f"starburst: {spec.workers} workers x {spec.cpu:g} cpu on the {spec.backend} backend"
-    if spec.backend == "local":
+    if spec.backend != "local":
+        memory = f", {spec.memory_mib / 1024:g} GB" if spec.memory_mib else ""
+        kind = "spot" if spec.spot else "on-demand"
+        line += f" ({kind}{memory}; session {session_id}: `starburst logs {session_id}`)"
+    else:
         line += (
             " (this machine, no AWS needed). To burst to AWS: run `starburst setup`, "
             "then pass backend='fargate'."

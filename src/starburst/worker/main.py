@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     worker_id = args.worker_id or _own_id()
     index = args.index if args.index is not None else _spread(worker_id)
     first_slot = index * processes
+    logging.getLogger("starburst.worker").info(
+        "worker %s of session %s starting %d processes", worker_id, args.session, processes
+    )  # `starburst logs SESSION` finds a session's workers by this line
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     children = [
         context.Process(
