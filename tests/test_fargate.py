@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 
@@ -142,3 +144,20 @@ def test_a_sessions_worker_logs_can_be_read(aws) -> None:
     shown = CliRunner().invoke(main, ["logs", session_id, "--worker", "0", "--tail", "100"])
     assert shown.exit_code == 0 and "working on item 1" in shown.output
     assert starburst.logs("sb-no-such-session") == {}
+
+
+def test_a_hundred_workers_take_at_most_ten_run_task_calls(aws) -> None:
+    starburst.setup(say=_quiet)
+    aws.faults.slow_start(120)  # stay PENDING: nothing needs to run for this count
+    cluster = starburst.Cluster(workers=100, backend="fargate", cpu=0.25, progress=False)
+    try:
+        cluster.start()
+        assert len(cluster.driver.workers) == 100
+        assert aws.calls["RunTask"] == 10
+        deadline = time.monotonic() + 30
+        while cluster.driver.worker_summary() != "100 pending" and time.monotonic() < deadline:
+            time.sleep(0.1)  # the monitor's next look at the tasks
+        assert cluster.driver.worker_summary() == "100 pending"  # what the progress bar shows
+    finally:
+        cluster.close()
+    assert _running_tasks() == []

@@ -177,7 +177,7 @@ class Cluster:
         run = driver.submit(plan.payload, plan.chunks, plan.n_items, plan.call, plan.options)
         shown = self.progress if progress is None else progress
         display = make_progress(shown, header(self.spec, driver.session.session_id))
-        return Collector(run, plan.options, display, lambda: driver.live_workers, keep_results)
+        return Collector(run, plan.options, display, driver.worker_summary, keep_results)
 
     def _collect(
         self,

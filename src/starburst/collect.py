@@ -25,13 +25,13 @@ class Collector:
         run: Run,
         options: RunOptions,
         progress: Progress,
-        live_workers: Callable[[], int],
+        workers: Callable[[], str],
         keep_results: bool,
     ) -> None:
         self.run = run
         self.options = options
         self.progress = progress
-        self._live_workers = live_workers
+        self._workers = workers
         self._keep = keep_results
         self._kept: list[ChunkOutput] = []
         self._deadline = time.monotonic() + options.timeout if options.timeout is not None else None
@@ -54,7 +54,7 @@ class Collector:
             self.progress.close()
 
     def _on_poll(self, run: Run) -> None:
-        self.progress.update(run.items_delivered, run.n_items, self._live_workers())
+        self.progress.update(run.items_delivered, run.n_items, self._workers())
 
     def _fail(self, exc: BaseException) -> None:
         """Cancel the run and attach what completed to ``exc``."""

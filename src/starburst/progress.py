@@ -9,7 +9,7 @@ from typing import Any, Protocol
 class Progress(Protocol):
     """What the front ends call while a run is collected."""
 
-    def update(self, done: int, total: int | None, workers: int) -> None: ...
+    def update(self, done: int, total: int | None, workers: str) -> None: ...
 
     def close(self) -> None: ...
 
@@ -17,7 +17,7 @@ class Progress(Protocol):
 class NoProgress:
     """Shows nothing."""
 
-    def update(self, done: int, total: int | None, workers: int) -> None:
+    def update(self, done: int, total: int | None, workers: str) -> None:
         pass
 
     def close(self) -> None:
@@ -44,17 +44,17 @@ class RichProgress:
             TextColumn("[bold]starburst"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[workers]} workers"),
+            TextColumn("workers: {task.fields[workers]}"),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
             console=self._console,
             transient=False,
         )
-        self._task: Any = self._bar.add_task("run", total=None, workers=0)
+        self._task: Any = self._bar.add_task("run", total=None, workers="starting")
         self._bar.start()
 
-    def update(self, done: int, total: int | None, workers: int) -> None:
+    def update(self, done: int, total: int | None, workers: str) -> None:
         self._bar.update(self._task, completed=done, total=total, workers=workers)
 
     def close(self) -> None:

@@ -31,8 +31,11 @@ log = logging.getLogger("starburst")
 
 #: RunTask starts at most this many tasks per call.
 RUN_TASK_BATCH = 10
-#: Calls per second kept under ECS's task-launch rate (burst 100, then 20 tasks/s).
-_CALLS_PER_SECOND = 2.0
+#: ECS's limits per account and region: RunTask calls per second, and the task-launch token
+#: bucket (a burst of 100 tasks, refilled at 20 tasks per second).
+_CALLS_PER_SECOND = 20.0
+_LAUNCH_BURST = 100.0
+_LAUNCHES_PER_SECOND = 20.0
 _CAPACITY_RETRIES = 3
 _QUOTA_REASON = "vcpu"
 _CONTAINER = "worker"
@@ -54,6 +57,8 @@ class FargateBackend(Backend):
         self._arns: dict[str, str] = {}  # worker id (task id) -> task ARN
         self._task_definitions: dict[tuple[str, int, int], str] = {}
         self._last_call = 0.0
+        self._launch_tokens = _LAUNCH_BURST
+        self._refilled = time.monotonic()
         self._notices: list[str] = []
         self.spot_fallback = False
 
@@ -152,7 +157,7 @@ class FargateBackend(Backend):
     def _run_tasks(
         self, definition: str, command: list[str], count: int, spot: bool
     ) -> tuple[list[str], list[str]]:
-        self._pace()
+        self._pace(count)
         params: dict[str, Any] = {
             "cluster": self.resources["cluster"],
             "taskDefinition": definition,
@@ -182,10 +187,20 @@ class FargateBackend(Backend):
             started.append(worker_id)
         return started, [f.get("reason", "") for f in answer.get("failures", [])]
 
-    def _pace(self) -> None:
-        wait = self._last_call + 1.0 / _CALLS_PER_SECOND - time.monotonic()
+    def _pace(self, tasks: int) -> None:
+        """Wait until a RunTask call for ``tasks`` fits under ECS's rate limits."""
+        now = time.monotonic()
+        self._launch_tokens = min(
+            _LAUNCH_BURST, self._launch_tokens + (now - self._refilled) * _LAUNCHES_PER_SECOND
+        )
+        self._refilled = now
+        wait = max(
+            self._last_call + 1.0 / _CALLS_PER_SECOND - now,
+            (tasks - self._launch_tokens) / _LAUNCHES_PER_SECOND,
+        )
         if wait > 0:
             time.sleep(wait)
+        self._launch_tokens -= tasks
         self._last_call = time.monotonic()
 
     # Watching and stopping -------------------------------------------------------------------

@@ -54,6 +54,7 @@ class Driver:
         self.keys = self.session.keys
         self.runs: list[Run] = []
         self.workers: dict[str, bool] = {}  # worker id -> still live
+        self._phases: dict[str, str] = {}  # worker id -> pending / running / stopped
         self.failure: BaseException | None = None
         self._target_workers = 0
         self._next_index = 0
@@ -94,6 +95,17 @@ class Driver:
     @property
     def closed(self) -> bool:
         return self._closed.is_set()
+
+    def worker_summary(self) -> str:
+        """The live workers by phase, e.g. ``"2 pending, 8 running"``."""
+        counts: dict[str, int] = {}
+        for worker_id, up in list(self.workers.items()):
+            if up:
+                phase = self._phases.get(worker_id, "pending")
+                counts[phase] = counts.get(phase, 0) + 1
+        if not counts:
+            return "none"
+        return ", ".join(f"{n} {phase}" for phase, n in sorted(counts.items()))
 
     @property
     def live_workers(self) -> int:
@@ -155,6 +167,7 @@ class Driver:
                 self._ensure_workers()
                 return
             for info in self.backend.describe(live):
+                self._phases[info.worker_id] = info.state
                 if info.state != "stopped" or self._closed.is_set():
                     continue
                 self.workers[info.worker_id] = False
