@@ -161,3 +161,29 @@ def test_a_hundred_workers_take_at_most_ten_run_task_calls(aws) -> None:
     finally:
         cluster.close()
     assert _running_tasks() == []
+
+
+def test_spot_without_capacity_falls_back_to_on_demand_and_says_so(aws, capsys) -> None:
+    starburst.setup(say=_quiet)
+    aws.faults.runtask_failures("capacity", times=3)
+    assert starburst.map(square, range(20), workers=1, backend="fargate", spot=True) == [
+        x * x for x in range(20)
+    ]
+    assert "Fargate Spot has no capacity right now" in capsys.readouterr().err
+    (task,) = boto3.client("ecs").describe_tasks(cluster="starburst", tasks=aws.runner.task_arns)[
+        "tasks"
+    ]
+    assert task.get("capacityProviderName") != "FARGATE_SPOT"
+
+
+def test_the_executor_runs_on_fargate(aws) -> None:
+    from concurrent.futures import as_completed
+
+    starburst.setup(say=_quiet)
+    with starburst.Executor(workers=2, backend="fargate") as executor:
+        futures = {executor.submit(pow, 2, n): n for n in range(8)}
+        assert {futures[f]: f.result(timeout=120) for f in as_completed(futures)} == {
+            n: 2**n for n in range(8)
+        }
+        assert list(executor.map(square, range(5))) == [0, 1, 4, 9, 16]
+    assert _running_tasks() == []
