@@ -42,32 +42,34 @@ def test_an_invalid_cpu_memory_pair_fails_before_any_aws_call(aws) -> None:
 
 def test_a_map_runs_on_fargate_tasks_and_leaves_none_running(aws) -> None:
     starburst.setup(say=_quiet)
-    results = starburst.map(square, range(300), workers=3, backend="fargate", cpu=1)
-    assert results == [x * x for x in range(300)]
-    assert aws.calls["RunTask"] == 1  # three workers, one call
+    results = starburst.map(square, range(1_000), workers=10, backend="fargate", cpu=1)
+    assert results == [x * x for x in range(1_000)]
+    assert aws.calls["RunTask"] == 1  # ten workers, one call
     assert _running_tasks() == []
 
 
-def test_a_spot_interruption_loses_nothing(aws) -> None:
+def test_spot_interruptions_lose_nothing(aws) -> None:
     starburst.setup(say=_quiet)
-    aws.faults.spot_interruption(count=1, after=1.5, grace=0.5)
-    results = starburst.map(slow_square, range(200), workers=2, backend="fargate", spot=True)
-    assert results == [x * x for x in range(200)]
+    aws.faults.spot_interruption(count=2, after=1.5, grace=0.5)
+    results = starburst.map(slow_square, range(300), workers=3, backend="fargate", spot=True)
+    assert results == [x * x for x in range(300)]  # every result, once, no error
     stopped = boto3.client("ecs").describe_tasks(cluster="starburst", tasks=aws.runner.task_arns)[
         "tasks"
     ]
-    assert any(task.get("stopCode") == "SpotInterruption" for task in stopped)
+    assert sum(task.get("stopCode") == "SpotInterruption" for task in stopped) == 2
     assert _running_tasks() == []
 
 
 def test_a_small_vcpu_quota_runs_with_the_workers_that_fit(aws, capsys) -> None:
     starburst.setup(say=_quiet)
-    aws.quotas.set("L-3032A538", 2)
+    aws.quotas.set("L-3032A538", 3)
     aws.faults.enforce_vcpu_quota()
-    results = starburst.map(square, range(100), workers=6, backend="fargate", cpu=1)
+    results = starburst.map(square, range(100), workers=20, backend="fargate", cpu=1)
     assert results == [x * x for x in range(100)]
-    assert "the Fargate vCPU quota allows 2" in capsys.readouterr().err
-    assert len(aws.runner.task_arns) == 2
+    assert "but the Fargate vCPU quota allows 3 workers (3 vCPUs): using 3" in (
+        capsys.readouterr().err
+    )
+    assert len(aws.runner.task_arns) == 3
 
 
 def hungry(x: int) -> int:

@@ -134,10 +134,10 @@ class FargateBackend(Backend):
             started, reasons = self._run_tasks(definition, command, batch, spec.spot)
             ids += started
             if any(_QUOTA_REASON in reason.lower() for reason in reasons):
+                fits = len(self._arns)
                 self._notices.append(
-                    f"Requested {wanted} workers but the Fargate vCPU quota allows "
-                    f"{len(self._arns)} ({len(self._arns) * spec.cpu:g} vCPUs): using "
-                    f"{len(self._arns)}. Raise it with `starburst quota request`."
+                    f"Requested {wanted} workers ({wanted * spec.cpu:g} vCPUs) but the Fargate "
+                    f"vCPU quota allows {fits} workers ({fits * spec.cpu:g} vCPUs): using {fits}."
                 )
                 break
             if reasons:
