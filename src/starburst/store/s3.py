@@ -101,6 +101,20 @@ class S3Store(Store):
     def _delete(self, key: str) -> None:
         self._call("delete_object", Key=self._key(key))
 
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every key under ``prefix``, a thousand per request."""
+        removed = 0
+        while True:
+            keys, _ = self.list_page(prefix)
+            if not keys:
+                return removed
+            self._request("delete_batch")
+            self._call(
+                "delete_objects",
+                Delete={"Objects": [{"Key": self._key(k)} for k in keys], "Quiet": True},
+            )
+            removed += len(keys)
+
     def _list_page(
         self, prefix: str, start_after: str | None, limit: int
     ) -> tuple[list[str], bool]:
