@@ -211,7 +211,8 @@ class Driver:
         """Give up when workers keep stopping before they complete anything."""
         worked = self._worker_did_work(worker_id)
         self._fruitless_exits = 0 if worked else self._fruitless_exits + 1
-        if self._fruitless_exits >= MAX_FRUITLESS_EXITS:
+        limit = max(MAX_FRUITLESS_EXITS, min(10, self._target_workers // 10))
+        if self._fruitless_exits >= limit:
             self.failure = WorkerStartError(
                 f"{self._fruitless_exits} workers in a row stopped without completing any work "
                 f"(last: {worker_id}, {reason}). Its log ends with:\n"

@@ -8,6 +8,7 @@ session's deadline, when the attached client has gone silent, or on SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -25,7 +26,7 @@ from ..engine.manifest import RunFunction, RunManifest
 from ..engine.outcome import ChunkOutput, ItemFailure
 from ..engine.seeding import seed_item
 from ..engine.session import SessionRecord
-from ..errors import SerializationError
+from ..errors import SerializationError, StoreError
 from ..serialize import dumps, loads
 from ..store import NotFound, PreconditionFailed, Store
 
@@ -83,10 +84,16 @@ class WorkerLoop:
         pause = self.timings.poll
         try:
             while self.stop_reason is None:
-                found = self._find_work()
-                if found is not None:
-                    self._process(*found)
-                    idle_since, pause = time.monotonic(), self.timings.poll
+                try:
+                    found = self._find_work()
+                    if found is not None:
+                        self._process(*found)
+                        idle_since, pause = time.monotonic(), self.timings.poll
+                        continue
+                except StoreError as exc:  # the store failed past its retries: wait, go on
+                    log.warning("store error, will try again: %s", exc)
+                    self._give_back()
+                    time.sleep(self.timings.max_poll)
                     continue
                 if any(not state.finished for state in self.runs.values()):
                     idle_since = time.monotonic()  # a run is unfinished: its chunks may come back
@@ -113,10 +120,12 @@ class WorkerLoop:
         timer.start()
 
     def _give_back(self) -> None:
-        lease = self.current
+        """Release the chunk in hand, if any (best effort: its lease runs out otherwise)."""
+        with self._lock:
+            lease, self.current = self.current, None
         if lease is not None:
-            claims.release(self.store, lease)
-            self.current = None
+            with contextlib.suppress(StoreError):
+                claims.release(self.store, lease)
 
     # Finding work --------------------------------------------------------------------------
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import multiprocessing
 import os
 import socket
 import sys
+import time
+import urllib.request
 
 from ..store import open_store
 from .loop import WorkerLoop
@@ -36,15 +39,20 @@ def run_slot(store_url: str, session_id: str, worker_id: str, slot: int, process
     return WorkerLoop(store, session_id, f"{worker_id}.{process}", slot=slot).run()
 
 
-def _own_id() -> str:
-    """The ECS task id when running as a task (from the task metadata endpoint), else host-pid."""
-    endpoint = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
-    if endpoint:
-        import json
-        import urllib.request
+def _own_id(attempts: int = 5) -> str:
+    """The ECS task id when running as a task (from the task metadata endpoint), else host-pid.
 
-        with urllib.request.urlopen(f"{endpoint}/task", timeout=5) as answer:
-            return str(json.load(answer)["TaskARN"]).rsplit("/", 1)[1]
+    The endpoint is asked a few times; if it never answers, the worker still works under its
+    host-pid id (its leases then run out instead of being ended by the client).
+    """
+    endpoint = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    for attempt in range(attempts if endpoint else 0):
+        try:
+            with urllib.request.urlopen(f"{endpoint}/task", timeout=10) as answer:
+                return str(json.load(answer)["TaskARN"]).rsplit("/", 1)[1]
+        except (OSError, ValueError, KeyError) as exc:
+            logging.getLogger("starburst.worker").warning("task metadata: %s", exc)
+            time.sleep(min(2**attempt, 10))
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
