@@ -427,18 +427,10 @@ class EmulatorHandle:
 
 def set_environment(url: str, scratch: Path) -> None:
     """The environment the ``aws`` fixture gives a test, plus the client's user-agent tag."""
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL_") or name in (
-            "AWS_SESSION_TOKEN",
-            "AWS_SECURITY_TOKEN",
-            "AWS_PROFILE",
-            "AWS_DEFAULT_PROFILE",
-            "AWS_ROLE_ARN",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        ):
-            del os.environ[name]
+    from emulator.server import ambient_aws_variables
+
+    for name in ambient_aws_variables(os.environ):
+        del os.environ[name]
     config_dir = scratch / "starburst-config"
     config_dir.mkdir()
     os.environ.update(

@@ -13,7 +13,7 @@ import pytest
 
 from emulator.emulator import Emulator
 from emulator.runner import TaskRunner
-from emulator.server import EmulatorServer
+from emulator.server import EmulatorServer, ambient_aws_variables
 
 
 @pytest.fixture(scope="session")
@@ -49,18 +49,8 @@ def aws(
     else:
         config_dir = tmp_path / "starburst-config"
         config_dir.mkdir()
-    for name in list(os.environ):
-        if name.startswith("AWS_ENDPOINT_URL_") or name in (
-            "AWS_SESSION_TOKEN",
-            "AWS_SECURITY_TOKEN",
-            "AWS_PROFILE",
-            "AWS_DEFAULT_PROFILE",
-            "AWS_ROLE_ARN",
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        ):
-            monkeypatch.delenv(name)
+    for name in ambient_aws_variables(os.environ):
+        monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws_server.url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

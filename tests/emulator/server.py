@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -110,3 +111,21 @@ class EmulatorServer:
 
     def _restore_pricing(self) -> None:
         self.faults.clear_errors("GetProducts")
+
+
+#: Ambient AWS settings that would lead a client away from the emulator's fake credentials.
+_AMBIENT = (
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+def ambient_aws_variables(environ: Mapping[str, str]) -> list[str]:
+    """The names in ``environ`` to remove before pointing clients at the emulator."""
+    return [n for n in environ if n.startswith("AWS_ENDPOINT_URL_") or n in _AMBIENT]
