@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
@@ -220,17 +221,23 @@ class FargateBackend(Backend):
         return infos
 
     def stop(self, worker_ids: list[str], grace: bool = True) -> None:
-        for worker_id in worker_ids:
-            with translate_errors("stop a worker"):
-                try:
-                    self.ecs.stop_task(
-                        cluster=self.resources["cluster"],
-                        task=self._arns[worker_id],
-                        reason="starburst: the work is over",
-                    )
-                except botocore.exceptions.ClientError as exc:
-                    if "InvalidParameter" not in str(exc):
-                        raise
+        if not worker_ids:
+            return
+        with ThreadPoolExecutor(max_workers=min(16, len(worker_ids))) as pool:
+            for done in [pool.submit(self._stop_one, worker_id) for worker_id in worker_ids]:
+                done.result()
+
+    def _stop_one(self, worker_id: str) -> None:
+        with translate_errors("stop a worker"):
+            try:
+                self.ecs.stop_task(
+                    cluster=self.resources["cluster"],
+                    task=self._arns[worker_id],
+                    reason="starburst: the work is over",
+                )
+            except botocore.exceptions.ClientError as exc:
+                if "InvalidParameter" not in str(exc):
+                    raise
 
     def log_tail(self, worker_id: str, lines: int = 20) -> str:
         stream = f"{_STREAM_PREFIX}/{_CONTAINER}/{worker_id}"
