@@ -241,12 +241,26 @@ class WorkerLoop:
         try:
             function = self._function(state)
         except Exception as exc:
-            self._fail_chunk(lease, output, items, exc)
-            return
+            self._fail_all(output, items, exc)
+        else:
+            self._run_items(function, manifest, output, items)
+        output.seconds = time.process_time() - cpu_start
+        self._write_output(lease, output)
+        with self._lock:
+            self.current = None
+        self.chunks_done += 1
+        self.items_done += len(items)
+        if self._terminating:
+            raise WorkerTerminated
+
+    def _run_items(
+        self, function: RunFunction, manifest: RunManifest, output: ChunkOutput, items: list[Any]
+    ) -> None:
+        """Run the function on each item, catching each item's exception with its traceback."""
         call = _caller(function, manifest)
         results, seed = output.results, manifest.seed
         for offset, item in enumerate(items):
-            index = start + offset
+            index = output.start + offset
             if seed is not None:
                 seed_item(seed, index)
             try:
@@ -257,18 +271,8 @@ class WorkerLoop:
                 output.failures[index] = ItemFailure.from_exception(
                     index, item, exc, self.worker_id, task=manifest.call == "task"
                 )
-        output.seconds = time.process_time() - cpu_start
-        self._write_output(lease, output)
-        with self._lock:
-            self.current = None
-        self.chunks_done += 1
-        self.items_done += len(items)
-        if self._terminating:
-            raise WorkerTerminated
 
-    def _fail_chunk(
-        self, lease: claims.Lease, output: ChunkOutput, items: list[Any], cause: Exception
-    ) -> None:
+    def _fail_all(self, output: ChunkOutput, items: list[Any], cause: Exception) -> None:
         """Record every item of a chunk as failed because its function would not load."""
         problem = SerializationError(
             f"the worker could not load the function: {type(cause).__name__}: {cause}. "
@@ -279,8 +283,6 @@ class WorkerLoop:
             output.failures[index] = ItemFailure.from_exception(
                 index, item, problem, self.worker_id
             )
-        self._write_output(lease, output)
-        self.current = None
 
     def _function(self, state: _RunState) -> RunFunction:
         run_id = state.manifest.run_id
