@@ -103,8 +103,8 @@ def key_kind(key: str) -> str:
     """What a starburst store key (or list prefix) is, from its layout (engine/layout.py)."""
     if key.endswith("/session.json"):
         return "session"
-    if key.endswith("/client.json"):
-        return "client heartbeat"
+    if key.endswith("/control.json"):
+        return "control"
     if "/workers/" in key or key.endswith("/workers"):
         return "worker heartbeat"
     if "/runs/" in key or key.endswith("/runs"):
@@ -711,7 +711,9 @@ def report(**m: Any) -> None:
             if o == origin and (op is None or p == op) and (kind is None or k == kind)
         )
 
-    heartbeat_kinds = ("worker heartbeat", "client heartbeat")
+    # Time-driven, not chunk-driven: heartbeats, and reads of the control record at each
+    # heartbeat and at each idle poll of a worker that has run out of work.
+    heartbeat_kinds = ("worker heartbeat", "control")
     worker_heartbeats = sum(tapped("workers", kind=k) for k in heartbeat_kinds)
     worker_total = sum(worker_ops.values())
     worker_work = worker_total - worker_heartbeats
@@ -794,7 +796,7 @@ def report(**m: Any) -> None:
             mark(worker_work <= WORKER_REQUESTS_PER_CHUNK * n_chunks),
         ),
         (
-            "worker heartbeat requests (put + client.json get)",
+            "worker heartbeat + idle requests (put, control.json get)",
             f"{worker_heartbeats}",
             "allowed",
             "info",

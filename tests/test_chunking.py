@@ -12,6 +12,7 @@ from starburst.engine.chunking import (
     MAX_CHUNKS_PER_SLOT,
     LengthMismatchError,
     chunk_sizes,
+    chunks_per_slot,
     iter_chunks,
     zip_inputs,
 )
@@ -44,8 +45,16 @@ def test_guided_schedule_starts_small_then_shrinks_towards_the_end() -> None:
 
 
 def test_the_floor_bounds_the_number_of_chunks() -> None:
-    assert len(_plan(100_000, 2)) <= 2 * MAX_CHUNKS_PER_SLOT
+    assert len(_plan(100_000, 2)) <= 2 * MAX_CHUNKS_PER_SLOT["local"]
     assert len(_plan(100_000, 2)) >= 4  # but enough chunks to balance two slots
+
+
+def test_a_network_store_gets_few_chunks_per_slot() -> None:
+    per_slot = chunks_per_slot("fargate")
+    assert per_slot < chunks_per_slot("local")
+    _, chunks = iter_chunks(range(10_000), 10_000, 100, None, per_slot)
+    sizes = [len(c.items) for c in chunks]
+    assert sum(sizes) == 10_000 and 100 <= len(sizes) <= 100 * per_slot
 
 
 def test_explicit_chunk_size_is_honoured() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from starburst.engine import claims
 from starburst.engine.claims import Claim, LostChunk
+from starburst.engine.control import Control
 from starburst.engine.layout import RunKeys, SessionKeys
 from starburst.engine.manifest import RunFunction, RunManifest
 from starburst.engine.outcome import ChunkOutput
@@ -72,7 +73,8 @@ def test_expiring_a_dead_workers_claims_touches_only_that_worker(local: LocalSto
     claims.claim_fresh(local, KEYS, 0, "w0001.0", lease=30)
     claims.claim_fresh(local, KEYS, 1, "w0002.0", lease=30)
     claims.claim_fresh(local, KEYS, 2, "w00010.0", lease=30)  # a prefix, not the same worker
-    ended = claims.expire_worker_claims(local, KEYS, [0, 1, 2], "w0001", penalise=True)
+    stopped = {"w0001": True}
+    ended = [c for c in (0, 1, 2) if claims.end_lease(local, KEYS, c, stopped) == "w0001"]
     assert ended == [0]
     assert claims.take_over(local, KEYS, 0, "x", lease=30, max_attempts=3).attempt == 1
     assert claims.take_over(local, KEYS, 1, "x", lease=30, max_attempts=3) is None
@@ -80,7 +82,7 @@ def test_expiring_a_dead_workers_claims_touches_only_that_worker(local: LocalSto
 
 def test_an_interrupted_workers_claims_do_not_use_up_attempts(local: LocalStore) -> None:
     claims.claim_fresh(local, KEYS, 0, "w0001.0", lease=30)
-    claims.expire_worker_claims(local, KEYS, [0], "w0001", penalise=False)
+    assert claims.end_lease(local, KEYS, 0, {"w0001": False}) == "w0001"
     assert claims.take_over(local, KEYS, 0, "x", lease=30, max_attempts=1).attempt == 0
 
 
@@ -100,7 +102,8 @@ def test_a_worker_takes_over_a_chunk_whose_holder_died(local: LocalStore) -> Non
             dumps({"start": 3 * chunk, "items": [3 * chunk + i for i in range(3)]}, compress=False),
         )
     manifest = RunManifest("r", "single", retries=2, state="sealed", n_chunks=2, n_items=6)
-    local.put(keys.manifest("r"), manifest.encode())
+    control = Control(heartbeat=time.time(), runs={"r": manifest})
+    local.put(keys.control, control.encode())
     # chunk 0 is held by a worker that died: its lease runs out in 1.5 s
     local.put(run.claim(0), Claim("ghost.0", 0, expires=time.time() + 1.5).encode())
 

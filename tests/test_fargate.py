@@ -157,9 +157,10 @@ def test_a_hundred_workers_take_at_most_ten_run_task_calls(aws) -> None:
         assert len(cluster.driver.workers) == 100
         assert aws.calls["RunTask"] == 10
         deadline = time.monotonic() + 30
-        while cluster.driver.worker_summary() != "100 pending" and time.monotonic() < deadline:
+        waiting = "100 requested: 100 pulling image"  # what the progress bar shows
+        while cluster.driver.worker_summary() != waiting and time.monotonic() < deadline:
             time.sleep(0.1)  # the monitor's next look at the tasks
-        assert cluster.driver.worker_summary() == "100 pending"  # what the progress bar shows
+        assert cluster.driver.worker_summary() == waiting
     finally:
         cluster.close()
     assert _running_tasks() == []

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .collect import Collector
-from .engine.chunking import Chunk, iter_chunks, zip_inputs
+from .engine.chunking import Chunk, chunks_per_slot, iter_chunks, zip_inputs
 from .engine.driver import Driver
 from .engine.manifest import CallStyle, RunFunction
 from .errors import StarburstError
@@ -166,7 +166,8 @@ class Cluster:
         items, n_items = zip_inputs(iterables, strict)
         if call == "single" and len(iterables) > 1:
             call = "star"  # zipped items are tuples of arguments
-        n_items, chunks = iter_chunks(items, n_items, self.spec.slots, options.chunk_size)
+        per_slot = chunks_per_slot(self.spec.backend)
+        n_items, chunks = iter_chunks(items, n_items, self.spec.slots, options.chunk_size, per_slot)
         if n_items == 0:
             return None
         return _Plan(payload, chunks, n_items, call, options)

@@ -16,7 +16,7 @@ from typing import Any
 
 import cloudpickle
 
-from .engine.chunking import iter_chunks
+from .engine.chunking import chunks_per_slot, iter_chunks
 from .engine.driver import Driver
 from .engine.manifest import RunFunction
 from .engine.run import Run
@@ -105,7 +105,10 @@ class SubmitBatcher:
             tasks.append((fn, args, kwargs))
         if not tasks:
             return
-        n_items, chunks = iter_chunks(tasks, len(tasks), self._driver.spec.slots, None)
+        spec = self._driver.spec
+        n_items, chunks = iter_chunks(
+            tasks, len(tasks), spec.slots, None, chunks_per_slot(spec.backend)
+        )
         try:
             run = self._driver.submit(self._payload, chunks, n_items, "task", self._options)
         except BaseException as exc:

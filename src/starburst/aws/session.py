@@ -32,6 +32,10 @@ _CREDENTIAL_CODES = {
 _PERMISSION_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
 
 
+#: Connections a client keeps open: enough for the store's parallel transfers.
+MAX_POOL_CONNECTIONS = 32
+
+
 @dataclass(frozen=True)
 class Aws:
     """An AWS account and region to work in, and the session that reaches it."""
@@ -47,6 +51,7 @@ class Aws:
             user_agent_extra=f"starburst/{__version__}",
             connect_timeout=10,
             read_timeout=60,
+            max_pool_connections=MAX_POOL_CONNECTIONS,
         )
         return self.session.client(service, region_name=self.region, config=config)
 

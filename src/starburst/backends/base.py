@@ -17,6 +17,7 @@ class WorkerInfo:
 
     worker_id: str
     state: str  # "pending", "running" or "stopped"
+    phase: str = ""  # the platform's finer step, e.g. "provisioning", "pulling image"
     exit_code: int | None = None
     reason: str | None = None  # why it stopped, in the backend's words
     fault: str | None = None  # "interrupted" (spot), "out_of_memory" or "failed_to_start"
@@ -39,8 +40,12 @@ class Backend(ABC):
     name: str
 
     @abstractmethod
-    def launch(self, request: LaunchRequest, indices: list[int]) -> list[str]:
-        """Start one worker per index; return their ids (in the same order)."""
+    def launch(self, request: LaunchRequest, stripes: list[int]) -> list[str]:
+        """Start one worker per stripe; return their ids (in the same order).
+
+        A backend that can tell each worker its stripe does (``--index``); the others'
+        workers read it from the control record's roster.
+        """
 
     @abstractmethod
     def describe(self, worker_ids: list[str]) -> list[WorkerInfo]:
@@ -53,6 +58,9 @@ class Backend(ABC):
         With ``grace``, workers are asked first (SIGTERM) so that they can give back the
         chunks they hold; without it (nothing is in flight) they are stopped at once.
         """
+
+    #: Seconds between the client's checks on its workers.
+    check_interval: float = 0.05
 
     @abstractmethod
     def log_tail(self, worker_id: str, lines: int = 20) -> str:

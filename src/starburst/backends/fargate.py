@@ -48,6 +48,7 @@ class FargateBackend(Backend):
     """Workers as ECS tasks on Fargate (or Fargate Spot)."""
 
     name = "fargate"
+    check_interval = 3.0  # DescribeTasks for up to 100 tasks a call
 
     def __init__(self, aws: Aws, resources: dict[str, Any], image: str) -> None:
         self.aws = aws
@@ -119,7 +120,7 @@ class FargateBackend(Backend):
 
     # Launching -------------------------------------------------------------------------------
 
-    def launch(self, request: LaunchRequest, indices: list[int]) -> list[str]:
+    def launch(self, request: LaunchRequest, stripes: list[int]) -> list[str]:
         spec = request.spec
         cpu_units, memory_mib = fargate_size(spec.cpu, spec.memory_mib)
         definition = self.task_definition(cpu_units, memory_mib)
@@ -128,7 +129,7 @@ class FargateBackend(Backend):
             "--session", request.session_id, "--processes", str(spec.processes),
         ]  # fmt: skip
         ids: list[str] = []
-        wanted = len(indices)
+        wanted = len(stripes)
         capacity_failures = 0
         while len(ids) < wanted:
             batch = min(RUN_TASK_BATCH, wanted - len(ids))
@@ -253,6 +254,10 @@ class FargateBackend(Backend):
         return "\n".join(event["message"] for event in events)
 
 
+#: What a Fargate user waits through before a task works, by the task's ``lastStatus``.
+_PHASES = {"PROVISIONING": "provisioning", "PENDING": "pulling image", "ACTIVATING": "starting"}
+
+
 def _worker_info(worker_id: str, task: dict[str, Any] | None) -> WorkerInfo:
     if task is None:
         return WorkerInfo(worker_id, "stopped", reason="the task is no longer known to ECS")
@@ -260,6 +265,7 @@ def _worker_info(worker_id: str, task: dict[str, Any] | None) -> WorkerInfo:
     state = {"RUNNING": "running", "DEACTIVATING": "running", "STOPPING": "running"}.get(
         status, "stopped" if status in ("DEPROVISIONING", "STOPPED") else "pending"
     )
+    phase = _PHASES.get(status, state)
     container = (task.get("containers") or [{}])[0]
     stop_code = task.get("stopCode", "")
     reason = " ".join(
@@ -268,6 +274,7 @@ def _worker_info(worker_id: str, task: dict[str, Any] | None) -> WorkerInfo:
     return WorkerInfo(
         worker_id,
         state,
+        phase=phase,
         exit_code=container.get("exitCode"),
         reason=reason or None,
         fault=_fault(stop_code, container),

@@ -42,10 +42,10 @@ class LocalBackend(Backend):
         self._stopped: dict[str, float] = {}
         self._asked_to_stop: set[str] = set()
 
-    def launch(self, request: LaunchRequest, indices: list[int]) -> list[str]:
+    def launch(self, request: LaunchRequest, stripes: list[int]) -> list[str]:
         ids = []
-        for index in indices:
-            worker_id = f"w{index:04d}"
+        for index in stripes:
+            worker_id = f"w{len(self._processes):04d}"
             args = [
                 "--store", request.store_url, "--session", request.session_id,
                 "--worker-id", worker_id, "--index", str(index),

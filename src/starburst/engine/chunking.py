@@ -20,16 +20,30 @@ from ..errors import ConfigurationError
 
 #: Items read ahead from an iterable without ``len`` to learn its length when it is short.
 LOOKAHEAD_ITEMS = 10_000
-#: The floor is sized so that a run has at most about this many chunks per slot.
-MAX_CHUNKS_PER_SLOT = 256
+#: The floor is sized so that a run has at most this many chunks per slot: many when the
+#: store is a local disk (a chunk costs microseconds), few when it is across a network (a
+#: chunk costs the client two requests and its worker four, of tens of milliseconds each).
+MAX_CHUNKS_PER_SLOT = {"local": 256, "network": 3}
 #: A chunk should not carry more than about this many bytes of input.
 MAX_CHUNK_BYTES = 32 * 1024 * 1024
 
 
+def chunks_per_slot(backend: str) -> int:
+    """The most chunks per slot worth making for a backend (whose store it implies)."""
+    return MAX_CHUNKS_PER_SLOT["local" if backend == "local" else "network"]
+
+
 def chunk_sizes(
-    n_items: int | None, slots: int, chunk_size: int | None = None, item_bytes: int = 0
+    n_items: int | None,
+    slots: int,
+    chunk_size: int | None = None,
+    item_bytes: int = 0,
+    per_slot: int = MAX_CHUNKS_PER_SLOT["local"],
 ) -> Iterator[int]:
-    """Endless sizes of successive chunks for ``n_items`` items (``None``: not known)."""
+    """Endless sizes of successive chunks for ``n_items`` items (``None``: not known).
+
+    With a known count, there are at most ``per_slot`` chunks per slot.
+    """
     byte_cap = max(1, MAX_CHUNK_BYTES // item_bytes) if item_bytes else None
     if chunk_size is not None:
         yield from itertools.repeat(chunk_size)
@@ -38,7 +52,7 @@ def chunk_sizes(
         size = max(1, LOOKAHEAD_ITEMS // (slots * 16))
         yield from itertools.repeat(min(size, byte_cap or size))
         return
-    floor = max(1, math.ceil(n_items / (slots * MAX_CHUNKS_PER_SLOT)))
+    floor = max(1, math.ceil(n_items / (slots * per_slot)))
     if byte_cap is not None:
         floor = min(floor, byte_cap)
     remaining = n_items
@@ -117,7 +131,11 @@ def _length(iterable: Iterable[Any]) -> int | None:
 
 
 def iter_chunks(
-    items: Iterable[Any], n_items: int | None, slots: int, chunk_size: int | None
+    items: Iterable[Any],
+    n_items: int | None,
+    slots: int,
+    chunk_size: int | None,
+    per_slot: int = MAX_CHUNKS_PER_SLOT["local"],
 ) -> tuple[int | None, Iterator[Chunk]]:
     """Split ``items`` into chunks; return the item count when it is now known, and the chunks.
 
@@ -137,7 +155,7 @@ def iter_chunks(
         except StopIteration:
             return 0, iter(())
         head = [first]
-    sizes = chunk_sizes(n_items, slots, chunk_size, _pickled_size(first))
+    sizes = chunk_sizes(n_items, slots, chunk_size, _pickled_size(first), per_slot)
     stream = itertools.chain(head, source)
     del head
     return n_items, _cut(stream, sizes)

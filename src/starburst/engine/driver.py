@@ -1,8 +1,10 @@
 """The driver: one session's client side, shared by every front end.
 
-It writes the session record, launches workers, creates runs, and runs a monitor thread that
-keeps the client's heartbeat fresh, notices workers that stopped, ends their leases at once
-(so no chunk waits for a lease to expire), and launches replacements while work remains.
+It writes the session record and the control record (``control.py``), launches workers and
+gives each a stripe, creates runs, and runs a monitor thread that keeps the client's heartbeat
+fresh, notices workers that stopped, ends their leases and offers their chunks to the others
+at once (so no chunk waits for a lease to expire), and launches replacements (on the stopped
+workers' stripes) while work remains.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from ..errors import OutOfMemoryError, WorkerStartError
 from ..options import RunOptions, WorkerSpec
 from ..store import Store
 from .chunking import Chunk
-from .claims import expire_worker_claims
-from .layout import from_json, to_json
+from .claims import end_lease
+from .control import Control, ControlWriter
+from .layout import from_json
 from .manifest import CallStyle, RunManifest
 from .run import Run
 from .session import SessionRecord, Timings, new_session_id
@@ -29,8 +32,8 @@ log = logging.getLogger("starburst")
 
 #: Workers that stop without completing any chunk, in a row, before the driver gives up.
 MAX_FRUITLESS_EXITS = 3
-#: The monitor checks on workers this many store poll intervals apart (at least 50 ms).
-_MONITOR_POLLS = 2
+#: The order in which worker phases are shown.
+_PHASE_ORDER = ("requested", "provisioning", "pulling image", "starting", "pending", "running")
 
 
 class Driver:
@@ -52,9 +55,12 @@ class Driver:
             timings=timings,
         )
         self.keys = self.session.keys
+        self.control = ControlWriter(self.store, self.keys)
         self.runs: list[Run] = []
         self.workers: dict[str, bool] = {}  # worker id -> still live
-        self._phases: dict[str, str] = {}  # worker id -> pending / running / stopped
+        self._stripe_of: dict[str, int] = {}  # worker id -> its stripe index
+        self._free_stripes: list[int] = []  # stripes of stopped workers, for replacements
+        self._phases: dict[str, str] = {}  # worker id -> its phase (WorkerInfo.phase)
         self.failure: BaseException | None = None
         self._target_workers = 0
         self._next_index = 0
@@ -63,15 +69,15 @@ class Driver:
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._monitor: threading.Thread | None = None
-        self._last_client_beat = 0.0
 
     # Lifecycle ---------------------------------------------------------------------------------
 
     def start(self, workers: int | None = None) -> None:
         """Write the session, start ``workers`` workers (default: the spec's) and the monitor."""
         self.store.put(self.keys.session, self.session.encode())
-        self._beat()
         self._target_workers = self.spec.workers if workers is None else workers
+        stripes = self._target_workers * self.spec.processes
+        self.control.change(lambda control: setattr(control, "stripes", stripes))
         self._launch(self._target_workers)
         self._monitor = threading.Thread(target=self._watch, name="starburst-monitor", daemon=True)
         self._monitor.start()
@@ -97,15 +103,20 @@ class Driver:
         return self._closed.is_set()
 
     def worker_summary(self) -> str:
-        """The live workers by phase, e.g. ``"2 pending, 8 running"``."""
+        """The workers by phase, e.g. ``"100 requested: 20 provisioning, 80 running"``."""
         counts: dict[str, int] = {}
         for worker_id, up in list(self.workers.items()):
             if up:
-                phase = self._phases.get(worker_id, "pending")
+                phase = self._phases.get(worker_id, "requested")
                 counts[phase] = counts.get(phase, 0) + 1
         if not counts:
             return "none"
-        return ", ".join(f"{n} {phase}" for phase, n in sorted(counts.items()))
+        if list(counts) == ["running"] and counts["running"] >= self._target_workers:
+            return f"{counts['running']} running"
+        order = {phase: n for n, phase in enumerate(_PHASE_ORDER)}
+        phases = sorted(counts, key=lambda phase: order.get(phase, len(order)))
+        shown = ", ".join(f"{counts[phase]} {phase}" for phase in phases)
+        return f"{self._target_workers} requested: {shown}"
 
     @property
     def live_workers(self) -> int:
@@ -128,12 +139,17 @@ class Driver:
             self._next_run += 1
         manifest = RunManifest(run_id=run_id, call=call, retries=options.retries, seed=options.seed)
         run = Run(
-            self.store, self.keys, manifest, function_payload, chunks, n_items, self.check_health
-        )
+            self.store, self.keys, manifest, function_payload, chunks, n_items,
+            self.check_health, self._signal_run,
+        )  # fmt: skip
         with self._lock:
             self.runs.append(run)
             self._ensure_workers()
         return run
+
+    def _signal_run(self, manifest: RunManifest) -> None:
+        """Tell the workers about a new run, or a run's new state."""
+        self.control.change(lambda control: control.runs.__setitem__(manifest.run_id, manifest))
 
     def check_health(self) -> None:
         """Raise the monitor's fatal error, if it found one."""
@@ -143,8 +159,7 @@ class Driver:
     # Monitor -----------------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        interval = max(0.05, self.store.poll_interval * _MONITOR_POLLS)
-        while not self._closed.wait(interval):
+        while not self._closed.wait(self.backend.check_interval):
             try:
                 self._beat_if_due()
                 self._check_workers()
@@ -152,13 +167,9 @@ class Driver:
                 log.exception("monitor error")
                 self.failure = self.failure or exc
 
-    def _beat(self) -> None:
-        self._last_client_beat = time.time()
-        self.store.put(self.keys.client, to_json({"heartbeat": self._last_client_beat}))
-
     def _beat_if_due(self) -> None:
-        if time.time() - self._last_client_beat >= self.session.timings.heartbeat:
-            self._beat()
+        if time.time() - self.control.control.heartbeat >= self.session.timings.heartbeat:
+            self.control.beat()
 
     def _check_workers(self) -> None:
         with self._lock:
@@ -166,26 +177,49 @@ class Driver:
             if not live:
                 self._ensure_workers()
                 return
+            stopped = []
             for info in self.backend.describe(live):
-                self._phases[info.worker_id] = info.state
-                if info.state != "stopped" or self._closed.is_set():
-                    continue
-                self.workers[info.worker_id] = False
-                self._on_worker_stopped(info)
+                self._phases[info.worker_id] = info.phase or info.state
+                if info.state == "stopped" and not self._closed.is_set():
+                    self.workers[info.worker_id] = False
+                    stopped.append(info)
+            if stopped:
+                self._on_workers_stopped(stopped)
             self._prune_finished_runs()
             self._ensure_workers()
 
-    def _on_worker_stopped(self, info: WorkerInfo) -> None:
+    def _on_workers_stopped(self, infos: list[WorkerInfo]) -> None:
+        """Free the stopped workers' stripes, offer their chunks to the others, judge faults."""
         active = [run for run in self.runs if run.outstanding]
-        if not active:
-            return
+        # A spot interruption is the platform's doing: it uses up no attempt.
+        penalise = {info.worker_id: info.fault != "interrupted" for info in infos}
+        requeued = {run.run_id: self._end_leases(run, penalise) for run in active}
+        for info in infos:
+            self._free_stripes.append(self._stripe_of.pop(info.worker_id))
+
+        def edit(control: Control) -> None:
+            for info in infos:
+                control.roster.pop(info.worker_id, None)
+            for run_id, chunks in requeued.items():
+                if chunks:
+                    control.requeued.setdefault(run_id, {}).update(chunks)
+
+        self.control.change(edit)
+        for info in infos if active else ():
+            self._judge_stop(info)
+
+    def _end_leases(self, run: Run, stopped: dict[str, bool]) -> dict[str, str]:
+        """End the leases the stopped workers held in a run: chunk (as text) -> worker."""
+        chunks = run.in_flight()
+        holders = run.map_parallel(
+            lambda chunk: end_lease(self.store, run.keys, chunk, stopped), chunks
+        )
+        return {str(chunk): holder for chunk, holder in zip(chunks, holders, strict=True) if holder}
+
+    def _judge_stop(self, info: WorkerInfo) -> None:
+        """Raise the fault a stopped worker shows, or count it towards giving up."""
         reason = info.reason or f"exit code {info.exit_code}"
         log.info("worker %s stopped (%s) while work remains", info.worker_id, reason)
-        interrupted = info.fault == "interrupted"  # the platform's doing: no attempt used up
-        for run in active:
-            expire_worker_claims(
-                self.store, run.keys, run.in_flight(), info.worker_id, penalise=not interrupted
-            )
         if info.fault == "out_of_memory":
             self.failure = OutOfMemoryError(
                 f"worker {info.worker_id} ran out of memory with {self._memory_text()} "
@@ -196,7 +230,7 @@ class Driver:
                 f"worker {info.worker_id} could not start: {reason}. Check the image "
                 "(`starburst config show`) and that `starburst setup` has run in this region."
             )
-        elif not interrupted:
+        elif info.fault != "interrupted":
             self._count_fruitless(info.worker_id, reason)
 
     def _memory_text(self) -> str:
@@ -230,7 +264,18 @@ class Driver:
         return False
 
     def _prune_finished_runs(self) -> None:
+        """Forget finished runs, and tell the workers they are over."""
+        finished = [run.run_id for run in self.runs if not run.outstanding]
+        if not finished:
+            return
         self.runs = [run for run in self.runs if run.outstanding]
+
+        def edit(control: Control) -> None:
+            for run_id in finished:
+                control.runs.pop(run_id, None)
+                control.requeued.pop(run_id, None)
+
+        self.control.change(edit)
 
     def _ensure_workers(self) -> None:
         """Keep the target number of workers up while any run has work left."""
@@ -243,16 +288,29 @@ class Driver:
             self._launch(missing)
 
     def _launch(self, count: int) -> None:
+        """Start ``count`` workers, on the stripes of stopped workers first, then on new ones."""
         if count <= 0:
             return
-        indices = list(range(self._next_index, self._next_index + count))
-        self._next_index += count
+        reused = sorted(self._free_stripes)[:count]
+        self._free_stripes = [s for s in self._free_stripes if s not in reused]
+        stripes = reused + list(range(self._next_index, self._next_index + count - len(reused)))
+        self._next_index += count - len(reused)
         request = LaunchRequest(self.store.url, self.session.session_id, self.spec)
-        started = self.backend.launch(request, indices)
-        for worker_id in started:
+        started = self.backend.launch(request, stripes)
+        for worker_id, stripe in zip(started, stripes, strict=False):
             self.workers[worker_id] = True
+            self._stripe_of[worker_id] = stripe
+        self._free_stripes += stripes[len(started) :]
         if len(started) < count:  # the platform allows fewer (a quota): work with those
             self._target_workers = max(1, self.live_workers)
+        total = max(self._stripe_of.values(), default=0) + 1
+        roster = {worker_id: self._stripe_of[worker_id] for worker_id in started}
+
+        def edit(control: Control) -> None:
+            control.roster.update(roster)
+            control.stripes = max(total, self._target_workers) * self.spec.processes
+
+        self.control.change(edit)
         for notice in self.backend.take_notices():
             print(f"starburst: {notice}", file=sys.stderr)
 

@@ -2,7 +2,7 @@
 
 ```
 sessions/<sid>/session.json            spec, timings, deadline, state (JSON)
-sessions/<sid>/client.json             the attached client's heartbeat (JSON)
+sessions/<sid>/control.json            what clients tell workers: heartbeat, stripes, runs (JSON)
 sessions/<sid>/runs/<rid>.json         a run's manifest (JSON)
 sessions/<sid>/workers/<wid>.json      a worker's heartbeat and counters (JSON)
 sessions/<sid>/logs/<wid>.log          a local worker's output
@@ -52,8 +52,8 @@ class SessionKeys:
         return f"{self.prefix}session.json"
 
     @property
-    def client(self) -> str:
-        return f"{self.prefix}client.json"
+    def control(self) -> str:
+        return f"{self.prefix}control.json"
 
     @property
     def runs_prefix(self) -> str:

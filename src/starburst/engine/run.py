@@ -12,16 +12,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import CancelledError, RunTimeoutError
 from ..serialize import dumps, loads
-from ..store import NotFound, PreconditionFailed, Store
+from ..store import PreconditionFailed, Store
 from .chunking import Chunk
 from .claims import LostChunk
 from .layout import RunKeys, SessionKeys
 from .manifest import RunManifest
 from .outcome import ChunkOutput, ItemFailure
+
+T = TypeVar("T")
 
 
 class Run:
@@ -36,6 +38,7 @@ class Run:
         chunks: Iterator[Chunk],
         n_items: int | None,
         health_check: Callable[[], None],
+        on_change: Callable[[RunManifest], None],
     ) -> None:
         self.store = store
         self.manifest = manifest
@@ -50,11 +53,14 @@ class Run:
         self.upload_error: BaseException | None = None
         self.cancelled = False
         self._health_check = health_check
+        self._on_change = on_change
         self._lowest_pending = 0
         self._lock = threading.Lock()
         self._uploaded = threading.Event()
+        self._pool: ThreadPoolExecutor | None = None
         store.put(self.keys.function, function_payload)
         store.put_if_absent(self._manifest_key, manifest.encode())
+        on_change(manifest)
         self._uploader = threading.Thread(
             target=self._upload, args=(chunks,), name=f"upload-{self.run_id}", daemon=True
         )
@@ -104,16 +110,18 @@ class Run:
                 setattr(manifest, name, value)
             try:
                 self.store.put_if_match(self._manifest_key, manifest.encode(), etag)
-                self.manifest = manifest
-                return
             except PreconditionFailed:
                 continue
+            self.manifest = manifest
+            self._on_change(manifest)
+            return
 
     def cancel(self) -> None:
         """Stop uploading and tell the workers to take no more chunks of this run."""
         if self.cancelled:
             return
         self.cancelled = True
+        self.close()
         self._update_manifest(state="cancelled")
 
     # Collection ------------------------------------------------------------------------------
@@ -131,32 +139,45 @@ class Run:
     def in_flight(self) -> list[int]:
         """Chunks that are claimed but whose output has not been delivered yet."""
         start = self.keys.claim(self._lowest_pending - 1) if self._lowest_pending else None
-        return [
-            RunKeys.chunk_of(key)
-            for key in self.store.list(self.keys.claims, start_after=start)
-            if RunKeys.chunk_of(key) not in self.delivered
-        ]
+        claimed = map(RunKeys.chunk_of, self.store.list(self.keys.claims, start_after=start))
+        end = self.n_chunks
+        return [c for c in claimed if c not in self.delivered and (end is None or c < end)]
 
     def poll(self) -> list[ChunkOutput]:
         """Read the chunk outputs that landed since the last poll; each is delivered once."""
         start = self.keys.output(self._lowest_pending - 1) if self._lowest_pending else None
+        listed = map(RunKeys.chunk_of, self.store.list(self.keys.outputs, start_after=start))
+        new = [chunk for chunk in listed if chunk not in self.delivered]
         landed: list[ChunkOutput] = []
-        for key in self.store.list(self.keys.outputs, start_after=start):
-            chunk = RunKeys.chunk_of(key)
-            if chunk in self.delivered:
-                continue
-            try:
-                record = loads(self.store.get(key))
-            except NotFound:
-                continue
-            if isinstance(record, LostChunk):
-                record = self._lost_output(chunk, record)
+        for chunk, record in zip(new, self.map_parallel(self._read_output, new), strict=True):
             self.delivered.add(chunk)
             self.items_delivered += len(record.results)
             landed.append(record)
         while self._lowest_pending in self.delivered:
             self._lowest_pending += 1
+        if self.complete:
+            self.close()
         return landed
+
+    def map_parallel(self, fn: Callable[[int], T], chunks: list[int]) -> list[T]:
+        """``fn`` of each chunk, several at a time where the store gains from it."""
+        if len(chunks) < 2 or self.store.parallelism < 2:
+            return [fn(chunk) for chunk in chunks]
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.store.parallelism, f"run-{self.run_id}")
+        return list(self._pool.map(fn, chunks))
+
+    def close(self) -> None:
+        """Let go of the run's transfer threads (its data stays in the store)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
+
+    def _read_output(self, chunk: int) -> ChunkOutput:
+        record = loads(self.store.get(self.keys.output(chunk)))
+        return self._lost_output(chunk, record) if isinstance(record, LostChunk) else record
 
     def _lost_output(self, chunk: int, lost: LostChunk) -> ChunkOutput:
         """A lost chunk as an output whose every item failed with ``WorkerLostError``."""
@@ -201,4 +222,4 @@ class Run:
                 pause = self.store.poll_interval
             else:
                 time.sleep(pause)
-                pause = min(pause * 1.5, self.store.poll_interval * 4)
+                pause = min(pause * 1.5, self.store.max_poll_interval)

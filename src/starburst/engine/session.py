@@ -21,7 +21,7 @@ class Timings:
     heartbeat: float  # seconds between a worker's heartbeats (and lease renewals)
     poll: float  # seconds between polls when work may be waiting
     max_poll: float  # the longest pause between polls of an idle worker
-    orphan_scan: float  # seconds between scans for expired leases
+    orphan_scan: float  # seconds between an idle worker's scans for expired leases
     idle_timeout: float  # an idle worker exits after this long
     client_timeout: float | None  # workers exit when the client is silent this long
     stop_grace: float  # on SIGTERM, seconds a worker may finish its chunk before releasing it
@@ -37,7 +37,7 @@ class Timings:
             )  # fmt: skip
         return cls(
             lease=90.0, heartbeat=20.0, poll=store.poll_interval, max_poll=5.0,
-            orphan_scan=5.0, idle_timeout=300.0,
+            orphan_scan=30.0, idle_timeout=300.0,
             client_timeout=180.0 if attached else None, stop_grace=90.0,
         )  # fmt: skip
 

@@ -31,10 +31,15 @@ class Store(ABC):
 
     #: Seconds between polls of this store by a client or an idle worker.
     poll_interval: float = 0.5
+    #: The longest pause between a client's polls when nothing new has landed.
+    max_poll_interval: float = 2.0
     #: Whether payloads written here are worth compressing (network stores: yes).
     compress: bool = True
     #: How many transfers may usefully run at once.
     parallelism: int = 8
+    #: Whether a worker deletes a chunk's input once the chunk is done (worth a request
+    #: where space is scarce, as in memory; elsewhere inputs go with the session's data).
+    frees_inputs: bool = False
     #: The page size of ``list``.
     page_size: int = 1000
 

@@ -29,6 +29,8 @@ class LocalStore(Store):
     """A store whose keys are files below ``root``."""
 
     poll_interval = 0.005
+    max_poll_interval = 0.02
+    frees_inputs = True
     compress = False
     parallelism = 1
 

@@ -28,7 +28,8 @@ _CONFLICT_RETRIES = 5
 class S3Store(Store):
     """A store whose keys live under ``prefix`` in an S3 bucket."""
 
-    poll_interval = 1.0
+    poll_interval = 0.5
+    max_poll_interval = 1.0
     compress = True
     parallelism = 16
 

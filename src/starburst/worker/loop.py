@@ -1,14 +1,19 @@
 """One worker process: claim a chunk, run the function on its items, write the results, repeat.
 
-The loop talks only to the store. It finds runs by listing the session's manifests, claims
-chunks in order (one small offset per slot so that slots do not race for the same chunk),
-takes over chunks whose leases expired, and exits when idle past the idle timeout, at the
-session's deadline, when the attached client has gone silent, or on SIGTERM.
+The loop talks only to the store. It learns the session's active runs, its stripe and the
+chunks to take over from the control record (``engine/control.py``), so that finding work
+costs no listing: it claims the chunks of its own stripe in order, then steals unclaimed
+chunks of slower stripes, takes over chunks whose worker stopped, and now and then (when
+idle) scans for leases that ran out. It exits when idle past the idle timeout, at the
+session's deadline, when the attached client has gone silent or closed the session, or on
+SIGTERM.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import itertools
 import logging
 import os
 import random
@@ -21,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import claims
-from ..engine.layout import RunKeys, SessionKeys, from_json, to_json
+from ..engine.control import Control
+from ..engine.layout import RunKeys, SessionKeys, to_json
 from ..engine.manifest import RunFunction, RunManifest
 from ..engine.outcome import ChunkOutput, ItemFailure
 from ..engine.seeding import seed_item
@@ -32,6 +38,9 @@ from ..store import NotFound, PreconditionFailed, Store
 
 log = logging.getLogger("starburst.worker")
 
+#: A thief picks at random among this many of the highest unclaimed chunks.
+_STEAL_SPREAD = 16
+
 
 class WorkerTerminated(BaseException):
     """Raised inside the worker when it is told to stop (SIGTERM) and may not finish."""
@@ -41,26 +50,40 @@ class WorkerTerminated(BaseException):
 class _RunState:
     """What this worker knows about one run."""
 
-    manifest: RunManifest
+    manifest: RunManifest  # as the control record last gave it
     keys: RunKeys
-    frontier: int = 0  # every chunk below this is known to be claimed
-    inputs_known: int = 0  # chunks known to have been uploaded (a prefix)
-    claimed: set[int] = field(default_factory=set)
+    rounds: int = 0  # chunks of this worker's stripe tried so far
+    claimed: set[int] = field(default_factory=set)  # chunks known to be claimed
+    must_list: bool = False  # ``claimed`` is stale: list the claims before the next claim
+    stealing: bool = False
+    all_claimed: bool = False  # every chunk is claimed: nothing is left to steal
+    tried_requeued: set[tuple[int, str]] = field(default_factory=set)
     next_scan: float = 0.0
     finished: bool = False
-    claims_made: int = 0
 
 
 class WorkerLoop:
     """The claim-execute loop of one worker process (one slot)."""
 
-    def __init__(self, store: Store, session_id: str, worker_id: str, slot: int = 0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        session_id: str,
+        worker_id: str,
+        process: int = 0,
+        processes: int = 1,
+        index: int | None = None,
+    ) -> None:
         self.store = store
         self.keys = SessionKeys(session_id)
-        self.worker_id = worker_id
-        self.slot = slot
+        self.base_id = worker_id
+        self.worker_id = f"{worker_id}.{process}"
+        self.process = process
+        self.processes = processes
+        self.index = index
         self.session = SessionRecord.load(store, session_id)
         self.timings = self.session.timings
+        self.control: Control | None = None  # None: the session was closed
         self.runs: dict[str, _RunState] = {}
         self.functions: dict[str, RunFunction] = {}
         self.current: claims.Lease | None = None
@@ -71,13 +94,13 @@ class WorkerLoop:
         self._terminating = False
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
-        self._next_run_refresh = 0.0
 
     # The main loop -------------------------------------------------------------------------
 
     def run(self) -> str:
         """Work until there is a reason to stop; return that reason."""
         signal.signal(signal.SIGTERM, self._on_sigterm)
+        self._read_control()
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
         idle_since = time.monotonic()
@@ -102,6 +125,7 @@ class WorkerLoop:
                     break
                 time.sleep(pause)
                 pause = min(pause * 2, self.timings.max_poll)
+                self._read_control()
         except WorkerTerminated:
             self.stop_reason = self.stop_reason or "terminated"
             self._give_back()
@@ -127,103 +151,139 @@ class WorkerLoop:
             with contextlib.suppress(StoreError):
                 claims.release(self.store, lease)
 
+    # The control record --------------------------------------------------------------------
+
+    def _read_control(self) -> Control | None:
+        """Read the control record; a missing one means the session was closed."""
+        try:
+            self.control = Control.load(self.store, self.keys)
+        except NotFound:
+            self.control = None
+            self.stop_reason = self.stop_reason or "the client closed the session"
+        return self.control
+
+    def _slot(self, control: Control) -> int:
+        """This process's stripe: from its index (given, or the roster's), else from its id."""
+        index = self.index if self.index is not None else control.roster.get(self.base_id)
+        if index is None:
+            digest = hashlib.blake2b(self.base_id.encode(), digest_size=4).digest()
+            index = int.from_bytes(digest, "big")
+        return (index * self.processes + self.process) % max(1, control.stripes)
+
+    def _sync_runs(self, control: Control) -> None:
+        """Follow the control record: new runs, sealed or cancelled ones, finished ones."""
+        for run_id, state in self.runs.items():
+            if run_id not in control.runs:
+                state.finished = True
+        for run_id, manifest in control.runs.items():
+            state = self.runs.get(run_id)
+            if state is None:
+                state = self.runs[run_id] = _RunState(manifest, self.keys.run(run_id))
+                state.next_scan = time.monotonic() + self.timings.orphan_scan
+            state.manifest = manifest
+            state.finished = state.finished or manifest.state == "cancelled"
+
     # Finding work --------------------------------------------------------------------------
 
     def _find_work(self) -> tuple[_RunState, claims.Lease] | None:
-        now = time.monotonic()
-        if now >= self._next_run_refresh or all(r.finished for r in self.runs.values()):
-            self._refresh_runs()
-            self._next_run_refresh = now + self.timings.max_poll * 4
+        control = self.control
+        if control is None:
+            return None
+        self._sync_runs(control)
         for state in self.runs.values():
             if state.finished:
                 continue
-            lease = self._claim_fresh(state) or self._claim_orphan(state)
+            lease = (
+                self._claim_requeued(state, control)
+                or self._claim_own(state, control)
+                or self._steal(state)
+                or self._claim_expired(state)
+            )
             if lease is not None:
                 return state, lease
         return None
 
-    def _refresh_runs(self) -> None:
-        for key in self.store.list(self.keys.runs_prefix):
-            run_id = self.keys.run_id_of(key)
-            state = self.runs.get(run_id)
-            if state is not None and state.finished:
-                continue
-            try:
-                manifest = RunManifest.decode(self.store.get(key))
-            except NotFound:
-                continue
-            if state is None:
-                state = self.runs[run_id] = _RunState(manifest, self.keys.run(run_id))
-            state.manifest = manifest
-            state.finished = manifest.state == "cancelled"
+    def _claim(self, state: _RunState, chunk: int) -> claims.Lease | None:
+        """Claim a chunk nobody has; after a lost race, learn which chunks others claimed."""
+        if state.must_list:
+            for key in self.store.list(state.keys.claims):
+                state.claimed.add(RunKeys.chunk_of(key))
+            state.must_list = False
+            if chunk in state.claimed:
+                return None
+        state.claimed.add(chunk)
+        lease = claims.claim_fresh(
+            self.store, state.keys, chunk, self.worker_id, self.timings.lease
+        )
+        state.must_list = lease is None
+        return lease
 
-    def _available_inputs(self, state: _RunState) -> int:
-        """How many chunks are uploaded, as a count from chunk 0."""
-        manifest = state.manifest
-        if manifest.state == "sealed" and manifest.n_chunks is not None:
-            return manifest.n_chunks
-        if state.frontier >= state.inputs_known:
-            after = state.keys.input(state.inputs_known - 1) if state.inputs_known else None
-            keys, _ = self.store.list_page(state.keys.inputs, start_after=after)
-            for key in keys:
-                if RunKeys.chunk_of(key) != state.inputs_known:
-                    break
-                state.inputs_known += 1
-        return state.inputs_known
-
-    def _claim_fresh(self, state: _RunState) -> claims.Lease | None:
-        available = self._available_inputs(state)
-        # The first claim of each slot goes to its own chunk, so that slots do not collide.
-        target = state.frontier + self.slot if state.claims_made == 0 else state.frontier
-        while state.frontier < available:
-            if target >= available or target in state.claimed:
-                self._advance_frontier(state)
-                target = state.frontier
-                if target >= available:
-                    break
-            state.claimed.add(target)
-            lease = claims.claim_fresh(
-                self.store, state.keys, target, self.worker_id, self.timings.lease
-            )
+    def _claim_own(self, state: _RunState, control: Control) -> claims.Lease | None:
+        """The next unclaimed chunk of this worker's stripe, from the front."""
+        stripes, slot = max(1, control.stripes), self._slot(control)
+        limit = state.manifest.n_chunks
+        while True:
+            chunk = slot + state.rounds * stripes
+            if limit is not None and chunk >= limit:
+                return None
+            state.rounds += 1
+            if chunk in state.claimed:
+                continue
+            lease = self._claim(state, chunk)
             if lease is not None:
-                state.claims_made += 1
-                self._advance_frontier(state)
                 return lease
-            target = self._pick_after_race(state, available)
+
+    def _steal(self, state: _RunState) -> claims.Lease | None:
+        """An unclaimed chunk of a slower stripe, from the back, where its owner is not yet."""
+        total = state.manifest.n_chunks
+        if total is None or state.all_claimed:
+            return None
+        if not state.stealing:  # learn what the others claimed, once, then after lost races
+            state.stealing = state.must_list = True
+        while True:
+            unclaimed = (c for c in range(total - 1, -1, -1) if c not in state.claimed)
+            free = list(itertools.islice(unclaimed, _STEAL_SPREAD))
+            if not free:
+                state.all_claimed = True  # claims are never removed: this is final
+                return None
+            lease = self._claim(state, random.choice(free))
+            if lease is not None:
+                return lease
+
+    def _claim_requeued(self, state: _RunState, control: Control) -> claims.Lease | None:
+        """A chunk the client took back from a stopped worker (each offer is tried once)."""
+        run_id = state.manifest.run_id
+        for chunk, holder in control.requeued_chunks(run_id).items():
+            if (chunk, holder) in state.tried_requeued:
+                continue
+            state.tried_requeued.add((chunk, holder))
+            lease = self._take_over(state, chunk)
+            if lease is not None:
+                return lease
         return None
 
-    def _advance_frontier(self, state: _RunState) -> None:
-        while state.frontier in state.claimed:
-            state.frontier += 1
+    def _take_over(self, state: _RunState, chunk: int) -> claims.Lease | None:
+        return claims.take_over(
+            self.store, state.keys, chunk, self.worker_id, self.timings.lease,
+            state.manifest.max_attempts,
+        )  # fmt: skip
 
-    def _pick_after_race(self, state: _RunState, available: int) -> int:
-        """After losing a race, learn which chunks are claimed and pick a likely free one."""
-        start = state.keys.claim(state.frontier - 1) if state.frontier else None
-        for key in self.store.list(state.keys.claims, start_after=start):
-            state.claimed.add(RunKeys.chunk_of(key))
-        self._advance_frontier(state)
-        free = [c for c in range(state.frontier, available) if c not in state.claimed][:8]
-        return random.choice(free) if free else state.frontier
-
-    def _claim_orphan(self, state: _RunState) -> claims.Lease | None:
+    def _claim_expired(self, state: _RunState) -> claims.Lease | None:
+        """Now and then, a chunk whose lease ran out (a worker hung, or nobody requeued it)."""
         now = time.monotonic()
         if now < state.next_scan:
             return None
         state.next_scan = now + self.timings.orphan_scan
-        manifest = state.manifest
+        total = state.manifest.n_chunks
         done = {RunKeys.chunk_of(k) for k in self.store.list(state.keys.outputs)}
-        sealed = manifest.state == "sealed" and manifest.n_chunks is not None
-        if sealed and len(done) >= (manifest.n_chunks or 0):
+        if state.manifest.state == "sealed" and total is not None and len(done) >= total:
             state.finished = True
             return None
         for key in self.store.list(state.keys.claims):
             chunk = RunKeys.chunk_of(key)
-            if chunk in done:
+            if chunk in done or (total is not None and chunk >= total):
                 continue
-            lease = claims.take_over(
-                self.store, state.keys, chunk, self.worker_id, self.timings.lease,
-                manifest.max_attempts,
-            )  # fmt: skip
+            lease = self._take_over(state, chunk)
             if lease is not None:
                 return lease
         return None
@@ -234,7 +294,11 @@ class WorkerLoop:
         self.current = lease
         manifest = state.manifest
         cpu_start = time.process_time()
-        payload = loads(self.store.get(lease.keys.input(lease.chunk)))
+        payload = self._read_input(state, lease)
+        if payload is None:  # past the run's end, or done by another worker meanwhile
+            with self._lock:
+                self.current = None
+            return
         start, items = payload["start"], payload["items"]
         output = ChunkOutput(start=start, results=[None] * len(items), worker=self.worker_id)
         output.attempt = lease.attempt
@@ -252,6 +316,24 @@ class WorkerLoop:
         self.items_done += len(items)
         if self._terminating:
             raise WorkerTerminated
+
+    def _read_input(self, state: _RunState, lease: claims.Lease) -> dict[str, Any] | None:
+        """The chunk's items, waiting while the client is still uploading them."""
+        pause = self.timings.poll
+        while True:
+            try:
+                return loads(self.store.get(lease.keys.input(lease.chunk)))
+            except NotFound:
+                pass
+            # Missing: not uploaded yet, beyond the run's end, or done (inputs are deleted).
+            control = self._read_control()
+            manifest = control.runs.get(state.manifest.run_id) if control else None
+            if manifest is None or manifest.state != "open":
+                return None
+            if manifest.n_chunks is not None and lease.chunk >= manifest.n_chunks:
+                return None
+            time.sleep(pause)
+            pause = min(pause * 2, self.timings.max_poll)
 
     def _run_items(
         self, function: RunFunction, manifest: RunManifest, output: ChunkOutput, items: list[Any]
@@ -300,8 +382,8 @@ class WorkerLoop:
             self.store.put_if_absent(lease.keys.output(lease.chunk), data)
         except PreconditionFailed:
             log.info("chunk %s was already completed by another worker", lease.chunk)
-            return
-        self.store.delete(lease.keys.input(lease.chunk))  # done with: keep the store small
+        if self.store.frees_inputs:
+            self.store.delete(lease.keys.input(lease.chunk))
 
     # Heartbeat -----------------------------------------------------------------------------
 
@@ -327,14 +409,11 @@ class WorkerLoop:
     def _reason_to_quit(self) -> str | None:
         if time.time() >= self.session.deadline:
             return "the session reached its deadline"
-        timeout = self.timings.client_timeout
-        if timeout is None:
-            return None
-        try:
-            client = from_json(self.store.get(self.keys.client))
-        except NotFound:
+        control = self._read_control()
+        if control is None:
             return "the client closed the session"
-        if time.time() - client["heartbeat"] > timeout:
+        timeout = self.timings.client_timeout
+        if timeout is not None and time.time() - control.heartbeat > timeout:
             return f"the client has been silent for over {timeout:.0f} s"
         return None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -25,7 +24,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--worker-id", default=None, help="this worker's id (default: its ECS task id)"
     )
     parser.add_argument(
-        "--index", type=int, default=None, help="this worker's number in its session"
+        "--index",
+        type=int,
+        default=None,
+        help="this worker's stripe in its session (default: the control record's roster)",
     )
     parser.add_argument(
         "--processes", type=int, default=0, help="processes to run (default: one per vCPU)"
@@ -33,10 +35,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def run_slot(store_url: str, session_id: str, worker_id: str, slot: int, process: int) -> str:
+def run_slot(
+    store_url: str, session_id: str, worker_id: str, index: int | None, process: int,
+    processes: int,
+) -> str:  # fmt: skip
     """Run one process's loop until it stops; return why it stopped."""
     store = open_store(store_url)
-    return WorkerLoop(store, session_id, f"{worker_id}.{process}", slot=slot).run()
+    return WorkerLoop(store, session_id, worker_id, process, processes, index).run()
 
 
 def _own_id(attempts: int = 5) -> str:
@@ -56,11 +61,6 @@ def _own_id(attempts: int = 5) -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def _spread(worker_id: str) -> int:
-    """A worker number from its id, so that workers start on different chunks."""
-    return int(hashlib.blake2b(worker_id.encode(), digest_size=2).hexdigest(), 16) % 64
-
-
 def _vcpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
@@ -75,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     processes = args.processes or _vcpus()
     worker_id = args.worker_id or _own_id()
-    index = args.index if args.index is not None else _spread(worker_id)
-    first_slot = index * processes
     logging.getLogger("starburst.worker").info(
         "worker %s of session %s starting %d processes", worker_id, args.session, processes
     )  # `starburst logs SESSION` finds a session's workers by this line
@@ -84,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     children = [
         context.Process(
             target=run_slot,
-            args=(args.store, args.session, worker_id, first_slot + offset, offset),
+            args=(args.store, args.session, worker_id, args.index, offset, processes),
         )
         for offset in range(1, processes)
     ]
     for child in children:
         child.start()
-    reason = run_slot(args.store, args.session, worker_id, first_slot, 0)
+    reason = run_slot(args.store, args.session, worker_id, args.index, 0, processes)
     for child in children:
         child.join()
     logging.getLogger("starburst.worker").info("worker %s stopped: %s", worker_id, reason)

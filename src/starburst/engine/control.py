@@ -1,0 +1,93 @@
+"""The session's control record: what clients tell the workers, in one small JSON object.
+
+``sessions/<sid>/control.json`` is written by the client with compare-and-swap (so several
+writers never lose each other's changes) and read by workers when they start, at each
+heartbeat and whenever they run out of work. It saves every worker from listing the store to
+find its work:
+
+- ``heartbeat``: when a client last wrote; attached workers leave when it goes silent.
+- ``stripes`` and ``roster``: each worker's stripe index. Slot ``k`` of ``stripes`` claims
+  chunks ``k, k + stripes, k + 2 * stripes, ...`` first, so workers rarely race for a chunk.
+- ``runs``: each active run's manifest (``manifest.py``): how to call the function, and the
+  run's state and chunk count.
+- ``requeued``: per run, chunks whose worker stopped, with that worker's id; any worker may
+  take them over at once instead of waiting for their leases to run out.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..store import NotFound, PreconditionFailed, Store
+from .layout import SessionKeys, from_json, to_json
+from .manifest import RunManifest
+
+
+@dataclass
+class Control:
+    """The record at ``sessions/<sid>/control.json``."""
+
+    heartbeat: float = 0.0
+    stripes: int = 1
+    roster: dict[str, int] = field(default_factory=dict)
+    runs: dict[str, RunManifest] = field(default_factory=dict)
+    requeued: dict[str, dict[str, str]] = field(default_factory=dict)  # run -> chunk -> worker
+
+    def encode(self) -> bytes:
+        return to_json(asdict(self))
+
+    @classmethod
+    def decode(cls, data: bytes) -> Control:
+        raw: dict[str, Any] = from_json(data)
+        raw["runs"] = {run: RunManifest(**manifest) for run, manifest in raw["runs"].items()}
+        return cls(**raw)
+
+    @classmethod
+    def load(cls, store: Store, keys: SessionKeys) -> Control:
+        """Read the record; ``NotFound`` when the session was closed (or never opened)."""
+        return cls.decode(store.get(keys.control))
+
+    def requeued_chunks(self, run_id: str) -> dict[int, str]:
+        """Chunks of a run to take over now, with the worker that held each."""
+        return {int(chunk): worker for chunk, worker in self.requeued.get(run_id, {}).items()}
+
+
+class ControlWriter:
+    """The client's side of the record: every change is a compare-and-swap from the last one."""
+
+    def __init__(self, store: Store, keys: SessionKeys) -> None:
+        self.store = store
+        self.key = keys.control
+        self.control = Control()
+        self._etag: str | None = None
+        self._lock = threading.Lock()
+
+    def change(self, edit: Callable[[Control], None]) -> None:
+        """Apply ``edit`` and write the record with a fresh heartbeat.
+
+        When another writer changed the record in between, ``edit`` is applied again to its
+        version, so that neither change is lost.
+        """
+        with self._lock:
+            edit(self.control)
+            while True:
+                self.control.heartbeat = time.time()
+                data = self.control.encode()
+                try:
+                    if self._etag is None:
+                        self._etag = self.store.put_if_absent(self.key, data)
+                    else:
+                        self._etag = self.store.put_if_match(self.key, data, self._etag)
+                    return
+                except (PreconditionFailed, NotFound):
+                    current, self._etag = self.store.get_versioned(self.key)
+                    self.control = Control.decode(current)
+                    edit(self.control)
+
+    def beat(self) -> None:
+        """Refresh the heartbeat only."""
+        self.change(lambda control: None)
