@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .collect import Collector
-from .engine.chunking import Chunk, chunks_per_slot, iter_chunks, zip_inputs
+from .engine.chunking import ChunkStream, chunks_per_slot, iter_chunks, zip_inputs
 from .engine.driver import Driver
 from .engine.manifest import CallStyle, RunFunction
 from .errors import StarburstError
@@ -28,7 +28,7 @@ class _Plan:
     """A validated call, ready to submit: nothing has been launched yet."""
 
     payload: bytes
-    chunks: Iterator[Chunk]
+    chunks: ChunkStream
     n_items: int | None
     call: CallStyle
     options: RunOptions

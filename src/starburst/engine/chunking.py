@@ -9,10 +9,11 @@ Items stream from the caller's iterable into chunks; they are never all held at 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,13 +131,29 @@ def _length(iterable: Iterable[Any]) -> int | None:
         return None
 
 
+class ChunkStream(Iterator[Chunk]):
+    """Chunks cut from a stream of items as they are read, and how many there will be.
+
+    ``n_chunks`` is known ahead when the number of items is; otherwise it is ``None``.
+    """
+
+    def __init__(
+        self, items: Iterator[Any], schedule: Callable[[], Iterator[int]], n_items: int | None
+    ) -> None:
+        self.n_chunks = None if n_items is None else _count_chunks(n_items, schedule())
+        self._chunks = _cut(items, schedule())
+
+    def __next__(self) -> Chunk:
+        return next(self._chunks)
+
+
 def iter_chunks(
     items: Iterable[Any],
     n_items: int | None,
     slots: int,
     chunk_size: int | None,
     per_slot: int = MAX_CHUNKS_PER_SLOT["local"],
-) -> tuple[int | None, Iterator[Chunk]]:
+) -> tuple[int | None, ChunkStream]:
     """Split ``items`` into chunks; return the item count when it is now known, and the chunks.
 
     An iterable without ``len`` is read ahead by up to ``LOOKAHEAD_ITEMS`` items: when it ends
@@ -153,12 +170,22 @@ def iter_chunks(
         try:
             first = next(source)
         except StopIteration:
-            return 0, iter(())
+            return 0, ChunkStream(iter(()), lambda: iter(()), 0)
         head = [first]
-    sizes = chunk_sizes(n_items, slots, chunk_size, _pickled_size(first), per_slot)
+    schedule = functools.partial(
+        chunk_sizes, n_items, slots, chunk_size, _pickled_size(first), per_slot
+    )
     stream = itertools.chain(head, source)
     del head
-    return n_items, _cut(stream, sizes)
+    return n_items, ChunkStream(stream, schedule, n_items)
+
+
+def _count_chunks(n_items: int, sizes: Iterator[int]) -> int:
+    count = covered = 0
+    while covered < n_items:
+        covered += next(sizes)
+        count += 1
+    return count
 
 
 def _cut(stream: Iterator[Any], sizes: Iterator[int]) -> Iterator[Chunk]:

@@ -14,13 +14,12 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 from ..backends import Backend, LaunchRequest, WorkerInfo, place
 from ..errors import OutOfMemoryError, WorkerStartError
 from ..options import RunOptions, WorkerSpec
 from ..store import Store
-from .chunking import Chunk
+from .chunking import ChunkStream
 from .claims import end_lease
 from .control import Control, ControlWriter
 from .layout import from_json
@@ -127,7 +126,7 @@ class Driver:
     def submit(
         self,
         function_payload: bytes,
-        chunks: Iterator[Chunk],
+        chunks: ChunkStream,
         n_items: int | None,
         call: CallStyle,
         options: RunOptions,
@@ -137,7 +136,10 @@ class Driver:
         with self._lock:
             run_id = f"r{self._next_run:05d}"
             self._next_run += 1
-        manifest = RunManifest(run_id=run_id, call=call, retries=options.retries, seed=options.seed)
+        manifest = RunManifest(
+            run_id=run_id, call=call, retries=options.retries, seed=options.seed,
+            n_chunks=chunks.n_chunks,
+        )  # fmt: skip
         run = Run(
             self.store, self.keys, manifest, function_payload, chunks, n_items,
             self.check_health, self._signal_run,

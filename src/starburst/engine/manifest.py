@@ -30,7 +30,8 @@ def runtime_versions() -> dict[str, str]:
 class RunManifest:
     """The record at ``sessions/<sid>/runs/<rid>.json``.
 
-    ``state`` is ``open`` while chunks are still being uploaded, ``sealed`` once ``n_chunks``
+    ``state`` is ``open`` while chunks are still being uploaded (``n_chunks`` is then the
+    planned count, or ``None`` for an input of unknown length), ``sealed`` once ``n_chunks``
     is final, and ``cancelled`` when the client gave up on the run.
     """
 

@@ -11,13 +11,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from ..errors import CancelledError, RunTimeoutError
 from ..serialize import dumps, loads
 from ..store import PreconditionFailed, Store
-from .chunking import Chunk
+from .chunking import ChunkStream
 from .claims import LostChunk
 from .layout import RunKeys, SessionKeys
 from .manifest import RunManifest
@@ -35,7 +35,7 @@ class Run:
         session: SessionKeys,
         manifest: RunManifest,
         function_payload: bytes,
-        chunks: Iterator[Chunk],
+        chunks: ChunkStream,
         n_items: int | None,
         health_check: Callable[[], None],
         on_change: Callable[[RunManifest], None],
@@ -58,6 +58,9 @@ class Run:
         self._lock = threading.Lock()
         self._uploaded = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
+        self._downloads: dict[int, Future[ChunkOutput]] = {}  # chunk -> its output, coming
+        self._next_listing = 0.0  # time.monotonic() of the next listing of out/
+        self._listing_pause = store.poll_interval
         store.put(self.keys.function, function_payload)
         store.put_if_absent(self._manifest_key, manifest.encode())
         on_change(manifest)
@@ -68,7 +71,7 @@ class Run:
 
     # Upload ----------------------------------------------------------------------------------
 
-    def _upload(self, chunks: Iterator[Chunk]) -> None:
+    def _upload(self, chunks: ChunkStream) -> None:
         count, items = 0, 0
         try:
             with ThreadPoolExecutor(max_workers=self.store.parallelism) as pool:
@@ -144,29 +147,65 @@ class Run:
         return [c for c in claimed if c not in self.delivered and (end is None or c < end)]
 
     def poll(self) -> list[ChunkOutput]:
-        """Read the chunk outputs that landed since the last poll; each is delivered once."""
-        start = self.keys.output(self._lowest_pending - 1) if self._lowest_pending else None
-        listed = map(RunKeys.chunk_of, self.store.list(self.keys.outputs, start_after=start))
-        new = [chunk for chunk in listed if chunk not in self.delivered]
+        """The chunk outputs downloaded since the last poll; each is delivered once.
+
+        When its listing is due, a poll lists ``out/`` from the lowest chunk not yet
+        delivered and starts downloading what is new; listings come ``poll_interval`` apart,
+        backing off to ``max_poll_interval`` while nothing lands. Downloads run on in the
+        background while the caller handles what it got.
+        """
+        now = time.monotonic()
+        if now >= self._next_listing:
+            start = self.keys.output(self._lowest_pending - 1) if self._lowest_pending else None
+            found = False
+            for key in self.store.list(self.keys.outputs, start_after=start):
+                chunk = RunKeys.chunk_of(key)
+                if chunk not in self.delivered and chunk not in self._downloads:
+                    self._downloads[chunk] = self._start(self._read_output, chunk)
+                    found = True
+            pause = self._listing_pause * 1.5
+            self._listing_pause = self.store.poll_interval if found else pause
+            self._listing_pause = min(self._listing_pause, self.store.max_poll_interval)
+            self._next_listing = now + self._listing_pause
         landed: list[ChunkOutput] = []
-        for chunk, record in zip(new, self.map_parallel(self._read_output, new), strict=True):
-            self.delivered.add(chunk)
-            self.items_delivered += len(record.results)
-            landed.append(record)
+        for chunk, download in list(self._downloads.items()):
+            if download.done():
+                del self._downloads[chunk]
+                record = download.result()
+                self.delivered.add(chunk)
+                self.items_delivered += len(record.results)
+                landed.append(record)
         while self._lowest_pending in self.delivered:
             self._lowest_pending += 1
         if self.complete:
             self.close()
         return landed
 
-    def map_parallel(self, fn: Callable[[int], T], chunks: list[int]) -> list[T]:
-        """``fn`` of each chunk, several at a time where the store gains from it."""
-        if len(chunks) < 2 or self.store.parallelism < 2:
-            return [fn(chunk) for chunk in chunks]
+    def wait(self) -> None:
+        """Wait until the next listing is due, or a download completes."""
+        timeout = max(0.0, self._next_listing - time.monotonic())
+        if self._downloads:
+            wait(list(self._downloads.values()), timeout, FIRST_COMPLETED)
+        else:
+            time.sleep(timeout)
+
+    def _start(self, fn: Callable[[int], T], chunk: int) -> Future[T]:
+        """Run ``fn(chunk)`` in the background where the store gains from it, else now."""
+        if self.store.parallelism < 2:
+            done: Future[T] = Future()
+            try:
+                done.set_result(fn(chunk))
+            except BaseException as exc:
+                done.set_exception(exc)
+            return done
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.store.parallelism, f"run-{self.run_id}")
-        return list(self._pool.map(fn, chunks))
+            return self._pool.submit(fn, chunk)
+
+    def map_parallel(self, fn: Callable[[int], T], chunks: list[int]) -> list[T]:
+        """``fn`` of each chunk, several at a time where the store gains from it."""
+        return [future.result() for future in [self._start(fn, chunk) for chunk in chunks]]
 
     def close(self) -> None:
         """Let go of the run's transfer threads (its data stays in the store)."""
@@ -200,7 +239,6 @@ class Run:
         Raises ``RunTimeoutError`` past ``deadline`` (a ``time.monotonic`` value), the
         input's own error if reading it failed, and whatever the health check raises.
         """
-        pause = self.store.poll_interval
         while True:
             batch = self.poll()
             if on_poll is not None:
@@ -218,8 +256,5 @@ class Run:
                     f"run {self.run_id} did not finish within its timeout: "
                     f"{self.items_delivered} items completed"
                 )
-            if batch:
-                pause = self.store.poll_interval
-            else:
-                time.sleep(pause)
-                pause = min(pause * 1.5, self.store.max_poll_interval)
+            if not batch:
+                self.wait()

@@ -326,7 +326,8 @@ class WorkerLoop:
             except NotFound:
                 pass
             # Missing: not uploaded yet, beyond the run's end, or done (inputs are deleted).
-            control = self._read_control()
+            # The control record says which; it is read again once the wait grows long.
+            control = self._read_control() if pause >= self.timings.max_poll else self.control
             manifest = control.runs.get(state.manifest.run_id) if control else None
             if manifest is None or manifest.state != "open":
                 return None
