@@ -86,35 +86,91 @@ def test_an_interrupted_workers_claims_do_not_use_up_attempts(local: LocalStore)
     assert claims.take_over(local, KEYS, 0, "x", lease=30, max_attempts=1).attempt == 0
 
 
-def test_a_worker_takes_over_a_chunk_whose_holder_died(local: LocalStore) -> None:
-    """A real worker process finds a chunk held by a dead worker and redoes it after its lease."""
-    timings = replace(
-        Timings.for_store(local, attached=False), lease=1.0, orphan_scan=0.1, idle_timeout=1.0
+def _detached_run(
+    store: LocalStore, n_chunks: int, control: Control, **timings: float
+) -> tuple[RunKeys, Control]:
+    """A session with one sealed run of ``n_chunks`` chunks of 3 items (``x * x``), as a
+    client leaves it in the store, with ``control`` as its control record."""
+    base = Timings.for_store(store, attached=False)
+    session = SessionRecord(
+        "s", "local", workers=1, cpu=1, memory_mib=None, timings=replace(base, **timings)
     )
-    session = SessionRecord("s", "local", workers=1, cpu=1, memory_mib=None, timings=timings)
     keys = SessionKeys("s")
     run = keys.run("r")
-    local.put(keys.session, session.encode())
-    local.put(run.function, dumps(RunFunction(lambda x: x * x), compress=False))
-    for chunk in range(2):
-        local.put(
-            run.input(chunk),
-            dumps({"start": 3 * chunk, "items": [3 * chunk + i for i in range(3)]}, compress=False),
-        )
-    manifest = RunManifest("r", "single", retries=2, state="sealed", n_chunks=2, n_items=6)
-    control = Control(heartbeat=time.time(), runs={"r": manifest})
-    local.put(keys.control, control.encode())
+    store.put(keys.session, session.encode())
+    store.put(run.function, dumps(RunFunction(lambda x: x * x), compress=False))
+    for chunk in range(n_chunks):
+        items = [3 * chunk + i for i in range(3)]
+        store.put(run.input(chunk), dumps({"start": 3 * chunk, "items": items}, compress=False))
+    manifest = RunManifest(
+        "r", "single", retries=2, state="sealed", n_chunks=n_chunks, n_items=3 * n_chunks
+    )
+    control.heartbeat, control.runs = time.time(), {"r": manifest}
+    store.put(keys.control, control.encode())
+    return run, control
+
+
+def _worker(store: LocalStore, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "starburst.worker", "--store", store.url, "--session", "s",
+         "--worker-id", "w0000", "--processes", "1", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _wait_for_outputs(store: LocalStore, run: RunKeys, n_chunks: int) -> None:
+    deadline = time.monotonic() + 60
+    while len(list(store.list(run.outputs))) < n_chunks and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_a_worker_takes_over_a_chunk_whose_holder_died(local: LocalStore) -> None:
+    """A real worker process finds a chunk held by a dead worker and redoes it after its lease."""
+    run, _ = _detached_run(local, 2, Control(), lease=1.0, orphan_scan=0.1, idle_timeout=1.0)
     # chunk 0 is held by a worker that died: its lease runs out in 1.5 s
     local.put(run.claim(0), Claim("ghost.0", 0, expires=time.time() + 1.5).encode())
 
-    worker = subprocess.run(
-        [sys.executable, "-m", "starburst.worker", "--store", local.url, "--session", "s",
-         "--worker-id", "w0000", "--processes", "1"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert worker.returncode == 0, worker.stdout + worker.stderr
+    output, _ = _worker(local).communicate(timeout=60)
     taken: ChunkOutput = loads(local.get(run.output(0)))
     fresh: ChunkOutput = loads(local.get(run.output(1)))
-    assert taken.worker == "w0000.0" and taken.attempt == 1
+    assert taken.worker == "w0000.0" and taken.attempt == 1, output
     assert taken.results == [0, 1, 4] and fresh.results == [9, 16, 25]
     assert fresh.attempt == 0
+
+
+def test_a_worker_takes_a_requeued_chunk_at_once(local: LocalStore) -> None:
+    """A chunk the client took back from a stopped worker is redone without waiting for the
+    lease (here an hour) or a scan for expired leases (here a minute)."""
+    control = Control(requeued={"r": {"0": "ghost"}})
+    run, control = _detached_run(local, 2, control, lease=3600.0, orphan_scan=60.0)
+    held = claims.claim_fresh(local, run, 0, "ghost.0", lease=3600)
+    assert held is not None and claims.end_lease(local, run, 0, {"ghost": False}) == "ghost"
+
+    worker = _worker(local)
+    try:
+        _wait_for_outputs(local, run, 2)
+        taken: ChunkOutput = loads(local.get(run.output(0)))
+        assert taken.worker == "w0000.0" and taken.results == [0, 1, 4]
+        assert taken.attempt == 0  # given back, not lost: no attempt used up
+    finally:
+        local.delete(SessionKeys("s").control)  # the client closes the session: it leaves
+        worker.wait(timeout=60)
+
+
+@pytest.mark.parametrize("stripe", [0, 1])
+def test_a_worker_claims_its_own_stripe_first_then_steals_the_rest(
+    local: LocalStore, stripe: int
+) -> None:
+    """With no ``--index``, the roster gives the worker its stripe of two: chunks ``stripe``
+    and ``stripe + 2`` come first."""
+    control = Control(stripes=2, roster={"w0000": stripe})
+    run, _ = _detached_run(local, 4, control, orphan_scan=0.1, idle_timeout=0.5)
+
+    output, _ = _worker(local).communicate(timeout=60)
+    claimed_at = {c: Claim.decode(local.get(run.claim(c))).expires for c in range(4)}
+    order = sorted(claimed_at, key=claimed_at.__getitem__)
+    assert order[:2] == [stripe, stripe + 2], output
+    assert sorted(order[2:]) == [1 - stripe, 3 - stripe]
+    assert [loads(local.get(run.output(c))).results for c in range(4)] == [
+        [x * x for x in range(3 * c, 3 * c + 3)] for c in range(4)
+    ]
