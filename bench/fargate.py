@@ -34,11 +34,12 @@ can be turned off): worker processes run under SCHED_IDLE (``chrt --idle``; ``--
 for a niceness instead), since on Fargate each worker has its own vCPU while here 100 of
 them share two cores with the emulator and the client (100 processes at ``nice 10`` still
 outweigh one client at ``nice 0`` ten to one); and each task's metadata endpoint
-(``ECS_CONTAINER_METADATA_URI_V4``, local to the task on Fargate) is answered by a small separate server from what the
-emulator's runner reports for the task (``--shared-metadata``: by moto, as in the tests).
-Without them (and with the worker of commit 253dff7, which asks the metadata endpoint once
-with a 5 s timeout), at 100 workers the emulator answers some workers' first request too
-late, those workers exit, and after three of them the driver abandons the map.
+(``ECS_CONTAINER_METADATA_URI_V4``, local to the task on Fargate) is answered by a small
+separate server from what the emulator's runner reports for the task
+(``--shared-metadata``: by moto, as in the tests). Without them (and with the worker of
+commit 253dff7, which asks the metadata endpoint once with a 5 s timeout), at 100 workers
+the emulator answers some workers' first request too late, those workers exit, and after
+three of them the driver abandons the map.
 """
 
 from __future__ import annotations
