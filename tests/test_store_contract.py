@@ -202,3 +202,17 @@ def test_writes_and_deletes_in_one_folder_do_not_disturb_each_other(store: Store
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_put_parts_stores_their_concatenation(store: Store) -> None:
+    store.put_parts("big/1", [b"head", memoryview(b"-middle-"), bytearray(b"tail")])
+    assert store.get("big/1") == b"head-middle-tail"
+    assert bytes(store.get_view("big/1")) == b"head-middle-tail"
+
+
+def test_writing_to_a_view_leaves_the_stored_object_alone(store: Store) -> None:
+    store.put("big/2", b"original")
+    view = memoryview(store.get_view("big/2"))
+    if not view.readonly:
+        view[:3] = b"XYZ"
+    assert store.get("big/2") == b"original"

@@ -79,7 +79,7 @@ def _one_off(
     plan = cluster.plan(fn, iterables, call, **options)
     if plan is None:
         return [] if mode == "as_list" else iter(())
-    cluster.start(workers_for(cluster.spec, plan.n_items))
+    cluster.start(workers_for(cluster.spec, plan.n_items), lazy=True)
     try:
         collector = cluster.collector(plan, progress, keep_results=mode == "as_list")
     except BaseException:

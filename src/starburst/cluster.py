@@ -63,11 +63,15 @@ class Cluster:
 
     # Lifecycle ---------------------------------------------------------------------------------
 
-    def start(self, workers: int | None = None) -> Cluster:
-        """Start the workers (``with`` does this for you); returns the cluster."""
+    def start(self, workers: int | None = None, *, lazy: bool = False) -> Cluster:
+        """Start the workers (``with`` does this for you); returns the cluster.
+
+        With ``lazy=True`` they start with the first call instead, which then finds its
+        inputs already on their way (a one-off ``starburst.map`` does this).
+        """
         if self._driver is None:
             driver = Driver(self.spec)
-            driver.start(workers)
+            driver.start(workers, launch=not lazy)
             self._driver = driver
             weakref.finalize(self, driver.close)
         return self

@@ -7,17 +7,22 @@ JSON. Pickled payloads are only ever read from the run's own store.
 from __future__ import annotations
 
 import inspect
+import io
 import pickle
+import struct
 from typing import Any
 
 import cloudpickle
 import zstandard
 
 from .errors import SerializationError
+from .store.base import Buffer
 
 _MAGIC = b"SB1"
 _RAW = b"\x00"
 _ZSTD = b"\x01"
+_OUT_OF_BAND = b"\x02"
+_ALIGN = 64
 _COMPRESS_MIN_BYTES = 4096
 
 
@@ -31,16 +36,58 @@ def dumps(obj: Any, *, compress: bool) -> bytes:
     return _MAGIC + _RAW + body
 
 
-def loads(payload: bytes) -> Any:
-    """Inverse of ``dumps``."""
-    if payload[:3] != _MAGIC:
+def dumps_parts(obj: Any, *, compress: bool) -> list[Buffer]:
+    """Serialize ``obj`` into a payload made of parts, to be written one after another.
+
+    Uncompressed, large contiguous buffers (NumPy arrays and the like) travel out of band:
+    the parts are views of them, not copies, and each starts 64-byte aligned, so that
+    ``loads`` of a memory-mapped payload gives arrays that share the mapped pages.
+    """
+    if compress:
+        return [dumps(obj, compress=True)]
+    buffers: list[pickle.PickleBuffer] = []
+    stream = io.BytesIO()
+    cloudpickle.Pickler(stream, protocol=5, buffer_callback=buffers.append).dump(obj)
+    if not buffers:
+        return [_MAGIC + _RAW, stream.getbuffer()]
+    raws = [buffer.raw() for buffer in buffers]
+    sizes = [stream.getbuffer().nbytes] + [raw.nbytes for raw in raws]
+    header = _MAGIC + _OUT_OF_BAND + struct.pack(f"<I{len(sizes)}Q", len(sizes), *sizes)
+    parts: list[Buffer] = [header]
+    offset = len(header)
+    for part, size in zip([stream.getbuffer(), *raws], sizes, strict=True):
+        padding = -offset % _ALIGN
+        parts += [bytes(padding), part]
+        offset += padding + size
+    return parts
+
+
+def loads(payload: Buffer) -> Any:
+    """Inverse of ``dumps`` and of ``dumps_parts`` joined."""
+    view = memoryview(payload)
+    if view[:3] != _MAGIC:
         raise SerializationError("not a starburst payload (bad header)")
-    codec, body = payload[3:4], memoryview(payload)[4:]
+    codec, body = bytes(view[3:4]), view[4:]
     if codec == _ZSTD:
         body = memoryview(zstandard.ZstdDecompressor().decompress(body))
+    elif codec == _OUT_OF_BAND:
+        return _loads_out_of_band(view)
     elif codec != _RAW:
         raise SerializationError(f"unknown payload codec {codec!r}")
     return pickle.loads(body)
+
+
+def _loads_out_of_band(view: memoryview) -> Any:
+    if view.readonly:  # arrays must be writable, as unpickled ones are
+        view = memoryview(bytearray(view))
+    (count,) = struct.unpack_from("<I", view, 4)
+    sizes = struct.unpack_from(f"<{count}Q", view, 8)
+    offset, parts = 8 + 8 * count, []
+    for size in sizes:
+        offset += -offset % _ALIGN
+        parts.append(view[offset : offset + size])
+        offset += size
+    return pickle.loads(parts[0], buffers=parts[1:])
 
 
 def unpicklable_function_error(fn: Any, exc: Exception) -> SerializationError:

@@ -71,13 +71,18 @@ class Driver:
 
     # Lifecycle ---------------------------------------------------------------------------------
 
-    def start(self, workers: int | None = None) -> None:
-        """Write the session, start ``workers`` workers (default: the spec's) and the monitor."""
+    def start(self, workers: int | None = None, *, launch: bool = True) -> None:
+        """Write the session, start ``workers`` workers (default: the spec's) and the monitor.
+
+        With ``launch=False`` the workers start with the first run instead, so that they find
+        it (and its first chunks) the moment they come up.
+        """
         self.store.put(self.keys.session, self.session.encode())
         self._target_workers = self.spec.workers if workers is None else workers
         stripes = self._target_workers * self.spec.processes
         self.control.change(lambda control: setattr(control, "stripes", stripes))
-        self._launch(self._target_workers)
+        if launch:
+            self._launch(self._target_workers)
         self._monitor = threading.Thread(target=self._watch, name="starburst-monitor", daemon=True)
         self._monitor.start()
 
@@ -146,7 +151,8 @@ class Driver:
         )  # fmt: skip
         with self._lock:
             self.runs.append(run)
-            self._ensure_workers()
+            self._ensure_workers()  # before the upload thread: forked workers inherit no lock
+        run.start_upload()
         return run
 
     def _signal_run(self, manifest: RunManifest) -> None:

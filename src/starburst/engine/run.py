@@ -15,7 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from ..errors import CancelledError, RunTimeoutError
-from ..serialize import dumps, loads
+from ..serialize import dumps_parts, loads
 from ..store import PreconditionFailed, Store
 from .chunking import ChunkStream
 from .claims import LostChunk
@@ -67,6 +67,9 @@ class Run:
         self._uploader = threading.Thread(
             target=self._upload, args=(chunks,), name=f"upload-{self.run_id}", daemon=True
         )
+
+    def start_upload(self) -> None:
+        """Start streaming the chunks up (a background thread)."""
         self._uploader.start()
 
     # Upload ----------------------------------------------------------------------------------
@@ -75,22 +78,22 @@ class Run:
         count, items = 0, 0
         try:
             with ThreadPoolExecutor(max_workers=self.store.parallelism) as pool:
-                pending: deque[Future[str]] = deque()
+                pending: deque[Future[None]] = deque()
                 for chunk in chunks:
                     if self.cancelled:
                         return
                     with self._lock:
                         self.spans[chunk.number] = (chunk.start, len(chunk.items))
-                    data = dumps(
+                    parts = dumps_parts(
                         {"start": chunk.start, "items": chunk.items}, compress=self.store.compress
                     )
                     key = self.keys.input(chunk.number)
                     if self.store.parallelism > 1:
-                        pending.append(pool.submit(self.store.put, key, data))
+                        pending.append(pool.submit(self.store.put_parts, key, parts))
                         while len(pending) > 2 * self.store.parallelism:
                             pending.popleft().result()
                     else:
-                        self.store.put(key, data)
+                        self.store.put_parts(key, parts)
                     count, items = count + 1, items + len(chunk.items)
                 for future in pending:
                     future.result()

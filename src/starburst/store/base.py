@@ -6,12 +6,16 @@ same guarantees; the contract tests in ``tests/test_store_contract.py`` hold the
 
 from __future__ import annotations
 
+import mmap
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from ..errors import StoreError
+
+#: What payloads are made of: ``bytes``, or views of memory that need no copy.
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 
 class NotFound(StoreError, KeyError):
@@ -70,10 +74,24 @@ class Store(ABC):
         self._request("put", key, len(data))
         self._put(key, data)
 
+    def put_parts(self, key: str, parts: Sequence[Buffer]) -> None:
+        """Write the concatenation of ``parts`` at ``key`` (as ``dumps_parts`` makes them)."""
+        self._request("put", key, sum(memoryview(part).nbytes for part in parts))
+        self._put_parts(key, parts)
+
     def get(self, key: str) -> bytes:
         """Read the object at ``key``; raise ``NotFound`` when it is absent."""
         self._request("get", key)
         return self._get(key)
+
+    def get_view(self, key: str) -> Buffer:
+        """Read the object at ``key`` as a buffer, without a copy where the store can.
+
+        A writable buffer (a private memory map of a local file) never changes the stored
+        object when written to.
+        """
+        self._request("get", key)
+        return self._get_view(key)
 
     def get_versioned(self, key: str) -> tuple[bytes, str]:
         """Read the object at ``key`` with its ETag, for a later ``put_if_match``."""
@@ -123,8 +141,14 @@ class Store(ABC):
     @abstractmethod
     def _put(self, key: str, data: bytes) -> None: ...
 
+    def _put_parts(self, key: str, parts: Sequence[Buffer]) -> None:
+        self._put(key, parts[0] if len(parts) == 1 else b"".join(parts))  # type: ignore[arg-type]
+
     @abstractmethod
     def _get(self, key: str) -> bytes: ...
+
+    def _get_view(self, key: str) -> Buffer:
+        return self._get(key)
 
     @abstractmethod
     def _get_versioned(self, key: str) -> tuple[bytes, str]: ...

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from .base import NotFound, PreconditionFailed, Store
+from .base import Buffer, NotFound, PreconditionFailed, Store
 
 _LOCK_STRIPES = 64
 
@@ -50,11 +51,14 @@ class LocalStore(Store):
     def _path(self, key: str) -> Path:
         return self.root / key
 
-    def _write_temp(self, data: bytes) -> str:
+    def _write_temp(self, data: Buffer | Sequence[Buffer]) -> str:
         fd, tmp = tempfile.mkstemp(dir=self._tmp)
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                if isinstance(data, list):
+                    handle.writelines(data)
+                else:
+                    handle.write(data)
         except BaseException:
             os.unlink(tmp)
             raise
@@ -75,9 +79,24 @@ class LocalStore(Store):
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._write_temp(data), path)
 
+    def _put_parts(self, key: str, parts: Sequence[Buffer]) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._write_temp(list(parts)), path)
+
     def _get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(key) from None
+
+    def _get_view(self, key: str) -> Buffer:
+        """A private (copy-on-write) memory map of the file: pages are shared, not copied."""
+        try:
+            with open(self._path(key), "rb") as handle:
+                if os.fstat(handle.fileno()).st_size == 0:
+                    return b""
+                return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(key) from None
 

@@ -38,7 +38,8 @@ from ..store import NotFound, PreconditionFailed, Store
 
 log = logging.getLogger("starburst.worker")
 
-#: A thief picks at random among this many of the highest unclaimed chunks.
+#: With many slots, a thief picks at random among up to this many of the lowest unclaimed
+#: chunks (one per eight slots).
 _STEAL_SPREAD = 16
 
 
@@ -57,6 +58,7 @@ class _RunState:
     must_list: bool = False  # ``claimed`` is stale: list the claims before the next claim
     stealing: bool = False
     all_claimed: bool = False  # every chunk is claimed: nothing is left to steal
+    lowest_unclaimed: int = 0  # no chunk below this is unclaimed
     tried_requeued: set[tuple[int, str]] = field(default_factory=set)
     next_scan: float = 0.0
     finished: bool = False
@@ -196,7 +198,7 @@ class WorkerLoop:
             lease = (
                 self._claim_requeued(state, control)
                 or self._claim_own(state, control)
-                or self._steal(state)
+                or self._steal(state, control)
                 or self._claim_expired(state)
             )
             if lease is not None:
@@ -233,19 +235,26 @@ class WorkerLoop:
             if lease is not None:
                 return lease
 
-    def _steal(self, state: _RunState) -> claims.Lease | None:
-        """An unclaimed chunk of a slower stripe, from the back, where its owner is not yet."""
+    def _steal(self, state: _RunState, control: Control) -> claims.Lease | None:
+        """The lowest unclaimed chunk of a slower stripe.
+
+        Chunks are started in about the order of their numbers, as the guided schedule needs
+        (later chunks are smaller, so the last ones to finish are small). With many slots, a
+        thief picks at random among the few lowest, so that thieves rarely collide.
+        """
         total = state.manifest.n_chunks
         if total is None or state.all_claimed:
             return None
         if not state.stealing:  # learn what the others claimed, once, then after lost races
             state.stealing = state.must_list = True
+        spread = max(1, min(_STEAL_SPREAD, control.stripes // 8))
         while True:
-            unclaimed = (c for c in range(total - 1, -1, -1) if c not in state.claimed)
-            free = list(itertools.islice(unclaimed, _STEAL_SPREAD))
+            unclaimed = (c for c in range(state.lowest_unclaimed, total) if c not in state.claimed)
+            free = list(itertools.islice(unclaimed, spread))
             if not free:
                 state.all_claimed = True  # claims are never removed: this is final
                 return None
+            state.lowest_unclaimed = free[0]
             lease = self._claim(state, random.choice(free))
             if lease is not None:
                 return lease
@@ -322,7 +331,7 @@ class WorkerLoop:
         pause = self.timings.poll
         while True:
             try:
-                return loads(self.store.get(lease.keys.input(lease.chunk)))
+                return loads(self.store.get_view(lease.keys.input(lease.chunk)))
             except NotFound:
                 pass
             # Missing: not uploaded yet, beyond the run's end, or done (inputs are deleted).
