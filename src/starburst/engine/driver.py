@@ -101,6 +101,7 @@ class Driver:
             self.backend.stop(list(self.workers), grace=busy)
             self.workers = dict.fromkeys(self.workers, False)
         self._placement.discard()
+        self.store.close()
 
     @property
     def closed(self) -> bool:

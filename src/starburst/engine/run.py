@@ -190,7 +190,7 @@ class Run:
         if self._downloads:
             wait(list(self._downloads.values()), timeout, FIRST_COMPLETED)
         else:
-            time.sleep(timeout)
+            self.store.wait_for_news(timeout)
 
     def _start(self, fn: Callable[[int], T], chunk: int) -> Future[T]:
         """Run ``fn(chunk)`` in the background where the store gains from it, else now."""

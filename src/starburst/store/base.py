@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mmap
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -135,6 +136,16 @@ class Store(ABC):
         for key in keys:
             self.delete(key)
         return len(keys)
+
+    def close(self) -> None:  # noqa: B027 - most stores hold nothing open
+        """Let go of what the store holds open (the store's data stays)."""
+
+    def announce(self) -> None:  # noqa: B027 - most stores have no one to tell
+        """Tell a client waiting in ``wait_for_news`` that something new was written."""
+
+    def wait_for_news(self, timeout: float) -> None:
+        """Wait ``timeout`` seconds, or less when a writer announces something new."""
+        time.sleep(timeout)
 
     # Primitives ----------------------------------------------------------------------------
 

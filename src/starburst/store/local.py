@@ -12,7 +12,9 @@ import contextlib
 import hashlib
 import mmap
 import os
+import select
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,6 +45,7 @@ class LocalStore(Store):
         self._locks = self.root / ".locks"
         self._tmp.mkdir(exist_ok=True)
         self._locks.mkdir(exist_ok=True)
+        self._doorbell = _Doorbell(self.root / ".doorbell")
 
     @property
     def url(self) -> str:
@@ -78,6 +81,15 @@ class LocalStore(Store):
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self._write_temp(data), path)
+
+    def announce(self) -> None:
+        self._doorbell.ring()
+
+    def close(self) -> None:
+        self._doorbell.close()
+
+    def wait_for_news(self, timeout: float) -> None:
+        self._doorbell.wait(timeout)
 
     def _put_parts(self, key: str, parts: Sequence[Buffer]) -> None:
         path = self._path(key)
@@ -158,6 +170,50 @@ class LocalStore(Store):
                 yield from self._walk(Path(entry.path), key)
             else:
                 yield key
+
+
+class _Doorbell:
+    """A named pipe in the store: workers ring it when an output lands, so that a waiting
+    client wakes at once instead of at its next poll. Best effort: with no pipe (Windows)
+    or no one listening, waiting is sleeping and ringing does nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._listening: tuple[int, int] | None = None  # (reader, keep-alive writer)
+        self._ringer: int | None = None
+        if hasattr(os, "mkfifo"):
+            with contextlib.suppress(FileExistsError):
+                os.mkfifo(path)
+
+    def ring(self) -> None:
+        try:
+            if self._ringer is None:
+                self._ringer = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(self._ringer, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of rings: the listener will wake anyway
+        except OSError:  # no listener (ENXIO), it left (EPIPE), or no pipe at all
+            if self._ringer is not None:
+                os.close(self._ringer)
+            self._ringer = None
+
+    def close(self) -> None:
+        for fd in (*(self._listening or ()), *([self._ringer] if self._ringer else [])):
+            os.close(fd)
+        self._listening = self._ringer = None
+
+    def wait(self, timeout: float) -> None:
+        try:
+            if self._listening is None:
+                reader = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+                self._listening = (reader, os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+            reader = self._listening[0]
+            if select.select([reader], [], [], timeout)[0]:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(reader, 4096):
+                        pass
+        except OSError:  # no pipe here: just wait
+            time.sleep(timeout)
 
 
 if os.name == "nt":  # pragma: no cover - exercised on Windows only

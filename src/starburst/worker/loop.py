@@ -390,6 +390,7 @@ class WorkerLoop:
             data = dumps(_without_unpicklable(output), compress=compress)
         try:
             self.store.put_if_absent(lease.keys.output(lease.chunk), data)
+            self.store.announce()
         except PreconditionFailed:
             log.info("chunk %s was already completed by another worker", lease.chunk)
         if self.store.frees_inputs:
