@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .collect import Collector
+from .cost.guard import CostLimits, RunReport
 from .engine.chunking import ChunkStream, chunks_per_slot, iter_chunks, zip_inputs
 from .engine.driver import Driver
 from .engine.manifest import CallStyle, RunFunction
@@ -53,10 +54,13 @@ class Cluster:
         *,
         spot: bool = False,
         progress: bool | None = None,
+        max_cost: float | None = None,
+        cost_alert: float | None = None,
     ) -> None:
         self.spec = WorkerSpec.build(
             backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot
         )
+        self.limits = CostLimits.build(max_cost, cost_alert)
         self.progress = progress
         self._driver: Driver | None = None
         self._batcher: Any = None
@@ -70,7 +74,7 @@ class Cluster:
         inputs already on their way (a one-off ``starburst.map`` does this).
         """
         if self._driver is None:
-            driver = Driver(self.spec)
+            driver = Driver(self.spec, self.limits)
             driver.start(workers, launch=not lazy)
             self._driver = driver
             weakref.finalize(self, driver.close)
@@ -90,6 +94,12 @@ class Cluster:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def report(self) -> RunReport | None:
+        """Wall time, workers and cost of this session so far (in total once closed);
+        ``None`` before it started."""
+        return None if self._driver is None else self._driver.cost.report()
 
     @property
     def driver(self) -> Driver:
@@ -182,7 +192,12 @@ class Cluster:
         run = driver.submit(plan.payload, plan.chunks, plan.n_items, plan.call, plan.options)
         shown = self.progress if progress is None else progress
         display = make_progress(shown, header(self.spec, driver.session.session_id))
-        return Collector(run, plan.options, display, driver.worker_summary, keep_results)
+        return Collector(run, plan.options, display, self._workers_and_cost, keep_results)
+
+    def _workers_and_cost(self) -> str:
+        """What the progress display shows about the workers: their phases and the cost."""
+        cost = self.driver.cost.so_far()
+        return f"{self.driver.worker_summary()}{f', {cost}' if cost else ''}"
 
     def _collect(
         self,
