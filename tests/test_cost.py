@@ -4,6 +4,7 @@ fallback, ``return_run`` and ``estimate`` on the local backend."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -29,8 +30,8 @@ def test_billing_is_per_second_with_a_one_minute_minimum() -> None:
     assert task_cost(T0, T0 + 1800.5, hourly) == pytest.approx(0.04937 * 1801 / 3600)
 
 
-def _info(worker_id: str, state: str, **times: float | bool) -> WorkerInfo:
-    return WorkerInfo(worker_id, state, **times)  # type: ignore[arg-type]
+def _info(worker_id: str, state: str, spot: int = 0, **times: float) -> WorkerInfo:
+    return WorkerInfo(worker_id, state, spot=bool(spot), **times)  # type: ignore[arg-type]
 
 
 def test_the_meter_bills_from_image_pull_to_stop_for_known_task_times() -> None:
@@ -42,8 +43,8 @@ def test_the_meter_bills_from_image_pull_to_stop_for_known_task_times() -> None:
             _info("a", "stopped", billed_from=T0 + 2, started_at=T0 + 20, stopped_at=T0 + 302),
             # a spot task that ran 30 s: the minute, at the spot rate
             _info(
-                "b", "stopped", billed_from=T0 + 1, started_at=T0 + 9, stopped_at=T0 + 31, spot=True
-            ),  # fmt: skip
+                "b", "stopped", billed_from=T0 + 1, started_at=T0 + 9, stopped_at=T0 + 31, spot=1
+            ),
             # stopped before its image pull began: nothing billed
             _info("c", "stopped", stopped_at=T0 + 5),
             # still running, pulled at +3
@@ -148,3 +149,26 @@ def test_estimate_rejects_bad_input() -> None:
         starburst.estimate(abs, [1], sample=0, show=False)
     with pytest.raises(ConfigurationError, match="items is empty"):
         starburst.estimate(abs, [], show=False)
+
+
+def test_the_guard_stops_at_the_cap_and_alerts_once(tmp_path) -> None:
+    import time
+
+    from starburst.backends import LocalBackend
+    from starburst.cost.guard import CostGuard
+    from starburst.options import WorkerSpec
+
+    said: list[str] = []
+    spec = WorkerSpec.build(backend="local", workers=2, cpu=1, memory=None)
+    guard = CostGuard("sb-test", spec, LocalBackend(tmp_path), CostLimits(2.5, 1.0), said.append)
+    guard.meter = CostMeter({False: 60.0, True: 30.0})  # $1 a minute per worker
+    started = time.time() - 30
+    guard.meter.launched(["a", "b"], spot=False, at=started)
+    assert guard.observe([]) is None  # $2 so far: past the alert, under the cap
+    assert guard.affordable(3) == 0  # a third worker's minute would pass $2.50
+    assert said == ["cost alert: this session has cost ~$2.00, past cost_alert=$1.00."]
+    guard.meter.observe([_info("a", "running", billed_from=started - 60)])  # ran 90 s
+    capped = guard.observe([])
+    assert isinstance(capped, starburst.CostCapError)
+    assert re.search(r"have cost ~\$2\.5\d of max_cost=\$2\.50", str(capped))
+    assert len(said) == 1  # the alert is said once
