@@ -5,6 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 from click.testing import CliRunner
+from test_fargate import _quiet, _running_tasks, square
 
 import starburst
 from starburst.cli import main
@@ -14,23 +15,11 @@ pytestmark = pytest.mark.usefixtures("aws")
 ON_DEMAND, SPOT = "L-3032A538", "L-36FBB829"
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
-def square(x: int) -> int:
-    return x * x
-
-
 def slow_square(x: int) -> int:
     import time
 
     time.sleep(0.2)
     return x * x
-
-
-def _running_tasks() -> list[str]:
-    return boto3.client("ecs").list_tasks(cluster="starburst", desiredStatus="RUNNING")["taskArns"]
 
 
 def _dollar_a_minute(aws, spot: bool = False) -> None:
