@@ -13,7 +13,8 @@ from starburst.backends.base import WorkerInfo
 from starburst.cost.billing import Rate, billed_seconds, task_cost
 from starburst.cost.guard import CostLimits
 from starburst.cost.meter import CostMeter
-from starburst.cost.prices import FALLBACK, PriceBook, cache_dir
+from starburst.cost.model import cache_dir
+from starburst.cost.prices import FALLBACK, PriceBook
 from starburst.errors import ConfigurationError
 
 T0 = 1_700_000_000.0  # a fixed epoch second
@@ -135,9 +136,9 @@ def test_estimate_times_a_sample_and_says_what_it_assumed(aws, capsys) -> None:
 
 
 def test_estimate_learns_start_up_from_past_workers(aws) -> None:
-    from starburst.cost import startup
+    from starburst.cost.model import record_startups
 
-    startup.record("fargate", [30.0, 40.0, 50.0])
+    record_startups("fargate", [30.0, 40.0, 50.0])
     found = starburst.estimate(slow_identity, range(100_000), workers=50, sample=3, show=False)
     assert found.startup_seconds == 40 and "median of 3" in found.startup_source
     assert not found.local_is_better and found.verdict.startswith("Burst")

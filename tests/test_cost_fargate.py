@@ -55,12 +55,25 @@ def test_a_quota_in_use_elsewhere_leaves_room_for_fewer(aws, capsys) -> None:
 def test_an_estimate_above_the_cap_is_refused_before_any_task_starts(aws) -> None:
     starburst.setup(say=_quiet)
     _dollar_a_minute(aws)
-    with pytest.raises(starburst.CostCapError, match=r"refused before launch.*at least \$5\.00"):
+    with pytest.raises(
+        starburst.CostCapError, match=r"refused before launch.*~\$5\.00 \(one billed minute"
+    ):
         starburst.map(square, range(100), workers=5, backend="fargate", max_cost=4)
     assert aws.calls["RunTask"] == 0
     with pytest.raises(starburst.CostCapError, match=r"max_cost=\$2\.00"):
         starburst.Cluster(workers=3, backend="fargate", max_cost=2).start()
     assert aws.calls["RunTask"] == 0
+
+
+def test_a_run_estimated_from_measured_items_is_checked_before_launch(aws, capsys) -> None:
+    starburst.setup(say=_quiet)
+    _dollar_a_minute(aws)
+    starburst.estimate(slow_square, range(1_000), workers=2, sample=2, show=False)
+    # 1,000 items of ~0.2 s on 2 workers: ~100 s of work, ~150 s with start-up: ~$5
+    with pytest.raises(starburst.CostCapError, match=r"would cost ~\$5\.\d\d \(~15\d s"):
+        starburst.map(slow_square, range(1_000), workers=2, backend="fargate", max_cost=4)
+    assert aws.calls["RunTask"] == 0
+    assert "Estimated cost of this run: ~$5." in capsys.readouterr().err
 
 
 def test_the_cost_cap_stops_a_long_run_and_keeps_what_finished(aws, capsys) -> None:

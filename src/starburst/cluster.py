@@ -67,15 +67,22 @@ class Cluster:
 
     # Lifecycle ---------------------------------------------------------------------------------
 
-    def start(self, workers: int | None = None, *, lazy: bool = False) -> Cluster:
+    def start(
+        self,
+        workers: int | None = None,
+        *,
+        lazy: bool = False,
+        work: tuple[int, float] | None = None,
+    ) -> Cluster:
         """Start the workers (``with`` does this for you); returns the cluster.
 
         With ``lazy=True`` they start with the first call instead, which then finds its
-        inputs already on their way (a one-off ``starburst.map`` does this).
+        inputs already on their way (a one-off ``starburst.map`` does this). ``work`` (items,
+        seconds per item) lets the cost check estimate the first run.
         """
         if self._driver is None:
             driver = Driver(self.spec, self.limits)
-            driver.start(workers, launch=not lazy)
+            driver.start(workers, launch=not lazy, work=work)
             self._driver = driver
             weakref.finalize(self, driver.close)
         return self

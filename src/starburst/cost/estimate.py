@@ -12,13 +12,10 @@ from typing import Any
 
 from ..errors import ConfigurationError, StarburstError
 from ..options import WorkerSpec, positive_int
-from . import startup
 from .billing import MINIMUM_SECONDS
 from .guard import CostLimits
+from .model import TRANSFER_SECONDS, remember_item_seconds, run_seconds, typical_startup
 from .prices import PriceBook
-
-#: Seconds to upload the inputs and collect the results, beyond the work itself.
-TRANSFER_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -115,7 +112,11 @@ def estimate(
 ) -> Estimate:
     """Run ``sample`` items here, time them, and predict the cloud run: wall time (with
     worker start-up), cost and speed-up over running locally. Prints the estimate with its
-    assumptions (``show=False``: quietly) and returns it."""
+    assumptions (``show=False``: quietly) and returns it.
+
+    The time per item is remembered, so that a later ``map`` of the same function says
+    (and checks against ``max_cost``) what its run should cost before it launches.
+    """
     spec = WorkerSpec.build(backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot)
     positive_int("sample", sample, allow_none=False)
     limits = CostLimits.build(max_cost)
@@ -127,17 +128,18 @@ def estimate(
     for item in picked:
         fn(item)
     per_item = (time.perf_counter() - began) / len(picked)
+    remember_item_seconds(fn, per_item)
 
     workers_used = max(1, min(spec.workers, math.ceil(len(items) / spec.processes)))
     slots = workers_used * spec.processes
-    compute = math.ceil(len(items) / slots) * per_item
-    start_s, start_source = startup.typical(spec.backend)
+    start_s, start_source = typical_startup(spec.backend)
+    wall = run_seconds(start_s, len(items), per_item, slots)
     book = _price_book(spec)
     hourly = 0.0
     if book is not None:
         rate = book.rate(spot=spec.spot)
         hourly = workers_used * rate.per_worker_hour(spec.cpu, (spec.memory_mib or 0) / 1024)
-    billed = max(MINIMUM_SECONDS, start_s + compute + TRANSFER_SECONDS)
+    billed = max(MINIMUM_SECONDS, wall)
     cores = os.cpu_count() or 1
     result = Estimate(
         n_items=len(items),
@@ -147,7 +149,7 @@ def estimate(
         slots=slots,
         startup_seconds=start_s,
         startup_source=start_source,
-        wall_seconds=start_s + compute + TRANSFER_SECONDS,
+        wall_seconds=wall,
         local_seconds=len(items) * per_item,
         local_cores=cores,
         local_parallel_seconds=math.ceil(len(items) / cores) * per_item,

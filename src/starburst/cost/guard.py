@@ -18,9 +18,9 @@ from ..aws.quotas import quota_notice
 from ..backends.base import Backend, WorkerInfo
 from ..errors import ConfigurationError, CostCapError, QuotaError, StarburstError
 from ..options import WorkerSpec
-from . import startup
 from .billing import MINIMUM_SECONDS
 from .meter import CostMeter
+from .model import record_startups, run_seconds, typical_startup
 from .prices import PriceBook
 
 Say = Callable[[str], None]
@@ -110,24 +110,15 @@ class CostGuard:
 
     # Before launch -----------------------------------------------------------------------
 
-    def before_launch(self, wanted: int) -> int:
+    def before_launch(self, wanted: int, work: tuple[int, float] | None = None) -> int:
         """The workers to start: what the quota fits, once the cost cap allows it.
 
-        Says when the quota allows fewer, prints the estimated cost, and raises
-        ``CostCapError`` when even the first minute of those workers exceeds ``max_cost``
+        Says when the quota allows fewer and prints the estimated cost: per hour, and for
+        the run when ``work`` (items, seconds per item) is known. Raises ``CostCapError``
+        when that estimate, or else the first minute of the workers, exceeds ``max_cost``
         (nothing has been launched then).
         """
-        room = self.backend.quota_room(self.spec)
-        if room is not None and room[0] < wanted:
-            fits, about = room
-            if fits == 0:
-                raise QuotaError(
-                    f"the Fargate vCPU quota has no room for a worker of {self.spec.cpu:g} vCPUs "
-                    f"{about}. Wait for running tasks to end, or raise the quota: "
-                    "`starburst quota request VCPUS`."
-                )
-            self.say(quota_notice(wanted, fits, self.spec.cpu, about))
-            wanted = fits
+        wanted = self._fit_quota(wanted)
         self.book = self.backend.price_book()
         if self.book is None:
             return wanted
@@ -145,14 +136,39 @@ class CostGuard:
             f"({self.spec.cpu:g} vCPU, {size / 1024:g} GB, {kind}), at least {_dollars(least)} "
             f"(each worker's first minute is billed in full). Prices: {self.book.source}."
         )
-        if self.limits.max_cost is not None and least > self.limits.max_cost:
+        predicted, basis = least, f"one billed minute each at {_dollars(rate)}/hour"
+        if work is not None:
+            start_s, _ = typical_startup(self.spec.backend)
+            wall = run_seconds(start_s, work[0], work[1], wanted * self.spec.processes)
+            predicted = wanted * rate * max(MINIMUM_SECONDS, wall) / 3600
+            basis = f"~{wall:.0f} s with start-up, {work[0]:,} items at {work[1]:.3g} s each"
+            self.say(
+                f"Estimated cost of this run: ~{_dollars(predicted)} ({basis}, the time per "
+                "item starburst.estimate measured)."
+            )
+        if self.limits.max_cost is not None and predicted > self.limits.max_cost:
             raise CostCapError(
-                f"refused before launch: {wanted} workers cost at least {_dollars(least)} "
-                f"(one billed minute each at {_dollars(rate)}/hour), more than "
-                f"max_cost={_dollars(self.limits.max_cost)}. Use fewer or smaller workers, or "
-                "raise the cap (max_cost=..., or `starburst config set max_cost DOLLARS`)."
+                f"refused before launch: {wanted} workers would cost ~{_dollars(predicted)} "
+                f"({basis}), more than max_cost={_dollars(self.limits.max_cost)}. Use fewer or "
+                "smaller workers, or raise the cap (max_cost=..., or `starburst config set "
+                "max_cost DOLLARS`)."
             )
         return wanted
+
+    def _fit_quota(self, wanted: int) -> int:
+        """``wanted``, or the fewer workers the quota lets start (and one line that says so)."""
+        room = self.backend.quota_room(self.spec)
+        if room is None or room[0] >= wanted:
+            return wanted
+        fits, about = room
+        if fits == 0:
+            raise QuotaError(
+                f"the Fargate vCPU quota has no room for a worker of {self.spec.cpu:g} vCPUs "
+                f"{about}. Wait for running tasks to end, or raise the quota: "
+                "`starburst quota request VCPUS`."
+            )
+        self.say(quota_notice(wanted, fits, self.spec.cpu, about))
+        return fits
 
     # During the run ----------------------------------------------------------------------
 
@@ -180,8 +196,10 @@ class CostGuard:
         alert = self.limits.cost_alert
         if alert is not None and cost >= alert and not self._alerted:
             self._alerted = True
-            self.say(f"cost alert: this session has cost ~{_dollars(cost)}, past cost_alert="
-                     f"{_dollars(alert)}.")  # fmt: skip
+            self.say(
+                f"cost alert: this session has cost ~{_dollars(cost)}, past cost_alert="
+                f"{_dollars(alert)}."
+            )
         if self.limits.max_cost is not None and cost >= self.limits.max_cost:
             return self.cap_error(cost)
         return None
@@ -224,7 +242,7 @@ class CostGuard:
             self.meter.observe(describe())
         except StarburstError as exc:  # workers not seen stopped count up to now
             log.warning("could not read the workers' final state for the cost: %s", exc)
-        startup.record(self.backend.name, self.meter.startup_seconds())
+        record_startups(self.backend.name, self.meter.startup_seconds())
         self.say(f"session {self.session_id}: {self.report()}")
 
     def report(self) -> RunReport:

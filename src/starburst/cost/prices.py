@@ -8,7 +8,6 @@ build its own ``PriceBook`` (instance prices as per-vCPU and per-GB rates) the s
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.config import Config as BotoConfig
 
 from .billing import Rate
+from .model import cache_dir, read_json, write_json
 
 if TYPE_CHECKING:
     from ..aws.session import Aws
@@ -69,20 +69,6 @@ class PriceBook:
             rates,
             f"built-in table of us-east-1 on-demand prices, spot at most that ({why})",
         )
-
-
-def cache_dir() -> Path:
-    """Where starburst caches what it fetched: ``STARBURST_CACHE_DIR``, else ``cache/`` in
-    ``STARBURST_CONFIG_DIR`` when that is set, else the user's cache folder."""
-    chosen = os.environ.get("STARBURST_CACHE_DIR")
-    if chosen:
-        return Path(chosen)
-    config = os.environ.get("STARBURST_CONFIG_DIR")
-    if config:
-        return Path(config) / "cache"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("starburst", appauthor=False))
 
 
 def fargate_prices(aws: Aws, *, now: float | None = None) -> PriceBook:
@@ -146,21 +132,15 @@ def _on_demand_usd(product: dict[str, Any]) -> float:
 
 def _read_cache(path: Path) -> tuple[float, dict[str, Rate]] | None:
     try:
-        raw = json.loads(path.read_text())
+        raw = read_json(path)
         return float(raw["fetched"]), {k: Rate(*v) for k, v in raw["rates"].items()}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):
         return None
 
 
 def _write_cache(path: Path, fetched: float, rates: dict[str, Rate]) -> None:
-    body = {"fetched": fetched, "rates": {k: [r.vcpu_hour, r.gb_hour] for k, r in rates.items()}}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(body))
-        os.replace(tmp, path)
-    except OSError:  # a read-only cache folder costs a fetch next time, nothing more
-        pass
+    rows = {k: [r.vcpu_hour, r.gb_hour] for k, r in rates.items()}
+    write_json(path, {"fetched": fetched, "rates": rows})
 
 
 def _stamp(epoch: float) -> str:

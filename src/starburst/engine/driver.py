@@ -73,14 +73,21 @@ class Driver:
 
     # Lifecycle ---------------------------------------------------------------------------------
 
-    def start(self, workers: int | None = None, *, launch: bool = True) -> None:
+    def start(
+        self,
+        workers: int | None = None,
+        *,
+        launch: bool = True,
+        work: tuple[int, float] | None = None,
+    ) -> None:
         """Write the session, start ``workers`` workers (default: the spec's) and the monitor.
 
-        The quota and the cost cap are checked first: a refusal launches nothing. With
+        The quota and the cost cap are checked first (with the first run's ``work``, items
+        and seconds per item, when it is known): a refusal launches nothing. With
         ``launch=False`` the workers start with the first run instead, so that they find it
         (and its first chunks) the moment they come up.
         """
-        wanted = self.cost.before_launch(self.spec.workers if workers is None else workers)
+        wanted = self.cost.before_launch(self.spec.workers if workers is None else workers, work)
         self.store.put(self.keys.session, self.session.encode())
         self._target_workers = wanted
         stripes = self._target_workers * self.spec.processes
