@@ -76,14 +76,21 @@ def test_a_run_estimated_from_measured_items_is_checked_before_launch(aws, capsy
     assert "Estimated cost of this run: ~$5." in capsys.readouterr().err
 
 
+def quick_then_slow(x: int) -> int:
+    import time
+
+    time.sleep(0 if x < 10 else 0.5)  # the first chunks land well before the interruption
+    return x * x
+
+
 def test_the_cost_cap_stops_a_long_run_and_keeps_what_finished(aws, capsys) -> None:
     starburst.setup(say=_quiet)
     _dollar_a_minute(aws, spot=True)
     # The only worker is interrupted: its replacement's first minute would pass the cap.
-    aws.faults.spot_interruption(after=2.0, grace=0.5)
+    aws.faults.spot_interruption(after=4.0, grace=0.5)
     with pytest.raises(starburst.CostCapError) as caught:
         starburst.map(
-            slow_square, range(200), workers=1, backend="fargate", spot=True, chunk_size=2,
+            quick_then_slow, range(200), workers=1, backend="fargate", spot=True, chunk_size=2,
             max_cost=1.5, cost_alert=0.5,
         )  # fmt: skip
     message = str(caught.value)
