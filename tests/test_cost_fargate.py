@@ -48,8 +48,8 @@ def test_a_quota_in_use_elsewhere_leaves_room_for_fewer(aws, capsys) -> None:
         first.start()  # 4 vCPUs in use
         results = starburst.map(square, range(30), workers=4, cpu=1, backend="fargate")
     assert results == [x * x for x in range(30)]
-    assert "allows 2 workers (2 vCPUs): using 2. (Fargate On-Demand quota L-3032A538: 6 vCPUs, " \
-        "4 in use" in capsys.readouterr().err  # fmt: skip
+    notice = "allows 2 workers (2 vCPUs): using 2. (Fargate On-Demand quota L-3032A538: 6 vCPUs"
+    assert f"{notice}, 4 in use" in capsys.readouterr().err
 
 
 def test_an_estimate_above_the_cap_is_refused_before_any_task_starts(aws) -> None:
@@ -88,11 +88,9 @@ def test_the_cost_cap_stops_a_long_run_and_keeps_what_finished(aws, capsys) -> N
     _dollar_a_minute(aws, spot=True)
     # The only worker is interrupted: its replacement's first minute would pass the cap.
     aws.faults.spot_interruption(after=4.0, grace=0.5)
+    capped = {"backend": "fargate", "workers": 1, "spot": True, "chunk_size": 2}
     with pytest.raises(starburst.CostCapError) as caught:
-        starburst.map(
-            quick_then_slow, range(200), workers=1, backend="fargate", spot=True, chunk_size=2,
-            max_cost=1.5, cost_alert=0.5,
-        )  # fmt: skip
+        starburst.map(quick_then_slow, range(200), max_cost=1.5, cost_alert=0.5, **capped)
     message = str(caught.value)
     assert "max_cost=$1.50" in message and "exc.starburst_results.pending" in message
     kept = caught.value.starburst_results
@@ -103,6 +101,16 @@ def test_the_cost_cap_stops_a_long_run_and_keeps_what_finished(aws, capsys) -> N
     err = capsys.readouterr().err
     assert err.count("cost alert") == 1
     assert "actual cost ~$1.00" in err
+
+
+def test_the_cap_stops_workers_whose_real_price_passes_it(aws) -> None:
+    starburst.setup(say=_quiet)
+    aws.prices.set("us-east-1", vcpu=30.0, gb=0.0, spot=True)  # $0.50 a minute
+    aws.prices.set("us-east-1", vcpu=120.0, gb=0.0)  # on-demand: $2 a minute
+    aws.faults.runtask_failures("capacity", times=3)  # no spot: on-demand it is
+    with pytest.raises(starburst.CostCapError, match=r"have cost ~\$2\.00 of max_cost=\$1\.00"):
+        starburst.map(slow_square, range(500), workers=1, backend="fargate", spot=True, max_cost=1)
+    assert _running_tasks() == []
 
 
 def test_actual_cost_follows_the_billing_rules_for_the_real_task_times(aws, capsys) -> None:
