@@ -35,6 +35,10 @@ def _dollars(value: float) -> str:
     return f"${value:.2f}" if value >= 1 else f"${value:.4f}"
 
 
+def _workers(count: int) -> str:
+    return f"{count} worker{'' if count == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class CostLimits:
     """``max_cost`` (a hard cap) and ``cost_alert`` (a warning), in dollars per session."""
@@ -76,12 +80,15 @@ class RunReport:
     price_source: str | None
 
     def __str__(self) -> str:
-        line = f"{self.wall_seconds:.1f} s wall time, {self.workers} workers"
         if self.cost is None:
-            return line + f" on the {self.backend} backend (no cost)"
+            return (
+                f"{self.wall_seconds:.1f} s of wall time on {_workers(self.workers)} of the "
+                f"{self.backend} backend (no cost)"
+            )
         return (
-            f"{line}, {self.billed_seconds / 60:.1f} worker-minutes billed: "
-            f"actual cost ~{_dollars(self.cost)} (prices: {self.price_source})"
+            f"actual cost ~{_dollars(self.cost)} for {self.wall_seconds:.1f} s of wall time "
+            f"({_workers(self.workers)}, {self.billed_seconds / 60:.1f} worker-minutes billed; "
+            f"prices: {self.price_source})"
         )
 
 
@@ -132,7 +139,7 @@ class CostGuard:
         least = wanted * rate * MINIMUM_SECONDS / 3600
         kind = "spot" if self.spec.spot else "on-demand"
         self.say(
-            f"Estimated cost: ~{_dollars(wanted * rate)}/hour for {wanted} workers "
+            f"Estimated cost: ~{_dollars(wanted * rate)}/hour for {_workers(wanted)} "
             f"({self.spec.cpu:g} vCPU, {size / 1024:g} GB, {kind}), at least {_dollars(least)} "
             f"(each worker's first minute is billed in full). Prices: {self.book.source}."
         )
@@ -148,7 +155,7 @@ class CostGuard:
             )
         if self.limits.max_cost is not None and predicted > self.limits.max_cost:
             raise CostCapError(
-                f"refused before launch: {wanted} workers would cost ~{_dollars(predicted)} "
+                f"refused before launch: {_workers(wanted)} would cost ~{_dollars(predicted)} "
                 f"({basis}), more than max_cost={_dollars(self.limits.max_cost)}. Use fewer or "
                 "smaller workers, or raise the cap (max_cost=..., or `starburst config set "
                 "max_cost DOLLARS`)."
