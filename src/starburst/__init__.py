@@ -18,12 +18,17 @@ if TYPE_CHECKING:  # the public names, imported on first use (workers need none 
     from .api import imap, imap_unordered, map, starmap
     from .aws.logs import logs
     from .aws.provision import setup, status, teardown
+    from .aws.quotas import quota, quota_request, request_quota
     from .cluster import Cluster
+    from .cost.estimate import estimate
+    from .cost.guard import RunReport
     from .errors import (
         CancelledError,
         ConfigurationError,
+        CostCapError,
         OutOfMemoryError,
         PartialResults,
+        QuotaError,
         RemoteError,
         RemoteTraceback,
         RunTimeoutError,
@@ -40,17 +45,22 @@ _HOMES = {
     "Cluster": "cluster", "Executor": "executor",
     "logs": "aws.logs",
     "setup": "aws.provision", "status": "aws.provision", "teardown": "aws.provision",
+    "quota": "aws.quotas", "request_quota": "aws.quotas", "quota_request": "aws.quotas",
+    "estimate": "cost.estimate", "RunReport": "cost.guard",
 }  # fmt: skip
 
 __all__ = [
     "CancelledError",
     "Cluster",
     "ConfigurationError",
+    "CostCapError",
     "Executor",
     "OutOfMemoryError",
     "PartialResults",
+    "QuotaError",
     "RemoteError",
     "RemoteTraceback",
+    "RunReport",
     "RunTimeoutError",
     "SerializationError",
     "StarburstError",
@@ -58,10 +68,14 @@ __all__ = [
     "WorkerLostError",
     "WorkerStartError",
     "__version__",
+    "estimate",
     "imap",
     "imap_unordered",
     "logs",
     "map",
+    "quota",
+    "quota_request",
+    "request_quota",
     "setup",
     "starmap",
     "status",

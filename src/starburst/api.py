@@ -11,8 +11,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .cluster import Cluster
+from .cost.model import item_seconds
 from .engine.driver import workers_for
 from .engine.manifest import CallStyle
+from .errors import ConfigurationError
 
 
 def map(
@@ -31,7 +33,10 @@ def map(
     seed: int | None = None,
     strict: bool = True,
     progress: bool | None = None,
-) -> list[Any]:
+    max_cost: float | None = None,
+    cost_alert: float | None = None,
+    return_run: bool = False,
+) -> Any:
     """Run ``fn`` over the items on ``workers`` workers; return the results in input order.
 
     Several iterables are zipped, as with the built-in ``map`` (``strict=True``: they must be
@@ -40,6 +45,10 @@ def map(
     ``errors="return"`` puts the exception in the item's place. ``retries`` re-runs items
     whose worker was lost; ``retry_exceptions`` also re-runs items that raised. ``seed`` gives
     each item its own reproducible random state. ``timeout`` bounds the whole call.
+    ``max_cost`` stops the workers when they have cost that many dollars (``CostCapError``,
+    keeping completed results); ``cost_alert`` warns once past its amount. With
+    ``return_run=True`` the call returns ``(results, starburst.RunReport)``: wall time and
+    actual cost.
     """
     options = {k: v for k, v in locals().items() if k not in ("fn", "iterables")}
     return _one_off("as_list", fn, iterables, "single", options)
@@ -63,7 +72,16 @@ def imap_unordered(
 
 
 #: The options that choose the workers; the rest are the run's.
-_CLUSTER_OPTIONS = ("workers", "cpu", "memory", "backend", "spot", "progress")
+_CLUSTER_OPTIONS = (
+    "workers",
+    "cpu",
+    "memory",
+    "backend",
+    "spot",
+    "progress",
+    "max_cost",
+    "cost_alert",
+)
 
 
 def _one_off(
@@ -74,12 +92,21 @@ def _one_off(
     options: dict[str, Any],
 ) -> Any:
     chosen = {k: options.pop(k) for k in _CLUSTER_OPTIONS if k in options}
+    return_run = options.pop("return_run", False)
+    if return_run is not False and (mode != "as_list" or return_run is not True):
+        raise ConfigurationError(
+            f"return_run={return_run!r}: use return_run=True with map or starmap (an "
+            "iterator's run report is `Cluster.report`)"
+        )
     progress = chosen.pop("progress", None)
     cluster = Cluster(**chosen, progress=progress)
     plan = cluster.plan(fn, iterables, call, **options)
     if plan is None:
-        return [] if mode == "as_list" else iter(())
-    cluster.start(workers_for(cluster.spec, plan.n_items), lazy=True)
+        empty = [] if mode == "as_list" else iter(())
+        return (empty, None) if return_run else empty
+    per_item = item_seconds(fn)
+    work = (plan.n_items, per_item) if plan.n_items and per_item is not None else None
+    cluster.start(workers_for(cluster.spec, plan.n_items), lazy=True, work=work)
     try:
         collector = cluster.collector(plan, progress, keep_results=mode == "as_list")
     except BaseException:
@@ -87,9 +114,10 @@ def _one_off(
         raise
     if mode == "as_list":
         try:
-            return collector.as_list()
+            results = collector.as_list()
         finally:
             cluster.close()
+        return (results, cluster.report) if return_run else results
     source = collector.ordered() if mode == "ordered" else collector.unordered()
     return _ClosingIterator(source, cluster)
 

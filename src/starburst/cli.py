@@ -172,3 +172,53 @@ def logs(session_id: str, worker: str | None, tail: int, follow: bool) -> None:
         click.echo(f"== worker {name}")
         for line in lines:
             click.echo(line)
+
+
+@main.group(invoke_without_command=True)
+@_region
+@_profile
+@click.pass_context
+def quota(ctx: click.Context, region: str | None, profile: str | None) -> None:
+    """Show the Fargate vCPU quotas, what is in use, and how many workers fit.
+
+    `starburst quota request VCPUS` asks AWS for more; `starburst quota check ID` follows it.
+    """
+    ctx.obj = {"region": region, "profile": profile}
+    if ctx.invoked_subcommand is not None:
+        return
+    from .aws.quotas import SIZES
+    from .aws.quotas import quota as read_quota
+
+    with _clear_errors():
+        quotas = read_quota(region, profile)
+    for found in quotas:
+        limit = "unknown" if found.limit is None else f"{found.limit:g} vCPUs"
+        click.echo(f"{found.label} ({found.code}): limit {limit}, {found.used:g} vCPUs in use")
+        if found.free is not None:
+            fits = ", ".join(f"{found.workers_that_fit(cpu)} x cpu={cpu:g}" for cpu in SIZES)
+            click.echo(f"  workers that fit now: {fits}")
+
+
+@quota.command("request")
+@click.argument("vcpus", type=float)
+@click.option("--spot", is_flag=True, help="Raise the Fargate Spot quota (default: on-demand).")
+@click.pass_obj
+def quota_request_command(where: dict[str, str | None], vcpus: float, spot: bool) -> None:
+    """Ask AWS to raise the Fargate vCPU quota to VCPUS; prints the request id."""
+    from .aws.quotas import request_quota
+
+    with _clear_errors():
+        request = request_quota(vcpus, spot=spot, **where)
+    click.echo(f"Requested: {request}")
+    click.echo(f"Follow it with `starburst quota check {request.request_id}`.")
+
+
+@quota.command("check")
+@click.argument("request_id")
+@click.pass_obj
+def quota_check(where: dict[str, str | None], request_id: str) -> None:
+    """Show the state of a quota increase request."""
+    from .aws.quotas import quota_request
+
+    with _clear_errors():
+        click.echo(str(quota_request(request_id, **where)))

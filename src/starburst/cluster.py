@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .collect import Collector
+from .cost.guard import CostLimits, RunReport
 from .engine.chunking import ChunkStream, chunks_per_slot, iter_chunks, zip_inputs
 from .engine.driver import Driver
 from .engine.manifest import CallStyle, RunFunction
@@ -53,25 +54,35 @@ class Cluster:
         *,
         spot: bool = False,
         progress: bool | None = None,
+        max_cost: float | None = None,
+        cost_alert: float | None = None,
     ) -> None:
         self.spec = WorkerSpec.build(
             backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot
         )
+        self.limits = CostLimits.build(max_cost, cost_alert)
         self.progress = progress
         self._driver: Driver | None = None
         self._batcher: Any = None
 
     # Lifecycle ---------------------------------------------------------------------------------
 
-    def start(self, workers: int | None = None, *, lazy: bool = False) -> Cluster:
+    def start(
+        self,
+        workers: int | None = None,
+        *,
+        lazy: bool = False,
+        work: tuple[int, float] | None = None,
+    ) -> Cluster:
         """Start the workers (``with`` does this for you); returns the cluster.
 
         With ``lazy=True`` they start with the first call instead, which then finds its
-        inputs already on their way (a one-off ``starburst.map`` does this).
+        inputs already on their way (a one-off ``starburst.map`` does this). ``work`` (items,
+        seconds per item) lets the cost check estimate the first run.
         """
         if self._driver is None:
-            driver = Driver(self.spec)
-            driver.start(workers, launch=not lazy)
+            driver = Driver(self.spec, self.limits)
+            driver.start(workers, launch=not lazy, work=work)
             self._driver = driver
             weakref.finalize(self, driver.close)
         return self
@@ -90,6 +101,12 @@ class Cluster:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def report(self) -> RunReport | None:
+        """Wall time, workers and cost of this session so far (in total once closed);
+        ``None`` before it started."""
+        return None if self._driver is None else self._driver.cost.report()
 
     @property
     def driver(self) -> Driver:
@@ -182,7 +199,12 @@ class Cluster:
         run = driver.submit(plan.payload, plan.chunks, plan.n_items, plan.call, plan.options)
         shown = self.progress if progress is None else progress
         display = make_progress(shown, header(self.spec, driver.session.session_id))
-        return Collector(run, plan.options, display, driver.worker_summary, keep_results)
+        return Collector(run, plan.options, display, self._workers_and_cost, keep_results)
+
+    def _workers_and_cost(self) -> str:
+        """What the progress display shows about the workers: their phases and the cost."""
+        cost = self.driver.cost.so_far()
+        return f"{self.driver.worker_summary()}{f', {cost}' if cost else ''}"
 
     def _collect(
         self,

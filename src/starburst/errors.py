@@ -58,6 +58,14 @@ class RunTimeoutError(StarburstError, TimeoutError):
     """The call did not finish within its ``timeout``; completed results are kept."""
 
 
+class CostCapError(StarburstError):
+    """The cost cap (``max_cost``) was reached, or would be: completed results are kept."""
+
+
+class QuotaError(StarburstError):
+    """An AWS quota leaves no room for a single worker (the message says how to get more)."""
+
+
 class RemoteTraceback(Exception):
     """The traceback of an exception raised on a worker, chained as ``__cause__``."""
 

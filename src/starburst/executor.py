@@ -26,8 +26,19 @@ class Executor(concurrent.futures.Executor):
         *,
         spot: bool = False,
         progress: bool = False,
+        max_cost: float | None = None,
+        cost_alert: float | None = None,
     ) -> None:
-        self._cluster = Cluster(workers, cpu, memory, backend, spot=spot, progress=progress)
+        self._cluster = Cluster(
+            workers,
+            cpu,
+            memory,
+            backend,
+            spot=spot,
+            progress=progress,
+            max_cost=max_cost,
+            cost_alert=cost_alert,
+        )
         self._shutdown = False
         self._lock = threading.Lock()
 

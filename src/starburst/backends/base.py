@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..options import WorkerSpec
+
+if TYPE_CHECKING:
+    from ..cost.prices import PriceBook
 
 
 @dataclass
@@ -23,6 +27,8 @@ class WorkerInfo:
     fault: str | None = None  # "interrupted" (spot), "out_of_memory" or "failed_to_start"
     started_at: float | None = None
     stopped_at: float | None = None
+    billed_from: float | None = None  # when billing began (image pull), if the backend bills
+    spot: bool = False  # billed at the spot rate
 
 
 @dataclass(frozen=True)
@@ -69,3 +75,12 @@ class Backend(ABC):
     def take_notices(self) -> list[str]:
         """What the user should hear about since the last call (quota limits, fallbacks)."""
         return []
+
+    def price_book(self) -> PriceBook | None:
+        """What this backend's workers cost, or ``None`` when they cost nothing (local)."""
+        return None
+
+    def quota_room(self, spec: WorkerSpec) -> tuple[int, str] | None:
+        """How many more workers of ``spec`` the platform's quota lets start now, with a
+        short description of that quota; ``None`` when no quota applies or it is unknown."""
+        return None

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
 
+from ..aws.quotas import fargate_quotas, quota_notice
 from ..aws.session import Aws, connect, translate_errors
 from ..aws.sizes import fargate_size
 from ..config import Config
-from ..errors import SetupRequiredError
+from ..cost.prices import PriceBook, fargate_prices
+from ..errors import SetupRequiredError, StarburstError
 from ..store.s3 import S3Store
 from .base import Backend, LaunchRequest, WorkerInfo
 
@@ -136,11 +138,7 @@ class FargateBackend(Backend):
             started, reasons = self._run_tasks(definition, command, batch, spec.spot)
             ids += started
             if any(_QUOTA_REASON in reason.lower() for reason in reasons):
-                fits = len(self._arns)
-                self._notices.append(
-                    f"Requested {wanted} workers ({wanted * spec.cpu:g} vCPUs) but the Fargate "
-                    f"vCPU quota allows {fits} workers ({fits * spec.cpu:g} vCPUs): using {fits}."
-                )
+                self._notices.append(quota_notice(wanted, len(self._arns), spec.cpu))
                 break
             if reasons:
                 capacity_failures += 1
@@ -155,6 +153,24 @@ class FargateBackend(Backend):
     def take_notices(self) -> list[str]:
         notices, self._notices = self._notices, []
         return notices
+
+    def price_book(self) -> PriceBook:
+        return fargate_prices(self.aws)
+
+    def quota_room(self, spec: WorkerSpec) -> tuple[int, str] | None:
+        try:
+            quota = fargate_quotas(self.aws)[1 if spec.spot else 0]
+        except StarburstError as exc:  # e.g. no permission to read quotas: launch and see
+            self._notices.append(f"could not read the Fargate vCPU quota ({exc}).")
+            return None
+        fits = quota.workers_that_fit(spec.cpu)
+        if fits is None:
+            return None
+        about = (
+            f"({quota.label} quota {quota.code}: {quota.limit:g} vCPUs, {quota.used:g} in use; "
+            "`starburst quota request VCPUS` asks for more)"
+        )
+        return fits, about
 
     def _run_tasks(
         self, definition: str, command: list[str], count: int, spot: bool
@@ -280,6 +296,8 @@ def _worker_info(worker_id: str, task: dict[str, Any] | None) -> WorkerInfo:
         fault=_fault(stop_code, container),
         started_at=_timestamp(task.get("startedAt")),
         stopped_at=_timestamp(task.get("stoppedAt")),
+        billed_from=_timestamp(task.get("pullStartedAt") or task.get("startedAt")),
+        spot=task.get("capacityProviderName") == "FARGATE_SPOT",
     )
 
 

@@ -16,6 +16,7 @@ import threading
 import time
 
 from ..backends import Backend, LaunchRequest, WorkerInfo, place
+from ..cost.guard import CostGuard, CostLimits
 from ..errors import OutOfMemoryError, WorkerStartError
 from ..options import RunOptions, WorkerSpec
 from ..store import Store
@@ -38,7 +39,7 @@ _PHASE_ORDER = ("requested", "provisioning", "pulling image", "starting", "pendi
 class Driver:
     """One session: its store, its workers and the runs submitted to it."""
 
-    def __init__(self, spec: WorkerSpec) -> None:
+    def __init__(self, spec: WorkerSpec, limits: CostLimits | None = None) -> None:
         self.spec = spec
         session_id = new_session_id()
         self._placement = place(spec, session_id)
@@ -55,6 +56,7 @@ class Driver:
         )
         self.keys = self.session.keys
         self.control = ControlWriter(self.store, self.keys)
+        self.cost = CostGuard(session_id, spec, self.backend, limits or CostLimits())
         self.runs: list[Run] = []
         self.workers: dict[str, bool] = {}  # worker id -> still live
         self._stripe_of: dict[str, int] = {}  # worker id -> its stripe index
@@ -71,14 +73,23 @@ class Driver:
 
     # Lifecycle ---------------------------------------------------------------------------------
 
-    def start(self, workers: int | None = None, *, launch: bool = True) -> None:
+    def start(
+        self,
+        workers: int | None = None,
+        *,
+        launch: bool = True,
+        work: tuple[int, float] | None = None,
+    ) -> None:
         """Write the session, start ``workers`` workers (default: the spec's) and the monitor.
 
-        With ``launch=False`` the workers start with the first run instead, so that they find
-        it (and its first chunks) the moment they come up.
+        The quota and the cost cap are checked first (with the first run's ``work``, items
+        and seconds per item, when it is known): a refusal launches nothing. With
+        ``launch=False`` the workers start with the first run instead, so that they find it
+        (and its first chunks) the moment they come up.
         """
+        wanted = self.cost.before_launch(self.spec.workers if workers is None else workers, work)
         self.store.put(self.keys.session, self.session.encode())
-        self._target_workers = self.spec.workers if workers is None else workers
+        self._target_workers = wanted
         stripes = self._target_workers * self.spec.processes
         self.control.change(lambda control: setattr(control, "stripes", stripes))
         if launch:
@@ -100,6 +111,7 @@ class Driver:
         with self._lock:  # idle workers hold nothing: they need no time to wind down
             self.backend.stop(list(self.workers), grace=busy)
             self.workers = dict.fromkeys(self.workers, False)
+            self.cost.finish(lambda: self.backend.describe(list(self.workers)))
         self._placement.discard()
         self.store.close()
 
@@ -187,7 +199,11 @@ class Driver:
                 self._ensure_workers()
                 return
             stopped = []
-            for info in self.backend.describe(live):
+            infos = self.backend.describe(live)
+            if self.failure is None and (capped := self.cost.observe(infos)) is not None:
+                self.failure = capped  # stop at the cap: collectors raise it with what is done
+                self.backend.stop(live)
+            for info in infos:
                 self._phases[info.worker_id] = info.phase or info.state
                 if info.state == "stopped" and not self._closed.is_set():
                     self.workers[info.worker_id] = False
@@ -298,6 +314,9 @@ class Driver:
 
     def _launch(self, count: int) -> None:
         """Start ``count`` workers, on the stripes of stopped workers first, then on new ones."""
+        wanted, count = count, self.cost.affordable(count)
+        if count <= 0 < wanted and not self.live_workers:
+            self.failure = self.cost.cap_error()  # not one more worker fits under max_cost
         if count <= 0:
             return
         reused = sorted(self._free_stripes)[:count]
@@ -310,6 +329,7 @@ class Driver:
             self.workers[worker_id] = True
             self._stripe_of[worker_id] = stripe
         self._free_stripes += stripes[len(started) :]
+        self.cost.launched(started)
         if len(started) < count:  # the platform allows fewer (a quota): work with those
             self._target_workers = max(1, self.live_workers)
         total = max(self._stripe_of.values(), default=0) + 1

@@ -1,0 +1,267 @@
+"""The cost and quota guard of one session: checks before launch, meters during the run,
+enforces ``max_cost`` and ``cost_alert``, and reports the actual cost at the end.
+
+The driver calls it at a few points (start, launch, each look at the workers, close); it
+knows nothing about runs, and the driver knows nothing about prices.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from ..aws.quotas import quota_notice
+from ..backends.base import Backend, WorkerInfo
+from ..errors import ConfigurationError, CostCapError, QuotaError, StarburstError
+from ..options import WorkerSpec
+from .billing import MINIMUM_SECONDS
+from .meter import CostMeter
+from .model import record_startups, run_seconds, typical_startup
+from .prices import PriceBook
+
+Say = Callable[[str], None]
+log = logging.getLogger("starburst")
+
+
+def _stderr(line: str) -> None:
+    print(f"starburst: {line}", file=sys.stderr)
+
+
+def _dollars(value: float) -> str:
+    return f"${value:.2f}" if value >= 1 else f"${value:.4f}"
+
+
+def _workers(count: int) -> str:
+    return f"{count} worker{'' if count == 1 else 's'}"
+
+
+@dataclass(frozen=True)
+class CostLimits:
+    """``max_cost`` (a hard cap) and ``cost_alert`` (a warning), in dollars per session."""
+
+    max_cost: float | None = None
+    cost_alert: float | None = None
+
+    @classmethod
+    def build(cls, max_cost: object = None, cost_alert: object = None) -> CostLimits:
+        """The arguments, else the ``max_cost`` / ``cost_alert`` settings, validated."""
+        from ..config import Config
+
+        settings = Config.load()
+        chosen = {
+            "max_cost": settings.get("max_cost") if max_cost is None else max_cost,
+            "cost_alert": settings.get("cost_alert") if cost_alert is None else cost_alert,
+        }
+        for name, value in chosen.items():
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
+            ):
+                raise ConfigurationError(
+                    f"{name}={value!r} must be a positive number of dollars, e.g. {name}=10 "
+                    f"(or `starburst config unset {name}` for no limit)"
+                )
+        return cls(**{k: None if v is None else float(v) for k, v in chosen.items()})
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What a run (or a session so far) took: wall time, workers, billed time and cost."""
+
+    session_id: str
+    backend: str
+    wall_seconds: float
+    workers: int  # workers launched
+    billed_seconds: float  # worker-seconds billed (0 on the local backend)
+    cost: float | None  # dollars; None where workers cost nothing (local)
+    price_source: str | None
+
+    def __str__(self) -> str:
+        if self.cost is None:
+            return (
+                f"{self.wall_seconds:.1f} s of wall time on {_workers(self.workers)} of the "
+                f"{self.backend} backend (no cost)"
+            )
+        return (
+            f"actual cost ~{_dollars(self.cost)} for {self.wall_seconds:.1f} s of wall time "
+            f"({_workers(self.workers)}, {self.billed_seconds / 60:.1f} worker-minutes billed; "
+            f"prices: {self.price_source})"
+        )
+
+
+class CostGuard:
+    """One session's prices, meter, cap and alert, and its quota check."""
+
+    def __init__(
+        self,
+        session_id: str,
+        spec: WorkerSpec,
+        backend: Backend,
+        limits: CostLimits,
+        say: Say = _stderr,
+    ) -> None:
+        self.session_id = session_id
+        self.spec = spec
+        self.backend = backend
+        self.limits = limits
+        self.say = say
+        self.book: PriceBook | None = None
+        self.meter: CostMeter | None = None
+        self.opened = time.time()
+        self.closed: float | None = None
+        self.workers = 0
+        self._alerted = False
+
+    # Before launch -----------------------------------------------------------------------
+
+    def before_launch(self, wanted: int, work: tuple[int, float] | None = None) -> int:
+        """The workers to start: what the quota fits, once the cost cap allows it.
+
+        Says when the quota allows fewer and prints the estimated cost: per hour, and for
+        the run when ``work`` (items, seconds per item) is known. Raises ``CostCapError``
+        when that estimate, or else the first minute of the workers, exceeds ``max_cost``
+        (nothing has been launched then).
+        """
+        wanted = self._fit_quota(wanted)
+        self.book = self.backend.price_book()
+        if self.book is None:
+            return wanted
+        size = self.spec.memory_mib or 0
+        hourly = {
+            spot: self.book.rate(spot=spot).per_worker_hour(self.spec.cpu, size / 1024)
+            for spot in (False, True)
+        }
+        self.meter = CostMeter(hourly)
+        rate = hourly[self.spec.spot]
+        least = wanted * rate * MINIMUM_SECONDS / 3600
+        kind = "spot" if self.spec.spot else "on-demand"
+        self.say(
+            f"Estimated cost: ~{_dollars(wanted * rate)}/hour for {_workers(wanted)} "
+            f"({self.spec.cpu:g} vCPU, {size / 1024:g} GB, {kind}), at least {_dollars(least)} "
+            f"(each worker's first minute is billed in full). Prices: {self.book.source}."
+        )
+        predicted, basis = least, f"one billed minute each at {_dollars(rate)}/hour"
+        if work is not None:
+            start_s, _ = typical_startup(self.spec.backend)
+            wall = run_seconds(start_s, work[0], work[1], wanted * self.spec.processes)
+            predicted = wanted * rate * max(MINIMUM_SECONDS, wall) / 3600
+            basis = f"~{wall:.0f} s with start-up, {work[0]:,} items at {work[1]:.3g} s each"
+            self.say(
+                f"Estimated cost of this run: ~{_dollars(predicted)} ({basis}, the time per "
+                "item starburst.estimate measured)."
+            )
+        if self.limits.max_cost is not None and predicted > self.limits.max_cost:
+            raise CostCapError(
+                f"refused before launch: {_workers(wanted)} would cost ~{_dollars(predicted)} "
+                f"({basis}), more than max_cost={_dollars(self.limits.max_cost)}. Use fewer or "
+                "smaller workers, or raise the cap (max_cost=..., or `starburst config set "
+                "max_cost DOLLARS`)."
+            )
+        return wanted
+
+    def _fit_quota(self, wanted: int) -> int:
+        """``wanted``, or the fewer workers the quota lets start (and one line that says so)."""
+        room = self.backend.quota_room(self.spec)
+        if room is None or room[0] >= wanted:
+            return wanted
+        fits, about = room
+        if fits == 0:
+            raise QuotaError(
+                f"the Fargate vCPU quota has no room for a worker of {self.spec.cpu:g} vCPUs "
+                f"{about}. Wait for running tasks to end, or raise the quota: "
+                "`starburst quota request VCPUS`."
+            )
+        self.say(quota_notice(wanted, fits, self.spec.cpu, about))
+        return fits
+
+    # During the run ----------------------------------------------------------------------
+
+    def affordable(self, count: int) -> int:
+        """How many of ``count`` new workers fit under ``max_cost`` (their first minute)."""
+        if self.meter is None or self.limits.max_cost is None or count <= 0:
+            return count
+        minute = self.meter.hourly[self.spec.spot] * MINIMUM_SECONDS / 3600
+        left = self.limits.max_cost - self.meter.cost()
+        return max(0, min(count, math.floor(left / minute + 1e-9)))
+
+    def launched(self, worker_ids: Iterable[str]) -> None:
+        """Start metering new workers."""
+        worker_ids = list(worker_ids)
+        self.workers += len(worker_ids)
+        if self.meter is not None:
+            self.meter.launched(worker_ids, self.spec.spot)
+
+    def observe(self, infos: Iterable[WorkerInfo]) -> CostCapError | None:
+        """Take in the workers' state; the cap error once the cost reaches ``max_cost``."""
+        if self.meter is None:
+            return None
+        self.meter.observe(infos)
+        cost = self.meter.cost()
+        alert = self.limits.cost_alert
+        if alert is not None and cost >= alert and not self._alerted:
+            self._alerted = True
+            self.say(
+                f"cost alert: this session has cost ~{_dollars(cost)}, past cost_alert="
+                f"{_dollars(alert)}."
+            )
+        if self.limits.max_cost is not None and cost >= self.limits.max_cost:
+            return self.cap_error(cost)
+        return None
+
+    def cap_error(self, cost: float | None = None) -> CostCapError:
+        """The error that stops a session at its cap, saying how to go on.
+
+        With ``cost``, the cost so far reached the cap; without, no new worker fits under it
+        (each one bills at least a minute).
+        """
+        assert self.limits.max_cost is not None and self.meter is not None
+        cap = _dollars(self.limits.max_cost)
+        if cost is not None:
+            what = f"this session's workers have cost ~{_dollars(cost)} of max_cost={cap}"
+        else:
+            what = (
+                f"this session's workers have cost ~{_dollars(self.meter.cost())} and another "
+                f"worker's first billed minute would pass max_cost={cap}"
+            )
+        return CostCapError(
+            f"the cost cap was reached: {what}, so the workers were stopped. Completed "
+            "results are kept in `exc.starburst_results`; to finish, raise the cap (max_cost="
+            "..., or `starburst config set max_cost DOLLARS`) and run the items listed in "
+            "`exc.starburst_results.pending`."
+        )
+
+    def so_far(self) -> str:
+        """The cost so far, for the progress display ('' where workers cost nothing)."""
+        return "" if self.meter is None else f"{_dollars(self.meter.cost())} so far"
+
+    # After -------------------------------------------------------------------------------
+
+    def finish(self, describe: Callable[[], Iterable[WorkerInfo]]) -> None:
+        """Take in the workers' final state (from ``describe``), remember their start-up
+        times, and say what the session cost."""
+        self.closed = time.time()
+        if self.meter is None:
+            return
+        try:
+            self.meter.observe(describe())
+        except StarburstError as exc:  # workers not seen stopped count up to now
+            log.warning("could not read the workers' final state for the cost: %s", exc)
+        record_startups(self.backend.name, self.meter.startup_seconds())
+        self.say(f"session {self.session_id}: {self.report()}")
+
+    def report(self) -> RunReport:
+        """The session's wall time and cost, so far or (once closed) in total."""
+        end = self.closed or time.time()
+        meter = self.meter
+        return RunReport(
+            session_id=self.session_id,
+            backend=self.spec.backend,
+            wall_seconds=end - self.opened,
+            workers=self.workers,
+            billed_seconds=meter.billed_seconds(end) if meter is not None else 0.0,
+            cost=meter.cost(end) if meter is not None else None,
+            price_source=self.book.source if self.book is not None else None,
+        )
