@@ -46,6 +46,7 @@ def test_a_worker_killed_mid_chunk_loses_no_result(tmp_path: Path, start_method:
         if x == 5 and not pid_file.exists():
             pid_file.write_text(str(os.getpid()))
             time.sleep(120)  # killed here, mid-chunk
+        time.sleep(0.02)  # work remains for a while after the kill: a replacement is due
         return x * x
 
     def killer() -> None:
