@@ -215,3 +215,22 @@ def test_progress_shows_the_backend_and_how_to_burst(capsys) -> None:
 def test_progress_is_silent_when_not_a_terminal(capsys) -> None:
     starburst.map(square, range(30), workers=2)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_results_that_plain_pickle_cannot_carry_still_come_back(
+    start: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lambdas and classes made inside a function travel back too (by value)."""
+    monkeypatch.setenv("STARBURST_LOCAL_START", start)
+
+    def make(x: int) -> tuple[object, object]:
+        class Point:
+            def __init__(self, x: int) -> None:
+                self.x = x
+
+        return (lambda y: x + y), Point(x)
+
+    results = starburst.map(make, [1, 2], workers=1, progress=False)
+    assert [adder(10) for adder, _ in results] == [11, 12]
+    assert [point.x for _, point in results] == [1, 2]

@@ -26,14 +26,28 @@ _ALIGN = 64
 _COMPRESS_MIN_BYTES = 4096
 
 
-def dumps(obj: Any, *, compress: bool) -> bytes:
-    """Serialize ``obj`` into a payload, compressed when asked and worth it."""
-    body = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+def dumps(obj: Any, *, compress: bool, to_client: bool = False) -> bytes:
+    """Serialize ``obj`` into a payload, compressed when asked and worth it.
+
+    With ``to_client`` (results on their way back), plain pickle is tried first: it is
+    faster, and the client, whose ``__main__`` is the user's, finds classes by name;
+    cloudpickle serves what plain pickle cannot (lambdas, classes made inside functions).
+    """
+    body = _pickle_by_name(obj) if to_client else None
+    if body is None:
+        body = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     if compress and len(body) >= _COMPRESS_MIN_BYTES:
         packed = zstandard.ZstdCompressor(level=3).compress(body)
         if len(packed) < len(body) * 0.9:
             return _MAGIC + _ZSTD + packed
     return _MAGIC + _RAW + body
+
+
+def _pickle_by_name(obj: Any) -> bytes | None:
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        return None
 
 
 def dumps_parts(obj: Any, *, compress: bool) -> list[Buffer]:

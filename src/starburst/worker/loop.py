@@ -385,9 +385,9 @@ class WorkerLoop:
     def _write_output(self, lease: claims.Lease, output: ChunkOutput) -> None:
         compress = self.store.compress
         try:
-            data = dumps(output, compress=compress)
+            data = dumps(output, compress=compress, to_client=True)
         except Exception:
-            data = dumps(_without_unpicklable(output), compress=compress)
+            data = dumps(_without_unpicklable(output), compress=compress, to_client=True)
         try:
             self.store.put_if_absent(lease.keys.output(lease.chunk), data)
             self.store.announce()
