@@ -23,6 +23,7 @@ import traceback
 import warnings
 from pathlib import Path
 
+from ..worker.main import work  # imported here, so that forked workers need not import it
 from .base import Backend, LaunchRequest, WorkerInfo
 
 _STOP_WAIT_SECONDS = 1.5
@@ -46,11 +47,10 @@ class LocalBackend(Backend):
         ids = []
         for index in stripes:
             worker_id = f"w{len(self._processes):04d}"
-            args = [
-                "--store", request.store_url, "--session", request.session_id,
-                "--worker-id", worker_id, "--index", str(index),
-                "--processes", str(request.spec.processes),
-            ]  # fmt: skip
+            args = {
+                "store": request.store_url, "session": request.session_id,
+                "worker-id": worker_id, "index": index, "processes": request.spec.processes,
+            }  # fmt: skip
             log = self.log_path(worker_id)
             process = _fork_worker(args, log) if self.fork else _spawn_worker(args, log)
             self._processes[worker_id] = process
@@ -183,13 +183,18 @@ class _Spawned(_Process):
         return self.returncode
 
 
-def _spawn_worker(args: list[str], log_path: Path) -> _Process:
+def _spawn_worker(args: dict[str, str | int], log_path: Path) -> _Process:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
     env.setdefault("PYTHONUNBUFFERED", "1")
     with open(log_path, "ab") as log:
         popen = subprocess.Popen(
-            [sys.executable, "-m", "starburst.worker", *args],
+            [
+                sys.executable,
+                "-m",
+                "starburst.worker",
+                *(part for name, value in args.items() for part in (f"--{name}", str(value))),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -199,7 +204,7 @@ def _spawn_worker(args: list[str], log_path: Path) -> _Process:
     return _Spawned(popen)
 
 
-def _fork_worker(args: list[str], log_path: Path) -> _Process:
+def _fork_worker(args: dict[str, str | int], log_path: Path) -> _Process:
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with warnings.catch_warnings():  # Python 3.12+ warns about forking with threads running;
         warnings.simplefilter("ignore", DeprecationWarning)  # the child resets what it uses
@@ -219,9 +224,10 @@ def _fork_worker(args: list[str], log_path: Path) -> _Process:
         # Fresh stream objects: another client thread may have held the old ones' locks.
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
-        from ..worker.main import main
-
-        code = main(args)
+        code = work(
+            str(args["store"]), str(args["session"]), str(args["worker-id"]),
+            int(args["index"]), int(args["processes"]),
+        )  # fmt: skip
     except BaseException:
         with contextlib.suppress(Exception):
             traceback.print_exc()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import multiprocessing
 import os
 import socket
 import sys
 import time
-import urllib.request
 
 from ..store import open_store
 from .loop import WorkerLoop
@@ -50,6 +48,8 @@ def _own_id(attempts: int = 5) -> str:
     The endpoint is asked a few times; if it never answers, the worker still works under its
     host-pid id (its leases then run out instead of being ended by the client).
     """
+    import urllib.request  # only on ECS: a local worker forked from the client skips it
+
     endpoint = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
     for attempt in range(attempts if endpoint else 0):
         try:
@@ -70,25 +70,32 @@ def _vcpus() -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run a worker until its work is drained, its deadline passes, or it is stopped."""
     args = _parse(argv)
+    return work(args.store, args.session, args.worker_id, args.index, args.processes)
+
+
+def work(
+    store_url: str, session_id: str, worker_id: str | None = None, index: int | None = None,
+    processes: int = 0,
+) -> int:  # fmt: skip
+    """What ``main`` does once its arguments are read (a forked local worker starts here)."""
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
     )
-    processes = args.processes or _vcpus()
-    worker_id = args.worker_id or _own_id()
+    processes = processes or _vcpus()
+    worker_id = worker_id or _own_id()
     logging.getLogger("starburst.worker").info(
-        "worker %s of session %s starting %d processes", worker_id, args.session, processes
+        "worker %s of session %s starting %d processes", worker_id, session_id, processes
     )  # `starburst logs SESSION` finds a session's workers by this line
-    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
-    children = [
-        context.Process(
-            target=run_slot,
-            args=(args.store, args.session, worker_id, args.index, offset, processes),
-        )
-        for offset in range(1, processes)
-    ]
-    for child in children:
-        child.start()
-    reason = run_slot(args.store, args.session, worker_id, args.index, 0, processes)
+    children = []
+    if processes > 1:
+        import multiprocessing  # a one-process worker (most local ones) need not import it
+
+        context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        for offset in range(1, processes):
+            slot = (store_url, session_id, worker_id, index, offset, processes)
+            children.append(context.Process(target=run_slot, args=slot))
+            children[-1].start()
+    reason = run_slot(store_url, session_id, worker_id, index, 0, processes)
     for child in children:
         child.join()
     logging.getLogger("starburst.worker").info("worker %s stopped: %s", worker_id, reason)
