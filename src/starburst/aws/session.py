@@ -8,6 +8,7 @@ turned into starburst errors that say what to do, never a bare botocore tracebac
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import os
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
+import botocore.session
+import botocore.utils
 from botocore.config import Config as BotoConfig
 
 from .._version import __version__
@@ -67,7 +70,7 @@ def connect(region: str | None = None, profile: str | None = None) -> Aws:
     config = Config.load()
     profile = profile or config.get("profile") or None
     try:
-        session = boto3.Session(profile_name=profile)
+        session = boto3.Session(profile_name=profile, botocore_session=_botocore_session())
     except botocore.exceptions.ProfileNotFound as exc:
         raise CredentialsError(
             f"the AWS profile {profile!r} does not exist; list yours with `aws configure "
@@ -87,6 +90,27 @@ def connect(region: str | None = None, profile: str | None = None) -> Aws:
             f"unknown AWS region {chosen!r}; use one of: {', '.join(sorted(known))}"
         )
     return Aws(session=session, region=chosen)
+
+
+def _botocore_session() -> botocore.session.Session:
+    """A botocore session whose responses parse timestamps with ``datetime.fromisoformat``.
+
+    botocore's default parser (dateutil) costs about 0.2 ms a timestamp: a listing of 1,000
+    keys spent 0.2 s of the client's CPU on ``LastModified`` values starburst never reads.
+    """
+    session = botocore.session.get_session()
+    parsers = session.get_component("response_parser_factory")
+    parsers.set_parser_defaults(timestamp_parser=_parse_timestamp)
+    return session
+
+
+def _parse_timestamp(value: str | float) -> datetime.datetime:
+    if isinstance(value, str):
+        try:
+            return datetime.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return botocore.utils.parse_timestamp(value)
 
 
 @contextlib.contextmanager
