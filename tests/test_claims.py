@@ -105,7 +105,7 @@ def _detached_run(
     manifest = RunManifest(
         "r", "single", retries=2, state="sealed", n_chunks=n_chunks, n_items=3 * n_chunks
     )
-    control.heartbeat, control.runs = time.time(), {"r": manifest}
+    control.heartbeat, control.session, control.runs = time.time(), session, {"r": manifest}
     store.put(keys.control, control.encode())
     return run, control
 

@@ -7,6 +7,7 @@ import pytest
 from starburst.engine.control import Control, ControlWriter
 from starburst.engine.layout import SessionKeys
 from starburst.engine.manifest import RunManifest
+from starburst.engine.session import SessionRecord, Timings
 from starburst.store import NotFound, Store
 
 KEYS = SessionKeys("sb-test")
@@ -22,15 +23,23 @@ def test_two_writers_keep_both_changes(store: Store) -> None:
     assert control.requeued_chunks("r00000") == {3: "a"}
 
 
-def test_runs_travel_as_manifests_and_heartbeats_advance(store: Store) -> None:
+def test_the_session_and_runs_travel_whole_and_heartbeats_advance(store: Store) -> None:
     writer = ControlWriter(store, KEYS)
     manifest = RunManifest("r00000", "star", retries=2, seed=7, n_chunks=12)
-    writer.change(lambda control: control.runs.__setitem__("r00000", manifest))
+    session = SessionRecord(
+        "sb-test", "local", 2, 1.0, None, Timings.for_store(store, attached=True)
+    )
+
+    def edit(control: Control) -> None:
+        control.session, control.runs["r00000"] = session, manifest
+
+    writer.change(edit)
     before = Control.load(store, KEYS).heartbeat
     writer.beat()
     control = Control.load(store, KEYS)
     assert control.heartbeat >= before
     assert control.runs["r00000"] == manifest
+    assert control.session == session  # timings and deadline: all a worker needs to start
 
 
 def test_a_closed_session_has_no_control_record(store: Store) -> None:

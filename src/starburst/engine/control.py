@@ -6,6 +6,8 @@ heartbeat and whenever they run out of work. It saves every worker from listing 
 find its work:
 
 - ``heartbeat``: when a client last wrote; attached workers leave when it goes silent.
+- ``session``: a copy of the session record (timings, deadline), so that a worker's one read
+  at start tells it everything, and a new deadline reaches workers already running.
 - ``stripes`` and ``roster``: each worker's stripe index. Slot ``k`` of ``stripes`` claims
   chunks ``k, k + stripes, k + 2 * stripes, ...`` first, so workers rarely race for a chunk.
 - ``runs``: each active run's manifest (``manifest.py``): how to call the function, and the
@@ -25,6 +27,7 @@ from typing import Any
 from ..store import NotFound, PreconditionFailed, Store
 from .layout import SessionKeys, from_json, to_json
 from .manifest import RunManifest
+from .session import SessionRecord
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Control:
     """The record at ``sessions/<sid>/control.json``."""
 
     heartbeat: float = 0.0
+    session: SessionRecord | None = None
     stripes: int = 1
     roster: dict[str, int] = field(default_factory=dict)
     runs: dict[str, RunManifest] = field(default_factory=dict)
@@ -44,6 +48,8 @@ class Control:
     def decode(cls, data: bytes) -> Control:
         raw: dict[str, Any] = from_json(data)
         raw["runs"] = {run: RunManifest(**manifest) for run, manifest in raw["runs"].items()}
+        if raw.get("session") is not None:
+            raw["session"] = SessionRecord.from_dict(raw["session"])
         return cls(**raw)
 
     @classmethod

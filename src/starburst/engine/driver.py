@@ -91,7 +91,11 @@ class Driver:
         self.store.put(self.keys.session, self.session.encode())
         self._target_workers = wanted
         stripes = self._target_workers * self.spec.processes
-        self.control.change(lambda control: setattr(control, "stripes", stripes))
+
+        def edit(control: Control) -> None:
+            control.session, control.stripes = self.session, stripes
+
+        self.control.change(edit)
         if launch:
             self._launch(self._target_workers)
         self._monitor = threading.Thread(target=self._watch, name="starburst-monitor", daemon=True)

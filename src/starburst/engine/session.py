@@ -75,9 +75,11 @@ class SessionRecord:
 
     @classmethod
     def decode(cls, data: bytes) -> SessionRecord:
-        raw: dict[str, Any] = from_json(data)
-        raw["timings"] = Timings(**raw["timings"])
-        return cls(**raw)
+        return cls.from_dict(from_json(data))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SessionRecord:
+        return cls(**{**raw, "timings": Timings(**raw["timings"])})
 
     @classmethod
     def load(cls, store: Store, session_id: str) -> SessionRecord:

@@ -16,7 +16,6 @@ import hashlib
 import itertools
 import logging
 import os
-import random
 import signal
 import socket
 import threading
@@ -31,16 +30,19 @@ from ..engine.layout import RunKeys, SessionKeys, to_json
 from ..engine.manifest import RunFunction, RunManifest
 from ..engine.outcome import ChunkOutput, ItemFailure
 from ..engine.seeding import seed_item
-from ..engine.session import SessionRecord
 from ..errors import SerializationError, StoreError
 from ..serialize import dumps, loads
 from ..store import NotFound, PreconditionFailed, Store
 
 log = logging.getLogger("starburst.worker")
 
-#: With many slots, a thief picks at random among up to this many of the lowest unclaimed
-#: chunks (one per eight slots).
+#: With many slots, a thief picks (by its slot) among up to this many of the lowest
+#: unclaimed chunks (one per eight slots).
 _STEAL_SPREAD = 16
+
+
+class SessionClosed(Exception):
+    """The session a worker was started for has no control record."""
 
 
 class WorkerTerminated(BaseException):
@@ -83,9 +85,11 @@ class WorkerLoop:
         self.process = process
         self.processes = processes
         self.index = index
-        self.session = SessionRecord.load(store, session_id)
-        self.timings = self.session.timings
         self.control: Control | None = None  # None: the session was closed
+        first = self._read_control()
+        if first is None or first.session is None:
+            raise SessionClosed(f"session {session_id} is closed (or was never opened)")
+        self.timings = first.session.timings
         self.runs: dict[str, _RunState] = {}
         self.functions: dict[str, RunFunction] = {}
         self.current: claims.Lease | None = None
@@ -102,7 +106,6 @@ class WorkerLoop:
     def run(self) -> str:
         """Work until there is a reason to stop; return that reason."""
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        self._read_control()
         heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         heartbeat.start()
         idle_since = time.monotonic()
@@ -126,8 +129,11 @@ class WorkerLoop:
                     self.stop_reason = "idle"
                     break
                 time.sleep(pause)
-                pause = min(pause * 2, self.timings.max_poll)
-                self._read_control()
+                control = self._read_control()
+                if control is not None and self._slot(control) is None and control.runs:
+                    pause = self.timings.poll  # the roster will list this worker any moment
+                else:
+                    pause = min(pause * 2, self.timings.max_poll)
         except WorkerTerminated:
             self.stop_reason = self.stop_reason or "terminated"
             self._give_back()
@@ -164,13 +170,21 @@ class WorkerLoop:
             self.stop_reason = self.stop_reason or "the client closed the session"
         return self.control
 
-    def _slot(self, control: Control) -> int:
-        """This process's stripe: from its index (given, or the roster's), else from its id."""
+    def _slot(self, control: Control) -> int | None:
+        """This process's stripe, from its index (given, or the roster's); ``None`` while the
+        roster does not list this worker yet (the client writes it as RunTask answers)."""
         index = self.index if self.index is not None else control.roster.get(self.base_id)
         if index is None:
-            digest = hashlib.blake2b(self.base_id.encode(), digest_size=4).digest()
-            index = int.from_bytes(digest, "big")
+            return None
         return (index * self.processes + self.process) % max(1, control.stripes)
+
+    def _spread(self, control: Control) -> int:
+        """A number that differs between workers, to choose among free chunks with."""
+        slot = self._slot(control)
+        if slot is not None:
+            return slot
+        digest = hashlib.blake2b(self.worker_id.encode(), digest_size=4).digest()
+        return int.from_bytes(digest, "big")
 
     def _sync_runs(self, control: Control) -> None:
         """Follow the control record: new runs, sealed or cancelled ones, finished ones."""
@@ -223,6 +237,8 @@ class WorkerLoop:
     def _claim_own(self, state: _RunState, control: Control) -> claims.Lease | None:
         """The next unclaimed chunk of this worker's stripe, from the front."""
         stripes, slot = max(1, control.stripes), self._slot(control)
+        if slot is None:
+            return None  # not on the roster yet: no stripe to claim from
         limit = state.manifest.n_chunks
         while True:
             chunk = slot + state.rounds * stripes
@@ -240,11 +256,12 @@ class WorkerLoop:
 
         Chunks are started in about the order of their numbers, as the guided schedule needs
         (later chunks are smaller, so the last ones to finish are small). With many slots, a
-        thief picks at random among the few lowest, so that thieves rarely collide.
+        thief picks among the few lowest by its slot, so that thieves rarely collide. Only
+        sealed runs are stolen from: before, a stolen chunk's input might not be there yet.
         """
         total = state.manifest.n_chunks
-        if total is None or state.all_claimed:
-            return None
+        if state.manifest.state != "sealed" or total is None or state.all_claimed:
+            return None  # while inputs are arriving, a stolen chunk would only be waited on
         if not state.stealing:  # learn what the others claimed, once, then after lost races
             state.stealing = state.must_list = True
         spread = max(1, min(_STEAL_SPREAD, control.stripes // 8))
@@ -255,7 +272,7 @@ class WorkerLoop:
                 state.all_claimed = True  # claims are never removed: this is final
                 return None
             state.lowest_unclaimed = free[0]
-            lease = self._claim(state, random.choice(free))
+            lease = self._claim(state, free[self._spread(control) % len(free)])
             if lease is not None:
                 return lease
 
@@ -418,11 +435,11 @@ class WorkerLoop:
                 os._exit(0)
 
     def _reason_to_quit(self) -> str | None:
-        if time.time() >= self.session.deadline:
-            return "the session reached its deadline"
         control = self._read_control()
         if control is None:
             return "the client closed the session"
+        if control.session is not None and time.time() >= control.session.deadline:
+            return "the session reached its deadline"
         timeout = self.timings.client_timeout
         if timeout is not None and time.time() - control.heartbeat > timeout:
             return f"the client has been silent for over {timeout:.0f} s"

@@ -11,7 +11,7 @@ import sys
 import time
 
 from ..store import open_store
-from .loop import WorkerLoop
+from .loop import SessionClosed, WorkerLoop
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -39,7 +39,11 @@ def run_slot(
 ) -> str:  # fmt: skip
     """Run one process's loop until it stops; return why it stopped."""
     store = open_store(store_url)
-    return WorkerLoop(store, session_id, worker_id, process, processes, index).run()
+    try:
+        loop = WorkerLoop(store, session_id, worker_id, process, processes, index)
+    except SessionClosed as closed:
+        return str(closed)
+    return loop.run()
 
 
 def _own_id(attempts: int = 5) -> str:
