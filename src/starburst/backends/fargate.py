@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -41,7 +43,6 @@ _CAPACITY_RETRIES = 3
 _QUOTA_REASON = "vcpu"
 _CONTAINER = "worker"
 _STREAM_PREFIX = "worker"
-_DEFAULT_IMAGE = "public.ecr.aws/docker/library/python:3.11-slim"
 
 
 class FargateBackend(Backend):
@@ -298,6 +299,16 @@ def _timestamp(value: Any) -> float | None:
     return value.timestamp() if hasattr(value, "timestamp") else None
 
 
+def _environment_image(aws: Aws) -> str:
+    """The worker image of the local environment, built and pushed the first time."""
+    from ..env.build import ensure_image
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    return ensure_image(aws, Config.load().aws, progress=say).uri
+
+
 def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
     """The S3 store and Fargate backend of the configured account (spot runs on X86_64)."""
     from . import Placement
@@ -310,7 +321,7 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
             "two minutes), then try again"
         )
     aws = connect(resources.get("region"))
-    image = config.get("image") or _DEFAULT_IMAGE
+    image = os.environ.get("STARBURST_IMAGE") or config.get("image") or _environment_image(aws)
     store = S3Store(resources["bucket"], "", client=aws.client("s3"))
     backend = FargateBackend(aws, resources, image)
 
