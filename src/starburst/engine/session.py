@@ -9,6 +9,7 @@ from typing import Any
 
 from ..store import Store
 from .layout import SessionKeys, from_json, to_json
+from .manifest import runtime_versions
 
 DEFAULT_TTL_SECONDS = 24 * 3600
 
@@ -61,6 +62,8 @@ class SessionRecord:
     deadline: float = 0.0
     attached: bool = True
     state: str = "open"
+    #: The client's Python and serializer versions: workers refuse to start on others.
+    versions: dict[str, str] = field(default_factory=runtime_versions)
 
     def __post_init__(self) -> None:
         if not self.deadline:

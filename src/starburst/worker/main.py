@@ -12,7 +12,9 @@ import sys
 import time
 import urllib.request
 
-from ..store import open_store
+from ..engine.manifest import runtime_versions
+from ..engine.session import SessionRecord
+from ..store import NotFound, open_store
 from .loop import WorkerLoop
 
 
@@ -67,12 +69,38 @@ def _vcpus() -> int:
     return os.cpu_count() or 1
 
 
+def version_mismatch(store_url: str, session_id: str) -> str | None:
+    """Why this worker cannot run the session's functions (Python or cloudpickle differ from
+    the client's), or None when they agree."""
+    try:
+        client = SessionRecord.load(open_store(store_url), session_id).versions
+    except NotFound:
+        return None  # the loop reports a missing session
+    mine = runtime_versions()
+    if (
+        client["python"].split(".")[:2] == mine["python"].split(".")[:2]
+        and client.get("cloudpickle") == mine["cloudpickle"]
+    ):
+        return None
+    return (
+        f"this worker has Python {mine['python']} and cloudpickle {mine['cloudpickle']}, but "
+        f"the client of session {session_id} has Python {client['python']} and cloudpickle "
+        f"{client.get('cloudpickle')}: functions pickled by one cannot be trusted to load on "
+        "the other. Use an image with the client's versions (unset `image` so that starburst "
+        "builds one, or `starburst env build --force`)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a worker until its work is drained, its deadline passes, or it is stopped."""
     args = _parse(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
     )
+    mismatch = version_mismatch(args.store, args.session)
+    if mismatch:
+        logging.getLogger("starburst.worker").error("cannot start: %s", mismatch)
+        return 2
     processes = args.processes or _vcpus()
     worker_id = args.worker_id or _own_id()
     logging.getLogger("starburst.worker").info(
