@@ -276,12 +276,24 @@ def test_a_map_runs_from_the_image_contents(
         "print(json.dumps(starburst.map(work, range(4), backend='fargate', workers=1)))\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("STARBURST_IMAGE", "PYTHONPATH")}
-    done = subprocess.run(
-        [str(venv / "bin" / "python"), str(script)], cwd=local_code, env=env,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "building the worker image" in done.stderr
+
+    def run(*argv: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            argv, cwd=local_code, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    starburst_command = str(venv / "bin" / "starburst")
+    shown = run(starburst_command, "env", "show").stdout
+    assert "tinypkg==0.1  (from " in shown and "local code: client, localmod, starburst" in shown
+    (tag,) = (line.split()[1] for line in shown.splitlines() if line.startswith("tag "))
+    assert f"starburst-workers:{tag} (not built yet)" in shown
+    done = run(str(venv / "bin" / "python"), str(script))
+    assert f"building the worker image {tag}" in done.stderr
+    assert (
+        f"starburst-workers:{tag} (already built)" in run(starburst_command, "env", "build").stdout
+    )
     results = json.loads(done.stdout)
     assert [value for value, _ in results] == [1, 3, 5, 7]
     for _, files in results:  # every module came from the unpacked image

@@ -22,6 +22,7 @@ import botocore.exceptions
 from ..aws.session import Aws, connect, translate_errors
 from ..aws.sizes import fargate_size
 from ..config import Config
+from ..env.prune import record_session_image
 from ..errors import SetupRequiredError
 from ..store.s3 import S3Store
 from .base import Backend, LaunchRequest, WorkerInfo
@@ -323,6 +324,7 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
     aws = connect(resources.get("region"))
     image = os.environ.get("STARBURST_IMAGE") or config.get("image") or _environment_image(aws)
     store = S3Store(resources["bucket"], "", client=aws.client("s3"))
+    record_session_image(store, session_id, image)  # `starburst env prune` keeps it
     backend = FargateBackend(aws, resources, image)
 
     def discard() -> None:

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..aws.session import Aws, translate_errors
+from ..aws.session import Aws, connect, translate_errors
+from ..config import Config
 from ..errors import SetupRequiredError
 from .capture import Environment, capture
 from .fingerprint import image_tag
@@ -103,8 +104,16 @@ def ecr_repository(aws: Aws, resources: dict[str, Any]) -> Repository:
     return Repository(Registry(endpoint, user, password), name)
 
 
+def repository_if_set_up() -> Repository | None:
+    """The configured account's repository once ``starburst setup`` has run, else None."""
+    resources = Config.load().aws
+    if not resources.get("repository_uri"):
+        return None
+    return ecr_repository(connect(resources.get("region")), resources)
+
+
 def plan_image(
-    repository: Repository,
+    repository: Repository | None,
     paths: Sequence[str] | None = None,
     *,
     architecture: str = "x86_64",
@@ -153,9 +162,9 @@ def ensure_image(
         return _build(plan, repository, Path(scratch), progress)
 
 
-def _registry_for(reference: ImageReference, repository: Repository) -> Registry:
+def _registry_for(reference: ImageReference, repository: Repository | None) -> Registry:
     """The target registry when the base lives there too, else an anonymous client."""
-    if reference.host == repository.registry.host:
+    if repository is not None and reference.host == repository.registry.host:
         return repository.registry
     return Registry(f"https://{reference.host}")
 

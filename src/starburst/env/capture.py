@@ -42,6 +42,7 @@ class Distribution:
     version: str
     requirement: str  # ``name==version``, a local path, or ``name @ vcs+url@commit``
     content_digest: str = ""  # of a local archive or folder: its contents decide the image
+    size: int = field(default=0, compare=False)  # bytes installed locally
 
 
 @dataclass(frozen=True)
@@ -136,16 +137,23 @@ def _distributions(
                     )
                 )
                 continue
-            found[name] = Distribution(name, version, str(path), _content_digest(path))
+            found[name] = Distribution(
+                name, version, str(path), _content_digest(path), _installed_size(dist)
+            )
         elif "vcs_info" in direct:
             vcs = direct["vcs_info"]
-            found[name] = Distribution(
-                name, version, f"{name} @ {vcs['vcs']}+{url}@{vcs.get('commit_id', '')}"
-            )
+            requirement = f"{name} @ {vcs['vcs']}+{url}@{vcs.get('commit_id', '')}"
+            found[name] = Distribution(name, version, requirement, size=_installed_size(dist))
         else:
-            found[name] = Distribution(name, version, f"{name}=={version}")
+            found[name] = Distribution(
+                name, version, f"{name}=={version}", size=_installed_size(dist)
+            )
     listed = sorted(found.values(), key=lambda d: d.name)
     return [d for d in listed if d.requirement], problems, editable_roots
+
+
+def _installed_size(dist: metadata.Distribution) -> int:
+    return sum(f.size or 0 for f in dist.files or [])
 
 
 def _direct_url(dist: metadata.Distribution) -> dict[str, object]:

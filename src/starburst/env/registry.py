@@ -224,7 +224,7 @@ class Registry:
             except urllib3.exceptions.HTTPError as exc:
                 raise RegistryError(
                     f"cannot reach the image registry at {self.url} ({exc}); check the network"
-                    " (and STARBURST_REGISTRY_URL if you set it)"
+                    " (and STARBURST_REGISTRY_URL or STARBURST_BASE_IMAGE if you set them)"
                 ) from exc
             if answer.status == 401 and attempt == 0:
                 answer.drain_conn()
