@@ -26,7 +26,7 @@ import starburst
 from starburst.aws.session import connect
 from starburst.env.build import BuiltImage, ensure_image
 from starburst.env.capture import capture
-from starburst.env.registry import OCI_MANIFEST, Registry
+from starburst.env.registry import Registry
 from starburst.env.wheels import EnvironmentProblemsError, uv_binary
 
 pytestmark = pytest.mark.skipif(
@@ -90,56 +90,6 @@ def site(tmp_path: Path, wheels: Path) -> Path:
     return install(make_wheel(wheels, "tinypkg", "0.1", "VALUE = 1\n"), tmp_path / "site")
 
 
-def push_tiny_base(registry: RegistryServer) -> None:
-    """A base image of one small layer (nothing can be pulled offline), as python:3.11-slim."""
-    client = Registry(registry.url, ECR_USER, ECR_PASSWORD)
-    layer = _tar_gz({"etc/os-release": b"PRETTY_NAME=tiny test base\n"})
-    layer_digest = client.push_bytes(BASE_REPOSITORY, layer)
-    diff_id = "sha256:" + hashlib.sha256(_gunzip(layer)).hexdigest()
-    config = json.dumps({
-        "architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONPATH=/nowhere"]},
-        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-    }).encode()  # fmt: skip
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": client.push_bytes(BASE_REPOSITORY, config),
-            "size": len(config),
-        },
-        "layers": [
-            {
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": layer_digest,
-                "size": len(layer),
-            }
-        ],
-    }
-    client.put_manifest(BASE_REPOSITORY, BASE_TAG, json.dumps(manifest).encode(), OCI_MANIFEST)
-
-
-def _tar_gz(files: dict[str, bytes]) -> bytes:
-    import gzip
-    import io
-    import tarfile
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(buffer.getvalue(), mtime=0)
-
-
-def _gunzip(data: bytes) -> bytes:
-    import gzip
-
-    return gzip.decompress(data)
-
-
 @pytest.fixture(params=["http", "tls+basic-auth"])
 def registry(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws
@@ -149,7 +99,7 @@ def registry(
     try:
         if server.ca_file:
             monkeypatch.setenv("AWS_CA_BUNDLE", str(server.ca_file))
-        push_tiny_base(server)
+        server.push_tiny_base(BASE_REPOSITORY, BASE_TAG)
         monkeypatch.setenv("STARBURST_REGISTRY_URL", server.url)
         monkeypatch.setenv("STARBURST_BASE_IMAGE", f"{server.host}/{BASE_REPOSITORY}:{BASE_TAG}")
         monkeypatch.delenv("STARBURST_IMAGE")

@@ -9,12 +9,16 @@
 from __future__ import annotations
 
 import datetime
+import gzip
+import hashlib
+import io
 import ipaddress
 import json
 import shutil
 import socket
 import ssl
 import subprocess
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -144,6 +148,38 @@ class RegistryServer:
                 raise RuntimeError(f"docker-registry did not answer on {self.url}")
             time.sleep(0.05)
 
+    def push_tiny_base(self, repository: str, tag: str) -> None:
+        """Push a base image of one small layer (nothing can be pulled offline) under
+        ``repository:tag``, with the config a slim Python image would have."""
+        from starburst.env.registry import OCI_MANIFEST, Registry
+
+        client = Registry(self.url, ECR_USER, ECR_PASSWORD)
+        plain = _tar({"etc/os-release": b"PRETTY_NAME=tiny test base\n"})
+        layer = gzip.compress(plain, mtime=0)
+        diff_id = "sha256:" + hashlib.sha256(plain).hexdigest()
+        config = json.dumps({
+            "architecture": "amd64", "os": "linux",
+            "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "PYTHONPATH=/nowhere"]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        }).encode()  # fmt: skip
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": client.push_bytes(repository, config),
+                "size": len(config),
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": client.push_bytes(repository, layer),
+                    "size": len(layer),
+                }
+            ],
+        }
+        client.put_manifest(repository, tag, json.dumps(manifest).encode(), OCI_MANIFEST)
+
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.terminate()
@@ -152,3 +188,13 @@ class RegistryServer:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

@@ -152,7 +152,17 @@ def ensure_image(
 ) -> BuiltImage:
     """The image of the local environment in the user's ECR repository: looked up by its
     tag, and built and pushed only when missing (or when ``force``)."""
-    repository = ecr_repository(aws, resources)
+    return ensure_in(ecr_repository(aws, resources), force=force, paths=paths, progress=progress)
+
+
+def ensure_in(
+    repository: Repository,
+    *,
+    force: bool = False,
+    paths: Sequence[str] | None = None,
+    progress: Progress = _quiet,
+) -> BuiltImage:
+    """The image of the environment ``paths`` make importable, in ``repository``."""
     plan = plan_image(repository, paths)
     uri = repository.uri(plan.tag)
     if not force and repository.registry.manifest_digest(repository.name, plan.tag):
