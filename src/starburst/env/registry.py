@@ -96,7 +96,7 @@ class Registry:
         self._http = urllib3.PoolManager(
             maxsize=8,
             ca_certs=ca_file,
-            retries=urllib3.Retry(total=3, backoff_factor=0.5, allowed_methods=None),
+            retries=urllib3.Retry(total=3, backoff_factor=0.5),  # idempotent methods only
             timeout=urllib3.Timeout(connect=10, read=120),
         )
 
