@@ -452,6 +452,7 @@ def set_environment(url: str, scratch: Path) -> None:
             "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "aws-credentials-absent"),
             "AWS_EC2_METADATA_DISABLED": "true",
             "STARBURST_CONFIG_DIR": str(config_dir),
+            "STARBURST_IMAGE": "public.ecr.aws/docker/library/python:3.11-slim",  # no build
             "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
             "AWS_SDK_UA_APP_ID": CLIENT_APP_ID,
         }

@@ -222,3 +222,74 @@ def quota_check(where: dict[str, str | None], request_id: str) -> None:
 
     with _clear_errors():
         click.echo(str(quota_request(request_id, **where)))
+
+
+@main.group()
+def env() -> None:
+    """The worker image of your Python environment: built without Docker, cached in ECR."""
+
+
+@env.command("show")
+def env_show() -> None:
+    """Show what would be shipped to the workers, the image tag and its estimated size."""
+    from .env.build import plan_image, repository_if_set_up
+
+    with _clear_errors():
+        repository = repository_if_set_up()
+        plan = plan_image(repository)
+        present = repository and repository.registry.manifest_digest(repository.name, plan.tag)
+    environment = plan.environment
+    packages = sum(d.size for d in environment.distributions)
+    click.echo(f"python {environment.python} on linux/{plan.architecture}, base {plan.base}")
+    click.echo(f"starburst {environment.starburst}")
+    click.echo(f"{len(environment.distributions)} distributions:")
+    for dist in environment.distributions:
+        pinned = f"{dist.name}=={dist.version}"
+        source = "" if dist.requirement == pinned else f"  (from {dist.requirement})"
+        click.echo(f"  {pinned}{source}")
+    modules = sorted({name.split("/")[0].removesuffix(".py") for name, _ in environment.code})
+    click.echo(f"local code: {', '.join(modules)}")
+    click.echo(f"tag {plan.tag}")
+    click.echo(
+        f"estimated size: {packages / 1e6:.0f} MB of packages and "
+        f"{environment.code_size / 1e6:.1f} MB of code before compression, plus the base"
+    )
+    if repository is None:
+        click.echo("image: not looked up (run `starburst setup` first)")
+    else:
+        click.echo(f"image: {repository.uri(plan.tag)} ({'built' if present else 'not built yet'})")
+
+
+@env.command("build")
+@click.option("--force", is_flag=True, help="Build and push even if the image exists.")
+def env_build(force: bool) -> None:
+    """Build the worker image of this environment and push it (once per environment)."""
+    from .aws.session import connect
+    from .config import Config
+    from .env.build import ensure_image
+
+    with _clear_errors():
+        resources = Config.load().aws
+        image = ensure_image(
+            connect(resources.get("region")),
+            resources,
+            force=force,
+            progress=lambda line: click.echo(line, err=True),
+        )
+    if image.cached:
+        click.echo(f"{image.uri} (already built)")
+    else:
+        click.echo(f"{image.uri} ({image.size / 1e6:.1f} MB, {len(image.uploaded)} blobs sent)")
+
+
+@env.command("prune")
+@click.option(
+    "--older-than", "days", default=30.0, show_default=True, help="Keep images used this recently."
+)
+def env_prune(days: float) -> None:
+    """Delete environment images unused for DAYS (never one a live session uses)."""
+    from .env.prune import prune
+
+    with _clear_errors():
+        deleted = prune(days, say=click.echo)
+    click.echo(f"{len(deleted)} image(s) deleted")

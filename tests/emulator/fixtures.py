@@ -60,6 +60,8 @@ def aws(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials-absent"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("STARBURST_CONFIG_DIR", str(config_dir))
+    # Tasks run on the test's own interpreter unless a test builds an image (test_env.py).
+    monkeypatch.setenv("STARBURST_IMAGE", "public.ecr.aws/docker/library/python:3.11-slim")
     errors: list[str] = []
     runner = TaskRunner(aws_server.url, account_id=aws_server.account_id, on_error=errors.append)
     aws_server.attach(runner.start())

@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -30,6 +32,7 @@ from moto.ecs.models import EC2ContainerServiceBackend, Task, ecs_backends
 from moto.logs.models import logs_backends
 
 from emulator import patches
+from emulator.images import ImageReader, PulledImage
 
 ESSENTIAL_EXITED = "Essential container in task exited"
 SPOT_REASON = "Your Spot Task was interrupted."
@@ -66,6 +69,7 @@ class _Run:
     container: dict[str, Any]
     delay: float = 0.0
     proc: subprocess.Popen[bytes] | None = None
+    cwd: str | None = None  # the image's working directory, when it runs from an image
     cause: str | None = None  # why it is stopping: user, spot, oom
     reason: str | None = None
     output: list[str] = field(default_factory=list)
@@ -110,6 +114,12 @@ class TaskRunner:
         #: Extra environment for every task process (e.g. PYTHONPATH); the runner's AWS
         #: settings still win.
         self.extra_env: dict[str, str] = {}
+        #: Registries whose images tasks really run from: image host -> registry reader. A
+        #: task whose image lives there is unpacked and runs with only the image's import
+        #: path (``python -S``: not the test's site-packages).
+        self.registries: dict[str, ImageReader] = {}
+        self._images: dict[str, PulledImage] = {}
+        self._image_dir = Path(tempfile.mkdtemp(prefix="emulator-images-"))
         self._on_error = on_error or (lambda text: None)
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -147,6 +157,7 @@ class TaskRunner:
         deadline = time.monotonic() + 10
         for thread in list(self._threads):
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        shutil.rmtree(self._image_dir, ignore_errors=True)
 
     # ---- what tests use ------------------------------------------------------------------
 
@@ -388,6 +399,18 @@ class TaskRunner:
             delay=delay,
         )
 
+    def _image(self, image: str) -> PulledImage | None:
+        """The unpacked image, if it lives in a registry this runner pulls from."""
+        host, _, rest = image.partition("/")
+        if host not in self.registries:
+            return None
+        with self._lock:
+            if image not in self._images:
+                repository, _, tag = rest.rpartition(":")
+                root = Path(tempfile.mkdtemp(dir=self._image_dir))
+                self._images[image] = self.registries[host].pull(repository, tag, root)
+            return self._images[image]
+
     def _command(self, run: _Run) -> tuple[list[str], dict[str, str]]:
         definition = run.container
         override = next(
@@ -400,11 +423,19 @@ class TaskRunner:
         )
         command = override["command"] if "command" in override else definition.get("command")
         argv = list(definition.get("entryPoint") or []) + list(command or [])
+        image = self._image(definition.get("image") or "")
         if argv and _PYTHON.match(argv[0]):
-            argv[0] = sys.executable
+            argv[0:1] = [sys.executable] if image is None else [sys.executable, "-S"]
         env = {k: os.environ[k] for k in _INHERITED if k in os.environ}
-        # The "image" is this interpreter: it sees the test process's import path.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+        if image is None:
+            # The "image" is this interpreter: it sees the test process's import path.
+            env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+        else:
+            # The image's own files, environment, import path and working directory.
+            env.update(image.env())
+            paths = env["PYTHONPATH"].split(":")
+            env["PYTHONPATH"] = os.pathsep.join(str(image.root) + p for p in paths if p)
+            run.cwd = str(image.root) + (image.config["config"].get("WorkingDir") or "/")
         env.update(self.extra_env)
         for source in (definition.get("environment"), override.get("environment")):
             env.update({e["name"]: e["value"] for e in source or []})
@@ -448,7 +479,7 @@ class TaskRunner:
                 run.proc = subprocess.Popen(
                     argv,
                     env=env,
-                    cwd=self.cwd or os.getcwd(),
+                    cwd=run.cwd or self.cwd or os.getcwd(),
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE,

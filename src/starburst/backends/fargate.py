@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,7 @@ from ..aws.session import Aws, connect, translate_errors
 from ..aws.sizes import fargate_size
 from ..config import Config
 from ..cost.prices import PriceBook, fargate_prices
+from ..env.prune import record_session_image
 from ..errors import SetupRequiredError, StarburstError
 from ..store.s3 import S3Store
 from .base import Backend, LaunchRequest, WorkerInfo
@@ -43,7 +46,6 @@ _CAPACITY_RETRIES = 3
 _QUOTA_REASON = "vcpu"
 _CONTAINER = "worker"
 _STREAM_PREFIX = "worker"
-_DEFAULT_IMAGE = "public.ecr.aws/docker/library/python:3.11-slim"
 
 
 class FargateBackend(Backend):
@@ -316,6 +318,16 @@ def _timestamp(value: Any) -> float | None:
     return value.timestamp() if hasattr(value, "timestamp") else None
 
 
+def _environment_image(aws: Aws) -> str:
+    """The worker image of the local environment, built and pushed the first time."""
+    from ..env.build import ensure_image
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    return ensure_image(aws, Config.load().aws, progress=say).uri
+
+
 def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
     """The S3 store and Fargate backend of the configured account (spot runs on X86_64)."""
     from . import Placement
@@ -328,8 +340,9 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
             "two minutes), then try again"
         )
     aws = connect(resources.get("region"))
-    image = config.get("image") or _DEFAULT_IMAGE
+    image = os.environ.get("STARBURST_IMAGE") or config.get("image") or _environment_image(aws)
     store = S3Store(resources["bucket"], "", client=aws.client("s3"))
+    record_session_image(store, session_id, image)  # `starburst env prune` keeps it
     backend = FargateBackend(aws, resources, image)
 
     def discard() -> None:

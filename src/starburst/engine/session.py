@@ -9,6 +9,7 @@ from typing import Any
 
 from ..store import Store
 from .layout import SessionKeys, from_json, to_json
+from .manifest import runtime_versions
 
 DEFAULT_TTL_SECONDS = 24 * 3600
 
@@ -61,6 +62,8 @@ class SessionRecord:
     deadline: float = 0.0
     attached: bool = True
     state: str = "open"
+    #: The client's Python and serializer versions: workers refuse to start on others.
+    versions: dict[str, str] = field(default_factory=runtime_versions)
 
     def __post_init__(self) -> None:
         if not self.deadline:
@@ -80,6 +83,23 @@ class SessionRecord:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> SessionRecord:
         return cls(**{**raw, "timings": Timings(**raw["timings"])})
+
+    def version_problem(self) -> str | None:
+        """Why this process cannot load what the session's client pickles (its Python or
+        cloudpickle version differs), or None when they agree."""
+        client, mine = self.versions, runtime_versions()
+        if (
+            client["python"].split(".")[:2] == mine["python"].split(".")[:2]
+            and client.get("cloudpickle") == mine["cloudpickle"]
+        ):
+            return None
+        return (
+            f"this worker has Python {mine['python']} and cloudpickle {mine['cloudpickle']}, "
+            f"but the client of session {self.session_id} has Python {client['python']} and "
+            f"cloudpickle {client.get('cloudpickle')}: functions pickled by one cannot be "
+            "trusted to load on the other. Use an image with the client's versions (unset "
+            "`image` so that starburst builds one, or `starburst env build --force`)"
+        )
 
     @classmethod
     def load(cls, store: Store, session_id: str) -> SessionRecord:

@@ -10,7 +10,9 @@ import socket
 import sys
 import time
 
-from ..store import open_store
+from ..engine.control import Control
+from ..engine.layout import SessionKeys
+from ..store import NotFound, open_store
 from .loop import SessionClosed, WorkerLoop
 
 
@@ -71,10 +73,35 @@ def _vcpus() -> int:
     return os.cpu_count() or 1
 
 
+def version_mismatch(store_url: str, session_id: str) -> str | None:
+    """Why this worker cannot run the session's functions (its Python or cloudpickle differ
+    from the client's, as the control record tells), or None when they agree."""
+    try:
+        control = Control.load(open_store(store_url), SessionKeys(session_id))
+    except NotFound:
+        return None  # the loop reports a closed session
+    return control.session.version_problem() if control.session else None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run a worker until its work is drained, its deadline passes, or it is stopped."""
+    """Run a worker until its work is drained, its deadline passes, or it is stopped.
+
+    A worker started this way (in a container, or spawned) first checks that it can load
+    what the client pickles; one forked from the client (``work``) is the client's twin.
+    """
     args = _parse(argv)
+    _configure_logging()
+    mismatch = version_mismatch(args.store, args.session)
+    if mismatch:
+        logging.getLogger("starburst.worker").error("cannot start: %s", mismatch)
+        return 2
     return work(args.store, args.session, args.worker_id, args.index, args.processes)
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
 
 
 def work(
@@ -82,9 +109,7 @@ def work(
     processes: int = 0,
 ) -> int:  # fmt: skip
     """What ``main`` does once its arguments are read (a forked local worker starts here)."""
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
+    _configure_logging()
     processes = processes or _vcpus()
     worker_id = worker_id or _own_id()
     logging.getLogger("starburst.worker").info(
