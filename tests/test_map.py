@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import starburst
 from starburst import PartialResults, RemoteTraceback
+from starburst.backends.local import ABANDONED_AFTER_SECONDS
 
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
@@ -234,3 +238,29 @@ def test_results_that_plain_pickle_cannot_carry_still_come_back(
     results = starburst.map(make, [1, 2], workers=1, progress=False)
     assert [adder(10) for adder, _ in results] == [11, 12]
     assert [point.x for _, point in results] == [1, 2]
+
+
+def test_a_dead_clients_scratch_folder_is_swept_by_the_next_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client killed mid-run leaves its store (in /dev/shm: memory); the next one frees it."""
+    long_ago = time.time() - 2 * ABANDONED_AFTER_SECONDS
+
+    def scratch(name: str, beat: float) -> Path:
+        control = tmp_path / name / "sessions" / "sb-x" / "control.json"
+        control.parent.mkdir(parents=True)
+        control.write_text("{}")
+        os.utime(control, (beat, beat))
+        os.utime(tmp_path / name, (long_ago, long_ago))
+        return tmp_path / name
+
+    dead = scratch("starburst-dead", beat=long_ago)
+    alive = scratch("starburst-alive", beat=time.time())  # an old session still beating
+    unrelated = tmp_path / "someone-else"
+    unrelated.mkdir()
+    os.utime(unrelated, (long_ago, long_ago))
+    monkeypatch.setenv("STARBURST_SCRATCH_DIR", str(tmp_path))
+
+    assert starburst.map(square, range(4), workers=1, progress=False) == [0, 1, 4, 9]
+    assert not dead.exists()
+    assert alive.exists() and unrelated.exists()

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..options import WorkerSpec
 from ..store import LocalStore, Store
 from .base import Backend, LaunchRequest, WorkerInfo
-from .local import LocalBackend, scratch_dir
+from .local import SCRATCH_PREFIX, LocalBackend, scratch_dir, sweep_abandoned
 
 __all__ = ["Backend", "LaunchRequest", "LocalBackend", "Placement", "WorkerInfo", "place"]
 
@@ -35,6 +35,8 @@ def place(spec: WorkerSpec, session_id: str) -> Placement:
         from .fargate import place_on_fargate
 
         return place_on_fargate(spec, session_id)
-    root = Path(tempfile.mkdtemp(prefix="starburst-", dir=scratch_dir()))
+    parent = scratch_dir()
+    sweep_abandoned(Path(parent or tempfile.gettempdir()))
+    root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
     backend = LocalBackend(root / "sessions" / session_id / "logs")
     return Placement(LocalStore(root), backend, lambda: shutil.rmtree(root, ignore_errors=True))

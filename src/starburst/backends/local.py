@@ -125,6 +125,43 @@ def _describe_exit(code: int, asked: bool) -> str:
 _MIN_FREE_TMPFS_BYTES = 8 * 1024**3
 
 
+#: The name a local session's scratch folder starts with.
+SCRATCH_PREFIX = "starburst-"
+#: A scratch folder whose client has not written for this long is abandoned.
+ABANDONED_AFTER_SECONDS = 3600.0
+
+
+def sweep_abandoned(parent: Path, now: float | None = None) -> list[Path]:
+    """Remove the scratch folders of sessions whose client died without cleaning up.
+
+    A folder counts as abandoned when it is older than ``ABANDONED_AFTER_SECONDS`` and no
+    client has written its control record for as long (a live client beats every second;
+    its workers left long ago, ten seconds after it went silent). In ``/dev/shm`` such a
+    folder would otherwise hold memory until the machine restarts. Returns what it removed.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        candidates = [e for e in os.scandir(parent) if e.name.startswith(SCRATCH_PREFIX)]
+    except OSError:
+        return removed
+    for entry in candidates:
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            newest = entry.stat(follow_symlinks=False).st_mtime
+            if now - newest <= ABANDONED_AFTER_SECONDS:
+                continue  # young: whatever its state, leave it
+            for control in Path(entry.path).glob("sessions/*/control.json"):
+                newest = max(newest, control.stat().st_mtime)
+        except OSError:
+            continue  # being removed by someone else
+        if now - newest > ABANDONED_AFTER_SECONDS:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(Path(entry.path))
+    return removed
+
+
 def scratch_dir() -> str | None:
     """Where a session's local store goes: ``STARBURST_SCRATCH_DIR``, else ``/dev/shm`` when
     it is a roomy RAM-backed folder (the data is short-lived), else the system's temp folder.
