@@ -38,6 +38,16 @@ def _put_image(ecr, tag: str) -> None:
     ecr.put_image(repositoryName=REPOSITORY, imageManifest=body, imageTag=tag, imageDigest=digest)
 
 
+def _prune(older_than: int) -> subprocess.CompletedProcess[str]:
+    """``starburst env prune --older-than N`` as a user runs it; it must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "starburst", "env", "prune", "--older-than", str(older_than)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_prune_deletes_old_environment_images_but_none_in_use(aws) -> None:
     starburst.setup(say=lambda _: None)
     resources = Config.load().aws
@@ -51,11 +61,7 @@ def test_prune_deletes_old_environment_images_but_none_in_use(aws) -> None:
     store.put("sessions/sb-over/session.json", _expired_session_record("sb-over"))
     time.sleep(0.01)  # every image is now older than 0 days
 
-    done = subprocess.run(
-        [sys.executable, "-m", "starburst", "env", "prune", "--older-than", "0"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = _prune(older_than=0)
     assert "2 image(s) deleted" in done.stdout
     left = {t for d in ecr.describe_images(repositoryName=REPOSITORY)["imageDetails"]
             for t in d.get("imageTags", [])}  # fmt: skip
@@ -65,11 +71,7 @@ def test_prune_deletes_old_environment_images_but_none_in_use(aws) -> None:
 def test_prune_keeps_recent_images(aws) -> None:
     starburst.setup(say=lambda _: None)
     _put_image(boto3.client("ecr"), OLD_UNUSED)
-    done = subprocess.run(
-        [sys.executable, "-m", "starburst", "env", "prune", "--older-than", "1"],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    done = _prune(older_than=1)
     assert "0 image(s) deleted" in done.stdout
 
 
