@@ -17,9 +17,11 @@ pytest_plugins = ["emulator.fixtures"]
 def private_config(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """Each test reads and writes its own starburst config, never the user's."""
+    """Each test reads and writes its own starburst config and detached sessions, never the
+    user's."""
     folder = tmp_path_factory.mktemp("config")
     monkeypatch.setenv("STARBURST_CONFIG_DIR", str(folder))
+    monkeypatch.setenv("STARBURST_DATA_DIR", str(tmp_path_factory.mktemp("data")))
     return folder
 
 

@@ -87,11 +87,13 @@ def test_setup_from_nothing_creates_each_resource_with_its_settings() -> None:
     assert state["config"]["subnets"]
 
 
-def test_the_task_role_reaches_only_its_own_bucket() -> None:
+def test_the_task_role_reaches_only_its_own_bucket_cluster_and_roles() -> None:
     provision.setup(say=_quiet)
     policy = _state()["task_policy"]
     if isinstance(policy, str):
         policy = json.loads(policy)
+    ecs = f"arn:aws:ecs:{NAMES.region}:{NAMES.account_id}"
+    cluster = {"ArnEquals": {"ecs:cluster": f"{ecs}:cluster/{NAMES.cluster}"}}
     for statement in policy["Statement"]:
         actions = (
             statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -99,8 +101,30 @@ def test_the_task_role_reaches_only_its_own_bucket() -> None:
         resources = statement["Resource"]
         resources = resources if isinstance(resources, list) else [resources]
         assert statement["Effect"] == "Allow"
-        assert all(a.startswith("s3:") and "*" not in a for a in actions)
-        assert all(res in (NAMES.bucket_arn, f"{NAMES.bucket_arn}/*") for res in resources)
+        assert all("*" not in a for a in actions)
+        service = {a.split(":")[0] for a in actions}
+        assert len(service) == 1, statement
+        if service == {"s3"}:  # its own bucket only
+            assert all(res in (NAMES.bucket_arn, f"{NAMES.bucket_arn}/*") for res in resources)
+        elif service == {"iam"}:  # passes only starburst's roles, and only to ECS tasks
+            assert actions == ["iam:PassRole"]
+            assert sorted(r.rsplit("/", 1)[1] for r in resources) == sorted(
+                [NAMES.execution_role, NAMES.task_role]
+            )
+            assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == (
+                "ecs-tasks.amazonaws.com"
+            )
+        else:  # ECS: starburst's task definitions and tasks, in starburst's cluster
+            assert service == {"ecs"}
+            assert set(actions) <= {
+                "ecs:RunTask", "ecs:TagResource", "ecs:DescribeTasks", "ecs:StopTask",
+                "ecs:ListTasks",
+            }  # fmt: skip
+            for res in resources:
+                assert res in (
+                    f"{ecs}:task-definition/starburst-worker-*",
+                    f"{ecs}:task/{NAMES.cluster}/*",
+                ) or (res == "*" and statement.get("Condition") == cluster), statement
 
 
 def test_a_second_setup_changes_nothing(aws) -> None:

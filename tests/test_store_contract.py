@@ -86,6 +86,15 @@ def test_list_paginates_and_resumes_after_a_key(store: Store) -> None:
     assert page == keys[:3] and more is True
 
 
+def test_list_folders_names_the_folders_that_hold_keys(store: Store) -> None:
+    for key in ["s/b/x", "s/a/y/z", "s/top", "s/c/gone", "t/other/x"]:
+        store.put(key, b"")
+    store.delete("s/c/gone")  # an emptied folder is not listed (S3 has no empty folders)
+    assert store.list_folders("s/") == ["a", "b"]
+    assert store.list_folders("s/a/") == ["y"]
+    assert store.list_folders("nothing/") == []
+
+
 def test_delete_prefix_removes_only_that_prefix(store: Store) -> None:
     for key in ["s/1/a", "s/1/b/c", "s/2/a"]:
         store.put(key, b"")

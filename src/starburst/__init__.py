@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the public names, imported on first use (workers need none 
     from .cluster import Cluster
     from .cost.estimate import estimate
     from .cost.guard import RunReport
+    from .engine.status import RunStatus, SessionStatus
     from .errors import (
         CancelledError,
         ConfigurationError,
@@ -33,12 +34,15 @@ if TYPE_CHECKING:  # the public names, imported on first use (workers need none 
         RemoteTraceback,
         RunTimeoutError,
         SerializationError,
+        SessionExpiredError,
+        SessionNotFoundError,
         StarburstError,
         StoreError,
         WorkerLostError,
         WorkerStartError,
     )
     from .executor import Executor
+    from .sessions import PENDING, RunHandle, Session, attach, list_sessions, session
 
 _HOMES = {
     "map": "api", "starmap": "api", "imap": "api", "imap_unordered": "api",
@@ -47,9 +51,13 @@ _HOMES = {
     "setup": "aws.provision", "status": "aws.provision", "teardown": "aws.provision",
     "quota": "aws.quotas", "request_quota": "aws.quotas", "quota_request": "aws.quotas",
     "estimate": "cost.estimate", "RunReport": "cost.guard",
+    "session": "sessions", "attach": "sessions", "list_sessions": "sessions",
+    "Session": "sessions", "RunHandle": "sessions", "PENDING": "sessions",
+    "SessionStatus": "engine.status", "RunStatus": "engine.status",
 }  # fmt: skip
 
 __all__ = [
+    "PENDING",
     "CancelledError",
     "Cluster",
     "ConfigurationError",
@@ -60,22 +68,31 @@ __all__ = [
     "QuotaError",
     "RemoteError",
     "RemoteTraceback",
+    "RunHandle",
     "RunReport",
+    "RunStatus",
     "RunTimeoutError",
     "SerializationError",
+    "Session",
+    "SessionExpiredError",
+    "SessionNotFoundError",
+    "SessionStatus",
     "StarburstError",
     "StoreError",
     "WorkerLostError",
     "WorkerStartError",
     "__version__",
+    "attach",
     "estimate",
     "imap",
     "imap_unordered",
+    "list_sessions",
     "logs",
     "map",
     "quota",
     "quota_request",
     "request_quota",
+    "session",
     "setup",
     "starmap",
     "status",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import click
 
@@ -156,9 +157,17 @@ def _clear_errors() -> Iterator[None]:
 @click.option("--tail", default=50, show_default=True, help="Lines per worker.")
 @click.option("--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 def logs(session_id: str, worker: str | None, tail: int, follow: bool) -> None:
-    """Show the output of a session's workers (from CloudWatch Logs)."""
+    """Show the output of a session's workers (local log files, or CloudWatch Logs)."""
     from .aws import logs as worker_logs
+    from .sessions import local_logs
 
+    local = local_logs(session_id, worker, tail)
+    if local is not None and not follow:
+        for name, lines in local.items():
+            click.echo(f"== worker {name}")
+            for line in lines:
+                click.echo(line)
+        return
     with _clear_errors():
         if follow:
             with contextlib.suppress(KeyboardInterrupt):
@@ -293,3 +302,128 @@ def env_prune(days: float) -> None:
     with _clear_errors():
         deleted = prune(days, say=click.echo)
     click.echo(f"{len(deleted)} image(s) deleted")
+
+
+@main.group()
+def sessions() -> None:
+    """Detached sessions (starburst.session): list, check, collect, extend, clean up."""
+
+
+def _attach(session_id: str, allow_expired: bool = True) -> Any:
+    from .sessions import attach
+
+    return attach(session_id, allow_expired=allow_expired)
+
+
+@sessions.command("ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def sessions_ls(as_json: bool) -> None:
+    """List sessions: id, created, backend, state, progress and cost."""
+    import json
+    import time
+
+    from .sessions import list_sessions
+
+    with _clear_errors():
+        found = list_sessions()
+    if as_json:
+        click.echo(json.dumps([status.to_dict() for status in found], indent=1))
+        return
+    if not found:
+        click.echo("no sessions")
+        return
+    click.echo(f"{'SESSION':<26} {'CREATED (UTC)':<17} {'BACKEND':<8} {'STATE':<9} "
+               f"{'ITEMS':>15} {'WORKERS':>7} COST")  # fmt: skip
+    for status in found:
+        created = time.strftime("%Y-%m-%d %H:%M", time.gmtime(status.created))
+        cost = "-" if status.cost is None else f"${status.cost:.2f}"
+        items = f"{status.finished}/{status.items}"
+        click.echo(f"{status.session_id:<26} {created:<17} {status.backend:<8} "
+                   f"{status.state:<9} {items:>15} {status.workers:>7} {cost}")  # fmt: skip
+
+
+@sessions.command("status")
+@click.argument("session_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def sessions_status(session_id: str, as_json: bool) -> None:
+    """Per run: items done, failed and pending, ETA; workers up; cost so far."""
+    import json
+
+    with _clear_errors():
+        status = _attach(session_id).status()
+    click.echo(json.dumps(status.to_dict(), indent=1) if as_json else str(status))
+
+
+@sessions.command("collect")
+@click.argument("session_id")
+@click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
+              help="File to write: .json for JSON, anything else for a pickle.")  # fmt: skip
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for every item (or write what is done now).")  # fmt: skip
+@click.option("--timeout", type=float, default=None, help="Seconds to wait at most.")
+def sessions_collect(session_id: str, output: str, wait: bool, timeout: float | None) -> None:
+    """Write every run's results (in submission order, each in input order) to a file.
+
+    Items that failed hold their exception (in JSON: its text).
+    """
+    import json
+
+    import cloudpickle
+
+    from .sessions import PENDING
+
+    with _clear_errors():
+        results = _attach(session_id).collect(wait=wait, timeout=timeout, errors="return")
+    flat = [r for run in results for r in (run if isinstance(run, list) else [run])]
+    failed = sum(isinstance(r, BaseException) for r in flat)
+    pending = sum(r is PENDING for r in flat)
+    if output.endswith(".json"):
+        text = json.dumps(results, default=lambda v: "PENDING" if v is PENDING else repr(v))
+        with open(output, "w") as handle:
+            handle.write(text)
+    else:
+        with open(output, "wb") as handle:
+            cloudpickle.dump(results, handle)
+    click.echo(
+        f"wrote {len(results)} runs ({len(flat)} items: {failed} failed, {pending} pending) "
+        f"to {output}"
+    )
+
+
+@sessions.command("extend")
+@click.argument("session_id")
+@click.argument("by")
+def sessions_extend(session_id: str, by: str) -> None:
+    """Move a session's deadline BY later (e.g. 12h, 90m, 2d)."""
+    import time
+
+    with _clear_errors():
+        deadline = _attach(session_id).extend(by)
+    until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(deadline))
+    click.echo(f"{session_id} now runs until {until}")
+
+
+@sessions.command("cleanup")
+@click.argument("session_ids", nargs=-1)
+@click.option("--expired", is_flag=True, help="Every expired, capped or abandoned session.")
+def sessions_cleanup(session_ids: tuple[str, ...], expired: bool) -> None:
+    """Stop a session's workers and delete its data (its results too)."""
+    from .sessions import list_sessions
+
+    with _clear_errors():
+        chosen = list(session_ids)
+        if expired:
+            ended = ("expired", "capped", "abandoned", "closed")  # never uncollected "done"
+            chosen += [s.session_id for s in list_sessions() if s.state in ended]
+        if not chosen:
+            raise click.UsageError("name a session id, or pass --expired")
+        for session_id in dict.fromkeys(chosen):
+            _remove(session_id)
+            click.echo(f"{session_id}: workers stopped, data deleted")
+
+
+def _remove(session_id: str) -> None:
+    """Clean up any session, attachable or not (an abandoned Cluster's too)."""
+    from .sessions import remove_session
+
+    remove_session(session_id)

@@ -25,7 +25,7 @@ from .serialize import dumps, unpicklable_function_error
 
 
 @dataclass
-class _Plan:
+class Plan:
     """A validated call, ready to submit: nothing has been launched yet."""
 
     payload: bytes
@@ -81,7 +81,7 @@ class Cluster:
         seconds per item) lets the cost check estimate the first run.
         """
         if self._driver is None:
-            driver = Driver(self.spec, self.limits)
+            driver = Driver.new(self.spec, self.limits)
             driver.start(workers, launch=not lazy, work=work)
             self._driver = driver
             weakref.finalize(self, driver.close)
@@ -171,29 +171,12 @@ class Cluster:
         *,
         strict: bool = True,
         **run_options: Any,
-    ) -> _Plan | None:
+    ) -> Plan | None:
         """Validate a call and plan its chunks; ``None`` when there is nothing to do."""
-        options = RunOptions.build(**run_options)
-        if not callable(fn):
-            raise StarburstError(f"{fn!r} is not callable; pass a function as the first argument")
-        if not iterables:
-            raise StarburstError("map needs at least one iterable of inputs")
-        try:
-            payload = dumps(
-                RunFunction(fn, options.retry_exceptions), compress=self.spec.backend != "local"
-            )
-        except Exception as exc:
-            raise unpicklable_function_error(fn, exc) from exc
-        items, n_items = zip_inputs(iterables, strict)
-        if call == "single" and len(iterables) > 1:
-            call = "star"  # zipped items are tuples of arguments
-        per_slot = chunks_per_slot(self.spec.backend)
-        n_items, chunks = iter_chunks(items, n_items, self.spec.slots, options.chunk_size, per_slot)
-        if n_items == 0:
-            return None
-        return _Plan(payload, chunks, n_items, call, options)
+        plan = plan_call(self.spec, fn, iterables, call, strict=strict, **run_options)
+        return None if plan.n_items == 0 else plan
 
-    def collector(self, plan: _Plan, progress: bool | None, keep_results: bool) -> Collector:
+    def collector(self, plan: Plan, progress: bool | None, keep_results: bool) -> Collector:
         """Submit a planned call and return what collects it."""
         driver = self.driver
         run = driver.submit(plan.payload, plan.chunks, plan.n_items, plan.call, plan.options)
@@ -217,6 +200,33 @@ class Cluster:
         progress = options.pop("progress", None)
         plan = self.plan(fn, iterables, call, **options)
         return None if plan is None else self.collector(plan, progress, keep_results)
+
+
+def plan_call(
+    spec: WorkerSpec,
+    fn: Callable[..., Any],
+    iterables: tuple[Iterable[Any], ...],
+    call: CallStyle,
+    *,
+    strict: bool = True,
+    **run_options: Any,
+) -> Plan:
+    """Validate a call for workers of ``spec`` and plan its chunks (nothing is launched)."""
+    options = RunOptions.build(**run_options)
+    if not callable(fn):
+        raise StarburstError(f"{fn!r} is not callable; pass a function as the first argument")
+    if not iterables:
+        raise StarburstError("map needs at least one iterable of inputs")
+    try:
+        payload = dumps(RunFunction(fn, options.retry_exceptions), compress=spec.backend != "local")
+    except Exception as exc:
+        raise unpicklable_function_error(fn, exc) from exc
+    items, n_items = zip_inputs(iterables, strict)
+    if call == "single" and len(iterables) > 1:
+        call = "star"  # zipped items are tuples of arguments
+    per_slot = chunks_per_slot(spec.backend)
+    n_items, chunks = iter_chunks(items, n_items, spec.slots, options.chunk_size, per_slot)
+    return Plan(payload, chunks, n_items, call, options)
 
 
 def header(spec: WorkerSpec, session_id: str) -> str:

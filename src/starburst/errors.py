@@ -66,6 +66,14 @@ class QuotaError(StarburstError):
     """An AWS quota leaves no room for a single worker (the message says how to get more)."""
 
 
+class SessionNotFoundError(StarburstError, LookupError):
+    """No session has that id (it never existed, or was cleaned up)."""
+
+
+class SessionExpiredError(StarburstError):
+    """The session is past its deadline: its workers have stopped."""
+
+
 class RemoteTraceback(Exception):
     """The traceback of an exception raised on a worker, chained as ``__cause__``."""
 

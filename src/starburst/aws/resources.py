@@ -132,7 +132,15 @@ ECS_TASKS_TRUST = {
 
 
 def task_role_policy(names: Names) -> dict[str, Any]:
-    """What a worker may do: read, write and list its own bucket, nothing else."""
+    """What a worker may do: read, write and list its own bucket; and, to supervise a
+    detached session, start, watch and stop workers of starburst's task definitions in
+    starburst's cluster, passing only starburst's two roles. Nothing else."""
+    ecs = f"arn:aws:ecs:{names.region}:{names.account_id}"
+    roles = [
+        f"arn:aws:iam::{names.account_id}:role/{role}"
+        for role in (names.execution_role, names.task_role)
+    ]
+    in_cluster = {"ArnEquals": {"ecs:cluster": f"{ecs}:cluster/{names.cluster}"}}
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -147,6 +155,40 @@ def task_role_policy(names: Names) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
                 "Resource": [f"{names.bucket_arn}/*"],
+            },
+            {
+                "Sid": "SuperviseStartWorkers",
+                "Effect": "Allow",
+                "Action": ["ecs:RunTask"],
+                "Resource": [f"{ecs}:task-definition/starburst-worker-*"],
+                "Condition": in_cluster,
+            },
+            {
+                "Sid": "SuperviseTagNewWorkers",
+                "Effect": "Allow",
+                "Action": ["ecs:TagResource"],
+                "Resource": [f"{ecs}:task/{names.cluster}/*"],
+                "Condition": {"StringEquals": {"ecs:CreateAction": "RunTask"}},
+            },
+            {
+                "Sid": "SuperviseWatchAndStopWorkers",
+                "Effect": "Allow",
+                "Action": ["ecs:DescribeTasks", "ecs:StopTask"],
+                "Resource": [f"{ecs}:task/{names.cluster}/*"],
+            },
+            {
+                "Sid": "SuperviseListWorkers",
+                "Effect": "Allow",
+                "Action": ["ecs:ListTasks"],
+                "Resource": ["*"],
+                "Condition": in_cluster,
+            },
+            {
+                "Sid": "PassOnlyStarburstRoles",
+                "Effect": "Allow",
+                "Action": ["iam:PassRole"],
+                "Resource": roles,
+                "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
             },
         ],
     }

@@ -1,23 +1,38 @@
 """Backends: where workers run, and the store they share with the client.
 
-``place`` picks both for a session: the local backend with a local-directory store, or
-Fargate with the account's S3 bucket.
+``place`` picks both for a new session: the local backend with a local-directory store, or
+Fargate with the account's S3 bucket. ``reopen`` finds an existing session's, from any
+process, and ``backend_for`` rebuilds a session's backend from its record (how a worker that
+supervises a detached session launches replacements).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..options import WorkerSpec
-from ..store import LocalStore, Store
+from ..store import LocalStore, NotFound, Store
 from .base import Backend, LaunchRequest, WorkerInfo
 from .local import SCRATCH_PREFIX, LocalBackend, scratch_dir, sweep_abandoned
 
-__all__ = ["Backend", "LaunchRequest", "LocalBackend", "Placement", "WorkerInfo", "place"]
+__all__ = [
+    "Backend",
+    "LaunchRequest",
+    "LocalBackend",
+    "Placement",
+    "WorkerInfo",
+    "backend_for",
+    "detached_root",
+    "place",
+]
 
 
 @dataclass
@@ -27,16 +42,75 @@ class Placement:
     store: Store
     backend: Backend
     discard: Callable[[], None]
+    #: What a supervisor needs to launch more workers (``SessionRecord.launch``).
+    launch: dict[str, Any] = field(default_factory=dict)
 
 
-def place(spec: WorkerSpec, session_id: str) -> Placement:
+def detached_root() -> Path:
+    """The store of detached local sessions: ``STARBURST_DATA_DIR``, else the user's data
+    folder. Unlike a one-off session's scratch folder, it outlives the client."""
+    chosen = os.environ.get("STARBURST_DATA_DIR")
+    if chosen:
+        return Path(chosen) / "store"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("starburst", appauthor=False)) / "store"
+
+
+def place(spec: WorkerSpec, session_id: str, detached: bool = False) -> Placement:
     """The store and backend for a new session of ``spec``."""
     if spec.backend == "fargate":
         from .fargate import place_on_fargate
 
         return place_on_fargate(spec, session_id)
+    if detached:
+        store = LocalStore(detached_root())
+        sweep_old_sessions(store)
+        return local_placement(store, session_id)
     parent = scratch_dir()
     sweep_abandoned(Path(parent or tempfile.gettempdir()))
     root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
-    backend = LocalBackend(root / "sessions" / session_id / "logs")
+    backend = LocalBackend(root / "sessions" / session_id)
     return Placement(LocalStore(root), backend, lambda: shutil.rmtree(root, ignore_errors=True))
+
+
+def sweep_old_sessions(store: LocalStore, now: float | None = None) -> list[str]:
+    """Remove the local sessions created longer ago than the bucket keeps run data (none
+    is live: a session's deadline is at most six days after its creation)."""
+    from ..aws.resources import RUN_DATA_EXPIRY_DAYS
+
+    now = time.time() if now is None else now
+    removed = []
+    for session_id in store.list_folders("sessions/"):
+        try:
+            created = json.loads(store.get(f"sessions/{session_id}/session.json"))["created"]
+        except (NotFound, ValueError, KeyError):
+            continue
+        if now - created > RUN_DATA_EXPIRY_DAYS * 86400:
+            local_placement(store, session_id).discard()
+            removed.append(session_id)
+    return removed
+
+
+def local_placement(store: LocalStore, session_id: str) -> Placement:
+    """A detached session in the shared local store: removing it removes only its own
+    folders. Its workers are started fresh (``python -m starburst.worker``), never forked:
+    a forked worker would keep the client's whole memory alive for as long as it runs,
+    long after the client has gone."""
+    folders = [store.root / "sessions" / session_id, store.root / "data" / session_id]
+
+    def discard() -> None:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    return Placement(store, LocalBackend(folders[0], fork=False), discard)
+
+
+def backend_for(backend: str, session_id: str, store: Store, launch: dict[str, Any]) -> Backend:
+    """The backend of an existing session, built from its record in any process."""
+    if backend == "fargate":
+        from .fargate import FargateBackend
+
+        return FargateBackend.from_launch(launch)
+    assert isinstance(store, LocalStore)
+    return local_placement(store, session_id).backend

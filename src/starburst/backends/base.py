@@ -58,6 +58,11 @@ class Backend(ABC):
         """The current state of each worker."""
 
     @abstractmethod
+    def find(self, session_id: str) -> list[WorkerInfo]:
+        """Every worker of the session that the platform knows, whoever launched it (this
+        process, a client before it, or a supervisor), so that it can be described and stopped."""
+
+    @abstractmethod
     def stop(self, worker_ids: list[str], grace: bool = True) -> None:
         """Stop workers and wait for them to go; stopping a stopped worker is harmless.
 

@@ -68,6 +68,17 @@ class FargateBackend(Backend):
         self._notices: list[str] = []
         self.spot_fallback = False
 
+    @classmethod
+    def from_launch(cls, launch: dict[str, Any]) -> FargateBackend:
+        """The backend a session's record describes (``place_on_fargate``'s ``launch``)."""
+        resources = launch["resources"]
+        backend = cls(connect(resources.get("region")), resources, launch["image"])
+        cpu_units, memory_mib = launch["size"]  # registered by the client: reuse it as is
+        backend._task_definitions[(launch["image"], cpu_units, memory_mib)] = launch[
+            "task_definition"
+        ]
+        return backend
+
     # Task definitions ------------------------------------------------------------------------
 
     def task_definition(self, cpu_units: int, memory_mib: int) -> str:
@@ -137,7 +148,9 @@ class FargateBackend(Backend):
         capacity_failures = 0
         while len(ids) < wanted:
             batch = min(RUN_TASK_BATCH, wanted - len(ids))
-            started, reasons = self._run_tasks(definition, command, batch, spec.spot)
+            started, reasons = self._run_tasks(
+                definition, command, batch, spec.spot, request.session_id
+            )
             ids += started
             if any(_QUOTA_REASON in reason.lower() for reason in reasons):
                 self._notices.append(quota_notice(wanted, len(self._arns), spec.cpu))
@@ -175,13 +188,14 @@ class FargateBackend(Backend):
         return fits, about
 
     def _run_tasks(
-        self, definition: str, command: list[str], count: int, spot: bool
+        self, definition: str, command: list[str], count: int, spot: bool, session_id: str
     ) -> tuple[list[str], list[str]]:
         self._pace(count)
         params: dict[str, Any] = {
             "cluster": self.resources["cluster"],
             "taskDefinition": definition,
             "count": count,
+            "startedBy": session_id,  # how `find` (in any process) lists the session's tasks
             "networkConfiguration": {
                 "awsvpcConfiguration": {
                     "subnets": self.resources["subnets"],
@@ -238,6 +252,19 @@ class FargateBackend(Backend):
                 task = by_arn.get(self._arns[worker_id])
                 infos.append(_worker_info(worker_id, task))
         return infos
+
+    def find(self, session_id: str) -> list[WorkerInfo]:
+        """The session's tasks, running and recently stopped (ECS shows stopped tasks for
+        about an hour), as ``RunTask`` tagged them with ``startedBy``."""
+        for status in ("RUNNING", "STOPPED"):
+            with translate_errors("list the session's workers"):
+                pages = self.ecs.get_paginator("list_tasks").paginate(
+                    cluster=self.resources["cluster"], startedBy=session_id, desiredStatus=status
+                )
+                for page in pages:
+                    for arn in page.get("taskArns", []):
+                        self._arns.setdefault(arn.rsplit("/", 1)[1], arn)
+        return self.describe(sorted(self._arns))
 
     def stop(self, worker_ids: list[str], grace: bool = True) -> None:
         if not worker_ids:
@@ -344,9 +371,26 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
     store = S3Store(resources["bucket"], "", client=aws.client("s3"))
     record_session_image(store, session_id, image)  # `starburst env prune` keeps it
     backend = FargateBackend(aws, resources, image)
+    size = fargate_size(spec.cpu, spec.memory_mib)
+    launch = {
+        "resources": dict(resources),
+        "image": image,
+        "size": list(size),
+        "task_definition": backend.task_definition(*size),
+    }
+    return Placement(store, backend, lambda: discard_session(store, session_id), launch)
 
-    def discard() -> None:
-        for prefix in (f"sessions/{session_id}/", f"data/{session_id}/"):
-            store.delete_prefix(prefix)
 
-    return Placement(store, backend, discard)
+def discard_session(store: S3Store, session_id: str) -> None:
+    """Delete a session's records and data from the bucket."""
+    for prefix in (f"sessions/{session_id}/", f"data/{session_id}/"):
+        store.delete_prefix(prefix)
+
+
+def account_store() -> S3Store | None:
+    """The configured account's bucket, or None when starburst is not set up for AWS."""
+    resources = Config.load().aws
+    if not resources.get("bucket"):
+        return None
+    aws = connect(resources.get("region"))
+    return S3Store(resources["bucket"], "", client=aws.client("s3"))

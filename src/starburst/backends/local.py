@@ -2,16 +2,19 @@
 
 Each worker runs the same code as ``python -m starburst.worker``. On Linux it is forked from
 the client (as ``multiprocessing`` does by default there), which skips interpreter start-up;
-elsewhere, or with ``STARBURST_LOCAL_START=spawn``, it is started as
-``python -m starburst.worker``. Either
-way it runs in its own process session, so a Ctrl-C in the terminal reaches only the client,
-which then stops the workers itself; a worker's output goes to its log file.
+elsewhere, with ``STARBURST_LOCAL_START=spawn``, or when a supervisor launches it, it is
+started as ``python -m starburst.worker``. Either way it runs in its own process session, so
+a Ctrl-C in the terminal reaches only the client, which then stops the workers itself, and a
+detached session's workers outlive the client. A worker's output goes to its log file, and
+its process id to a small record beside it (``procs/<worker>.json``), so that any process
+(an attached client, a supervisor) can find and stop a session's workers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import signal
@@ -22,6 +25,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
+from typing import Any
 
 from ..worker.main import work  # imported here, so that forked workers need not import it
 from .base import Backend, LaunchRequest, WorkerInfo
@@ -30,13 +34,15 @@ _STOP_WAIT_SECONDS = 1.5
 
 
 class LocalBackend(Backend):
-    """Workers as local processes."""
+    """Workers as local processes; ``session_dir`` holds their logs and process records."""
 
     name = "local"
 
-    def __init__(self, log_dir: Path, fork: bool | None = None) -> None:
-        self.log_dir = log_dir
+    def __init__(self, session_dir: Path, fork: bool | None = None) -> None:
+        self.log_dir = session_dir / "logs"
+        self.proc_dir = session_dir / "procs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.proc_dir.mkdir(parents=True, exist_ok=True)
         self.fork = _fork_by_default() if fork is None else fork
         self._processes: dict[str, _Process] = {}
         self._started: dict[str, float] = {}
@@ -46,7 +52,7 @@ class LocalBackend(Backend):
     def launch(self, request: LaunchRequest, stripes: list[int]) -> list[str]:
         ids = []
         for index in stripes:
-            worker_id = f"w{len(self._processes):04d}"
+            worker_id = self._reserve_id()
             args = {
                 "store": request.store_url, "session": request.session_id,
                 "worker-id": worker_id, "index": index, "processes": request.spec.processes,
@@ -55,36 +61,62 @@ class LocalBackend(Backend):
             process = _fork_worker(args, log) if self.fork else _spawn_worker(args, log)
             self._processes[worker_id] = process
             self._started[worker_id] = time.time()
+            _write_record(
+                self.proc_dir / f"{worker_id}.json", process.pid, self._started[worker_id]
+            )
             ids.append(worker_id)
         return ids
+
+    def _reserve_id(self) -> str:
+        """A worker id no launcher of this session has used (``w0000``, ``w0001``, ...)."""
+        number = len(self._processes)
+        while True:
+            worker_id = f"w{number:04d}"
+            try:  # an empty record reserves the id; the pid follows once the process exists
+                os.close(os.open(self.proc_dir / f"{worker_id}.json", os.O_CREAT | os.O_EXCL))
+                return worker_id
+            except FileExistsError:
+                number += 1
 
     def log_path(self, worker_id: str) -> Path:
         return self.log_dir / f"{worker_id}.log"
 
     def describe(self, worker_ids: list[str]) -> list[WorkerInfo]:
-        infos = []
-        for worker_id in worker_ids:
-            process = self._processes[worker_id]
-            code = process.poll()
-            if code is None:
-                infos.append(WorkerInfo(worker_id, "running", started_at=self._started[worker_id]))
-                continue
-            self._stopped.setdefault(worker_id, time.time())
-            infos.append(
-                WorkerInfo(
-                    worker_id,
-                    "stopped",
-                    exit_code=code,
-                    reason=_describe_exit(code, worker_id in self._asked_to_stop),
-                    started_at=self._started[worker_id],
-                    stopped_at=self._stopped[worker_id],
-                )
-            )
-        return infos
+        return [self._describe_one(worker_id) for worker_id in worker_ids]
+
+    def _describe_one(self, worker_id: str) -> WorkerInfo:
+        process = self._processes.get(worker_id) or self._adopt(worker_id)
+        started = self._started.get(worker_id)
+        code = process.poll() if process is not None else _GONE
+        if code is None:
+            return WorkerInfo(worker_id, "running", started_at=started)
+        self._stopped.setdefault(worker_id, time.time())
+        return WorkerInfo(
+            worker_id,
+            "stopped",
+            exit_code=None if code == _GONE else code,
+            reason=_describe_exit(code, worker_id in self._asked_to_stop),
+            started_at=started,
+            stopped_at=self._stopped[worker_id],
+        )
+
+    def find(self, session_id: str) -> list[WorkerInfo]:
+        return self.describe(sorted(p.stem for p in self.proc_dir.glob("w*.json")))
+
+    def _adopt(self, worker_id: str) -> _Process | None:
+        """A worker another process launched, from its record; None once it is gone."""
+        record = _read_record(self.proc_dir / f"{worker_id}.json")
+        if record is None:
+            return None
+        self._started[worker_id] = record["started"]
+        process = _Adopted(record["pid"], record.get("ticks"))
+        self._processes[worker_id] = process
+        return process
 
     def stop(self, worker_ids: list[str], grace: bool = True) -> None:
-        live = [self._processes[w] for w in worker_ids if self._processes[w].poll() is None]
-        self._asked_to_stop.update(w for w in worker_ids if self._processes[w] in live)
+        processes = {w: self._processes.get(w) or self._adopt(w) for w in worker_ids}
+        live = [p for p in processes.values() if p is not None and p.poll() is None]
+        self._asked_to_stop.update(w for w, p in processes.items() if p in live)
         for process in live:
             _signal_group(process, signal.SIGTERM if grace else signal.SIGKILL)
         # Wait without polling; whatever has not exited when the grace ends is killed.
@@ -113,9 +145,15 @@ def _signal_group(process: _Process, signum: int) -> None:
         os.killpg(process.pid, signum)
 
 
+#: The exit code of a worker whose process is gone and was not ours to wait for.
+_GONE = -(10**6)
+
+
 def _describe_exit(code: int, asked: bool) -> str:
     if asked:
         return "stopped by the client"
+    if code == _GONE:
+        return "exited"
     if code < 0:
         return f"killed by {signal.Signals(-code).name}"
     return "exited" if code == 0 else f"exited with code {code}"
@@ -202,6 +240,68 @@ class _Process:
             _, status = os.waitpid(self.pid, 0)
             self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
+
+
+class _Adopted(_Process):
+    """A worker process another process started: watched through ``/proc``, not waited for."""
+
+    def __init__(self, pid: int, ticks: int | None) -> None:
+        super().__init__(pid)
+        self.ticks = ticks
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not _alive(self.pid, self.ticks):
+            self.returncode = _GONE
+        return self.returncode
+
+    def wait(self) -> int:
+        while self.poll() is None:
+            time.sleep(0.05)
+        assert self.returncode is not None
+        return self.returncode
+
+
+def _start_ticks(pid: int) -> int | None:
+    """When a process started (clock ticks since boot), to tell it from a later one with the
+    same pid; None where ``/proc`` is missing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _alive(pid: int, ticks: int | None) -> bool:
+    """Whether the process is still the one recorded, and not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0] not in ("Z", "X") and (ticks is None or int(fields[19]) == ticks)
+
+
+def _write_record(path: Path, pid: int, started: float) -> None:
+    record = {"pid": pid, "ticks": _start_ticks(pid), "started": started}
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(record))
+    os.replace(temporary, path)
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A worker's process record; None when it is missing or still being written."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return None
 
 
 class _Spawned(_Process):

@@ -4,7 +4,9 @@ one-minute minimum. Pure functions of times and rates."""
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 #: Every task is billed for at least this many seconds.
 MINIMUM_SECONDS = 60.0
@@ -34,3 +36,21 @@ def billed_seconds(start: float, stop: float) -> float:
 def task_cost(start: float, stop: float, hourly: float) -> float:
     """The cost of one task billed at ``hourly`` dollars from ``start`` to ``stop``."""
     return billed_seconds(start, stop) * hourly / 3600.0
+
+
+def ledger_cost(
+    ledger: Mapping[str, Mapping[str, Any]], hourly: Mapping[str, float] | None, now: float
+) -> float:
+    """The cost so far of the workers a session's ledger lists (``launched``, ``stopped``
+    or None while running, ``spot``), at ``hourly`` dollars per worker-hour by "on-demand"
+    and "spot"; 0 where workers cost nothing."""
+    if not hourly:
+        return 0.0
+    return sum(
+        task_cost(
+            entry["launched"],
+            entry["stopped"] if entry.get("stopped") is not None else now,
+            hourly["spot" if entry.get("spot") else "on-demand"],
+        )
+        for entry in ledger.values()
+    )

@@ -14,10 +14,13 @@ find its work:
   run's state and chunk count.
 - ``requeued``: per run, chunks whose worker stopped, with that worker's id; any worker may
   take them over at once instead of waiting for their leases to run out.
+- ``ledger``: every worker launched, with when, whether on spot, and when it was seen
+  stopped: what anyone (a status call, the supervisor's cost cap) prices the session by.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +43,7 @@ class Control:
     roster: dict[str, int] = field(default_factory=dict)
     runs: dict[str, RunManifest] = field(default_factory=dict)
     requeued: dict[str, dict[str, str]] = field(default_factory=dict)  # run -> chunk -> worker
+    ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # worker -> launched, ...
 
     def encode(self) -> bytes:
         return to_json(asdict(self))
@@ -79,6 +83,10 @@ class ControlWriter:
         version, so that neither change is lost.
         """
         with self._lock:
+            if self._etag is None:  # a writer new to the record edits its latest version
+                with contextlib.suppress(NotFound):
+                    data, self._etag = self.store.get_versioned(self.key)
+                    self.control = Control.decode(data)
             edit(self.control)
             while True:
                 self.control.heartbeat = time.time()
@@ -93,6 +101,35 @@ class ControlWriter:
                     current, self._etag = self.store.get_versioned(self.key)
                     self.control = Control.decode(current)
                     edit(self.control)
+
+    def load(self) -> Control:
+        """Read the record as it is now (``NotFound`` when the session was closed)."""
+        with self._lock:
+            data, self._etag = self.store.get_versioned(self.key)
+            self.control = Control.decode(data)
+            return self.control
+
+    def publish_session(self) -> None:
+        """Copy the record's session into ``session.json``, the copy people read.
+
+        The control record is the authority; this copy is written with compare-and-swap
+        from the freshest control record read *after* the copy's version, so that two
+        writers never leave an older deadline or state behind.
+        """
+        keys_session = self.key.rsplit("/", 1)[0] + "/session.json"
+        while True:
+            try:
+                _, etag = self.store.get_versioned(keys_session)
+                session = self.load().session
+            except NotFound:
+                return  # the session is being removed
+            if session is None:
+                return
+            try:
+                self.store.put_if_match(keys_session, session.encode(), etag)
+                return
+            except PreconditionFailed:
+                continue
 
     def beat(self) -> None:
         """Refresh the heartbeat only."""

@@ -5,21 +5,26 @@ gives each a stripe, creates runs, and runs a monitor thread that keeps the clie
 fresh, notices workers that stopped, ends their leases and offers their chunks to the others
 at once (so no chunk waits for a lease to expire), and launches replacements (on the stopped
 workers' stripes) while work remains.
+
+A detached session (``starburst.session``) outlives its client, so its workers are watched
+and replaced by whoever holds its supervisor lease (``supervisor.py``): this driver while it
+is attached, else one of the workers. Closing its driver only detaches.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
 import threading
 import time
 
-from ..backends import Backend, LaunchRequest, WorkerInfo, place
+from ..backends import Backend, LaunchRequest, Placement, WorkerInfo, place
 from ..cost.guard import CostGuard, CostLimits
-from ..errors import OutOfMemoryError, WorkerStartError
+from ..errors import OutOfMemoryError, SessionNotFoundError, StarburstError, WorkerStartError
 from ..options import RunOptions, WorkerSpec
-from ..store import Store
+from ..store import NotFound, Store
 from .chunking import ChunkStream
 from .claims import end_lease
 from .control import Control, ControlWriter
@@ -27,11 +32,14 @@ from .layout import from_json
 from .manifest import CallStyle, RunManifest
 from .run import Run
 from .session import SessionRecord, Timings, new_session_id
+from .supervisor import Supervisor
 
 log = logging.getLogger("starburst")
 
 #: Workers that stop without completing any chunk, in a row, before the driver gives up.
 MAX_FRUITLESS_EXITS = 3
+#: How long removing a session waits for its workers to be gone before deleting its data.
+_REMOVAL_WAIT_SECONDS = 120.0
 #: The order in which worker phases are shown.
 _PHASE_ORDER = ("requested", "provisioning", "pulling image", "starting", "pending", "running")
 
@@ -39,24 +47,22 @@ _PHASE_ORDER = ("requested", "provisioning", "pulling image", "starting", "pendi
 class Driver:
     """One session: its store, its workers and the runs submitted to it."""
 
-    def __init__(self, spec: WorkerSpec, limits: CostLimits | None = None) -> None:
-        self.spec = spec
-        session_id = new_session_id()
-        self._placement = place(spec, session_id)
-        self.store: Store = self._placement.store
-        self.backend: Backend = self._placement.backend
-        timings = Timings.for_store(self.store, attached=True)
-        self.session = SessionRecord(
-            session_id=session_id,
-            backend=spec.backend,
-            workers=spec.workers,
-            cpu=spec.cpu,
-            memory_mib=spec.memory_mib,
-            timings=timings,
-        )
-        self.keys = self.session.keys
+    def __init__(
+        self, placement: Placement, session: SessionRecord, limits: CostLimits | None = None
+    ) -> None:
+        self.spec = session.spec
+        self._placement = placement
+        self.store: Store = placement.store
+        self.backend: Backend = placement.backend
+        self.session = session
+        self.keys = session.keys
         self.control = ControlWriter(self.store, self.keys)
-        self.cost = CostGuard(session_id, spec, self.backend, limits or CostLimits())
+        self.cost = CostGuard(session.session_id, self.spec, self.backend, limits or CostLimits())
+        self.supervisor = (
+            None
+            if session.attached
+            else Supervisor(self.store, self.keys, self.backend, f"client-{new_session_id()}")
+        )
         self.runs: list[Run] = []
         self.workers: dict[str, bool] = {}  # worker id -> still live
         self._stripe_of: dict[str, int] = {}  # worker id -> its stripe index
@@ -70,6 +76,51 @@ class Driver:
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._monitor: threading.Thread | None = None
+
+    @classmethod
+    def new(
+        cls,
+        spec: WorkerSpec,
+        limits: CostLimits | None = None,
+        *,
+        detached: bool = False,
+        ttl: float | None = None,
+    ) -> Driver:
+        """A driver for a new session (not written anywhere until ``start``)."""
+        session_id = new_session_id()
+        placement = place(spec, session_id, detached=detached)
+        session = SessionRecord(
+            session_id=session_id,
+            backend=spec.backend,
+            workers=spec.workers,
+            cpu=spec.cpu,
+            memory_mib=spec.memory_mib,
+            timings=Timings.for_store(placement.store, attached=not detached),
+            attached=not detached,
+            spot=spec.spot,
+            max_cost=(limits or CostLimits()).max_cost,
+            launch=placement.launch,
+        )
+        if ttl is not None:
+            session.set_ttl(ttl, session.created)
+        return cls(placement, session, limits)
+
+    @classmethod
+    def reopen(cls, placement: Placement, session: SessionRecord) -> Driver:
+        """A driver for a session that exists: to collect its runs and supervise it (once
+        ``watch`` is called), or to remove it."""
+        driver = cls(placement, session)
+        with contextlib.suppress(NotFound):  # none: a removal that stopped half-way
+            driver.session = driver.control.load().session or session
+        return driver
+
+    def watch(self) -> None:
+        """Start supervising a reopened session (its control record must exist)."""
+        if self.control.control.session is None:
+            raise SessionNotFoundError(
+                f"session {self.keys.session_id} is being removed (its control record is gone)"
+            )
+        self._start_monitor()
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -88,6 +139,11 @@ class Driver:
         (and its first chunks) the moment they come up.
         """
         wanted = self.cost.before_launch(self.spec.workers if workers is None else workers, work)
+        if self.cost.meter is not None:
+            hourly = self.cost.meter.hourly
+            self.session.hourly = {"on-demand": hourly[False], "spot": hourly[True]}
+        if self.supervisor is not None:  # the supervisor keeps ``workers`` up, the quota's way
+            self.session.workers = wanted
         self.store.put(self.keys.session, self.session.encode())
         self._target_workers = wanted
         stripes = self._target_workers * self.spec.processes
@@ -96,16 +152,23 @@ class Driver:
             control.session, control.stripes = self.session, stripes
 
         self.control.change(edit)
-        if launch:
+        if launch and self.supervisor is None:
             self._launch(self._target_workers)
+        self._start_monitor()
+
+    def _start_monitor(self) -> None:
         self._monitor = threading.Thread(target=self._watch, name="starburst-monitor", daemon=True)
         self._monitor.start()
 
     def close(self) -> None:
-        """Stop every worker, then remove the session's data."""
+        """Stop every worker, then remove the session's data (a detached session's driver
+        only lets go: its workers and data stay)."""
         if self._closed.is_set():
             return
         self._closed.set()
+        if self.supervisor is not None:
+            self._detach()
+            return
         busy = False
         for run in self.runs:
             if run.outstanding:
@@ -116,6 +179,37 @@ class Driver:
             self.backend.stop(list(self.workers), grace=busy)
             self.workers = dict.fromkeys(self.workers, False)
             self.cost.finish(lambda: self.backend.describe(list(self.workers)))
+        self._placement.discard()
+        self.store.close()
+
+    def _detach(self) -> None:
+        """Let go of a detached session: stop watching and uploading; the workers go on."""
+        for run in self.runs:
+            run.close()
+        if self._monitor is not None:
+            self._monitor.join()
+        assert self.supervisor is not None
+        with contextlib.suppress(StarburstError):  # else the lease simply runs out
+            self.supervisor.release()
+        self.store.close()
+
+    def remove(self) -> None:
+        """End the session whatever its state: close the control record (workers leave at
+        their next heartbeat), stop every worker the backend still runs, delete its data."""
+        self._closed.set()
+        if self._monitor is not None and self._monitor is not threading.current_thread():
+            self._monitor.join()
+        for run in self.runs:
+            run.cancelled = True
+            run.close()
+        self.store.delete(self.keys.control)
+        found = self.backend.find(self.keys.session_id)
+        self.backend.stop([info.worker_id for info in found if info.state != "stopped"])
+        deadline = time.monotonic() + _REMOVAL_WAIT_SECONDS
+        while time.monotonic() < deadline and any(  # no worker may write after the deletion
+            info.state != "stopped" for info in self.backend.find(self.keys.session_id)
+        ):
+            time.sleep(self.backend.check_interval)
         self._placement.discard()
         self.store.close()
 
@@ -162,9 +256,9 @@ class Driver:
             run_id=run_id, call=call, retries=options.retries, seed=options.seed,
             n_chunks=chunks.n_chunks,
         )  # fmt: skip
-        run = Run(
+        run = Run.submit(
             self.store, self.keys, manifest, function_payload, chunks, n_items,
-            self.check_health, self._signal_run,
+            self.check_health, self._signal_run, announce_early=self.supervisor is None,
         )  # fmt: skip
         with self._lock:
             self.runs.append(run)
@@ -175,6 +269,9 @@ class Driver:
     def _signal_run(self, manifest: RunManifest) -> None:
         """Tell the workers about a new run, or a run's new state."""
         self.control.change(lambda control: control.runs.__setitem__(manifest.run_id, manifest))
+        if self.supervisor is not None and manifest.state == "sealed":
+            with self._lock:  # a detached run is announced once sealed: launch workers now
+                self._ensure_workers()
 
     def check_health(self) -> None:
         """Raise the monitor's fatal error, if it found one."""
@@ -184,8 +281,14 @@ class Driver:
     # Monitor -----------------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        while not self._closed.wait(self.backend.check_interval):
+        interval = self.backend.check_interval
+        if self.supervisor is not None:
+            interval = self.session.timings.heartbeat
+        while not self._closed.wait(interval):
             try:
+                if self.supervisor is not None:
+                    self._supervise()
+                    continue
                 self._beat_if_due()
                 self._check_workers()
             except Exception as exc:  # keep watching; report the first fatal problem
@@ -229,6 +332,8 @@ class Driver:
         def edit(control: Control) -> None:
             for info in infos:
                 control.roster.pop(info.worker_id, None)
+                if info.worker_id in control.ledger:
+                    control.ledger[info.worker_id]["stopped"] = info.stopped_at or time.time()
             for run_id, chunks in requeued.items():
                 if chunks:
                     control.requeued.setdefault(run_id, {}).update(chunks)
@@ -306,9 +411,20 @@ class Driver:
 
         self.control.change(edit)
 
+    def _supervise(self) -> None:
+        """One supervision step of a detached session, if no one else holds the role."""
+        assert self.supervisor is not None
+        self.supervisor.try_step(3 * self.session.timings.heartbeat)
+        for notice in self.supervisor.notices + self.backend.take_notices():
+            print(f"starburst: {notice}", file=sys.stderr)
+        self.supervisor.notices.clear()
+
     def _ensure_workers(self) -> None:
         """Keep the target number of workers up while any run has work left."""
         if self.failure is not None or self._closed.is_set():
+            return
+        if self.supervisor is not None:
+            self._supervise()
             return
         if not any(run.outstanding for run in self.runs):
             return
@@ -338,9 +454,13 @@ class Driver:
             self._target_workers = max(1, self.live_workers)
         total = max(self._stripe_of.values(), default=0) + 1
         roster = {worker_id: self._stripe_of[worker_id] for worker_id in started}
+        now, spot = time.time(), self.spec.spot
 
         def edit(control: Control) -> None:
             control.roster.update(roster)
+            control.ledger.update(
+                {w: {"launched": now, "stopped": None, "spot": spot} for w in started}
+            )
             control.stripes = max(total, self._target_workers) * self.spec.processes
 
         self.control.change(edit)

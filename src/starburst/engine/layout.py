@@ -10,6 +10,10 @@ data/<sid>/<rid>/fn.bin                the function, uploaded once
 data/<sid>/<rid>/in/<chunk>            a chunk's items
 data/<sid>/<rid>/claim/<chunk>         who holds the chunk, attempt, lease expiry (JSON)
 data/<sid>/<rid>/out/<chunk>           the chunk's results and per-item errors
+data/<sid>/<rid>/failed/<chunk>        which items of the chunk failed (JSON), for status
+data/<sid>/<rid>/chunks.json           a detached run's chunk starts (JSON), for status
+sessions/<sid>/supervisor.json         who supervises a detached session (a lease, JSON)
+sessions/<sid>/procs/<wid>.json        a local worker's process id
 ```
 """
 
@@ -94,6 +98,19 @@ class RunKeys:
     @property
     def function(self) -> str:
         return f"{self.prefix}fn.bin"
+
+    @property
+    def starts(self) -> str:
+        """A sealed detached run's first item index of each chunk (JSON), for its status."""
+        return f"{self.prefix}chunks.json"
+
+    @property
+    def failed(self) -> str:
+        """Markers of the chunks that have failed items: ``failed/<chunk>`` (JSON)."""
+        return f"{self.prefix}failed/"
+
+    def failure_marker(self, chunk: int) -> str:
+        return self.failed + chunk_name(chunk)
 
     @property
     def inputs(self) -> str:

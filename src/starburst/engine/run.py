@@ -16,10 +16,10 @@ from typing import Any, TypeVar
 
 from ..errors import CancelledError, RunTimeoutError
 from ..serialize import dumps_parts, loads
-from ..store import PreconditionFailed, Store
+from ..store import NotFound, PreconditionFailed, Store
 from .chunking import ChunkStream
 from .claims import LostChunk
-from .layout import RunKeys, SessionKeys
+from .layout import RunKeys, SessionKeys, to_json
 from .manifest import RunManifest
 from .outcome import ChunkOutput, ItemFailure
 
@@ -34,9 +34,6 @@ class Run:
         store: Store,
         session: SessionKeys,
         manifest: RunManifest,
-        function_payload: bytes,
-        chunks: ChunkStream,
-        n_items: int | None,
         health_check: Callable[[], None],
         on_change: Callable[[RunManifest], None],
     ) -> None:
@@ -45,13 +42,13 @@ class Run:
         self.run_id = manifest.run_id
         self.keys: RunKeys = session.run(manifest.run_id)
         self._manifest_key = session.manifest(manifest.run_id)
-        self.n_items = n_items
-        self.n_chunks: int | None = None
+        self.n_items = manifest.n_items
+        self.n_chunks: int | None = manifest.n_chunks if manifest.state == "sealed" else None
         self.spans: dict[int, tuple[int, int]] = {}  # chunk -> (first index, item count)
         self.delivered: set[int] = set()
         self.items_delivered = 0
         self.upload_error: BaseException | None = None
-        self.cancelled = False
+        self.cancelled = manifest.state == "cancelled"
         self._health_check = health_check
         self._on_change = on_change
         self._lowest_pending = 0
@@ -61,16 +58,58 @@ class Run:
         self._downloads: dict[int, Future[ChunkOutput]] = {}  # chunk -> its output, coming
         self._next_listing = 0.0  # time.monotonic() of the next listing of out/
         self._listing_pause = store.poll_interval
-        store.put(self.keys.function, function_payload)
-        store.put_if_absent(self._manifest_key, manifest.encode())
-        on_change(manifest)
-        self._uploader = threading.Thread(
-            target=self._upload, args=(chunks,), name=f"upload-{self.run_id}", daemon=True
+        self._uploader: threading.Thread | None = None
+        self._announced = True
+
+    @classmethod
+    def submit(
+        cls,
+        store: Store,
+        session: SessionKeys,
+        manifest: RunManifest,
+        function_payload: bytes,
+        chunks: ChunkStream,
+        n_items: int | None,
+        health_check: Callable[[], None],
+        on_change: Callable[[RunManifest], None],
+        *,
+        announce_early: bool = True,
+    ) -> Run:
+        """A new run: its function is stored; ``start_upload`` streams its chunks.
+
+        With ``announce_early`` the workers hear of the run at once and start on its first
+        chunks while the rest upload; without, they hear of it once every chunk is stored
+        (a detached session's run then either exists whole or not at all).
+        """
+        run = cls(store, session, manifest, health_check, on_change)
+        run.n_items, run.n_chunks = n_items, None
+        store.put(run.keys.function, function_payload)
+        run._announced = announce_early
+        if announce_early:
+            store.put_if_absent(run._manifest_key, manifest.encode())
+            on_change(manifest)
+        run._uploader = threading.Thread(
+            target=run._upload, args=(chunks,), name=f"upload-{run.run_id}", daemon=True
         )
+        return run
+
+    @classmethod
+    def existing(cls, store: Store, session: SessionKeys, manifest: RunManifest) -> Run:
+        """A run submitted earlier (by this process or another), to collect."""
+        run = cls(store, session, manifest, lambda: None, lambda manifest: None)
+        run._uploaded.set()
+        return run
 
     def start_upload(self) -> None:
         """Start streaming the chunks up (a background thread)."""
+        assert self._uploader is not None
         self._uploader.start()
+
+    def wait_uploaded(self) -> None:
+        """Wait until every chunk is stored; raise what stopped the upload, if anything."""
+        self._uploaded.wait()
+        if self.upload_error is not None:
+            raise self.upload_error
 
     # Upload ----------------------------------------------------------------------------------
 
@@ -98,6 +137,9 @@ class Run:
                 for future in pending:
                     future.result()
             self.n_chunks, self.n_items = count, items
+            if not self._announced:
+                self._announce(count, items)
+                return
             self._update_manifest(state="sealed", n_chunks=count, n_items=items)
         except BaseException as exc:  # the caller's iterable failed, or the store did
             self.upload_error = exc
@@ -105,10 +147,24 @@ class Run:
         finally:
             self._uploaded.set()
 
+    def _announce(self, n_chunks: int, n_items: int) -> None:
+        """Store the sealed run whole (its chunks' first items beside it) and tell the workers."""
+        starts = [self.spans[chunk][0] for chunk in range(n_chunks)]
+        self.store.put(self.keys.starts, to_json({"starts": starts}))
+        self.manifest.state, self.manifest.n_chunks, self.manifest.n_items = (
+            "sealed", n_chunks, n_items,
+        )  # fmt: skip
+        self.store.put_if_absent(self._manifest_key, self.manifest.encode())
+        self._announced = True
+        self._on_change(self.manifest)
+
     def _update_manifest(self, **changes: Any) -> None:
         """Change the manifest with compare-and-swap, so that no writer's change is lost."""
         while True:
-            data, etag = self.store.get_versioned(self._manifest_key)
+            try:
+                data, etag = self.store.get_versioned(self._manifest_key)
+            except NotFound:  # never announced: nobody knows of the run
+                return
             manifest = RunManifest.decode(data)
             if manifest.state == "cancelled":
                 return

@@ -7,11 +7,37 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import ConfigurationError
+from ..options import WorkerSpec
 from ..store import Store
 from .layout import SessionKeys, from_json, to_json
 from .manifest import runtime_versions
 
 DEFAULT_TTL_SECONDS = 24 * 3600
+#: The longest a session may live: run data expires from the bucket after seven days
+#: (``aws/resources.py``), so a live session's deadline stays a day short of that.
+MAX_TTL_SECONDS = 6 * 24 * 3600
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(name: str, value: str | int | float) -> float:
+    """Seconds from a number of seconds or a text like ``"90s"``, ``"30m"``, ``"24h"``, ``"2d"``."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        unit = _UNITS.get(text[-1:]) if text else None
+        try:
+            seconds = float(text[:-1]) * unit if unit else float(text)
+        except ValueError:
+            seconds = None
+    if seconds is None or not seconds > 0:
+        raise ConfigurationError(
+            f"{name}={value!r} is not a duration: give seconds (e.g. 3600) or a text such as "
+            "'90m', '24h' or '2d'"
+        )
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -60,8 +86,18 @@ class SessionRecord:
     timings: Timings
     created: float = field(default_factory=time.time)
     deadline: float = 0.0
+    #: Whether the session lives only as long as its client (a ``Cluster``); a detached
+    #: session (``starburst.session``) outlives it.
     attached: bool = True
+    #: "open"; "capped" once the cost cap stopped it; "closed" while it is being removed.
     state: str = "open"
+    spot: bool = False
+    max_cost: float | None = None
+    #: Dollars per worker-hour, by "on-demand" and "spot"; None where workers cost nothing.
+    hourly: dict[str, float] | None = None
+    #: What a supervisor needs to launch more workers without the client (never secrets):
+    #: the store's URL and the backend's resource names.
+    launch: dict[str, Any] = field(default_factory=dict)
     #: The client's Python and serializer versions: workers refuse to start on others.
     versions: dict[str, str] = field(default_factory=runtime_versions)
 
@@ -72,6 +108,27 @@ class SessionRecord:
     @property
     def keys(self) -> SessionKeys:
         return SessionKeys(self.session_id)
+
+    @property
+    def spec(self) -> WorkerSpec:
+        """The workers this session runs."""
+        return WorkerSpec(self.backend, self.workers, self.cpu, self.memory_mib, self.spot)
+
+    def expired(self, now: float | None = None) -> bool:
+        """Whether the session is past its deadline (its workers have stopped)."""
+        return (time.time() if now is None else now) >= self.deadline
+
+    def set_ttl(self, seconds: float, start: float) -> None:
+        """Set the deadline ``seconds`` after ``start``, within ``MAX_TTL_SECONDS`` of creation."""
+        latest = self.created + MAX_TTL_SECONDS
+        if start + seconds > latest + 1:
+            raise ConfigurationError(
+                f"a session lives at most {MAX_TTL_SECONDS // 86400} days (its data expires "
+                f"from the bucket a day later); this one can run until "
+                f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(latest))}. Start a new "
+                "session for work beyond that"
+            )
+        self.deadline = start + seconds
 
     def encode(self) -> bytes:
         return to_json(asdict(self))

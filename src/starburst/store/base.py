@@ -130,6 +130,12 @@ class Store(ABC):
                 return
             start_after = keys[-1]
 
+    def list_folders(self, prefix: str) -> list[str]:
+        """The names of the "folders" directly under ``prefix`` (which ends with ``/``): the
+        distinct next path parts of its keys that have more parts after them, sorted."""
+        self._request("list")
+        return self._list_folders(prefix)
+
     def delete_prefix(self, prefix: str) -> int:
         """Remove every key under ``prefix``; return how many were removed."""
         keys = list(self.list(prefix))
@@ -177,3 +183,6 @@ class Store(ABC):
     def _list_page(
         self, prefix: str, start_after: str | None, limit: int
     ) -> tuple[list[str], bool]: ...
+
+    @abstractmethod
+    def _list_folders(self, prefix: str) -> list[str]: ...

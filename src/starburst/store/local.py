@@ -157,6 +157,19 @@ class LocalStore(Store):
         ]
         return keys[:limit], len(keys) > limit
 
+    def _list_folders(self, prefix: str) -> list[str]:
+        try:
+            entries = list(os.scandir(self.root / prefix))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted(
+            e.name
+            for e in entries
+            if not e.name.startswith(".")
+            and e.is_dir(follow_symlinks=False)
+            and next(self._walk(Path(e.path), e.name), None) is not None  # empty ones stay
+        )
+
     def _walk(self, base: Path, rel: str) -> Iterator[str]:
         try:
             entries = list(os.scandir(base))

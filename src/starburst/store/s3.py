@@ -126,6 +126,17 @@ class S3Store(Store):
         keys = [item["Key"][len(self.prefix) :] for item in response.get("Contents", [])]
         return keys, bool(response.get("IsTruncated"))
 
+    def _list_folders(self, prefix: str) -> list[str]:
+        folders: list[str] = []
+        params: dict[str, Any] = {"Prefix": self._key(prefix), "Delimiter": "/"}
+        while True:
+            response = self._call("list_objects_v2", **params)
+            start = len(self._key(prefix))
+            folders += [p["Prefix"][start:-1] for p in response.get("CommonPrefixes", [])]
+            if not response.get("IsTruncated"):
+                return sorted(folders)
+            params["ContinuationToken"] = response["NextContinuationToken"]
+
 
 class _Conflict(Exception):
     """A concurrent conditional write answered 409: try again."""

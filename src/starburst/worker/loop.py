@@ -100,6 +100,7 @@ class WorkerLoop:
         self._terminating = False
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
+        self._supervisor: Any = None  # built on first use, by the first process only
 
     # The main loop -------------------------------------------------------------------------
 
@@ -188,9 +189,9 @@ class WorkerLoop:
 
     def _sync_runs(self, control: Control) -> None:
         """Follow the control record: new runs, sealed or cancelled ones, finished ones."""
-        for run_id, state in self.runs.items():
-            if run_id not in control.runs:
-                state.finished = True
+        for run_id in [r for r in self.runs if r not in control.runs]:
+            del self.runs[run_id]  # over: the run left the record
+            self.functions.pop(run_id, None)
         for run_id, manifest in control.runs.items():
             state = self.runs.get(run_id)
             if state is None:
@@ -405,6 +406,9 @@ class WorkerLoop:
             data = dumps(output, compress=compress, to_client=True)
         except Exception:
             data = dumps(_without_unpicklable(output), compress=compress, to_client=True)
+        if output.failures:  # before the output, so that a status never misses a failure
+            marker = {"items": sorted(output.failures), "worker": self.worker_id}
+            self.store.put(lease.keys.failure_marker(lease.chunk), to_json(marker))
         try:
             self.store.put_if_absent(lease.keys.output(lease.chunk), data)
             self.store.announce()
@@ -433,6 +437,27 @@ class WorkerLoop:
                 log.warning("stopping: %s", reason)
                 self._write_heartbeat(state="exited")
                 os._exit(0)
+            self._supervise()
+
+    def _supervise(self) -> None:
+        """In a detached session, the first process of each worker may hold the supervisor
+        role (``engine/supervisor.py``): it replaces lost workers while no client is there."""
+        control = self.control
+        if self.process != 0 or control is None or control.session is None:
+            return
+        if control.session.attached:
+            return
+        if self._supervisor is None:
+            from ..backends import backend_for
+            from ..engine.supervisor import Supervisor
+
+            session = control.session
+            backend = backend_for(session.backend, session.session_id, self.store, session.launch)
+            self._supervisor = Supervisor(self.store, self.keys, backend, self.base_id)
+        try:
+            self._supervisor.try_step(3 * self.timings.heartbeat)
+        except Exception as exc:  # tried again at the next heartbeat
+            log.warning("supervision step failed: %s", exc)
 
     def _reason_to_quit(self) -> str | None:
         control = self._read_control()
@@ -446,6 +471,10 @@ class WorkerLoop:
         return None
 
     def _write_heartbeat(self, state: str) -> None:
+        if state == "exited":
+            self._read_control()  # a last look: a closed session's records are being removed
+        if self.control is None:
+            return
         record = {
             "worker": self.worker_id,
             "host": socket.gethostname(),

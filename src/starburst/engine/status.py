@@ -1,0 +1,222 @@
+"""A session's status, read from the store alone: the same answer from any process.
+
+It costs a few list requests per run (``out/`` and ``failed/`` a thousand chunks per
+request) and one read per chunk that has failures, never a read of every output.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..cost.billing import ledger_cost
+from ..store import NotFound, Store
+from .control import Control
+from .layout import RunKeys, SessionKeys, from_json
+from .manifest import RunManifest
+from .session import SessionRecord
+
+#: Session states, as ``status`` and ``list_sessions`` show them.
+STATES = {
+    "idle": "nothing submitted yet",
+    "running": "work left, workers up",
+    "waiting": "work left, no worker up: attaching relaunches them",
+    "done": "every item has a result or an error",
+    "capped": "stopped at max_cost",
+    "expired": "past its deadline: its workers stopped",
+    "attached": "a Cluster or map whose client is alive",
+    "abandoned": "a Cluster or map whose client died: `starburst sessions cleanup` removes it",
+    "closed": "being removed",
+}
+
+
+@dataclass
+class RunStatus:
+    """Progress of one run."""
+
+    run_id: str
+    kind: str  # "map", or "call" for a single submitted call
+    state: str  # "running", "done" or "cancelled"
+    items: int
+    done: int  # items with a result
+    failed: int  # items whose function raised, or whose workers were lost
+    pending: int
+    created: float
+    eta_seconds: float | None
+
+    def __str__(self) -> str:
+        eta = "" if self.eta_seconds is None else f", ETA {_duration(self.eta_seconds)}"
+        return (
+            f"{self.run_id} ({self.kind}): {self.done}/{self.items} done, {self.failed} failed, "
+            f"{self.pending} pending, {self.state}{eta}"
+        )
+
+
+@dataclass
+class SessionStatus:
+    """What ``Session.status()`` and ``starburst sessions status`` report."""
+
+    session_id: str
+    backend: str
+    state: str
+    created: float
+    deadline: float
+    workers: int  # workers up now (by their heartbeats)
+    workers_requested: int
+    cost: float | None  # dollars so far; None where workers cost nothing
+    runs: list[RunStatus] = field(default_factory=list)
+
+    @property
+    def items(self) -> int:
+        return sum(run.items for run in self.runs)
+
+    @property
+    def finished(self) -> int:
+        """Items with a result or an error."""
+        return sum(run.done + run.failed for run in self.runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The status as plain data (what ``--json`` prints)."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        cost = "" if self.cost is None else f", ~${self.cost:.4f} so far"
+        left = self.deadline - time.time()
+        until = f"deadline in {_duration(left)}" if left > 0 else "past its deadline"
+        lines = [
+            f"session {self.session_id} on {self.backend}: {self.state} "
+            f"({self.finished}/{self.items} items, {self.workers}/{self.workers_requested} "
+            f"workers up{cost}; {until})"
+        ]
+        lines += [f"  {run}" for run in self.runs]
+        return "\n".join(lines)
+
+
+def read_status(store: Store, session_id: str, now: float | None = None) -> SessionStatus:
+    """The session's status; ``NotFound`` when it has no record."""
+    now = time.time() if now is None else now
+    keys = SessionKeys(session_id)
+    record = SessionRecord.load(store, session_id)
+    try:
+        control: Control | None = Control.load(store, keys)
+    except NotFound:
+        control = None
+    session = control.session if control is not None and control.session else record
+    runs = [run_status(store, keys, m, now) for m in run_manifests(store, keys)]
+    roster = live_workers(store, keys, session, control, now) if control is not None else 0
+    cost = None
+    if session.hourly and control is not None:
+        cost = ledger_cost(control.ledger, session.hourly, now)
+    state = _state(session, control, runs, roster, now)
+    return SessionStatus(
+        session_id, session.backend, state, session.created, session.deadline, roster,
+        session.workers, cost, runs,
+    )  # fmt: skip
+
+
+def live_workers(
+    store: Store, keys: SessionKeys, session: SessionRecord, control: Control, now: float
+) -> int:
+    """Workers up now: those with a recent heartbeat, and those launched too recently to
+    have written one."""
+    fresh = 3 * session.timings.heartbeat
+    up: set[str] = set()
+    seen: set[str] = set()
+    records = list(store.list(keys.workers_prefix))
+    with ThreadPoolExecutor(max(1, min(16, store.parallelism))) as pool:
+        for key, record in zip(records, pool.map(_read_or_none(store), records), strict=True):
+            worker = key[len(keys.workers_prefix) :].rsplit(".", 2)[0]  # <id>.<process>.json
+            seen.add(worker)
+            if record and record.get("state") != "exited" and now - record["heartbeat"] < fresh:
+                up.add(worker)
+    for worker in control.roster:
+        launched = control.ledger.get(worker, {}).get("launched", 0.0)
+        if worker not in seen and now - launched < max(60.0, fresh):
+            up.add(worker)  # starting: no heartbeat yet
+    return len(up)
+
+
+def _read_or_none(store: Store) -> Callable[[str], dict[str, Any] | None]:
+    def read(key: str) -> dict[str, Any] | None:
+        try:
+            return from_json(store.get(key))
+        except NotFound:
+            return None
+
+    return read
+
+
+def run_manifests(store: Store, keys: SessionKeys) -> list[RunManifest]:
+    """The session's runs, in submission order."""
+    return [RunManifest.decode(store.get(key)) for key in store.list(keys.runs_prefix)]
+
+
+def run_status(store: Store, keys: SessionKeys, manifest: RunManifest, now: float) -> RunStatus:
+    """One run's progress, from its listings."""
+    run_keys = keys.run(manifest.run_id)
+    kind = "call" if manifest.call == "task" else "map"
+    items = manifest.n_items or 0
+    outputs = [RunKeys.chunk_of(k) for k in store.list(run_keys.outputs)]
+    sizes = _chunk_sizes(store, run_keys, manifest)
+    failed = 0
+    for key in store.list(run_keys.failed):
+        marker = from_json(store.get(key))
+        chunk = RunKeys.chunk_of(key)
+        failed += sizes.get(chunk, 0) if marker.get("lost") else len(marker["items"])
+    finished = sum(sizes.get(chunk, 0) for chunk in outputs)
+    if not sizes and manifest.n_chunks:  # no chunk sizes stored: count chunks as average
+        finished = round(items * len(outputs) / manifest.n_chunks)
+    pending = max(0, items - finished)
+    state = "cancelled" if manifest.state == "cancelled" else "running" if pending else "done"
+    eta = None
+    if pending and finished and state == "running":
+        eta = (now - manifest.created) / finished * pending
+    return RunStatus(
+        manifest.run_id, kind, state, items, finished - failed, failed, pending,
+        manifest.created, eta,
+    )  # fmt: skip
+
+
+def _chunk_sizes(store: Store, keys: RunKeys, manifest: RunManifest) -> dict[int, int]:
+    """Each chunk's item count, from the run's stored chunk starts (detached runs)."""
+    try:
+        starts: list[int] = from_json(store.get(keys.starts))["starts"]
+    except NotFound:
+        return {}
+    ends = [*starts[1:], manifest.n_items or 0]
+    return {chunk: end - start for chunk, (start, end) in enumerate(zip(starts, ends, strict=True))}
+
+
+def _state(
+    session: SessionRecord,
+    control: Control | None,
+    runs: list[RunStatus],
+    roster: int,
+    now: float,
+) -> str:
+    if control is None:
+        return "closed"
+    if session.attached:
+        timeout = session.timings.client_timeout or 60.0
+        return "attached" if now - control.heartbeat <= 3 * timeout else "abandoned"
+    if session.state == "capped":
+        return "capped"
+    if session.expired(now):
+        return "expired"
+    if not runs:
+        return "idle"
+    if all(run.state != "running" for run in runs):
+        return "done"
+    return "running" if roster else "waiting"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

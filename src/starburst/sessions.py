@@ -1,0 +1,495 @@
+"""Detached sessions: submit work, close the laptop, attach later from anywhere, collect.
+
+::
+
+    session = starburst.session(workers=50, cpu=2, memory="4GB", backend="fargate")
+    run = session.map(expensive_function, huge_dataset)   # returns once the inputs are stored
+    print(session.id)                                     # the laptop may now close
+
+    session = starburst.attach(session_id)                # any process, any machine
+    session.status()
+    results = session.collect(wait=True, timeout=3600)
+    session.cleanup()
+
+A session is the same engine as a ``Cluster``; it differs in three ways. Its workers do not
+watch for a client: they stop when idle, and always at the session's deadline (its ``ttl``).
+A run is announced to the workers only once all its inputs are stored, so a run exists whole
+or not at all. And lost workers are replaced by whoever holds the session's supervisor lease
+(this client while attached, else one of the workers: ``engine/supervisor.py``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import cloudpickle
+
+from .cluster import Plan, plan_call
+from .cost.guard import CostLimits
+from .engine.chunking import chunks_per_slot, iter_chunks
+from .engine.driver import Driver
+from .engine.manifest import RunFunction, RunManifest
+from .engine.outcome import ChunkOutput
+from .engine.run import Run
+from .engine.session import SessionRecord, parse_duration
+from .engine.status import RunStatus, SessionStatus, read_status, run_manifests, run_status
+from .errors import (
+    ConfigurationError,
+    PartialResults,
+    RunTimeoutError,
+    SerializationError,
+    SessionExpiredError,
+    SessionNotFoundError,
+    StarburstError,
+)
+from .options import RunOptions, WorkerSpec
+from .serialize import dumps
+from .store import NotFound, Store
+
+_SESSION_ID = re.compile(r"^sb-\d{8}-\d{6}-[0-9a-f]{6}$")
+#: How often a waiting ``collect`` rereads the session's state (expired, capped, removed).
+_STATE_CHECK_SECONDS = 5.0
+
+
+class _Pending:
+    """The placeholder of an item that has no result yet."""
+
+    _instance: _Pending | None = None
+
+    def __new__(cls) -> _Pending:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "starburst.PENDING"
+
+    def __reduce__(self) -> str:
+        return "PENDING"
+
+
+#: Stands in ``collect(wait=False)``'s results for items not computed yet.
+PENDING = _Pending()
+
+
+def session(
+    workers: int | None = None,
+    cpu: int | float | None = None,
+    memory: str | int | float | None = None,
+    backend: str | None = None,
+    *,
+    spot: bool = False,
+    ttl: str | float = "24h",
+    max_cost: float | None = None,
+    cost_alert: float | None = None,
+) -> Session:
+    """Open a detached session: its workers and results outlive this process.
+
+    ``ttl`` (seconds, or e.g. ``"90m"``, ``"24h"``, ``"2d"``; at most 6 days) is when its
+    workers stop whatever remains; ``Session.extend`` moves it. ``max_cost`` caps what its
+    workers may cost, even while no client is attached. Workers start with the first run.
+    """
+    spec = WorkerSpec.build(backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot)
+    limits = CostLimits.build(max_cost, cost_alert)
+    driver = Driver.new(spec, limits, detached=True, ttl=parse_duration("ttl", ttl))
+    driver.start(launch=False)
+    return Session(driver)
+
+
+def attach(session_id: str, *, allow_expired: bool = False) -> Session:
+    """Reopen a detached session by id, from any process or machine with the same store.
+
+    Raises ``SessionNotFoundError`` for an unknown id, and ``SessionExpiredError`` for a
+    session past its deadline unless ``allow_expired`` (to collect what it finished).
+    """
+    store, record = _locate(session_id)
+    if record.attached:
+        raise ConfigurationError(
+            f"{session_id} is the session of a Cluster or map, which lives only as long as "
+            "its client; only sessions opened with starburst.session() can be attached"
+        )
+    driver = _reopen(store, record)
+    record = driver.session  # the control record's copy: the authority on the deadline
+    if record.expired() and not allow_expired:
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(record.deadline))
+        raise SessionExpiredError(
+            f"session {session_id} expired at {when}: its workers have stopped. Collect what "
+            f"it finished with starburst.attach({session_id!r}, allow_expired=True)"
+            ".collect(wait=False), or `starburst sessions collect "
+            f"{session_id} --no-wait -o FILE`; `starburst sessions cleanup {session_id}` "
+            "removes it"
+        )
+    driver.watch()
+    return Session(driver)
+
+
+def remove_session(session_id: str) -> None:
+    """Stop a session's workers and delete its data: any session, expired or not, and an
+    abandoned ``Cluster``'s too (its client died before it could clean up)."""
+    store, record = _locate(session_id)
+    _reopen(store, record).remove()
+
+
+def _reopen(store: Store, record: SessionRecord) -> Driver:
+    from .backends import Placement, backend_for, local_placement
+    from .store import LocalStore
+
+    session_id = record.session_id
+    if isinstance(store, LocalStore):
+        placement = local_placement(store, session_id)
+    else:
+        from .backends.fargate import discard_session
+
+        backend = backend_for(record.backend, session_id, store, record.launch)
+        discard = lambda: discard_session(store, session_id)  # type: ignore[arg-type]  # noqa: E731
+        placement = Placement(store, backend, discard, record.launch)
+    return Driver.reopen(placement, record)
+
+
+def list_sessions() -> list[SessionStatus]:
+    """Every session in the local store and, when set up, in the AWS account's bucket:
+    id, created, backend, state, progress and cost. Oldest first."""
+    found = []
+    for store in _stores():
+        for session_id in store.list_folders("sessions/"):
+            try:
+                found.append(read_status(store, session_id))
+            except NotFound:
+                continue  # being removed, or not a session
+    return sorted(found, key=lambda status: status.created)
+
+
+class Session:
+    """A detached session: submit runs, check on them, collect them, clean up.
+
+    Leaving a ``with`` block, or the process ending, only detaches: the workers go on.
+    """
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+        self._views: dict[str, _RunView] = {}
+        self._removed = False
+        weakref.finalize(self, driver.close)
+
+    @property
+    def id(self) -> str:
+        """The session id: keep it to attach later."""
+        return self._driver.session.session_id
+
+    @property
+    def deadline(self) -> float:
+        """When the workers stop (epoch seconds)."""
+        return self._driver.control.control.session.deadline  # type: ignore[union-attr]
+
+    def __repr__(self) -> str:
+        return f"<starburst.Session {self.id} on {self._driver.spec.backend}>"
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.detach()
+
+    # Submitting --------------------------------------------------------------------------
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any) -> RunHandle:
+        """Submit ``fn`` over the items (several iterables are zipped); returns a run handle
+        once every input is stored. Options: ``chunk_size``, ``retries``,
+        ``retry_exceptions``, ``seed``, ``strict``."""
+        self._check_open()
+        plan = plan_call(self._driver.spec, fn, iterables, "single", **options)
+        return self._submit(plan)
+
+    def starmap(
+        self, fn: Callable[..., Any], iterable: Iterable[Iterable[Any]], **options: Any
+    ) -> RunHandle:
+        """Like ``map``, calling ``fn(*args)`` for each tuple of arguments."""
+        self._check_open()
+        return self._submit(plan_call(self._driver.spec, fn, (iterable,), "star", **options))
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> RunHandle:
+        """Submit one call ``fn(*args, **kwargs)``; its run's result is the call's value."""
+        self._check_open()
+        if not callable(fn):
+            raise StarburstError(f"{fn!r} is not callable; pass a function as the first argument")
+        try:
+            cloudpickle.dumps((fn, args, kwargs))
+        except Exception as exc:
+            raise SerializationError(
+                f"the call {getattr(fn, '__qualname__', fn)!r} cannot be sent to the workers: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        spec = self._driver.spec
+        payload = dumps(RunFunction(None), compress=spec.backend != "local")
+        per_slot = chunks_per_slot(spec.backend)
+        n_items, chunks = iter_chunks([(fn, args, kwargs)], 1, spec.slots, None, per_slot)
+        return self._submit(Plan(payload, chunks, n_items, "task", RunOptions()))
+
+    def _submit(self, plan: Plan) -> RunHandle:
+        run = self._driver.submit(plan.payload, plan.chunks, plan.n_items, plan.call, plan.options)
+        run.wait_uploaded()
+        self._views[run.run_id] = _RunView(run)
+        return RunHandle(self, run.manifest)
+
+    # Looking -----------------------------------------------------------------------------
+
+    @property
+    def runs(self) -> list[RunHandle]:
+        """The session's runs, in submission order (from the store: any client's)."""
+        self._check_open()
+        return [RunHandle(self, m) for m in run_manifests(self._store, self._driver.keys)]
+
+    def status(self) -> SessionStatus:
+        """Per run: items done, failed and pending, and an ETA; workers up; cost so far."""
+        self._check_open()
+        return read_status(self._store, self.id)
+
+    def collect(
+        self, wait: bool = True, timeout: float | None = None, errors: str = "raise"
+    ) -> list[Any]:
+        """Every run's results, in submission order: a list in input order for a ``map``,
+        the value for a ``submit``.
+
+        ``wait=False`` returns at once, with ``starburst.PENDING`` for items not computed
+        yet. ``errors="raise"`` raises the first failure (its remote traceback chained);
+        ``errors="return"`` puts exceptions in place. A ``timeout`` (seconds) raises
+        ``RunTimeoutError``; every error carries what is done in ``exc.starburst_results``
+        (one ``PartialResults`` per run). Calling it again returns the same results.
+        """
+        self._check_open()
+        return self._collect(self.runs, wait, timeout, errors)
+
+    def _collect(
+        self, handles: list[RunHandle], wait: bool, timeout: float | None, errors: str
+    ) -> list[Any]:
+        RunOptions.build(errors=errors, timeout=timeout)  # the same checks as map's
+        views = [self._view(handle.manifest) for handle in handles]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        next_check = time.monotonic() + _STATE_CHECK_SECONDS
+        while True:
+            for view in views:
+                view.poll()
+            waiting = [view for view in views if not view.run.complete]
+            if not wait or not waiting:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _with_partials(
+                    RunTimeoutError(
+                        f"collect timed out after {timeout:g} s with {_progress(views)} items "
+                        "done; call collect again to go on waiting"
+                    ),
+                    views,
+                )
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + _STATE_CHECK_SECONDS
+                self._raise_if_stuck(views)
+            waiting[0].run.wait()
+        for view in views:
+            failure = view.first_failure() if errors == "raise" else None
+            if failure is not None:
+                raise _with_partials(failure, views)
+        return [view.value() for view in views]
+
+    def _raise_if_stuck(self, views: list[_RunView]) -> None:
+        """Raise instead of waiting for runs that can no longer finish."""
+        status = read_status(self._store, self.id)
+        if status.state in ("expired", "capped", "closed"):
+            why = {
+                "expired": "reached its deadline (`session.extend(...)` gives it more time)",
+                "capped": "reached its max_cost",
+                "closed": "was cleaned up",
+            }[status.state]
+            raise _with_partials(
+                SessionExpiredError(
+                    f"session {self.id} {why} with {_progress(views)} items done; what is "
+                    "done is in `exc.starburst_results`"
+                ),
+                views,
+            )
+
+    def _view(self, manifest: RunManifest) -> _RunView:
+        if manifest.run_id not in self._views:
+            self._views[manifest.run_id] = _RunView(
+                Run.existing(self._store, self._driver.keys, manifest)
+            )
+        return self._views[manifest.run_id]
+
+    # Lifecycle ---------------------------------------------------------------------------
+
+    def extend(self, by: str | float) -> float:
+        """Move the deadline ``by`` later (seconds, or e.g. ``"12h"``); an expired session
+        gets ``by`` from now and its unfinished work is picked up again. Returns the deadline."""
+        self._check_open()
+        seconds = parse_duration("by", by)
+        now = time.time()
+
+        def edit(control: Any) -> None:
+            record: SessionRecord = control.session
+            record.set_ttl(seconds, max(record.deadline, now))
+
+        self._driver.control.change(edit)
+        self._driver.control.publish_session()
+        record = self._driver.control.control.session
+        assert record is not None
+        self._driver.session = record
+        return record.deadline
+
+    def detach(self) -> None:
+        """Stop this client's threads; the workers and the results stay."""
+        self._driver.close()
+
+    def cleanup(self) -> None:
+        """Stop the workers and delete the session's data (its results too)."""
+        self._check_open()
+        self._removed = True
+        self._driver.remove()
+
+    @property
+    def _store(self) -> Store:
+        return self._driver.store
+
+    def _check_open(self) -> None:
+        if self._removed:
+            raise SessionNotFoundError(f"session {self.id} was cleaned up")
+
+
+class RunHandle:
+    """One submitted run of a session."""
+
+    def __init__(self, session: Session, manifest: RunManifest) -> None:
+        self._session = session
+        self.manifest = manifest
+        self.id = manifest.run_id
+        self.kind = "call" if manifest.call == "task" else "map"
+
+    def __repr__(self) -> str:
+        return f"<starburst.RunHandle {self._session.id}/{self.id} ({self.kind})>"
+
+    def status(self) -> RunStatus:
+        """Items done, failed and pending, and an ETA."""
+        return run_status(
+            self._session._store, self._session._driver.keys, self.manifest, time.time()
+        )
+
+    def done(self) -> bool:
+        """Whether every item has a result or an error."""
+        view = self._session._view(self.manifest)
+        view.poll()
+        return view.run.complete
+
+    def result(self, wait: bool = True, timeout: float | None = None, errors: str = "raise") -> Any:
+        """This run's results, as ``Session.collect`` gives them."""
+        return self._session._collect([self], wait, timeout, errors)[0]
+
+
+class _RunView:
+    """What this client has collected of one run: each chunk's output, kept once."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.landed: dict[int, ChunkOutput] = {}
+        self._errors: dict[int, BaseException] = {}
+
+    def poll(self) -> None:
+        for output in self.run.poll():
+            self.landed[output.start] = output
+
+    def partial(self) -> PartialResults:
+        partial = PartialResults(n_items=self.run.n_items)
+        for output in self.landed.values():
+            for offset, value in enumerate(output.results):
+                index = output.start + offset
+                if index in output.failures:
+                    partial.failed[index] = self._error(output, index)
+                else:
+                    partial.done[index] = value
+        return partial
+
+    def _error(self, output: ChunkOutput, index: int) -> BaseException:
+        if index not in self._errors:  # the same exception object on every collect
+            self._errors[index] = output.failures[index].to_exception()
+        return self._errors[index]
+
+    def first_failure(self) -> BaseException | None:
+        for start in sorted(self.landed):
+            output = self.landed[start]
+            if output.failures:
+                return self._error(output, min(output.failures))
+        return None
+
+    def value(self) -> Any:
+        partial = self.partial()
+        results = [
+            partial.done.get(i, partial.failed.get(i, PENDING)) for i in range(partial.n_items or 0)
+        ]
+        return results[0] if self.run.manifest.call == "task" else results
+
+
+def _with_partials(exc: BaseException, views: list[_RunView]) -> BaseException:
+    exc.starburst_results = [view.partial() for view in views]  # type: ignore[attr-defined]
+    exc.add_note(
+        "starburst: what is done is in `exc.starburst_results` (one starburst.PartialResults "
+        "per run, in submission order)"
+    )
+    return exc
+
+
+def _progress(views: list[_RunView]) -> str:
+    done = sum(len(partial.done) + len(partial.failed) for partial in map(_RunView.partial, views))
+    total = sum(view.run.n_items or 0 for view in views)
+    return f"{done} of {total}"
+
+
+def local_logs(
+    session_id: str, worker: str | None = None, tail: int = 50
+) -> dict[str, list[str]] | None:
+    """The last ``tail`` lines of each local worker of a detached session (or of one, by id
+    or number); None when the session is not a local one."""
+    from .backends import detached_root
+
+    folder = detached_root() / "sessions" / session_id / "logs"
+    if not folder.is_dir():
+        return None
+    files = sorted(folder.glob("*.log"))
+    if worker is not None:
+        files = [f for n, f in enumerate(files) if worker in (f.stem, str(n))]
+    return {f.stem: f.read_text(errors="replace").splitlines()[-tail:] for f in files}
+
+
+def _locate(session_id: str) -> tuple[Store, SessionRecord]:
+    """The store that holds the session, and its record."""
+    if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
+        raise SessionNotFoundError(
+            f"{session_id!r} is not a session id: they look like sb-20261125-143000-a1b2c3 "
+            "(`starburst sessions ls` lists yours)"
+        )
+    searched = []
+    for store in _stores():
+        searched.append(store.url)
+        try:
+            return store, SessionRecord.load(store, session_id)
+        except NotFound:
+            continue
+    raise SessionNotFoundError(
+        f"no session {session_id} in {' or '.join(searched)}: it was cleaned up, or belongs "
+        "to another account or machine (`starburst sessions ls` lists the sessions here)"
+    )
+
+
+def _stores() -> list[Store]:
+    """Where sessions live: the local store, and the AWS account's bucket when set up."""
+    from .backends import detached_root
+    from .backends.fargate import account_store
+    from .store import LocalStore
+
+    stores: list[Store] = []
+    if detached_root().is_dir():
+        stores.append(LocalStore(detached_root()))
+    bucket = account_store()
+    if bucket is not None:
+        stores.append(bucket)
+    return stores

@@ -1,0 +1,26 @@
+"""Running a client script in a Python process of its own, as a user would."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+
+def run_client(tmp_path: Path, source: str, *args: object) -> str:
+    """Run ``source`` (dedented) as a script with ``args``; return its last output line.
+
+    The process inherits this one's environment (the emulator's endpoint, the private
+    config and data folders), and must exit cleanly.
+    """
+    script = tmp_path / "client.py"
+    script.write_text(textwrap.dedent(source))
+    done = subprocess.run(
+        [sys.executable, str(script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]

@@ -1,0 +1,300 @@
+"""Detached sessions on the local backend: submit, leave, attach from another process, collect.
+
+Workers are real processes in their own process sessions; the client that submits is a real
+process that exits. Nothing here is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from proc import alive
+from scripts import run_client
+
+import starburst
+from starburst.cli import main
+from starburst.errors import (
+    ConfigurationError,
+    RemoteTraceback,
+    RunTimeoutError,
+    SessionExpiredError,
+    SessionNotFoundError,
+)
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test's sessions live in its own folder; whatever a test leaves is removed."""
+    folder = tmp_path / "data"
+    monkeypatch.setenv("STARBURST_DATA_DIR", str(folder))
+    yield folder
+    for status in starburst.list_sessions():
+        from starburst.sessions import remove_session
+
+        remove_session(status.session_id)
+
+
+def _session_dir(data_dir: Path, session_id: str) -> Path:
+    return data_dir / "store" / "sessions" / session_id
+
+
+def _worker_pids(data_dir: Path, session_id: str) -> dict[str, int]:
+    """Worker id -> pid, from the process records the local backend keeps."""
+    pids = {}
+    for record in (_session_dir(data_dir, session_id) / "procs").glob("w*.json"):
+        text = record.read_text()
+        if text:
+            pids[record.stem] = json.loads(text)["pid"]
+    return pids
+
+
+def _wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "it") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+_SUBMIT = """
+    import sys, time
+    import starburst
+
+    def slow_square(x, seconds=float(sys.argv[1])):
+        time.sleep(seconds)
+        return x * x
+
+    session = starburst.session(workers=2, ttl="1h")
+    session.map(slow_square, range(int(sys.argv[2])), chunk_size=5)
+    session.submit(sum, [1, 2, 3])
+    print(session.id)
+"""
+
+
+def _submit_and_exit(tmp_path: Path, seconds_per_item: float, items: int) -> str:
+    """Submit from a separate Python process that then exits; return the session id."""
+    return run_client(tmp_path, _SUBMIT, seconds_per_item, items)
+
+
+def slow_square(x: int) -> int:
+    time.sleep(0.02)
+    return x * x
+
+
+def test_submit_exit_attach_from_a_new_process_and_collect_every_result_once(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    session_id = _submit_and_exit(tmp_path, 0.01, 300)
+    session = starburst.attach(session_id)
+    results = session.collect(wait=True, timeout=120)
+    assert results == [[x * x for x in range(300)], 6]  # submission order, input order
+    assert session.collect() == results  # the same again
+    assert session.collect(wait=False) == results  # and without waiting, once done
+    status = session.status()
+    assert [(r.kind, r.done, r.failed, r.pending) for r in status.runs] == [
+        ("map", 300, 0, 0),
+        ("call", 1, 0, 0),
+    ]
+    assert status.state == "done"
+
+
+def test_a_worker_killed_while_no_client_is_attached_is_replaced_and_the_work_completes(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    session_id = _submit_and_exit(tmp_path, 0.05, 200)  # ~5 s of work for two workers
+    _wait_for(lambda: "w0000" in _worker_pids(data_dir, session_id), what="the first worker")
+    os.kill(_worker_pids(data_dir, session_id)["w0000"], signal.SIGKILL)
+    # No client is attached: the surviving worker supervises, and launches a replacement.
+    _wait_for(lambda: "w0002" in _worker_pids(data_dir, session_id), what="a replacement")
+    session = starburst.attach(session_id)
+    results = session.collect(wait=True, timeout=120)
+    assert results == [[x * x for x in range(200)], 6]
+    log = (_session_dir(data_dir, session_id) / "logs" / "w0002.log").read_text()
+    assert "starting 1 processes" in log  # the replacement really ran
+
+
+def test_collect_without_waiting_mid_run_is_a_consistent_partial_result(data_dir: Path) -> None:
+    session = starburst.session(workers=2, ttl="1h")
+    session.map(slow_square, range(200), chunk_size=4)
+    _wait_for(lambda: session.status().runs[0].done >= 20, what="some results")
+    first = session.collect(wait=False)[0]
+    assert len(first) == 200
+    done = [i for i, value in enumerate(first) if value is not starburst.PENDING]
+    assert done and len(done) < 200
+    assert all(first[i] == i * i for i in done)  # never a wrong or half-written value
+    assert len(done) % 4 == 0 or 199 in done  # whole chunks only
+    later = session.collect(wait=False)[0]
+    assert all(later[i] == first[i] for i in done)  # what was done stays done
+    assert session.collect(wait=True, timeout=120) == [[x * x for x in range(200)]]
+
+
+def test_a_timeout_raises_with_what_is_done(data_dir: Path) -> None:
+    session = starburst.session(workers=1, ttl="1h")
+    session.map(slow_square, range(400), chunk_size=5)
+    with pytest.raises(
+        RunTimeoutError, match=r"collect timed out after 0.5 s with \d+ of 400"
+    ) as info:
+        session.collect(timeout=0.5)
+    (partial,) = info.value.starburst_results
+    assert partial.n_items == 400
+    assert all(value == index * index for index, value in partial.done.items())
+    assert len(partial.done) + len(partial.pending) == 400
+
+
+def flaky(x: int) -> int:
+    if x % 7 == 3:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def test_failures_are_recorded_per_item_with_their_remote_traceback(data_dir: Path) -> None:
+    session = starburst.session(workers=2, ttl="1h")
+    session.map(flaky, range(50))
+    failing = [x for x in range(50) if x % 7 == 3]
+    results = session.collect(errors="return", timeout=120)[0]
+    assert [i for i, r in enumerate(results) if isinstance(r, ValueError)] == failing
+    assert isinstance(results[3].__cause__, RemoteTraceback)
+    assert "bad item 3" in str(results[3].__cause__)
+    run = session.status().runs[0]
+    assert (run.done, run.failed, run.pending) == (50 - len(failing), len(failing), 0)
+    with pytest.raises(ValueError, match="bad item 3") as info:
+        session.collect()
+    assert set(info.value.starburst_results[0].failed) == set(failing)
+
+
+def test_ttl_expiry_stops_the_workers_and_attach_says_so(data_dir: Path) -> None:
+    session = starburst.session(workers=2, ttl=3)
+    session.map(slow_square, range(2000), chunk_size=5)  # ~20 s of work: more than the ttl
+    _wait_for(lambda: len(_worker_pids(data_dir, session.id)) == 2, what="the workers")
+    pids = _worker_pids(data_dir, session.id).values()
+    _wait_for(lambda: not any(alive(pid) for pid in pids), timeout=20, what="workers to stop")
+    session.detach()
+    assert time.time() >= session.deadline
+    with pytest.raises(SessionExpiredError, match=r"expired at .*allow_expired=True"):
+        starburst.attach(session.id)
+    late = starburst.attach(session.id, allow_expired=True)
+    assert late.status().state == "expired"
+    partial = late.collect(wait=False, errors="return")[0]
+    assert starburst.PENDING in partial  # the work did not finish in time
+    with pytest.raises(SessionExpiredError, match="reached its deadline") as info:
+        late.collect(wait=True)  # never hangs on a session that cannot finish
+    assert info.value.starburst_results[0].n_items == 2000
+
+
+def test_extend_moves_the_deadline_within_the_limit(data_dir: Path) -> None:
+    session = starburst.session(workers=1, ttl="1h")
+    before = session.deadline
+    assert session.extend("2h") == pytest.approx(before + 7200)
+    assert starburst.attach(session.id).deadline == pytest.approx(before + 7200)
+    with pytest.raises(ConfigurationError, match="at most 6 days"):
+        session.extend("7d")
+
+
+def test_cleanup_leaves_no_worker_and_no_data(data_dir: Path) -> None:
+    session = starburst.session(workers=2, ttl="1h")
+    session.map(slow_square, range(1000), chunk_size=5)
+    _wait_for(lambda: len(_worker_pids(data_dir, session.id)) == 2, what="the workers")
+    pids = list(_worker_pids(data_dir, session.id).values())
+    assert all(alive(pid) for pid in pids)
+    starburst.attach(session.id).cleanup()
+    _wait_for(lambda: not any(alive(pid) for pid in pids), timeout=10, what="workers to stop")
+    store = data_dir / "store"
+    assert not (store / "sessions" / session.id).exists()
+    assert not (store / "data" / session.id).exists()
+    with pytest.raises(SessionNotFoundError, match=f"no session {session.id}"):
+        starburst.attach(session.id)
+
+
+def test_unknown_and_malformed_session_ids_give_clear_errors(data_dir: Path) -> None:
+    with pytest.raises(SessionNotFoundError, match="no session sb-20200101-000000-abcdef"):
+        starburst.attach("sb-20200101-000000-abcdef")
+    with pytest.raises(SessionNotFoundError, match="is not a session id"):
+        starburst.attach("my-job")
+
+
+def test_bad_ttl_is_refused_before_anything_starts(data_dir: Path) -> None:
+    with pytest.raises(ConfigurationError, match="ttl='soon' is not a duration"):
+        starburst.session(ttl="soon")
+    with pytest.raises(ConfigurationError, match="at most 6 days"):
+        starburst.session(ttl="30d")
+    assert starburst.list_sessions() == []
+
+
+def test_list_sessions_shows_states_that_match_reality(data_dir: Path) -> None:
+    idle = starburst.session(workers=1, ttl="1h")
+    done = starburst.session(workers=1, ttl="1h")
+    done.map(slow_square, range(10))
+    done.collect(timeout=60)
+    busy = starburst.session(workers=1, ttl="1h")
+    busy.map(slow_square, range(5000), chunk_size=5)
+    _wait_for(lambda: busy.status().workers == 1, what="the busy session's worker")
+    states = {s.session_id: s.state for s in starburst.list_sessions()}
+    assert states == {idle.id: "idle", done.id: "done", busy.id: "running"}
+    listed = {s.session_id: s for s in starburst.list_sessions()}
+    assert listed[done.id].finished == listed[done.id].items == 10
+    busy.cleanup()
+    assert busy.id not in {s.session_id for s in starburst.list_sessions()}
+
+
+def test_the_cli_lists_shows_collects_and_cleans_up(tmp_path: Path, data_dir: Path) -> None:
+    session_id = _submit_and_exit(tmp_path, 0.0, 20)
+    starburst.attach(session_id).collect(timeout=60)
+    runner = CliRunner()
+    listing = runner.invoke(main, ["sessions", "ls"])
+    assert listing.exit_code == 0 and session_id in listing.output and "done" in listing.output
+    status = runner.invoke(main, ["sessions", "status", session_id, "--json"])
+    assert json.loads(status.output)["runs"][0]["done"] == 20
+    out = tmp_path / "results.json"
+    collected = runner.invoke(main, ["sessions", "collect", session_id, "-o", str(out)])
+    assert collected.exit_code == 0, collected.output
+    assert json.loads(out.read_text()) == [[x * x for x in range(20)], 6]
+    logs = runner.invoke(main, ["logs", session_id])
+    assert "== worker w0000" in logs.output and session_id in logs.output
+    cleaned = runner.invoke(main, ["sessions", "cleanup", session_id])
+    assert cleaned.exit_code == 0 and "data deleted" in cleaned.output
+    assert runner.invoke(main, ["sessions", "ls"]).output.strip() == "no sessions"
+    missing = runner.invoke(main, ["sessions", "status", session_id])
+    assert missing.exit_code != 0 and f"no session {session_id}" in missing.output
+
+
+def test_the_supervisor_stops_a_detached_session_at_its_cost_cap(data_dir: Path) -> None:
+    session = starburst.session(workers=1, ttl="1h")
+    session.map(slow_square, range(5000), chunk_size=5)
+    _wait_for(lambda: session.status().workers == 1, what="the worker")
+    # Price the session at $1 a second with a $100 cap, and let its worker have run 200 s.
+    from starburst.engine.control import ControlWriter
+    from starburst.engine.layout import SessionKeys
+    from starburst.store import LocalStore
+
+    writer = ControlWriter(LocalStore(data_dir / "store"), SessionKeys(session.id))
+
+    def price(control) -> None:  # type: ignore[no-untyped-def]
+        control.session.hourly = {"on-demand": 3600.0, "spot": 3600.0}
+        control.session.max_cost = 100.0
+        for entry in control.ledger.values():
+            entry["launched"] -= 200
+
+    writer.change(price)
+    pids = list(_worker_pids(data_dir, session.id).values())
+    _wait_for(lambda: session.status().state == "capped", what="the cap")
+    _wait_for(lambda: not any(alive(pid) for pid in pids), timeout=20, what="workers to stop")
+    assert session.status().cost == pytest.approx(200.0, abs=20.0)
+    with pytest.raises(SessionExpiredError, match="reached its max_cost") as info:
+        session.collect(wait=True)
+    assert len(info.value.starburst_results[0].pending) > 0
+
+
+def test_old_local_sessions_are_swept_like_the_bucket_expires_them(data_dir: Path) -> None:
+    old = starburst.session(workers=1, ttl="1h")
+    record = data_dir / "store" / "sessions" / old.id / "session.json"
+    aged = json.loads(record.read_text())
+    aged["created"] -= 8 * 86400
+    record.write_text(json.dumps(aged))
+    new = starburst.session(workers=1, ttl="1h")  # a new session sweeps the old ones
+    assert {s.session_id for s in starburst.list_sessions()} == {new.id}

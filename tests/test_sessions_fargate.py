@@ -1,0 +1,86 @@
+"""Detached sessions on Fargate (the emulator): workers are ECS tasks that outlive the client,
+replace each other through the supervisor lease, and leave nothing behind at cleanup."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+from scripts import run_client
+
+import starburst
+from starburst.config import Config
+
+pytestmark = pytest.mark.usefixtures("aws")
+
+_SUBMIT = """
+    import sys, time
+    import starburst
+
+    def slow_square(x, seconds=float(sys.argv[1])):
+        time.sleep(seconds)
+        return x * x
+
+    session = starburst.session(workers=2, cpu=1, backend="fargate", spot=True, ttl="1h")
+    session.map(slow_square, range(int(sys.argv[2])), chunk_size=5)
+    print(session.id)
+"""
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _submit_and_exit(tmp_path: Path, seconds_per_item: float, items: int) -> str:
+    """Submit from a separate Python process that then exits; return the session id."""
+    return run_client(tmp_path, _SUBMIT, seconds_per_item, items)
+
+
+def _session_tasks(session_id: str, status: str) -> list[str]:
+    ecs = boto3.client("ecs")
+    return ecs.list_tasks(cluster="starburst", startedBy=session_id, desiredStatus=status)[
+        "taskArns"
+    ]
+
+
+def _keys(prefix: str) -> list[str]:
+    bucket = Config.load().aws["bucket"]
+    answer = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return [item["Key"] for item in answer.get("Contents", [])]
+
+
+def test_submit_exit_attach_collect_and_cleanup_leaves_no_task_and_no_data(
+    aws, tmp_path: Path
+) -> None:
+    starburst.setup(say=_quiet)
+    session_id = _submit_and_exit(tmp_path, 0.0, 100)
+    session = starburst.attach(session_id)
+    assert session.collect(timeout=120) == [[x * x for x in range(100)]]
+    assert session.status().runs[0].done == 100
+    assert session_id in {s.session_id for s in starburst.list_sessions()}
+    session.cleanup()
+    assert _session_tasks(session_id, "RUNNING") == []
+    assert _keys(f"sessions/{session_id}/") == [] and _keys(f"data/{session_id}/") == []
+    with pytest.raises(starburst.SessionNotFoundError):
+        starburst.attach(session_id)
+
+
+def test_a_spot_interruption_while_detached_is_replaced_by_a_worker(aws, tmp_path: Path) -> None:
+    starburst.setup(say=_quiet)
+    aws.faults.spot_interruption(count=1, after=2.0, grace=0.5)
+    session_id = _submit_and_exit(tmp_path, 0.05, 600)  # ~15 s of work for two workers
+    launches_by_client = aws.calls["RunTask"]
+    # Nobody is attached: a surviving worker holds the supervisor role and launches anew.
+    deadline = time.monotonic() + 90
+    while aws.calls["RunTask"] == launches_by_client and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert aws.calls["RunTask"] > launches_by_client, "no replacement was launched"
+    session = starburst.attach(session_id)
+    assert session.collect(timeout=180) == [[x * x for x in range(600)]]
+    stopped = _session_tasks(session_id, "STOPPED")
+    tasks = boto3.client("ecs").describe_tasks(cluster="starburst", tasks=stopped)["tasks"]
+    assert sum(task.get("stopCode") == "SpotInterruption" for task in tasks) == 1
+    session.cleanup()
+    assert _session_tasks(session_id, "RUNNING") == []
