@@ -15,7 +15,7 @@ KEYS = SessionKeys("sb-test")
 
 def test_two_writers_keep_both_changes(store: Store) -> None:
     first, second = ControlWriter(store, KEYS), ControlWriter(store, KEYS)
-    first.change(lambda control: control.roster.update({"task-a": 0}))
+    first.create(lambda control: control.roster.update({"task-a": 0}))
     second.change(lambda control: control.roster.update({"task-b": 1}))  # first's is newer
     first.change(lambda control: control.requeued.setdefault("r00000", {}).update({"3": "a"}))
     control = Control.load(store, KEYS)
@@ -33,13 +33,25 @@ def test_the_session_and_runs_travel_whole_and_heartbeats_advance(store: Store) 
     def edit(control: Control) -> None:
         control.session, control.runs["r00000"] = session, manifest
 
-    writer.change(edit)
+    writer.create(edit)
     before = Control.load(store, KEYS).heartbeat
     writer.beat()
     control = Control.load(store, KEYS)
     assert control.heartbeat >= before
     assert control.runs["r00000"] == manifest
     assert control.session == session  # timings and deadline: all a worker needs to start
+
+
+def test_a_change_never_brings_back_a_removed_record(store: Store) -> None:
+    ControlWriter(store, KEYS).create(lambda control: control.roster.update({"a": 0}))
+    late = ControlWriter(store, KEYS)
+    late.change(lambda control: control.roster.update({"b": 1}))
+    store.delete(KEYS.control)  # the session is removed
+    with pytest.raises(NotFound):
+        late.change(lambda control: control.roster.update({"c": 2}))
+    with pytest.raises(NotFound):
+        ControlWriter(store, KEYS).change(lambda control: None)
+    assert not list(store.list(KEYS.control))
 
 
 def test_a_closed_session_has_no_control_record(store: Store) -> None:

@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -53,6 +54,10 @@ def _worker_pids(data_dir: Path, session_id: str) -> dict[str, int]:
         if text:
             pids[record.stem] = json.loads(text)["pid"]
     return pids
+
+
+def _control(data_dir: Path, session_id: str) -> dict[str, Any]:
+    return dict(json.loads((_session_dir(data_dir, session_id) / "control.json").read_text()))
 
 
 def _wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "it") -> None:
@@ -109,9 +114,16 @@ def test_a_worker_killed_while_no_client_is_attached_is_replaced_and_the_work_co
 ) -> None:
     session_id = _submit_and_exit(tmp_path, 0.05, 200)  # ~5 s of work for two workers
     _wait_for(lambda: "w0000" in _worker_pids(data_dir, session_id), what="the first worker")
+    killed_at = time.time()
     os.kill(_worker_pids(data_dir, session_id)["w0000"], signal.SIGKILL)
     # No client is attached: the surviving worker supervises, and launches a replacement.
     _wait_for(lambda: "w0002" in _worker_pids(data_dir, session_id), what="a replacement")
+    ledger = _control(data_dir, session_id)["ledger"]
+    assert sorted(ledger) == ["w0000", "w0001", "w0002"]  # one replacement, no more
+    assert ledger["w0000"]["stopped"] is not None and ledger["w0001"]["stopped"] is None
+    assert ledger["w0002"]["launched"] > killed_at
+    holder = json.loads((_session_dir(data_dir, session_id) / "supervisor.json").read_text())
+    assert holder["worker"] == "w0001"  # the survivor, not a client, launched it
     session = starburst.attach(session_id)
     results = session.collect(wait=True, timeout=120)
     assert results == [[x * x for x in range(200)], 6]
@@ -121,17 +133,17 @@ def test_a_worker_killed_while_no_client_is_attached_is_replaced_and_the_work_co
 
 def test_collect_without_waiting_mid_run_is_a_consistent_partial_result(data_dir: Path) -> None:
     session = starburst.session(workers=2, ttl="1h")
-    session.map(slow_square, range(200), chunk_size=4)
+    session.map(slow_square, range(600), chunk_size=4)  # ~6 s of work
     _wait_for(lambda: session.status().runs[0].done >= 20, what="some results")
     first = session.collect(wait=False)[0]
-    assert len(first) == 200
-    done = [i for i, value in enumerate(first) if value is not starburst.PENDING]
-    assert done and len(done) < 200
+    assert len(first) == 600
+    done = {i for i, value in enumerate(first) if value is not starburst.PENDING}
+    assert 20 <= len(done) < 600
     assert all(first[i] == i * i for i in done)  # never a wrong or half-written value
-    assert len(done) % 4 == 0 or 199 in done  # whole chunks only
+    assert all(i // 4 * 4 + k in done for i in done for k in range(4))  # whole chunks only
     later = session.collect(wait=False)[0]
     assert all(later[i] == first[i] for i in done)  # what was done stays done
-    assert session.collect(wait=True, timeout=120) == [[x * x for x in range(200)]]
+    assert session.collect(wait=True, timeout=120) == [[x * x for x in range(600)]]
 
 
 def test_a_timeout_raises_with_what_is_done(data_dir: Path) -> None:
@@ -284,7 +296,10 @@ def test_the_supervisor_stops_a_detached_session_at_its_cost_cap(data_dir: Path)
     pids = list(_worker_pids(data_dir, session.id).values())
     _wait_for(lambda: session.status().state == "capped", what="the cap")
     _wait_for(lambda: not any(alive(pid) for pid in pids), timeout=20, what="workers to stop")
-    assert session.status().cost == pytest.approx(200.0, abs=20.0)
+    cost = session.status().cost
+    assert cost == pytest.approx(200.0, abs=20.0)
+    time.sleep(2)
+    assert session.status().cost == cost  # the workers stopped: so did the cost
     with pytest.raises(SessionExpiredError, match="reached its max_cost") as info:
         session.collect(wait=True)
     assert len(info.value.starburst_results[0].pending) > 0
@@ -298,3 +313,47 @@ def test_old_local_sessions_are_swept_like_the_bucket_expires_them(data_dir: Pat
     record.write_text(json.dumps(aged))
     new = starburst.session(workers=1, ttl="1h")  # a new session sweeps the old ones
     assert {s.session_id for s in starburst.list_sessions()} == {new.id}
+
+
+def test_runs_submitted_after_attaching_get_their_own_ids(tmp_path: Path, data_dir: Path) -> None:
+    session_id = _submit_and_exit(tmp_path, 0.0, 50)
+    again = starburst.attach(session_id)
+    run = again.map(slow_square, range(10, 20))
+    assert run.id == "r00002"  # after the two runs the first client submitted
+    results = again.collect(timeout=120)
+    assert results == [[x * x for x in range(50)], 6, [x * x for x in range(10, 20)]]
+    assert run.result() == [x * x for x in range(10, 20)]
+
+
+def test_an_empty_map_is_a_finished_run(data_dir: Path) -> None:
+    session = starburst.session(workers=1, ttl="1h")
+    empty = session.map(slow_square, [])
+    assert empty.done() and empty.result() == []
+    assert session.status().runs[0].items == 0
+    assert session.collect(timeout=30) == [[]]
+    assert {s.session_id: s.state for s in starburst.list_sessions()} == {session.id: "done"}
+
+
+def test_a_run_stored_but_never_announced_is_picked_up(data_dir: Path) -> None:
+    """A client killed between storing a sealed run and announcing it: the supervisor
+    announces it, and the work completes."""
+    session = starburst.session(workers=1, ttl="1h")
+    session.map(slow_square, range(20))
+    session.collect(timeout=60)
+    from starburst.engine.control import ControlWriter
+    from starburst.engine.layout import SessionKeys
+    from starburst.store import LocalStore
+
+    store = LocalStore(data_dir / "store")
+    keys = SessionKeys(session.id)
+    run = session.map(slow_square, range(20, 40))
+    ControlWriter(store, keys).change(lambda control: control.runs.pop(run.id, None))
+    assert run.result(timeout=60) == [x * x for x in range(20, 40)]
+
+
+def test_a_finished_session_past_its_deadline_is_still_done(data_dir: Path) -> None:
+    session = starburst.session(workers=1, ttl=2)
+    session.map(slow_square, range(10))
+    assert session.collect(timeout=30) == [[x * x for x in range(10)]]
+    _wait_for(lambda: time.time() > session.deadline, what="the deadline")
+    assert session.status().state == "done"  # `sessions cleanup --expired` leaves it

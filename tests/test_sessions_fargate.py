@@ -3,6 +3,7 @@ replace each other through the supervisor lease, and leave nothing behind at cle
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -33,6 +34,11 @@ def _quiet(_: str) -> None:
     pass
 
 
+def slow_square(x: int) -> int:
+    time.sleep(0.05)
+    return x * x
+
+
 def _submit_and_exit(tmp_path: Path, seconds_per_item: float, items: int) -> str:
     """Submit from a separate Python process that then exits; return the session id."""
     return run_client(tmp_path, _SUBMIT, seconds_per_item, items)
@@ -43,6 +49,11 @@ def _session_tasks(session_id: str, status: str) -> list[str]:
     return ecs.list_tasks(cluster="starburst", startedBy=session_id, desiredStatus=status)[
         "taskArns"
     ]
+
+
+def _object(key: str) -> bytes:
+    bucket = Config.load().aws["bucket"]
+    return bytes(boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
 
 
 def _keys(prefix: str) -> list[str]:
@@ -77,6 +88,8 @@ def test_a_spot_interruption_while_detached_is_replaced_by_a_worker(aws, tmp_pat
     while aws.calls["RunTask"] == launches_by_client and time.monotonic() < deadline:
         time.sleep(0.5)
     assert aws.calls["RunTask"] > launches_by_client, "no replacement was launched"
+    holder = json.loads(_object(f"sessions/{session_id}/supervisor.json"))["worker"]
+    assert not holder.startswith("client-")  # a worker (an ECS task id) launched it
     session = starburst.attach(session_id)
     assert session.collect(timeout=180) == [[x * x for x in range(600)]]
     stopped = _session_tasks(session_id, "STOPPED")
@@ -84,3 +97,22 @@ def test_a_spot_interruption_while_detached_is_replaced_by_a_worker(aws, tmp_pat
     assert sum(task.get("stopCode") == "SpotInterruption" for task in tasks) == 1
     session.cleanup()
     assert _session_tasks(session_id, "RUNNING") == []
+
+
+def test_ttl_expiry_stops_the_tasks_and_cleanup_removes_everything(aws) -> None:
+    starburst.setup(say=_quiet)
+    session = starburst.session(workers=1, cpu=1, backend="fargate", ttl=6)
+    session.map(slow_square, range(400), chunk_size=5)  # ~20 s of work: more than the ttl
+    session.detach()
+    deadline = time.monotonic() + 60
+    while _session_tasks(session.id, "RUNNING") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _session_tasks(session.id, "RUNNING") == []  # stopped at the deadline
+    assert time.time() >= session.deadline
+    with pytest.raises(starburst.SessionExpiredError, match="expired at"):
+        starburst.attach(session.id)
+    assert {s.session_id: s.state for s in starburst.list_sessions()} == {session.id: "expired"}
+    late = starburst.attach(session.id, allow_expired=True)
+    assert starburst.PENDING in late.collect(wait=False)[0]
+    late.cleanup()
+    assert _keys(f"sessions/{session.id}/") == [] and _keys(f"data/{session.id}/") == []

@@ -125,6 +125,12 @@ def test_the_task_role_reaches_only_its_own_bucket_cluster_and_roles() -> None:
                     f"{ecs}:task-definition/starburst-worker-*",
                     f"{ecs}:task/{NAMES.cluster}/*",
                 ) or (res == "*" and statement.get("Condition") == cluster), statement
+            if set(actions) & {"ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks"}:
+                tags = statement["Condition"]["StringEquals"]  # only starburst's own tasks
+                assert tags in (
+                    {"aws:RequestTag/starburst": "managed"},
+                    {"aws:ResourceTag/starburst": "managed"},
+                ), statement
 
 
 def test_a_second_setup_changes_nothing(aws) -> None:

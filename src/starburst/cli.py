@@ -159,14 +159,11 @@ def _clear_errors() -> Iterator[None]:
 def logs(session_id: str, worker: str | None, tail: int, follow: bool) -> None:
     """Show the output of a session's workers (local log files, or CloudWatch Logs)."""
     from .aws import logs as worker_logs
-    from .sessions import local_logs
+    from .sessions import local_log_files
 
-    local = local_logs(session_id, worker, tail)
-    if local is not None and not follow:
-        for name, lines in local.items():
-            click.echo(f"== worker {name}")
-            for line in lines:
-                click.echo(line)
+    files = local_log_files(session_id, worker)
+    if files is not None:
+        _local_logs(files, tail, follow)
         return
     with _clear_errors():
         if follow:
@@ -181,6 +178,30 @@ def logs(session_id: str, worker: str | None, tail: int, follow: bool) -> None:
         click.echo(f"== worker {name}")
         for line in lines:
             click.echo(line)
+
+
+def _local_logs(files: list[Any], tail: int, follow: bool) -> None:
+    """Print the last ``tail`` lines of each local log file; with ``follow``, then every new
+    line as it is written, until Ctrl-C."""
+    import time
+
+    offsets = {}
+    for path in files:
+        text = path.read_text(errors="replace")
+        offsets[path] = len(text.encode())
+        click.echo(f"== worker {path.stem}")
+        for line in text.splitlines()[-tail:]:
+            click.echo(line)
+    with contextlib.suppress(KeyboardInterrupt):
+        while follow:
+            time.sleep(0.5)
+            for path in files:
+                with open(path, "rb") as handle:
+                    handle.seek(offsets[path])
+                    new = handle.read()
+                offsets[path] += len(new)
+                for line in new.decode(errors="replace").splitlines():
+                    click.echo(f"{path.stem}: {line}")
 
 
 @main.group(invoke_without_command=True)
@@ -349,8 +370,10 @@ def sessions_status(session_id: str, as_json: bool) -> None:
     """Per run: items done, failed and pending, ETA; workers up; cost so far."""
     import json
 
+    from .sessions import session_status
+
     with _clear_errors():
-        status = _attach(session_id).status()
+        status = session_status(session_id)
     click.echo(json.dumps(status.to_dict(), indent=1) if as_json else str(status))
 
 
@@ -392,29 +415,38 @@ def sessions_collect(session_id: str, output: str, wait: bool, timeout: float | 
 
 @sessions.command("extend")
 @click.argument("session_id")
-@click.argument("by")
-def sessions_extend(session_id: str, by: str) -> None:
-    """Move a session's deadline BY later (e.g. 12h, 90m, 2d)."""
+@click.argument("by", required=False)
+@click.option("--max-cost", type=float, default=None, help="A new cost cap, in dollars.")
+def sessions_extend(session_id: str, by: str | None, max_cost: float | None) -> None:
+    """Move a session's deadline BY later (e.g. 12h, 90m, 2d) and/or raise its cost cap;
+    an expired or capped session resumes its unfinished work."""
     import time
 
     with _clear_errors():
-        deadline = _attach(session_id).extend(by)
+        deadline = _attach(session_id).extend(by, max_cost=max_cost)
     until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(deadline))
     click.echo(f"{session_id} now runs until {until}")
 
 
 @sessions.command("cleanup")
 @click.argument("session_ids", nargs=-1)
-@click.option("--expired", is_flag=True, help="Every expired, capped or abandoned session.")
+@click.option(
+    "--expired", is_flag=True,
+    help="Every expired, capped, stalled or abandoned session, and any past the data expiry.",
+)  # fmt: skip
 def sessions_cleanup(session_ids: tuple[str, ...], expired: bool) -> None:
     """Stop a session's workers and delete its data (its results too)."""
+    import time
+
+    from .aws.resources import RUN_DATA_EXPIRY_DAYS
     from .sessions import list_sessions
 
     with _clear_errors():
         chosen = list(session_ids)
-        if expired:
-            ended = ("expired", "capped", "abandoned", "closed")  # never uncollected "done"
-            chosen += [s.session_id for s in list_sessions() if s.state in ended]
+        if expired:  # never a "done" session's uncollected results, until its data expires
+            ended = ("expired", "capped", "stalled", "abandoned", "closed")
+            old = time.time() - RUN_DATA_EXPIRY_DAYS * 86400
+            chosen += [s.session_id for s in list_sessions() if s.state in ended or s.created < old]
         if not chosen:
             raise click.UsageError("name a session id, or pass --expired")
         for session_id in dict.fromkeys(chosen):

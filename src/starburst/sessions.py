@@ -24,10 +24,12 @@ import re
 import time
 import weakref
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
+from .aws.resources import RUN_DATA_EXPIRY_DAYS
 from .cluster import Plan, plan_call
 from .cost.guard import CostLimits
 from .engine.chunking import chunks_per_slot, iter_chunks
@@ -38,6 +40,7 @@ from .engine.run import Run
 from .engine.session import SessionRecord, parse_duration
 from .engine.status import RunStatus, SessionStatus, read_status, run_manifests, run_status
 from .errors import (
+    CancelledError,
     ConfigurationError,
     PartialResults,
     RunTimeoutError,
@@ -114,6 +117,11 @@ def attach(session_id: str, *, allow_expired: bool = False) -> Session:
         )
     driver = _reopen(store, record)
     record = driver.session  # the control record's copy: the authority on the deadline
+    if time.time() - record.created > RUN_DATA_EXPIRY_DAYS * 86400:
+        raise SessionExpiredError(
+            f"session {session_id} is over {RUN_DATA_EXPIRY_DAYS} days old: its run data has "
+            f"expired. `starburst sessions cleanup {session_id}` removes what is left"
+        )
     if record.expired() and not allow_expired:
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(record.deadline))
         raise SessionExpiredError(
@@ -125,6 +133,12 @@ def attach(session_id: str, *, allow_expired: bool = False) -> Session:
         )
     driver.watch()
     return Session(driver)
+
+
+def session_status(session_id: str) -> SessionStatus:
+    """The status of any session by id, read without attaching (nothing is launched)."""
+    store, _ = _locate(session_id)
+    return read_status(store, session_id)
 
 
 def remove_session(session_id: str) -> None:
@@ -276,6 +290,11 @@ class Session:
             waiting = [view for view in views if not view.run.complete]
             if not wait or not waiting:
                 break
+            if any(view.run.cancelled for view in waiting):
+                cancelled = next(view.run.run_id for view in waiting if view.run.cancelled)
+                raise _with_partials(
+                    CancelledError(f"run {cancelled} was cancelled: it will not finish"), views
+                )
             if deadline is not None and time.monotonic() >= deadline:
                 raise _with_partials(
                     RunTimeoutError(
@@ -297,10 +316,11 @@ class Session:
     def _raise_if_stuck(self, views: list[_RunView]) -> None:
         """Raise instead of waiting for runs that can no longer finish."""
         status = read_status(self._store, self.id)
-        if status.state in ("expired", "capped", "closed"):
+        if status.state in ("expired", "capped", "stalled", "closed"):
             why = {
                 "expired": "reached its deadline (`session.extend(...)` gives it more time)",
-                "capped": "reached its max_cost",
+                "capped": "reached its max_cost (`session.extend(max_cost=...)` raises it)",
+                "stalled": f"stalled: {status.problem}",
                 "closed": "was cleaned up",
             }[status.state]
             raise _with_partials(
@@ -320,16 +340,27 @@ class Session:
 
     # Lifecycle ---------------------------------------------------------------------------
 
-    def extend(self, by: str | float) -> float:
-        """Move the deadline ``by`` later (seconds, or e.g. ``"12h"``); an expired session
-        gets ``by`` from now and its unfinished work is picked up again. Returns the deadline."""
+    def extend(self, by: str | float | None = None, *, max_cost: float | None = None) -> float:
+        """Move the deadline ``by`` later (seconds, or e.g. ``"12h"``), and/or raise
+        ``max_cost``. An expired or capped session resumes: its unfinished work is picked
+        up again (an expired one gets ``by`` from now). Returns the deadline."""
         self._check_open()
-        seconds = parse_duration("by", by)
+        if by is None and max_cost is None:
+            raise ConfigurationError("extend needs by= (e.g. '12h') and/or max_cost=")
+        seconds = None if by is None else parse_duration("by", by)
+        limits = CostLimits.build(max_cost) if max_cost is not None else None
         now = time.time()
 
         def edit(control: Any) -> None:
             record: SessionRecord = control.session
-            record.set_ttl(seconds, max(record.deadline, now))
+            if seconds is not None:
+                record.set_ttl(seconds, max(record.deadline, now))
+            if limits is not None:
+                record.max_cost = limits.max_cost
+            if record.state == "capped" and (limits is not None or seconds is not None):
+                record.state = "open"  # over the cap again at the next step if still short
+                if record.deadline <= now:
+                    record.set_ttl(seconds or 3600.0, now)
 
         self._driver.control.change(edit)
         self._driver.control.publish_session()
@@ -444,20 +475,16 @@ def _progress(views: list[_RunView]) -> str:
     return f"{done} of {total}"
 
 
-def local_logs(
-    session_id: str, worker: str | None = None, tail: int = 50
-) -> dict[str, list[str]] | None:
-    """The last ``tail`` lines of each local worker of a detached session (or of one, by id
-    or number); None when the session is not a local one."""
+def local_log_files(session_id: str, worker: str | None = None) -> list[Path] | None:
+    """The log files of a local detached session's workers (or of one, by id or number);
+    None when the session is not a local one."""
     from .backends import detached_root
 
     folder = detached_root() / "sessions" / session_id / "logs"
     if not folder.is_dir():
         return None
     files = sorted(folder.glob("*.log"))
-    if worker is not None:
-        files = [f for n, f in enumerate(files) if worker in (f.stem, str(n))]
-    return {f.stem: f.read_text(errors="replace").splitlines()[-tail:] for f in files}
+    return [f for n, f in enumerate(files) if worker in (None, f.stem, str(n))]
 
 
 def _locate(session_id: str) -> tuple[Store, SessionRecord]:

@@ -133,14 +133,19 @@ ECS_TASKS_TRUST = {
 
 def task_role_policy(names: Names) -> dict[str, Any]:
     """What a worker may do: read, write and list its own bucket; and, to supervise a
-    detached session, start, watch and stop workers of starburst's task definitions in
-    starburst's cluster, passing only starburst's two roles. Nothing else."""
+    detached session, start (tagged as starburst's), watch and stop starburst-tagged tasks
+    of starburst's task definitions in starburst's cluster, passing only starburst's two
+    roles. Nothing else."""
     ecs = f"arn:aws:ecs:{names.region}:{names.account_id}"
     roles = [
         f"arn:aws:iam::{names.account_id}:role/{role}"
         for role in (names.execution_role, names.task_role)
     ]
     in_cluster = {"ArnEquals": {"ecs:cluster": f"{ecs}:cluster/{names.cluster}"}}
+
+    def tagged(kind: str) -> dict[str, str]:
+        return {f"aws:{kind}/{TAG_KEY}": TAG_VALUE}
+
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -161,7 +166,10 @@ def task_role_policy(names: Names) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["ecs:RunTask"],
                 "Resource": [f"{ecs}:task-definition/starburst-worker-*"],
-                "Condition": in_cluster,
+                "Condition": {
+                    **in_cluster,
+                    "StringEquals": {f"aws:RequestTag/{TAG_KEY}": TAG_VALUE},
+                },
             },
             {
                 "Sid": "SuperviseTagNewWorkers",
@@ -175,6 +183,7 @@ def task_role_policy(names: Names) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["ecs:DescribeTasks", "ecs:StopTask"],
                 "Resource": [f"{ecs}:task/{names.cluster}/*"],
+                "Condition": {"StringEquals": tagged("ResourceTag")},
             },
             {
                 "Sid": "SuperviseListWorkers",

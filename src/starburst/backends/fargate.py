@@ -148,9 +148,16 @@ class FargateBackend(Backend):
         capacity_failures = 0
         while len(ids) < wanted:
             batch = min(RUN_TASK_BATCH, wanted - len(ids))
-            started, reasons = self._run_tasks(
-                definition, command, batch, spec.spot, request.session_id
-            )
+            try:
+                started, reasons = self._run_tasks(
+                    definition, command, batch, spec.spot, request.session_id
+                )
+            except StarburstError as exc:
+                if not ids:
+                    raise
+                # Tasks already started must still be watched (and billed): report them.
+                self._notices.append(f"started {len(ids)} of {wanted} workers, then: {exc}")
+                break
             ids += started
             if any(_QUOTA_REASON in reason.lower() for reason in reasons):
                 self._notices.append(quota_notice(wanted, len(self._arns), spec.cpu))

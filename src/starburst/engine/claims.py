@@ -138,8 +138,8 @@ def end_lease(store: Store, keys: RunKeys, chunk: int, stopped: dict[str, bool])
 
 
 def record_lost(store: Store, keys: RunKeys, chunk: int, attempts: int, reason: str) -> None:
-    """Write the lost-chunk record as the chunk's output, unless an output already exists."""
-    if not any(store.list(keys.output(chunk))):  # a failure marker first, as for any failure
-        store.put(keys.failure_marker(chunk), to_json({"lost": True, "reason": reason}))
+    """Write the lost-chunk record as the chunk's output, unless an output already exists
+    (then with the failure marker that status counts)."""
     with contextlib.suppress(PreconditionFailed):
         store.put_if_absent(keys.output(chunk), dumps(LostChunk(attempts, reason), compress=False))
+        store.put(keys.failure_marker(chunk), to_json({"lost": True, "reason": reason}))

@@ -14,13 +14,13 @@ find its work:
   run's state and chunk count.
 - ``requeued``: per run, chunks whose worker stopped, with that worker's id; any worker may
   take them over at once instead of waiting for their leases to run out.
+- ``finished``: runs a detached session's supervisor dropped once done.
 - ``ledger``: every worker launched, with when, whether on spot, and when it was seen
   stopped: what anyone (a status call, the supervisor's cost cap) prices the session by.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +44,7 @@ class Control:
     runs: dict[str, RunManifest] = field(default_factory=dict)
     requeued: dict[str, dict[str, str]] = field(default_factory=dict)  # run -> chunk -> worker
     ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # worker -> launched, ...
+    finished: list[str] = field(default_factory=list)  # runs done and dropped from ``runs``
 
     def encode(self) -> bytes:
         return to_json(asdict(self))
@@ -76,17 +77,24 @@ class ControlWriter:
         self._etag: str | None = None
         self._lock = threading.Lock()
 
+    def create(self, edit: Callable[[Control], None]) -> None:
+        """Write the session's first record (``edit`` applied to an empty one)."""
+        self._write(edit, create=True)
+
     def change(self, edit: Callable[[Control], None]) -> None:
         """Apply ``edit`` and write the record with a fresh heartbeat.
 
         When another writer changed the record in between, ``edit`` is applied again to its
-        version, so that neither change is lost.
+        version, so that neither change is lost. Raises ``NotFound`` when the record is
+        gone (the session was removed): a change never brings it back.
         """
+        self._write(edit, create=False)
+
+    def _write(self, edit: Callable[[Control], None], create: bool) -> None:
         with self._lock:
-            if self._etag is None:  # a writer new to the record edits its latest version
-                with contextlib.suppress(NotFound):
-                    data, self._etag = self.store.get_versioned(self.key)
-                    self.control = Control.decode(data)
+            if self._etag is None and not create:  # a writer new to the record: read it
+                data, self._etag = self.store.get_versioned(self.key)
+                self.control = Control.decode(data)
             edit(self.control)
             while True:
                 self.control.heartbeat = time.time()
@@ -98,7 +106,7 @@ class ControlWriter:
                         self._etag = self.store.put_if_match(self.key, data, self._etag)
                     return
                 except (PreconditionFailed, NotFound):
-                    current, self._etag = self.store.get_versioned(self.key)
+                    current, self._etag = self.store.get_versioned(self.key)  # or NotFound
                     self.control = Control.decode(current)
                     edit(self.control)
 

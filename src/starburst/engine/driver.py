@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -24,7 +25,7 @@ from ..backends import Backend, LaunchRequest, Placement, WorkerInfo, place
 from ..cost.guard import CostGuard, CostLimits
 from ..errors import OutOfMemoryError, SessionNotFoundError, StarburstError, WorkerStartError
 from ..options import RunOptions, WorkerSpec
-from ..store import NotFound, Store
+from ..store import NotFound, PreconditionFailed, Store
 from .chunking import ChunkStream
 from .claims import end_lease
 from .control import Control, ControlWriter
@@ -99,6 +100,7 @@ class Driver:
             attached=not detached,
             spot=spec.spot,
             max_cost=(limits or CostLimits()).max_cost,
+            cost_alert=(limits or CostLimits()).cost_alert,
             launch=placement.launch,
         )
         if ttl is not None:
@@ -112,6 +114,8 @@ class Driver:
         driver = cls(placement, session)
         with contextlib.suppress(NotFound):  # none: a removal that stopped half-way
             driver.session = driver.control.load().session or session
+        taken = [int(name[1:]) for name in driver.store.list_folders(driver.keys.data_prefix)]
+        driver._next_run = max(taken, default=-1) + 1  # run ids are also reserved (fn.bin)
         return driver
 
     def watch(self) -> None:
@@ -151,7 +155,7 @@ class Driver:
         def edit(control: Control) -> None:
             control.session, control.stripes = self.session, stripes
 
-        self.control.change(edit)
+        self.control.create(edit)
         if launch and self.supervisor is None:
             self._launch(self._target_workers)
         self._start_monitor()
@@ -249,22 +253,34 @@ class Driver:
     ) -> Run:
         """Create a run: upload the function, stream the chunks, and make sure workers are up."""
         self.check_health()
-        with self._lock:
-            run_id = f"r{self._next_run:05d}"
-            self._next_run += 1
-        manifest = RunManifest(
-            run_id=run_id, call=call, retries=options.retries, seed=options.seed,
-            n_chunks=chunks.n_chunks,
-        )  # fmt: skip
-        run = Run.submit(
-            self.store, self.keys, manifest, function_payload, chunks, n_items,
-            self.check_health, self._signal_run, announce_early=self.supervisor is None,
-        )  # fmt: skip
+        while True:
+            with self._lock:
+                run_id = f"r{self._next_run:05d}"
+                self._next_run += 1
+            manifest = RunManifest(
+                run_id=run_id, call=call, retries=options.retries, seed=options.seed,
+                n_chunks=chunks.n_chunks, import_paths=self._import_paths(),
+            )  # fmt: skip
+            try:
+                run = Run.submit(
+                    self.store, self.keys, manifest, function_payload, chunks, n_items,
+                    self.check_health, self._signal_run, announce_early=self.supervisor is None,
+                )  # fmt: skip
+                break
+            except PreconditionFailed:  # another client of this session took the id
+                continue
         with self._lock:
             self.runs.append(run)
             self._ensure_workers()  # before the upload thread: forked workers inherit no lock
         run.start_upload()
         return run
+
+    def _import_paths(self) -> list[str]:
+        """This client's import folders, for a detached local session: its workers may have
+        been started by another client, with another ``sys.path``."""
+        if self.supervisor is None or self.spec.backend != "local":
+            return []
+        return [path for path in sys.path if path and os.path.isdir(path)]
 
     def _signal_run(self, manifest: RunManifest) -> None:
         """Tell the workers about a new run, or a run's new state."""

@@ -44,6 +44,9 @@ class RunManifest:
     n_items: int | None = None
     created: float = field(default_factory=time.time)
     versions: dict[str, str] = field(default_factory=runtime_versions)
+    #: Folders the client imports from, for local workers another client started: they
+    #: add the missing ones before loading the function.
+    import_paths: list[str] = field(default_factory=list)
 
     @property
     def max_attempts(self) -> int:

@@ -77,13 +77,19 @@ class Run:
     ) -> Run:
         """A new run: its function is stored; ``start_upload`` streams its chunks.
 
+        Without ``announce_early`` (a detached session's run), raises
+        ``PreconditionFailed`` when another client of the session took the run id first.
+
         With ``announce_early`` the workers hear of the run at once and start on its first
         chunks while the rest upload; without, they hear of it once every chunk is stored
         (a detached session's run then either exists whole or not at all).
         """
         run = cls(store, session, manifest, health_check, on_change)
         run.n_items, run.n_chunks = n_items, None
-        store.put(run.keys.function, function_payload)
+        if announce_early:  # one client: its run ids are its own
+            store.put(run.keys.function, function_payload)
+        else:  # a detached session may have several clients: storing reserves the id
+            store.put_if_absent(run.keys.function, function_payload)
         run._announced = announce_early
         if announce_early:
             store.put_if_absent(run._manifest_key, manifest.encode())

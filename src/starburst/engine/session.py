@@ -89,10 +89,13 @@ class SessionRecord:
     #: Whether the session lives only as long as its client (a ``Cluster``); a detached
     #: session (``starburst.session``) outlives it.
     attached: bool = True
-    #: "open"; "capped" once the cost cap stopped it; "closed" while it is being removed.
+    #: "open"; "capped" once the cost cap stopped it; "stalled" when more workers would not
+    #: help (``problem`` says why).
     state: str = "open"
+    problem: str | None = None
     spot: bool = False
     max_cost: float | None = None
+    cost_alert: float | None = None
     #: Dollars per worker-hour, by "on-demand" and "spot"; None where workers cost nothing.
     hourly: dict[str, float] | None = None
     #: What a supervisor needs to launch more workers without the client (never secrets):

@@ -26,6 +26,7 @@ STATES = {
     "waiting": "work left, no worker up: attaching relaunches them",
     "done": "every item has a result or an error",
     "capped": "stopped at max_cost",
+    "stalled": "more workers would not help (out of memory, or workers keep dying)",
     "expired": "past its deadline: its workers stopped",
     "attached": "a Cluster or map whose client is alive",
     "abandoned": "a Cluster or map whose client died: `starburst sessions cleanup` removes it",
@@ -68,6 +69,8 @@ class SessionStatus:
     workers_requested: int
     cost: float | None  # dollars so far; None where workers cost nothing
     runs: list[RunStatus] = field(default_factory=list)
+    problem: str | None = None  # why a stalled session stalled
+    cost_alert: float | None = None
 
     @property
     def items(self) -> int:
@@ -84,6 +87,8 @@ class SessionStatus:
 
     def __str__(self) -> str:
         cost = "" if self.cost is None else f", ~${self.cost:.4f} so far"
+        if self.cost is not None and self.cost_alert is not None and self.cost >= self.cost_alert:
+            cost += f" (past cost_alert=${self.cost_alert:g})"
         left = self.deadline - time.time()
         until = f"deadline in {_duration(left)}" if left > 0 else "past its deadline"
         lines = [
@@ -91,6 +96,8 @@ class SessionStatus:
             f"({self.finished}/{self.items} items, {self.workers}/{self.workers_requested} "
             f"workers up{cost}; {until})"
         ]
+        if self.problem:
+            lines.append(f"  stalled: {self.problem}")
         lines += [f"  {run}" for run in self.runs]
         return "\n".join(lines)
 
@@ -106,37 +113,60 @@ def read_status(store: Store, session_id: str, now: float | None = None) -> Sess
         control = None
     session = control.session if control is not None and control.session else record
     runs = [run_status(store, keys, m, now) for m in run_manifests(store, keys)]
-    roster = live_workers(store, keys, session, control, now) if control is not None else 0
-    cost = None
-    if session.hourly and control is not None:
-        cost = ledger_cost(control.ledger, session.hourly, now)
+    roster, cost = 0, None
+    if control is not None:
+        roster, beats = live_workers(store, keys, session, control, now)
+        cost = session_cost(session, control, beats, now)
     state = _state(session, control, runs, roster, now)
     return SessionStatus(
         session_id, session.backend, state, session.created, session.deadline, roster,
-        session.workers, cost, runs,
+        session.workers, cost, runs, session.problem, session.cost_alert,
     )  # fmt: skip
+
+
+def worker_heartbeats(store: Store, keys: SessionKeys) -> dict[str, tuple[float, bool]]:
+    """Each worker's last heartbeat (over its processes), and whether all of them exited."""
+    records = list(store.list(keys.workers_prefix))
+    found: dict[str, tuple[float, bool]] = {}
+    with ThreadPoolExecutor(max(1, min(16, store.parallelism))) as pool:
+        for key, record in zip(records, pool.map(_read_or_none(store), records), strict=True):
+            if record is None:
+                continue
+            worker = key[len(keys.workers_prefix) :].rsplit(".", 2)[0]  # <id>.<process>.json
+            beat, exited = found.get(worker, (0.0, True))
+            found[worker] = (max(beat, record["heartbeat"]), exited and record["state"] == "exited")
+    return found
 
 
 def live_workers(
     store: Store, keys: SessionKeys, session: SessionRecord, control: Control, now: float
-) -> int:
-    """Workers up now: those with a recent heartbeat, and those launched too recently to
-    have written one."""
+) -> tuple[int, dict[str, tuple[float, bool]]]:
+    """Workers up now (a recent heartbeat, or launched too recently to have written one),
+    and every worker's last heartbeat."""
     fresh = 3 * session.timings.heartbeat
-    up: set[str] = set()
-    seen: set[str] = set()
-    records = list(store.list(keys.workers_prefix))
-    with ThreadPoolExecutor(max(1, min(16, store.parallelism))) as pool:
-        for key, record in zip(records, pool.map(_read_or_none(store), records), strict=True):
-            worker = key[len(keys.workers_prefix) :].rsplit(".", 2)[0]  # <id>.<process>.json
-            seen.add(worker)
-            if record and record.get("state") != "exited" and now - record["heartbeat"] < fresh:
-                up.add(worker)
+    beats = worker_heartbeats(store, keys)
+    up = {w for w, (beat, exited) in beats.items() if not exited and now - beat < fresh}
     for worker in control.roster:
         launched = control.ledger.get(worker, {}).get("launched", 0.0)
-        if worker not in seen and now - launched < max(60.0, fresh):
+        if worker not in beats and now - launched < max(60.0, fresh):
             up.add(worker)  # starting: no heartbeat yet
-    return len(up)
+    return len(up), beats
+
+
+def session_cost(
+    session: SessionRecord, control: Control, beats: dict[str, tuple[float, bool]], now: float
+) -> float | None:
+    """Dollars so far; a worker not yet seen stopped but silent counts to its last heartbeat."""
+    if not session.hourly:
+        return None
+    fresh = 3 * session.timings.heartbeat
+    ledger = {}
+    for worker, entry in control.ledger.items():
+        beat, exited = beats.get(worker, (now, False))
+        if entry.get("stopped") is None and (exited or now - beat > fresh):
+            entry = {**entry, "stopped": max(beat, entry["launched"])}
+        ledger[worker] = entry
+    return ledger_cost(ledger, session.hourly, now)
 
 
 def _read_or_none(store: Store) -> Callable[[str], dict[str, Any] | None]:
@@ -162,7 +192,7 @@ def run_status(store: Store, keys: SessionKeys, manifest: RunManifest, now: floa
     outputs = [RunKeys.chunk_of(k) for k in store.list(run_keys.outputs)]
     sizes = _chunk_sizes(store, run_keys, manifest)
     failed = 0
-    for key in store.list(run_keys.failed):
+    for key in store.list(run_keys.failed):  # written by the output's writer, after it
         marker = from_json(store.get(key))
         chunk = RunKeys.chunk_of(key)
         failed += sizes.get(chunk, 0) if marker.get("lost") else len(marker["items"])
@@ -186,6 +216,8 @@ def _chunk_sizes(store: Store, keys: RunKeys, manifest: RunManifest) -> dict[int
         starts: list[int] = from_json(store.get(keys.starts))["starts"]
     except NotFound:
         return {}
+    if not starts:
+        return {}
     ends = [*starts[1:], manifest.n_items or 0]
     return {chunk: end - start for chunk, (start, end) in enumerate(zip(starts, ends, strict=True))}
 
@@ -202,14 +234,14 @@ def _state(
     if session.attached:
         timeout = session.timings.client_timeout or 60.0
         return "attached" if now - control.heartbeat <= 3 * timeout else "abandoned"
-    if session.state == "capped":
-        return "capped"
+    if runs and all(run.state != "running" for run in runs):
+        return "done"  # even past the deadline: its results are all there
+    if session.state in ("capped", "stalled"):
+        return session.state
     if session.expired(now):
         return "expired"
     if not runs:
         return "idle"
-    if all(run.state != "running" for run in runs):
-        return "done"
     return "running" if roster else "waiting"
 
 

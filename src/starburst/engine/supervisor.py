@@ -7,17 +7,23 @@ session whose laptop is closed still has one. A step reconciles the control reco
 the backend reports:
 
 1. roster workers that the backend no longer runs have their leases ended and their chunks
-   offered to the others (a spot interruption uses up no attempt), and their stripes freed;
-2. runs whose every chunk has an output leave the record (the workers then forget them);
+   offered to the others (a spot interruption uses up no attempt), their stripes freed, and
+   their stop time (the backend's, else their last heartbeat) written to the ledger;
+2. sealed runs the record does not list (a client died between storing and announcing one)
+   are announced; runs whose every chunk has an output leave the record;
 3. while work remains and workers are missing, new ones are launched on the free stripes,
-   as many as ``max_cost`` still allows (each bills at least a minute), and at most
-   ``MAX_LAUNCHES_PER_WORKER`` times the session's workers in all (a session whose workers
-   keep dying stops being refilled);
+   as many as ``max_cost`` still allows (each bills at least a minute);
 4. once the ledger's cost reaches ``max_cost``, the session's state becomes ``capped`` and
-   its deadline now: every worker leaves at its next heartbeat.
+   its deadline now: every worker leaves at its next heartbeat;
+5. when more workers would not help (one ran out of memory, one could not start, or
+   ``MAX_LAUNCHES_PER_WORKER`` times the session's workers were launched), the session's
+   state becomes ``stalled`` with the reason, which ``collect`` raises instead of waiting.
 
-Every change is one compare-and-swap of the control record, so a supervisor and a client
-never lose each other's writes. If every worker is lost while nobody is attached, the work
+A worker told to stop (a spot interruption) leaves the roster and runs a step itself before
+it goes (``WorkerLoop._hand_off``), so that work goes on even when every worker is
+interrupted at once. Every change is one compare-and-swap of the control record, so a
+supervisor and a client never lose each other's writes, and none brings back a removed
+session. If every worker dies at once without warning while nobody is attached, the work
 waits: the next ``attach`` takes the role and relaunches.
 """
 
@@ -26,15 +32,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 import time
 
-from ..backends.base import Backend, LaunchRequest
+from ..backends.base import Backend, LaunchRequest, WorkerInfo
 from ..cost.billing import MINIMUM_SECONDS, ledger_cost
 from ..store import NotFound, PreconditionFailed, Store
 from .claims import Claim, end_lease
 from .control import Control, ControlWriter
 from .layout import RunKeys, SessionKeys
 from .manifest import RunManifest
+from .status import worker_heartbeats
 
 log = logging.getLogger("starburst")
 
@@ -54,13 +62,17 @@ class Supervisor:
         self.holder = holder
         self.writer = ControlWriter(store, keys)
         self.notices: list[str] = []
+        self._step_lock = threading.Lock()
+        self._lease_seconds = 30.0
 
     def try_step(self, lease_seconds: float) -> bool:
         """Run a step if this process holds (or can take) the role; return whether it did."""
-        if not self.hold(lease_seconds):
-            return False
-        self.step()
-        return True
+        with self._step_lock:  # one step at a time in this process (monitor, upload thread)
+            if not self.hold(lease_seconds):
+                return False
+            self._lease_seconds = lease_seconds
+            self.step()
+            return True
 
     @property
     def _key(self) -> str:
@@ -102,58 +114,78 @@ class Supervisor:
         except NotFound:
             return []  # the session is being removed
         session = control.session
-        if session is None or session.state != "open" or session.expired():
+        if session is None:
             return []
         now = time.time()
-        gone = self._lost_workers(control, session.backend, now)
-        runs = [m for m in control.runs.values() if m.state != "cancelled"]
+        infos = {info.worker_id: info for info in self._find(control)}
+        gone = self._lost_workers(control, infos, session.backend, now)
+        stopped_at = self._stop_times(gone, infos, now)
+        announced = self._announce_missing(control)
+        runs = [m for m in control.runs.values() if m.state != "cancelled"] + announced
         finished = {m.run_id for m in runs if self._finished(m)}
         active = [m for m in runs if m.run_id not in finished]
         requeued = {m.run_id: self._end_leases(m, gone) for m in active} if gone else {}
         live = [w for w in control.roster if w not in gone]
-        spent = ledger_cost(control.ledger, session.hourly, now)
-        capped = session.max_cost is not None and spent >= session.max_cost
+        ledger = {**control.ledger}
+        for worker, at in stopped_at.items():
+            ledger[worker] = {**ledger.get(worker, {"launched": at, "spot": False}), "stopped": at}
+        spent = ledger_cost(ledger, session.hourly, now)
+        running = session.state == "open" and not session.expired(now)
+        capped = running and session.max_cost is not None and spent >= session.max_cost
+        problem = self._problem(gone, infos, control, live) if running else None
         launched: dict[str, int] = {}
-        if active and not capped:
+        if active and running and not capped and problem is None:
             launched = self._launch(control, live, spent)
-        if not (gone or finished or launched or capped):
+        if not (gone or finished or launched or capped or announced or problem):
             return []
 
         def edit(record: Control) -> None:
-            for worker, _ in gone.items():
+            for worker in gone:
                 record.roster.pop(worker, None)
                 if worker in record.ledger and record.ledger[worker].get("stopped") is None:
-                    record.ledger[worker]["stopped"] = now
+                    record.ledger[worker]["stopped"] = stopped_at[worker]
             for run_id, chunks in requeued.items():
                 if chunks:
                     record.requeued.setdefault(run_id, {}).update(chunks)
+            for manifest in announced:
+                record.runs.setdefault(manifest.run_id, manifest)
             for run_id in finished:
                 record.runs.pop(run_id, None)
                 record.requeued.pop(run_id, None)
+                if run_id not in record.finished:
+                    record.finished.append(run_id)
             record.roster.update(launched)
             record.ledger.update(
                 {w: {"launched": now, "stopped": None, "spot": session.spot} for w in launched}
             )
-            if capped and record.session is not None:
-                record.session.state, record.session.deadline = "capped", now
-                self.notices.append(
-                    f"session {session.session_id} reached max_cost=${session.max_cost:g} "
-                    f"(~${spent:.2f} spent): its workers are stopping"
-                )
+            if record.session is not None and record.session.state == "open":
+                if capped:
+                    record.session.state, record.session.deadline = "capped", now
+                elif problem is not None:
+                    record.session.state, record.session.problem = "stalled", problem
 
         self.writer.change(edit)
         if capped:
+            self.notices.append(
+                f"session {session.session_id} reached max_cost=${session.max_cost:g} "
+                f"(~${spent:.2f} spent): its workers are stopping"
+            )
+        if problem is not None:
+            self.notices.append(f"session {session.session_id} stalled: {problem}")
+        if capped or problem is not None:
             self.writer.publish_session()
         return list(launched)
 
     # Steps -------------------------------------------------------------------------------
 
-    def _lost_workers(self, control: Control, backend: str, now: float) -> dict[str, bool]:
+    def _find(self, control: Control) -> list[WorkerInfo]:
+        return self.backend.find(self.keys.session_id) if control.roster else []
+
+    def _lost_workers(
+        self, control: Control, infos: dict[str, WorkerInfo], backend: str, now: float
+    ) -> dict[str, bool]:
         """Roster workers the backend no longer runs, each with whether its stop uses up an
         attempt (not for a spot interruption)."""
-        if not control.roster:
-            return {}
-        infos = {info.worker_id: info for info in self.backend.find(self.keys.session_id)}
         show_up = _SHOW_UP_SECONDS.get(backend, 60.0)
         gone: dict[str, bool] = {}
         for worker in control.roster:
@@ -166,6 +198,59 @@ class Supervisor:
                 gone[worker] = info.fault != "interrupted"
                 log.info("worker %s stopped: %s", worker, info.reason)
         return gone
+
+    def _stop_times(
+        self, gone: dict[str, bool], infos: dict[str, WorkerInfo], now: float
+    ) -> dict[str, float]:
+        """When each lost worker stopped: as the backend says, else its last heartbeat (a
+        step may come long after: the cost must not grow in between)."""
+        if not gone:
+            return {}
+        beats = worker_heartbeats(self.store, self.keys)
+        times = {}
+        for worker in gone:
+            info = infos.get(worker)
+            reported = info.stopped_at if info is not None else None
+            times[worker] = reported or beats.get(worker, (now, True))[0]
+        return times
+
+    def _announce_missing(self, control: Control) -> list[RunManifest]:
+        """Sealed runs the control record does not list (their client died between storing
+        the manifest and announcing it): they are announced now."""
+        known = set(control.runs) | set(control.finished)
+        missing = []
+        for key in self.store.list(self.keys.runs_prefix):
+            run_id = self.keys.run_id_of(key)
+            if run_id not in known:
+                with contextlib.suppress(NotFound):
+                    manifest = RunManifest.decode(self.store.get(key))
+                    if manifest.state == "sealed":
+                        missing.append(manifest)
+        return missing
+
+    def _problem(
+        self, gone: dict[str, bool], infos: dict[str, WorkerInfo], control: Control, live: list[str]
+    ) -> str | None:
+        """Why launching more workers would not help, if it would not."""
+        session = control.session
+        assert session is not None
+        for worker in gone:
+            info = infos.get(worker)
+            if info is not None and info.fault == "out_of_memory":
+                memory = f"{session.memory_mib / 1024:g} GB" if session.memory_mib else "default"
+                return (
+                    f"worker {worker} ran out of memory ({info.reason}) with memory={memory}; "
+                    "open a session with more memory and submit the unfinished work there"
+                )
+            if info is not None and info.fault == "failed_to_start":
+                return f"worker {worker} could not start: {info.reason}"
+        launches = len(control.ledger)
+        if len(live) < session.workers and launches >= MAX_LAUNCHES_PER_WORKER * session.workers:
+            return (
+                f"{launches} workers were launched and they keep stopping; see "
+                f"`starburst logs {session.session_id}`"
+            )
+        return None
 
     def _finished(self, manifest: RunManifest) -> bool:
         """Every chunk of a sealed run has its output."""
@@ -192,12 +277,7 @@ class Supervisor:
         missing = session.workers - len(live)
         room = MAX_LAUNCHES_PER_WORKER * session.workers - len(control.ledger)
         count = min(missing, room, self._affordable(session.max_cost, session.hourly, spent))
-        if count <= 0:
-            if missing > 0 and room <= 0:
-                self.notices.append(
-                    f"session {session.session_id} launched {len(control.ledger)} workers "
-                    "and will launch no more: its workers keep stopping (see `starburst logs`)"
-                )
+        if count <= 0 or not self.hold(self._lease_seconds):  # still the supervisor?
             return {}
         taken = {control.roster[w] for w in live}
         stripes = [s for s in range(session.workers) if s not in taken][:count]

@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import claims
-from ..engine.control import Control
+from ..engine.control import Control, ControlWriter
 from ..engine.layout import RunKeys, SessionKeys, to_json
 from ..engine.manifest import RunFunction, RunManifest
 from ..engine.outcome import ChunkOutput, ItemFailure
@@ -36,6 +37,8 @@ from ..store import NotFound, PreconditionFailed, Store
 
 log = logging.getLogger("starburst.worker")
 
+#: How long a stopping worker of a detached session tries to hand its place on.
+_HAND_OFF_SECONDS = 30.0
 #: With many slots, a thief picks (by its slot) among up to this many of the lowest
 #: unclaimed chunks (one per eight slots).
 _STEAL_SPREAD = 16
@@ -138,6 +141,7 @@ class WorkerLoop:
         except WorkerTerminated:
             self.stop_reason = self.stop_reason or "terminated"
             self._give_back()
+            self._hand_off()
         finally:
             self._stop_event.set()
             self._write_heartbeat(state="exited")
@@ -397,6 +401,7 @@ class WorkerLoop:
     def _function(self, state: _RunState) -> RunFunction:
         run_id = state.manifest.run_id
         if run_id not in self.functions:
+            sys.path.extend(p for p in state.manifest.import_paths if p not in sys.path)
             self.functions[run_id] = loads(self.store.get(state.keys.function))
         return self.functions[run_id]
 
@@ -406,22 +411,30 @@ class WorkerLoop:
             data = dumps(output, compress=compress, to_client=True)
         except Exception:
             data = dumps(_without_unpicklable(output), compress=compress, to_client=True)
-        if output.failures:  # before the output, so that a status never misses a failure
-            marker = {"items": sorted(output.failures), "worker": self.worker_id}
-            self.store.put(lease.keys.failure_marker(lease.chunk), to_json(marker))
         try:
             self.store.put_if_absent(lease.keys.output(lease.chunk), data)
-            self.store.announce()
         except PreconditionFailed:
             log.info("chunk %s was already completed by another worker", lease.chunk)
+        else:
+            if output.failures:  # only the output's writer says which of its items failed
+                marker = {"items": sorted(output.failures), "worker": self.worker_id}
+                self.store.put(lease.keys.failure_marker(lease.chunk), to_json(marker))
+            self.store.announce()
         if self.store.frees_inputs:
             self.store.delete(lease.keys.input(lease.chunk))
 
     # Heartbeat -----------------------------------------------------------------------------
 
+    def _until_next_beat(self) -> float:
+        """A heartbeat's pause, shortened to end at the session's deadline."""
+        session = self.control.session if self.control is not None else None
+        if session is None:
+            return self.timings.heartbeat
+        return max(0.05, min(self.timings.heartbeat, session.deadline - time.time()))
+
     def _heartbeat_loop(self) -> None:
         next_renewal = time.monotonic() + self.timings.lease / 3
-        while not self._stop_event.wait(self.timings.heartbeat):
+        while not self._stop_event.wait(self._until_next_beat()):
             self._write_heartbeat(state="running")
             if time.monotonic() >= next_renewal:
                 with self._lock:
@@ -442,11 +455,21 @@ class WorkerLoop:
     def _supervise(self) -> None:
         """In a detached session, the first process of each worker may hold the supervisor
         role (``engine/supervisor.py``): it replaces lost workers while no client is there."""
-        control = self.control
+        supervisor = self._supervisor_of(self.control)
+        if supervisor is None:
+            return
+        try:
+            supervisor.try_step(3 * self.timings.heartbeat)
+        except Exception as exc:  # tried again at the next heartbeat
+            log.warning("supervision step failed: %s", exc)
+
+    def _supervisor_of(self, control: Control | None) -> Any:
+        """The supervisor this process may act as, or None (not a detached session's first
+        process, or the session is closed)."""
         if self.process != 0 or control is None or control.session is None:
-            return
+            return None
         if control.session.attached:
-            return
+            return None
         if self._supervisor is None:
             from ..backends import backend_for
             from ..engine.supervisor import Supervisor
@@ -454,10 +477,36 @@ class WorkerLoop:
             session = control.session
             backend = backend_for(session.backend, session.session_id, self.store, session.launch)
             self._supervisor = Supervisor(self.store, self.keys, backend, self.base_id)
+        return self._supervisor
+
+    def _hand_off(self) -> None:
+        """Told to stop (a spot interruption) in a detached session that goes on: leave the
+        roster and launch a replacement now, so that work goes on even when every worker is
+        interrupted at once and no client is attached."""
+        control = self._read_control()
+        supervisor = self._supervisor_of(control)
+        if supervisor is None or control is None or control.session is None:
+            return
+        if control.session.state != "open" or control.session.expired():
+            return
+        now = time.time()
+
+        def leave(record: Control) -> None:
+            record.roster.pop(self.base_id, None)
+            entry = record.ledger.get(self.base_id)
+            if entry is not None and entry.get("stopped") is None:
+                entry["stopped"] = now
+
+        deadline = time.monotonic() + _HAND_OFF_SECONDS
         try:
-            self._supervisor.try_step(3 * self.timings.heartbeat)
-        except Exception as exc:  # tried again at the next heartbeat
-            log.warning("supervision step failed: %s", exc)
+            ControlWriter(self.store, self.keys).change(leave)
+            while time.monotonic() < deadline:  # another leaver may hold the role a moment
+                if supervisor.try_step(3 * self.timings.heartbeat):
+                    supervisor.release()
+                    return
+                time.sleep(1.0)
+        except Exception as exc:  # best effort: the other workers' supervisor still acts
+            log.warning("hand-off failed: %s", exc)
 
     def _reason_to_quit(self) -> str | None:
         control = self._read_control()
