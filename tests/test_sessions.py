@@ -315,12 +315,15 @@ def test_old_local_sessions_are_swept_like_the_bucket_expires_them(data_dir: Pat
     assert {s.session_id for s in starburst.list_sessions()} == {new.id}
 
 
-def test_runs_submitted_after_attaching_get_their_own_ids(tmp_path: Path, data_dir: Path) -> None:
+def test_runs_submitted_after_attaching_get_their_own_ids(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     session_id = _submit_and_exit(tmp_path, 0.0, 50)
     again = starburst.attach(session_id)
     run = again.map(slow_square, range(10, 20))
     assert run.id == "r00002"  # after the two runs the first client submitted
-    results = again.collect(timeout=120)
+    results = again.collect(timeout=120, progress=True)
+    assert f"collecting {session_id}" in capsys.readouterr().err  # the progress display
     assert results == [[x * x for x in range(50)], 6, [x * x for x in range(10, 20)]]
     assert run.result() == [x * x for x in range(10, 20)]
 

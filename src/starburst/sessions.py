@@ -50,6 +50,7 @@ from .errors import (
     StarburstError,
 )
 from .options import RunOptions, WorkerSpec
+from .progress import Progress, make_progress
 from .serialize import dumps
 from .store import NotFound, Store
 
@@ -263,7 +264,11 @@ class Session:
         return read_status(self._store, self.id)
 
     def collect(
-        self, wait: bool = True, timeout: float | None = None, errors: str = "raise"
+        self,
+        wait: bool = True,
+        timeout: float | None = None,
+        errors: str = "raise",
+        progress: bool | None = None,
     ) -> list[Any]:
         """Every run's results, in submission order: a list in input order for a ``map``,
         the value for a ``submit``.
@@ -272,24 +277,48 @@ class Session:
         yet. ``errors="raise"`` raises the first failure (its remote traceback chained);
         ``errors="return"`` puts exceptions in place. A ``timeout`` (seconds) raises
         ``RunTimeoutError``; every error carries what is done in ``exc.starburst_results``
-        (one ``PartialResults`` per run). Calling it again returns the same results.
+        (one ``PartialResults`` per run). Calling it again returns the same results. A
+        progress bar shows while waiting on a terminal (``progress=False`` hides it).
         """
         self._check_open()
-        return self._collect(self.runs, wait, timeout, errors)
+        return self._collect(self.runs, wait, timeout, errors, progress)
 
     def _collect(
-        self, handles: list[RunHandle], wait: bool, timeout: float | None, errors: str
+        self,
+        handles: list[RunHandle],
+        wait: bool,
+        timeout: float | None,
+        errors: str,
+        progress: bool | None = None,
     ) -> list[Any]:
         RunOptions.build(errors=errors, timeout=timeout)  # the same checks as map's
         views = [self._view(handle.manifest) for handle in handles]
+        display = make_progress(progress if wait else False, f"starburst: collecting {self.id}")
+        try:
+            self._wait_for(views, wait, timeout, display)
+        finally:
+            display.close()
+        for view in views:
+            failure = view.first_failure() if errors == "raise" else None
+            if failure is not None:
+                raise _with_partials(failure, views)
+        return [view.value() for view in views]
+
+    def _wait_for(
+        self, views: list[_RunView], wait: bool, timeout: float | None, display: Progress
+    ) -> None:
+        """Poll the runs once, or (``wait``) until they are complete or cannot be."""
         deadline = None if timeout is None else time.monotonic() + timeout
         next_check = time.monotonic() + _STATE_CHECK_SECONDS
+        total = sum(view.run.n_items or 0 for view in views)
+        workers = "checking"
         while True:
             for view in views:
                 view.poll()
+            display.update(sum(v.run.items_delivered for v in views), total, workers)
             waiting = [view for view in views if not view.run.complete]
             if not wait or not waiting:
-                break
+                return
             if any(view.run.cancelled for view in waiting):
                 cancelled = next(view.run.run_id for view in waiting if view.run.cancelled)
                 raise _with_partials(
@@ -305,16 +334,13 @@ class Session:
                 )
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + _STATE_CHECK_SECONDS
-                self._raise_if_stuck(views)
+                status = self._raise_if_stuck(views)
+                cost = "" if status.cost is None else f", ~${status.cost:.2f} so far"
+                workers = f"{status.workers} up{cost}"
             waiting[0].run.wait()
-        for view in views:
-            failure = view.first_failure() if errors == "raise" else None
-            if failure is not None:
-                raise _with_partials(failure, views)
-        return [view.value() for view in views]
 
-    def _raise_if_stuck(self, views: list[_RunView]) -> None:
-        """Raise instead of waiting for runs that can no longer finish."""
+    def _raise_if_stuck(self, views: list[_RunView]) -> SessionStatus:
+        """The session's status; raises instead when its runs can no longer finish."""
         status = read_status(self._store, self.id)
         if status.state in ("expired", "capped", "stalled", "closed"):
             why = {
@@ -330,6 +356,7 @@ class Session:
                 ),
                 views,
             )
+        return status
 
     def _view(self, manifest: RunManifest) -> _RunView:
         if manifest.run_id not in self._views:
@@ -412,9 +439,15 @@ class RunHandle:
         view.poll()
         return view.run.complete
 
-    def result(self, wait: bool = True, timeout: float | None = None, errors: str = "raise") -> Any:
+    def result(
+        self,
+        wait: bool = True,
+        timeout: float | None = None,
+        errors: str = "raise",
+        progress: bool | None = None,
+    ) -> Any:
         """This run's results, as ``Session.collect`` gives them."""
-        return self._session._collect([self], wait, timeout, errors)[0]
+        return self._session._collect([self], wait, timeout, errors, progress)[0]
 
 
 class _RunView:
