@@ -360,3 +360,20 @@ def test_a_finished_session_past_its_deadline_is_still_done(data_dir: Path) -> N
     assert session.collect(timeout=30) == [[x * x for x in range(10)]]
     _wait_for(lambda: time.time() > session.deadline, what="the deadline")
     assert session.status().state == "done"  # `sessions cleanup --expired` leaves it
+
+
+def test_a_cancelled_run_stops_and_collect_says_so(data_dir: Path) -> None:
+    session = starburst.session(workers=1, ttl="1h")
+    run = session.map(slow_square, range(3000), chunk_size=5)  # ~60 s of work
+    _wait_for(lambda: run.status().done >= 10, what="some results")
+    run.cancel()
+    assert run.status().state == "cancelled"
+    time.sleep(1.5)  # a chunk in hand may still land; then nothing more
+    settled = run.status().done
+    time.sleep(1.5)
+    assert run.status().done == settled < 3000  # the worker takes no more of its chunks
+    with pytest.raises(starburst.CancelledError, match=f"run {run.id} was cancelled") as info:
+        run.result()
+    assert len(info.value.starburst_results[0].done) >= 10
+    after = session.map(slow_square, range(5))  # the session goes on
+    assert after.result(timeout=60) == [x * x for x in range(5)]

@@ -360,9 +360,8 @@ class Session:
 
     def _view(self, manifest: RunManifest) -> _RunView:
         if manifest.run_id not in self._views:
-            self._views[manifest.run_id] = _RunView(
-                Run.existing(self._store, self._driver.keys, manifest)
-            )
+            run = Run.existing(self._store, self._driver.keys, manifest, self._driver.signal_run)
+            self._views[manifest.run_id] = _RunView(run)
         return self._views[manifest.run_id]
 
     # Lifecycle ---------------------------------------------------------------------------
@@ -429,9 +428,15 @@ class RunHandle:
 
     def status(self) -> RunStatus:
         """Items done, failed and pending, and an ETA."""
-        return run_status(
-            self._session._store, self._session._driver.keys, self.manifest, time.time()
-        )
+        store, keys = self._session._store, self._session._driver.keys
+        manifest = RunManifest.decode(store.get(keys.manifest(self.id)))  # its state now
+        return run_status(store, keys, manifest, time.time())
+
+    def cancel(self) -> None:
+        """Stop the run: workers take no more of its chunks (what is done stays
+        collectable; collecting it with ``wait=True`` raises ``CancelledError``)."""
+        self._session._check_open()
+        self._session._view(self.manifest).run.cancel()
 
     def done(self) -> bool:
         """Whether every item has a result or an error."""

@@ -264,7 +264,7 @@ class Driver:
             try:
                 run = Run.submit(
                     self.store, self.keys, manifest, function_payload, chunks, n_items,
-                    self.check_health, self._signal_run, announce_early=self.supervisor is None,
+                    self.check_health, self.signal_run, announce_early=self.supervisor is None,
                 )  # fmt: skip
                 break
             except PreconditionFailed:  # another client of this session took the id
@@ -282,8 +282,8 @@ class Driver:
             return []
         return [path for path in sys.path if path and os.path.isdir(path)]
 
-    def _signal_run(self, manifest: RunManifest) -> None:
-        """Tell the workers about a new run, or a run's new state."""
+    def signal_run(self, manifest: RunManifest) -> None:
+        """Tell the workers about a new run, or a run's new state (sealed, cancelled)."""
         self.control.change(lambda control: control.runs.__setitem__(manifest.run_id, manifest))
         if self.supervisor is not None and manifest.state == "sealed":
             with self._lock:  # a detached run is announced once sealed: launch workers now

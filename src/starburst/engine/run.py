@@ -100,9 +100,15 @@ class Run:
         return run
 
     @classmethod
-    def existing(cls, store: Store, session: SessionKeys, manifest: RunManifest) -> Run:
-        """A run submitted earlier (by this process or another), to collect."""
-        run = cls(store, session, manifest, lambda: None, lambda manifest: None)
+    def existing(
+        cls,
+        store: Store,
+        session: SessionKeys,
+        manifest: RunManifest,
+        on_change: Callable[[RunManifest], None],
+    ) -> Run:
+        """A run submitted earlier (by this process or another), to collect or cancel."""
+        run = cls(store, session, manifest, lambda: None, on_change)
         run._uploaded.set()
         return run
 

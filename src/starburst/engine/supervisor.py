@@ -10,7 +10,7 @@ the backend reports:
    offered to the others (a spot interruption uses up no attempt), their stripes freed, and
    their stop time (the backend's, else their last heartbeat) written to the ledger;
 2. sealed runs the record does not list (a client died between storing and announcing one)
-   are announced; runs whose every chunk has an output leave the record;
+   are announced; runs whose every chunk has an output, and cancelled ones, leave it;
 3. while work remains and workers are missing, new ones are launched on the free stripes,
    as many as ``max_cost`` still allows (each bills at least a minute);
 4. once the ledger's cost reaches ``max_cost``, the session's state becomes ``capped`` and
@@ -123,6 +123,7 @@ class Supervisor:
         announced = self._announce_missing(control)
         runs = [m for m in control.runs.values() if m.state != "cancelled"] + announced
         finished = {m.run_id for m in runs if self._finished(m)}
+        finished |= {m.run_id for m in control.runs.values() if m.state == "cancelled"}
         active = [m for m in runs if m.run_id not in finished]
         requeued = {m.run_id: self._end_leases(m, gone) for m in active} if gone else {}
         live = [w for w in control.roster if w not in gone]
