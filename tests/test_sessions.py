@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -377,3 +380,34 @@ def test_a_cancelled_run_stops_and_collect_says_so(data_dir: Path) -> None:
     assert len(info.value.starburst_results[0].done) >= 10
     after = session.map(slow_square, range(5))  # the session goes on
     assert after.result(timeout=60) == [x * x for x in range(5)]
+
+
+_ATTACH_AND_SUBMIT = """
+    import sys
+    import starburst
+
+    def cube(x):
+        return x ** 3
+
+    session = starburst.attach(sys.argv[1])
+    print(session.map(cube, range(int(sys.argv[2]), int(sys.argv[2]) + 30)).id)
+"""
+
+
+def test_two_clients_submitting_at_once_get_separate_runs(tmp_path: Path, data_dir: Path) -> None:
+    session = starburst.session(workers=2, ttl="1h")
+    scripts = []
+    for n, start in enumerate((0, 100)):
+        script = tmp_path / f"client{n}.py"
+        script.write_text(textwrap.dedent(_ATTACH_AND_SUBMIT))
+        scripts.append([sys.executable, str(script), session.id, str(start)])
+    clients = [subprocess.Popen(c, stdout=subprocess.PIPE, text=True) for c in scripts]
+    ids = [client.communicate(timeout=120)[0].strip() for client in clients]
+    assert all(client.returncode == 0 for client in clients)
+    assert sorted(ids) == ["r00000", "r00001"]  # one id each, whoever came first
+    by_start = {run[0]: run for run in session.collect(timeout=120)}
+    assert by_start == {0: [x**3 for x in range(30)], 100**3: [x**3 for x in range(100, 130)]}
+    first, second = starburst.attach(session.id), starburst.attach(session.id)
+    one, two = first.map(slow_square, range(3)), second.map(slow_square, range(3, 6))
+    assert (one.id, two.id) == ("r00002", "r00003")  # the second found r00002 taken
+    assert two.result(timeout=60) == [9, 16, 25] and one.result(timeout=60) == [0, 1, 4]
