@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -304,41 +303,25 @@ def _read_record(path: Path) -> dict[str, Any] | None:
         return None
 
 
-class _Spawned(_Process):
-    """A worker started as ``python -m starburst.worker``."""
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        super().__init__(popen.pid)
-        self._popen = popen
-
-    def poll(self) -> int | None:
-        self.returncode = self._popen.poll()
-        return self.returncode
-
-    def wait(self) -> int:
-        self.returncode = self._popen.wait()
-        return self.returncode
-
-
 def _spawn_worker(args: dict[str, str | int], log_path: Path) -> _Process:
+    """Start ``python -m starburst.worker`` in a new process session, its output to its log.
+
+    ``posix_spawn`` rather than ``subprocess``: a worker of a detached session outlives the
+    object that started it, which ``subprocess.Popen`` would warn about.
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
     env.setdefault("PYTHONUNBUFFERED", "1")
-    with open(log_path, "ab") as log:
-        popen = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "starburst.worker",
-                *(part for name, value in args.items() for part in (f"--{name}", str(value))),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
-    return _Spawned(popen)
+    argv = [
+        sys.executable, "-m", "starburst.worker",
+        *(part for name, value in args.items() for part in (f"--{name}", str(value))),
+    ]  # fmt: skip
+    files = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    return _Process(os.posix_spawn(sys.executable, argv, env, file_actions=files, setsid=True))
 
 
 def _fork_worker(args: dict[str, str | int], log_path: Path) -> _Process:
