@@ -229,6 +229,15 @@ def plan_call(
     return Plan(payload, chunks, n_items, call, options)
 
 
+def plan_tasks(spec: WorkerSpec, tasks: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> Plan:
+    """Plan submitted calls ``(fn, args, kwargs)`` (each already checked to pickle) as one
+    run; the items carry their own functions."""
+    payload = dumps(RunFunction(None), compress=spec.backend != "local")
+    per_slot = chunks_per_slot(spec.backend)
+    n_items, chunks = iter_chunks(tasks, len(tasks), spec.slots, None, per_slot)
+    return Plan(payload, chunks, n_items, "task", RunOptions())
+
+
 def header(spec: WorkerSpec, session_id: str) -> str:
     """The line printed above the progress bar: where the work runs and how to go bigger."""
     line = f"starburst: {spec.workers} workers x {spec.cpu:g} cpu on the {spec.backend} backend"

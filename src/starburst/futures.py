@@ -14,15 +14,11 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-import cloudpickle
-
-from .engine.chunking import chunks_per_slot, iter_chunks
+from .cluster import plan_tasks
 from .engine.driver import Driver
-from .engine.manifest import RunFunction
 from .engine.run import Run
-from .errors import CancelledError, SerializationError
-from .options import RunOptions
-from .serialize import dumps
+from .errors import CancelledError
+from .serialize import unsendable_call_error
 
 #: How long the dispatcher waits after a call for more calls to join its batch.
 BATCH_WINDOW_SECONDS = 0.002
@@ -35,8 +31,6 @@ class SubmitBatcher:
 
     def __init__(self, driver: Driver) -> None:
         self._driver = driver
-        self._options = RunOptions()
-        self._payload = dumps(RunFunction(None), compress=driver.store.compress)
         self._queue: deque[_Call] = deque()
         self._active: list[tuple[Run, dict[int, Future[Any]]]] = []
         self._wakeup = threading.Condition()
@@ -94,23 +88,17 @@ class SubmitBatcher:
     def _dispatch(self, calls: list[_Call]) -> None:
         tasks, futures = [], {}
         for future, fn, args, kwargs in calls:
-            try:
-                cloudpickle.dumps((fn, args, kwargs))
-            except Exception as exc:
-                future.set_exception(
-                    SerializationError(f"cannot send this call to a worker: {exc}")
-                )
+            problem = unsendable_call_error(fn, args, kwargs)
+            if problem is not None:
+                future.set_exception(problem)
                 continue
             futures[len(tasks)] = future
             tasks.append((fn, args, kwargs))
         if not tasks:
             return
-        spec = self._driver.spec
-        n_items, chunks = iter_chunks(
-            tasks, len(tasks), spec.slots, None, chunks_per_slot(spec.backend)
-        )
+        plan = plan_tasks(self._driver.spec, tasks)
         try:
-            run = self._driver.submit(self._payload, chunks, n_items, "task", self._options)
+            run = self._driver.submit(plan.payload, plan.chunks, plan.n_items, "task", plan.options)
         except BaseException as exc:
             for future in futures.values():
                 future.set_exception(exc)

@@ -115,6 +115,21 @@ def unpicklable_function_error(fn: Any, exc: Exception) -> SerializationError:
     )
 
 
+def unsendable_call_error(
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> SerializationError | None:
+    """The error for a submitted call ``fn(*args, **kwargs)`` that cannot be pickled for the
+    workers, or None when it can."""
+    try:
+        cloudpickle.dumps((fn, args, kwargs))
+    except Exception as exc:
+        return SerializationError(
+            f"cannot send the call {_describe(fn)}(...) to the workers "
+            f"({type(exc).__name__}: {exc})"
+        )
+    return None
+
+
 def _describe(fn: Any) -> str:
     name = getattr(fn, "__qualname__", None) or type(fn).__name__
     return f"function {name!r}" if callable(fn) else repr(fn)

@@ -27,14 +27,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
-
 from .aws.resources import RUN_DATA_EXPIRY_DAYS
-from .cluster import Plan, plan_call
+from .cluster import Plan, plan_call, plan_tasks
 from .cost.guard import CostLimits
-from .engine.chunking import chunks_per_slot, iter_chunks
 from .engine.driver import Driver
-from .engine.manifest import RunFunction, RunManifest
+from .engine.manifest import RunManifest
 from .engine.outcome import ChunkOutput
 from .engine.run import Run
 from .engine.session import SessionRecord, parse_duration
@@ -44,14 +41,13 @@ from .errors import (
     ConfigurationError,
     PartialResults,
     RunTimeoutError,
-    SerializationError,
     SessionExpiredError,
     SessionNotFoundError,
     StarburstError,
 )
 from .options import RunOptions, WorkerSpec
 from .progress import Progress, make_progress
-from .serialize import dumps
+from .serialize import unsendable_call_error
 from .store import NotFound, Store
 
 _SESSION_ID = re.compile(r"^sb-\d{8}-\d{6}-[0-9a-f]{6}$")
@@ -150,18 +146,9 @@ def remove_session(session_id: str) -> None:
 
 
 def _reopen(store: Store, record: SessionRecord) -> Driver:
-    from .backends import Placement, backend_for, local_placement
-    from .store import LocalStore
+    from .backends import reopen
 
-    session_id = record.session_id
-    if isinstance(store, LocalStore):
-        placement = local_placement(store, session_id)
-    else:
-        from .backends.fargate import discard_session
-
-        backend = backend_for(record.backend, session_id, store, record.launch)
-        discard = lambda: discard_session(store, session_id)  # type: ignore[arg-type]  # noqa: E731
-        placement = Placement(store, backend, discard, record.launch)
+    placement = reopen(record.backend, record.session_id, store, record.launch)
     return Driver.reopen(placement, record)
 
 
@@ -231,18 +218,10 @@ class Session:
         self._check_open()
         if not callable(fn):
             raise StarburstError(f"{fn!r} is not callable; pass a function as the first argument")
-        try:
-            cloudpickle.dumps((fn, args, kwargs))
-        except Exception as exc:
-            raise SerializationError(
-                f"the call {getattr(fn, '__qualname__', fn)!r} cannot be sent to the workers: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        spec = self._driver.spec
-        payload = dumps(RunFunction(None), compress=spec.backend != "local")
-        per_slot = chunks_per_slot(spec.backend)
-        n_items, chunks = iter_chunks([(fn, args, kwargs)], 1, spec.slots, None, per_slot)
-        return self._submit(Plan(payload, chunks, n_items, "task", RunOptions()))
+        problem = unsendable_call_error(fn, args, kwargs)
+        if problem is not None:
+            raise problem
+        return self._submit(plan_tasks(self._driver.spec, [(fn, args, kwargs)]))
 
     def _submit(self, plan: Plan) -> RunHandle:
         run = self._driver.submit(plan.payload, plan.chunks, plan.n_items, plan.call, plan.options)

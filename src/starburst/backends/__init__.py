@@ -1,9 +1,9 @@
 """Backends: where workers run, and the store they share with the client.
 
 ``place`` picks both for a new session: the local backend with a local-directory store, or
-Fargate with the account's S3 bucket. ``reopen`` finds an existing session's, from any
-process, and ``backend_for`` rebuilds a session's backend from its record (how a worker that
-supervises a detached session launches replacements).
+Fargate with the account's S3 bucket. ``reopen`` rebuilds an existing session's from its
+record, in any process: a client that attaches, or a worker that supervises a detached
+session and launches replacements.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ __all__ = [
     "LocalBackend",
     "Placement",
     "WorkerInfo",
-    "backend_for",
     "detached_root",
     "place",
+    "reopen",
 ]
 
 
@@ -106,11 +106,12 @@ def local_placement(store: LocalStore, session_id: str) -> Placement:
     return Placement(store, LocalBackend(folders[0], fork=False), discard)
 
 
-def backend_for(backend: str, session_id: str, store: Store, launch: dict[str, Any]) -> Backend:
-    """The backend of an existing session, built from its record in any process."""
+def reopen(backend: str, session_id: str, store: Store, launch: dict[str, Any]) -> Placement:
+    """The placement of an existing session, rebuilt from its record in any process."""
     if backend == "fargate":
-        from .fargate import FargateBackend
+        from .fargate import FargateBackend, discard_session
 
-        return FargateBackend.from_launch(launch)
+        fargate = FargateBackend.from_launch(launch)
+        return Placement(store, fargate, lambda: discard_session(store, session_id), launch)
     assert isinstance(store, LocalStore)
-    return local_placement(store, session_id).backend
+    return local_placement(store, session_id)

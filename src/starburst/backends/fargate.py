@@ -26,6 +26,7 @@ from ..config import Config
 from ..cost.prices import PriceBook, fargate_prices
 from ..env.prune import record_session_image
 from ..errors import SetupRequiredError, StarburstError
+from ..store import Store
 from ..store.s3 import S3Store
 from .base import Backend, LaunchRequest, WorkerInfo
 
@@ -388,7 +389,7 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
     return Placement(store, backend, lambda: discard_session(store, session_id), launch)
 
 
-def discard_session(store: S3Store, session_id: str) -> None:
+def discard_session(store: Store, session_id: str) -> None:
     """Delete a session's records and data from the bucket."""
     for prefix in (f"sessions/{session_id}/", f"data/{session_id}/"):
         store.delete_prefix(prefix)

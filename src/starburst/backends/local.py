@@ -260,20 +260,25 @@ class _Adopted(_Process):
         return self.returncode
 
 
+def _proc_stat(pid: int) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (``FileNotFoundError`` once
+    the process is gone, another ``OSError`` where there is no ``/proc``)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _start_ticks(pid: int) -> int | None:
     """When a process started (clock ticks since boot), to tell it from a later one with the
     same pid; None where ``/proc`` is missing."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(_proc_stat(pid)[19])
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def _alive(pid: int, ticks: int | None) -> bool:
     """Whether the process is still the one recorded, and not a zombie."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = _proc_stat(pid)
     except FileNotFoundError:
         return False
     except OSError:  # no /proc: ask the kernel
@@ -284,7 +289,6 @@ def _alive(pid: int, ticks: int | None) -> bool:
         except PermissionError:
             return True
         return True
-    fields = stat.rsplit(")", 1)[1].split()
     return fields[0] not in ("Z", "X") and (ticks is None or int(fields[19]) == ticks)
 
 
@@ -303,6 +307,11 @@ def _read_record(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def import_folders() -> list[str]:
+    """The folders this process imports from, for a local worker to import from too."""
+    return [path for path in sys.path if path and os.path.isdir(path)]
+
+
 def _spawn_worker(args: dict[str, str | int], log_path: Path) -> _Process:
     """Start ``python -m starburst.worker`` in a new process session, its output to its log.
 
@@ -310,7 +319,7 @@ def _spawn_worker(args: dict[str, str | int], log_path: Path) -> _Process:
     object that started it, which ``subprocess.Popen`` would warn about.
     """
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
+    env["PYTHONPATH"] = os.pathsep.join(import_folders())
     env.setdefault("PYTHONUNBUFFERED", "1")
     argv = [
         sys.executable, "-m", "starburst.worker",

@@ -38,6 +38,12 @@ def task_cost(start: float, stop: float, hourly: float) -> float:
     return billed_seconds(start, stop) * hourly / 3600.0
 
 
+def workers_affordable(left: float, hourly: float) -> int:
+    """How many more workers ``left`` dollars pay for at ``hourly`` dollars each, when each
+    owes its first billed minute at once."""
+    return max(0, math.floor(left / (hourly * MINIMUM_SECONDS / 3600) + 1e-9))
+
+
 def ledger_cost(
     ledger: Mapping[str, Mapping[str, Any]], hourly: Mapping[str, float] | None, now: float
 ) -> float:

@@ -8,7 +8,6 @@ knows nothing about runs, and the driver knows nothing about prices.
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -18,7 +17,7 @@ from ..aws.quotas import quota_notice
 from ..backends.base import Backend, WorkerInfo
 from ..errors import ConfigurationError, CostCapError, QuotaError, StarburstError
 from ..options import WorkerSpec
-from .billing import MINIMUM_SECONDS
+from .billing import MINIMUM_SECONDS, workers_affordable
 from .meter import CostMeter
 from .model import record_startups, run_seconds, typical_startup
 from .prices import PriceBook
@@ -183,9 +182,8 @@ class CostGuard:
         """How many of ``count`` new workers fit under ``max_cost`` (their first minute)."""
         if self.meter is None or self.limits.max_cost is None or count <= 0:
             return count
-        minute = self.meter.hourly[self.spec.spot] * MINIMUM_SECONDS / 3600
         left = self.limits.max_cost - self.meter.cost()
-        return max(0, min(count, math.floor(left / minute + 1e-9)))
+        return min(count, workers_affordable(left, self.meter.hourly[self.spec.spot]))
 
     def launched(self, worker_ids: Iterable[str]) -> None:
         """Start metering new workers."""

@@ -73,6 +73,7 @@ class ControlWriter:
     def __init__(self, store: Store, keys: SessionKeys) -> None:
         self.store = store
         self.key = keys.control
+        self._session_key = keys.session
         self.control = Control()
         self._etag: str | None = None
         self._lock = threading.Lock()
@@ -124,17 +125,16 @@ class ControlWriter:
         from the freshest control record read *after* the copy's version, so that two
         writers never leave an older deadline or state behind.
         """
-        keys_session = self.key.rsplit("/", 1)[0] + "/session.json"
         while True:
             try:
-                _, etag = self.store.get_versioned(keys_session)
+                _, etag = self.store.get_versioned(self._session_key)
                 session = self.load().session
             except NotFound:
                 return  # the session is being removed
             if session is None:
                 return
             try:
-                self.store.put_if_match(keys_session, session.encode(), etag)
+                self.store.put_if_match(self._session_key, session.encode(), etag)
                 return
             except PreconditionFailed:
                 continue

@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import sys
 import threading
 import time
 
 from ..backends import Backend, LaunchRequest, Placement, WorkerInfo, place
+from ..backends.local import import_folders
 from ..cost.guard import CostGuard, CostLimits
 from ..errors import OutOfMemoryError, SessionNotFoundError, StarburstError, WorkerStartError
 from ..options import RunOptions, WorkerSpec
@@ -280,7 +280,7 @@ class Driver:
         been started by another client, with another ``sys.path``."""
         if self.supervisor is None or self.spec.backend != "local":
             return []
-        return [path for path in sys.path if path and os.path.isdir(path)]
+        return import_folders()
 
     def signal_run(self, manifest: RunManifest) -> None:
         """Tell the workers about a new run, or a run's new state (sealed, cancelled)."""

@@ -31,12 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import threading
 import time
 
 from ..backends.base import Backend, LaunchRequest, WorkerInfo
-from ..cost.billing import MINIMUM_SECONDS, ledger_cost
+from ..cost.billing import ledger_cost, workers_affordable
 from ..store import NotFound, PreconditionFailed, Store
 from .claims import Claim, end_lease
 from .control import Control, ControlWriter
@@ -122,10 +121,11 @@ class Supervisor:
         stopped_at = self._stop_times(gone, infos, now)
         announced = self._announce_missing(control)
         runs = [m for m in control.runs.values() if m.state != "cancelled"] + announced
-        finished = {m.run_id for m in runs if self._finished(m)}
+        done = {m.run_id: self._outputs(m) for m in runs}
+        finished = {m.run_id for m in runs if _finished(m, done[m.run_id])}
         finished |= {m.run_id for m in control.runs.values() if m.state == "cancelled"}
         active = [m for m in runs if m.run_id not in finished]
-        requeued = {m.run_id: self._end_leases(m, gone) for m in active} if gone else {}
+        requeued = {m.run_id: self._end_leases(m, gone, done[m.run_id]) for m in active}
         live = [w for w in control.roster if w not in gone]
         ledger = {**control.ledger}
         for worker, at in stopped_at.items():
@@ -253,17 +253,19 @@ class Supervisor:
             )
         return None
 
-    def _finished(self, manifest: RunManifest) -> bool:
-        """Every chunk of a sealed run has its output."""
-        if manifest.state != "sealed" or manifest.n_chunks is None:
-            return False
-        outputs = self.store.list(self.keys.run(manifest.run_id).outputs)
-        return sum(1 for _ in outputs) >= manifest.n_chunks
+    def _outputs(self, manifest: RunManifest) -> set[int]:
+        """The chunks of a run that have their output."""
+        return {
+            RunKeys.chunk_of(k) for k in self.store.list(self.keys.run(manifest.run_id).outputs)
+        }
 
-    def _end_leases(self, manifest: RunManifest, gone: dict[str, bool]) -> dict[str, str]:
+    def _end_leases(
+        self, manifest: RunManifest, gone: dict[str, bool], done: set[int]
+    ) -> dict[str, str]:
         """End the lost workers' leases in a run: chunk (as text) -> the worker that held it."""
+        if not gone:
+            return {}
         keys = self.keys.run(manifest.run_id)
-        done = {RunKeys.chunk_of(k) for k in self.store.list(keys.outputs)}
         ended: dict[str, str] = {}
         for key in self.store.list(keys.claims):
             chunk = RunKeys.chunk_of(key)
@@ -292,5 +294,13 @@ class Supervisor:
         """How many more workers fit under ``max_cost``, each owing its first minute."""
         if max_cost is None or not hourly:
             return 1 << 30
-        minute = max(hourly.values()) * MINIMUM_SECONDS / 3600
-        return max(0, math.floor((max_cost - spent) / minute + 1e-9))
+        return workers_affordable(max_cost - spent, max(hourly.values()))
+
+
+def _finished(manifest: RunManifest, done: set[int]) -> bool:
+    """Every chunk of a sealed run has its output."""
+    return (
+        manifest.state == "sealed"
+        and manifest.n_chunks is not None
+        and (len(done) >= manifest.n_chunks)
+    )

@@ -471,11 +471,12 @@ class WorkerLoop:
         if control.session.attached:
             return None
         if self._supervisor is None:
-            from ..backends import backend_for
+            from ..backends import reopen
             from ..engine.supervisor import Supervisor
 
             session = control.session
-            backend = backend_for(session.backend, session.session_id, self.store, session.launch)
+            placement = reopen(session.backend, session.session_id, self.store, session.launch)
+            backend = placement.backend
             self._supervisor = Supervisor(self.store, self.keys, backend, self.base_id)
         return self._supervisor
 
