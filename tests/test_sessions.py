@@ -411,3 +411,25 @@ def test_two_clients_submitting_at_once_get_separate_runs(tmp_path: Path, data_d
     one, two = first.map(slow_square, range(3)), second.map(slow_square, range(3, 6))
     assert (one.id, two.id) == ("r00002", "r00003")  # the second found r00002 taken
     assert two.result(timeout=60) == [9, 16, 25] and one.result(timeout=60) == [0, 1, 4]
+
+
+def test_a_session_let_go_on_its_own_monitor_thread_detaches_cleanly(data_dir: Path) -> None:
+    """The collector may finalize a forgotten Session on the driver's monitor thread."""
+    import threading
+
+    driver = starburst.session(workers=1, ttl="1h")._driver
+    driver._closed.set()  # stop the real monitor, then close from a thread standing in for it
+    driver._monitor.join()
+    driver._closed.clear()
+    failures: list[BaseException] = []
+
+    def close_as_the_monitor() -> None:
+        try:
+            driver.close()
+        except BaseException as exc:
+            failures.append(exc)
+
+    driver._monitor = threading.Thread(target=close_as_the_monitor)
+    driver._monitor.start()
+    driver._monitor.join()
+    assert failures == [] and driver.closed

@@ -160,6 +160,12 @@ class Driver:
             self._launch(self._target_workers)
         self._start_monitor()
 
+    def _join_monitor(self) -> None:
+        """Wait for the monitor to stop, unless this is the monitor (a finalizer the
+        collector ran on its thread)."""
+        if self._monitor is not None and self._monitor is not threading.current_thread():
+            self._monitor.join()
+
     def _start_monitor(self) -> None:
         self._monitor = threading.Thread(target=self._watch, name="starburst-monitor", daemon=True)
         self._monitor.start()
@@ -177,8 +183,7 @@ class Driver:
         for run in self.runs:
             if run.outstanding:
                 run.cancelled = busy = True
-        if self._monitor is not None:
-            self._monitor.join()
+        self._join_monitor()
         with self._lock:  # idle workers hold nothing: they need no time to wind down
             self.backend.stop(list(self.workers), grace=busy)
             self.workers = dict.fromkeys(self.workers, False)
@@ -190,8 +195,7 @@ class Driver:
         """Let go of a detached session: stop watching and uploading; the workers go on."""
         for run in self.runs:
             run.close()
-        if self._monitor is not None:
-            self._monitor.join()
+        self._join_monitor()
         assert self.supervisor is not None
         with contextlib.suppress(StarburstError):  # else the lease simply runs out
             self.supervisor.release()
@@ -201,8 +205,7 @@ class Driver:
         """End the session whatever its state: close the control record (workers leave at
         their next heartbeat), stop every worker the backend still runs, delete its data."""
         self._closed.set()
-        if self._monitor is not None and self._monitor is not threading.current_thread():
-            self._monitor.join()
+        self._join_monitor()
         for run in self.runs:
             run.cancelled = True
             run.close()
