@@ -142,12 +142,28 @@ def test_user_exceptions_are_not_retried_unless_asked(tmp_path) -> None:
     assert marker.read_text() == "xxx"
 
 
-def test_an_empty_input_returns_an_empty_list_without_starting_workers() -> None:
-    before = threading.active_count()
+def test_an_empty_input_returns_an_empty_list_without_starting_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STARBURST_SCRATCH_DIR", str(tmp_path))
+    forks = _count_forks()
     assert starburst.map(square, []) == []
     assert starburst.map(square, iter(())) == []
     assert list(starburst.imap(square, [])) == []
-    assert threading.active_count() == before  # no monitor thread was started
+    assert forks == [] and list(tmp_path.iterdir()) == []  # no worker, no session's store
+    assert starburst.map(square, [3]) == [9]
+    assert forks != []  # (how a worker would have started)
+
+
+_fork_counters: list[list[int]] = []
+os.register_at_fork(before=lambda: [counter.append(1) for counter in _fork_counters])
+
+
+def _count_forks() -> list[int]:
+    """A list that grows by one at each fork this process makes from now on."""
+    counter: list[int] = []
+    _fork_counters.append(counter)
+    return counter
 
 
 def test_a_timeout_stops_the_call_and_keeps_what_finished() -> None:

@@ -417,19 +417,23 @@ def test_a_session_let_go_on_its_own_monitor_thread_detaches_cleanly(data_dir: P
     """The collector may finalize a forgotten Session on the driver's monitor thread."""
     import threading
 
+    from starburst.threads import BareThread
+
     driver = starburst.session(workers=1, ttl="1h")._driver
     driver._closed.set()  # stop the real monitor, then close from a thread standing in for it
     driver._monitor.join()
     driver._closed.clear()
     failures: list[BaseException] = []
+    standing_in = threading.Event()
 
     def close_as_the_monitor() -> None:
+        standing_in.wait()
         try:
             driver.close()
         except BaseException as exc:
             failures.append(exc)
 
-    driver._monitor = threading.Thread(target=close_as_the_monitor)
-    driver._monitor.start()
-    driver._monitor.join()
+    driver._monitor = BareThread(close_as_the_monitor)
+    standing_in.set()
+    assert driver._monitor.join(timeout=30), "close() on the monitor thread never returned"
     assert failures == [] and driver.closed

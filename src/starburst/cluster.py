@@ -8,7 +8,7 @@ worker starts, and collect through the same engine.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +18,7 @@ from .cost.guard import CostLimits, RunReport
 from .engine.chunking import ChunkStream, chunks_per_slot, iter_chunks, zip_inputs
 from .engine.driver import Driver
 from .engine.manifest import CallStyle, RunFunction
+from .engine.pacing import function_key, pace_for
 from .errors import StarburstError
 from .options import RunOptions, WorkerSpec
 from .progress import make_progress
@@ -33,6 +34,8 @@ class Plan:
     n_items: int | None
     call: CallStyle
     options: RunOptions
+    #: Which function's item times the run's outputs teach (``engine/pacing.py``).
+    timing_key: Hashable | None = None
 
 
 class Cluster:
@@ -182,7 +185,9 @@ class Cluster:
         run = driver.submit(plan.payload, plan.chunks, plan.n_items, plan.call, plan.options)
         shown = self.progress if progress is None else progress
         display = make_progress(shown, header(self.spec, driver.session.session_id))
-        return Collector(run, plan.options, display, self._workers_and_cost, keep_results)
+        return Collector(
+            run, plan.options, display, self._workers_and_cost, keep_results, plan.timing_key
+        )
 
     def _workers_and_cost(self) -> str:
         """What the progress display shows about the workers: their phases and the cost."""
@@ -225,8 +230,11 @@ def plan_call(
     if call == "single" and len(iterables) > 1:
         call = "star"  # zipped items are tuples of arguments
     per_slot = chunks_per_slot(spec.backend)
-    n_items, chunks = iter_chunks(items, n_items, spec.slots, options.chunk_size, per_slot)
-    return Plan(payload, chunks, n_items, call, options)
+    key = function_key(fn)
+    n_items, chunks = iter_chunks(
+        items, n_items, spec.slots, options.chunk_size, per_slot, pace_for(key, spec.backend)
+    )
+    return Plan(payload, chunks, n_items, call, options, key)
 
 
 def plan_tasks(spec: WorkerSpec, tasks: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> Plan:

@@ -7,10 +7,11 @@ per item, so collecting a hundred thousand tiny results costs next to nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 from .engine.outcome import ChunkOutput
+from .engine.pacing import ITEM_TIMES
 from .engine.run import Run
 from .errors import PartialResults, attach_partial
 from .options import RunOptions
@@ -27,8 +28,10 @@ class Collector:
         progress: Progress,
         workers: Callable[[], str],
         keep_results: bool,
+        timing_key: Hashable | None = None,
     ) -> None:
         self.run = run
+        self._timing_key = timing_key
         self.options = options
         self.progress = progress
         self._workers = workers
@@ -41,6 +44,8 @@ class Collector:
     def _chunks(self) -> Iterator[ChunkOutput]:
         try:
             for output in self.run.outputs(self._deadline, self._on_poll):
+                if self._timing_key is not None and not output.failures:
+                    ITEM_TIMES.observe(self._timing_key, output.seconds, len(output.results))
                 if self._keep:
                     self._kept.append(output)
                 yield output

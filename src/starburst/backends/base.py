@@ -6,6 +6,7 @@ A backend knows nothing about runs or chunks: workers find their work in the sto
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,11 @@ class Backend(ABC):
         With ``grace``, workers are asked first (SIGTERM) so that they can give back the
         chunks they hold; without it (nothing is in flight) they are stopped at once.
         """
+
+    def stop_then(self, worker_ids: list[str], grace: bool, after: Callable[[], None]) -> None:
+        """Stop workers as ``stop`` does, then call ``after`` (here: both before returning)."""
+        self.stop(worker_ids, grace)
+        after()
 
     #: Seconds between the client's checks on its workers.
     check_interval: float = 0.05

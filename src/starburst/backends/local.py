@@ -12,6 +12,7 @@ its process id to a small record beside it (``procs/<worker>.json``), so that an
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import json
@@ -23,9 +24,11 @@ import threading
 import time
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..threads import BareThread
 from ..worker.main import work  # imported here, so that forked workers need not import it
 from .base import Backend, LaunchRequest, WorkerInfo
 
@@ -126,12 +129,55 @@ class LocalBackend(Backend):
         killer.cancel()
         _kill_groups(live)  # any process the workers started themselves
 
+    def stop_then(self, worker_ids: list[str], grace: bool, after: Callable[[], None]) -> None:
+        """Without ``grace``, kill the workers now, and leave waiting for them to go, then
+        ``after``, to a background thread: a call need not wait for the kernel to tear its
+        workers down. The interpreter finishes that thread before it exits."""
+        if grace:
+            super().stop_then(worker_ids, grace, after)
+            return
+        processes = [self._processes.get(w) or self._adopt(w) for w in worker_ids]
+        for process in processes:
+            if process is not None and process.poll() is None:
+                _signal_group(process, signal.SIGKILL)
+
+        def finish() -> None:
+            self.stop(worker_ids, grace=False)
+            after()
+
+        _in_background(finish)
+
     def log_tail(self, worker_id: str, lines: int = 20) -> str:
         try:
             text = self.log_path(worker_id).read_text(errors="replace")
         except FileNotFoundError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+#: Background jobs not finished yet.
+_unfinished: set[BareThread] = set()
+#: How long an exiting interpreter waits for a background job.
+_EXIT_WAIT_SECONDS = 10.0
+
+
+def _in_background(job: Callable[[], None]) -> None:
+    """Run ``job`` on a thread of its own, which the interpreter waits for before exiting."""
+
+    def run() -> None:
+        try:
+            job()
+        finally:
+            _unfinished.discard(thread)
+
+    thread = BareThread(run)
+    _unfinished.add(thread)
+
+
+@atexit.register
+def _finish_background_jobs() -> None:
+    for thread in list(_unfinished):
+        thread.join(_EXIT_WAIT_SECONDS)
 
 
 def _kill_groups(processes: list[_Process]) -> None:

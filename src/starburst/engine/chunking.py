@@ -40,10 +40,13 @@ def chunk_sizes(
     chunk_size: int | None = None,
     item_bytes: int = 0,
     per_slot: int = MAX_CHUNKS_PER_SLOT["local"],
+    pace: Pace | None = None,
 ) -> Iterator[int]:
     """Endless sizes of successive chunks for ``n_items`` items (``None``: not known).
 
-    With a known count, there are at most ``per_slot`` chunks per slot.
+    With a known count, there are at most ``per_slot`` chunks per slot. With a ``pace`` (the
+    seconds an item took before, and how long a chunk should last at least), no chunk is
+    smaller than that needs, nor larger than an even share per slot.
     """
     byte_cap = max(1, MAX_CHUNK_BYTES // item_bytes) if item_bytes else None
     if chunk_size is not None:
@@ -54,6 +57,9 @@ def chunk_sizes(
         yield from itertools.repeat(min(size, byte_cap or size))
         return
     floor = max(1, math.ceil(n_items / (slots * per_slot)))
+    if pace is not None:
+        paced = math.ceil(pace.chunk_seconds / max(pace.item_seconds, 1e-9))
+        floor = max(floor, min(paced, math.ceil(n_items / slots)))
     if byte_cap is not None:
         floor = min(floor, byte_cap)
     remaining = n_items
@@ -66,6 +72,14 @@ def chunk_sizes(
             size = min(size, byte_cap)
         yield size
         remaining -= size
+
+
+@dataclass(frozen=True)
+class Pace:
+    """What sizes chunks by time: an item's seconds (as seen before) and a chunk's least."""
+
+    item_seconds: float
+    chunk_seconds: float
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,7 @@ def iter_chunks(
     slots: int,
     chunk_size: int | None,
     per_slot: int = MAX_CHUNKS_PER_SLOT["local"],
+    pace: Pace | None = None,
 ) -> tuple[int | None, ChunkStream]:
     """Split ``items`` into chunks; return the item count when it is now known, and the chunks.
 
@@ -173,7 +188,7 @@ def iter_chunks(
             return 0, ChunkStream(iter(()), lambda: iter(()), 0)
         head = [first]
     schedule = functools.partial(
-        chunk_sizes, n_items, slots, chunk_size, _pickled_size(first), per_slot
+        chunk_sizes, n_items, slots, chunk_size, _pickled_size(first), per_slot, pace
     )
     stream = itertools.chain(head, source)
     del head

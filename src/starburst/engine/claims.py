@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from ..serialize import dumps
 from ..store import NotFound, PreconditionFailed, Store
@@ -28,7 +28,7 @@ class Claim:
     released: bool = False
 
     def encode(self) -> bytes:
-        return to_json(asdict(self))
+        return to_json(self)
 
     @classmethod
     def decode(cls, data: bytes) -> Claim:

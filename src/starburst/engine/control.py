@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..store import NotFound, PreconditionFailed, Store
@@ -47,7 +47,7 @@ class Control:
     finished: list[str] = field(default_factory=list)  # runs done and dropped from ``runs``
 
     def encode(self) -> bytes:
-        return to_json(asdict(self))
+        return to_json(self)
 
     @classmethod
     def decode(cls, data: bytes) -> Control:

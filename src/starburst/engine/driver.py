@@ -26,6 +26,7 @@ from ..cost.guard import CostGuard, CostLimits
 from ..errors import OutOfMemoryError, SessionNotFoundError, StarburstError, WorkerStartError
 from ..options import RunOptions, WorkerSpec
 from ..store import NotFound, PreconditionFailed, Store
+from ..threads import BareThread
 from .chunking import ChunkStream
 from .claims import end_lease
 from .control import Control, ControlWriter
@@ -76,7 +77,7 @@ class Driver:
         self._fruitless_exits = 0
         self._lock = threading.RLock()
         self._closed = threading.Event()
-        self._monitor: threading.Thread | None = None
+        self._monitor: BareThread | None = None
 
     @classmethod
     def new(
@@ -163,12 +164,11 @@ class Driver:
     def _join_monitor(self) -> None:
         """Wait for the monitor to stop, unless this is the monitor (a finalizer the
         collector ran on its thread)."""
-        if self._monitor is not None and self._monitor is not threading.current_thread():
+        if self._monitor is not None and not self._monitor.is_current():
             self._monitor.join()
 
     def _start_monitor(self) -> None:
-        self._monitor = threading.Thread(target=self._watch, name="starburst-monitor", daemon=True)
-        self._monitor.start()
+        self._monitor = BareThread(self._watch)
 
     def close(self) -> None:
         """Stop every worker, then remove the session's data (a detached session's driver
@@ -184,12 +184,16 @@ class Driver:
             if run.outstanding:
                 run.cancelled = busy = True
         self._join_monitor()
-        with self._lock:  # idle workers hold nothing: they need no time to wind down
-            self.backend.stop(list(self.workers), grace=busy)
-            self.workers = dict.fromkeys(self.workers, False)
-            self.cost.finish(lambda: self.backend.describe(list(self.workers)))
-        self._placement.discard()
         self.store.close()
+        with self._lock:  # idle workers hold nothing: they need no time to wind down
+            workers = list(self.workers)
+            self.workers = dict.fromkeys(self.workers, False)
+
+            def after_stop() -> None:
+                self.cost.finish(lambda: self.backend.describe(workers))
+                self._placement.discard()  # once no worker can write any more
+
+            self.backend.stop_then(workers, busy, after_stop)
 
     def _detach(self) -> None:
         """Let go of a detached session: stop watching and uploading; the workers go on."""
@@ -274,6 +278,8 @@ class Driver:
                 continue
         with self._lock:
             self.runs.append(run)
+            if self.spec.backend == "local":  # a local put is cheap: each worker's first chunk
+                run.store_first(self.control.control.stripes)  # is there when it starts
             self._ensure_workers()  # before the upload thread: forked workers inherit no lock
         run.start_upload()
         return run

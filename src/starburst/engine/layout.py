@@ -19,6 +19,7 @@ sessions/<sid>/procs/<wid>.json        a local worker's process id
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -31,9 +32,20 @@ def chunk_name(chunk: int) -> str:
     return f"{chunk:0{CHUNK_DIGITS}d}"
 
 
-def to_json(record: dict[str, Any]) -> bytes:
-    """A record as the JSON bytes stored for people and tools to read."""
-    return json.dumps(record, indent=1, sort_keys=True).encode()
+def to_json(record: Any) -> bytes:
+    """A record (a dict, or a dataclass of plain fields and dataclasses) as the JSON bytes
+    stored for people and tools to read: on one line, which ``json``'s fast encoder writes
+    (``jq`` or ``python -m json.tool`` lay it out)."""
+    return json.dumps(
+        record, sort_keys=True, separators=(", ", ": "), default=_dataclass_fields
+    ).encode()
+
+
+def _dataclass_fields(value: Any) -> dict[str, Any]:
+    """A dataclass's fields, for ``json`` to encode in turn (``asdict`` without its copies)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return vars(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def from_json(data: bytes) -> dict[str, Any]:

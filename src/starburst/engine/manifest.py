@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import cloudpickle
@@ -54,7 +54,7 @@ class RunManifest:
         return self.retries + 1
 
     def encode(self) -> bytes:
-        return to_json(asdict(self))
+        return to_json(self)
 
     @classmethod
     def decode(cls, data: bytes) -> RunManifest:

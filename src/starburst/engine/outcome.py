@@ -115,4 +115,4 @@ class ChunkOutput:
     failures: dict[int, ItemFailure] = field(default_factory=dict)
     worker: str = ""
     attempt: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # how long the chunk's items took, wall clock (``engine/pacing.py``)

@@ -7,6 +7,7 @@ reading each new output exactly once.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -17,7 +18,7 @@ from typing import Any, TypeVar
 from ..errors import CancelledError, RunTimeoutError
 from ..serialize import dumps_parts, loads
 from ..store import NotFound, PreconditionFailed, Store
-from .chunking import ChunkStream
+from .chunking import Chunk, ChunkStream
 from .claims import LostChunk
 from .layout import RunKeys, SessionKeys, to_json
 from .manifest import RunManifest
@@ -59,6 +60,8 @@ class Run:
         self._next_listing = 0.0  # time.monotonic() of the next listing of out/
         self._listing_pause = store.poll_interval
         self._uploader: threading.Thread | None = None
+        self._chunks: Iterator[Chunk] = iter(())
+        self._stored_chunks = self._stored_items = 0
         self._announced = True
 
     @classmethod
@@ -94,8 +97,9 @@ class Run:
         if announce_early:
             store.put_if_absent(run._manifest_key, manifest.encode())
             on_change(manifest)
+        run._chunks = chunks
         run._uploader = threading.Thread(
-            target=run._upload, args=(chunks,), name=f"upload-{run.run_id}", daemon=True
+            target=run._upload, name=f"upload-{run.run_id}", daemon=True
         )
         return run
 
@@ -112,10 +116,23 @@ class Run:
         run._uploaded.set()
         return run
 
+    def store_first(self, count: int) -> None:
+        """Store the first ``count`` chunks now, in the calling thread.
+
+        Called before local workers are forked, so that each finds its first chunk at once
+        instead of waiting for the upload thread (a fork copies no other thread).
+        """
+        try:
+            for chunk in itertools.islice(self._chunks, count):
+                self._store_chunk(chunk, self.store.put_parts)
+        except BaseException as exc:  # the caller's iterable failed, or the store did
+            self._upload_failed(exc)
+
     def start_upload(self) -> None:
-        """Start streaming the chunks up (a background thread)."""
+        """Stream the remaining chunks up on a background thread."""
         assert self._uploader is not None
-        self._uploader.start()
+        if not self._uploaded.is_set():  # else storing the first chunks failed
+            self._uploader.start()
 
     def wait_uploaded(self) -> None:
         """Wait until every chunk is stored; raise what stopped the upload, if anything."""
@@ -125,39 +142,48 @@ class Run:
 
     # Upload ----------------------------------------------------------------------------------
 
-    def _upload(self, chunks: ChunkStream) -> None:
-        count, items = 0, 0
+    def _store_chunk(self, chunk: Chunk, put: Callable[[str, list[Any]], Any]) -> None:
+        with self._lock:
+            self.spans[chunk.number] = (chunk.start, len(chunk.items))
+        parts = dumps_parts(
+            {"start": chunk.start, "items": chunk.items}, compress=self.store.compress
+        )
+        put(self.keys.input(chunk.number), parts)
+        self._stored_chunks += 1
+        self._stored_items += len(chunk.items)
+
+    def _upload(self) -> None:
         try:
             with ThreadPoolExecutor(max_workers=self.store.parallelism) as pool:
                 pending: deque[Future[None]] = deque()
-                for chunk in chunks:
+
+                def put_in_background(key: str, parts: list[Any]) -> None:
+                    pending.append(pool.submit(self.store.put_parts, key, parts))
+                    while len(pending) > 2 * self.store.parallelism:
+                        pending.popleft().result()
+
+                put = put_in_background if self.store.parallelism > 1 else self.store.put_parts
+                for chunk in self._chunks:
                     if self.cancelled:
                         return
-                    with self._lock:
-                        self.spans[chunk.number] = (chunk.start, len(chunk.items))
-                    parts = dumps_parts(
-                        {"start": chunk.start, "items": chunk.items}, compress=self.store.compress
-                    )
-                    key = self.keys.input(chunk.number)
-                    if self.store.parallelism > 1:
-                        pending.append(pool.submit(self.store.put_parts, key, parts))
-                        while len(pending) > 2 * self.store.parallelism:
-                            pending.popleft().result()
-                    else:
-                        self.store.put_parts(key, parts)
-                    count, items = count + 1, items + len(chunk.items)
+                    self._store_chunk(chunk, put)
                 for future in pending:
                     future.result()
+            count, items = self._stored_chunks, self._stored_items
             self.n_chunks, self.n_items = count, items
             if not self._announced:
                 self._announce(count, items)
                 return
             self._update_manifest(state="sealed", n_chunks=count, n_items=items)
         except BaseException as exc:  # the caller's iterable failed, or the store did
-            self.upload_error = exc
-            self.cancel()
+            self._upload_failed(exc)
         finally:
             self._uploaded.set()
+
+    def _upload_failed(self, exc: BaseException) -> None:
+        self.upload_error = exc
+        self.cancel()
+        self._uploaded.set()
 
     def _announce(self, n_chunks: int, n_items: int) -> None:
         """Store the sealed run whole (its chunks' first items beside it) and tell the workers."""

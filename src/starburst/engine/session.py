@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -134,7 +134,7 @@ class SessionRecord:
         self.deadline = start + seconds
 
     def encode(self) -> bytes:
-        return to_json(asdict(self))
+        return to_json(self)
 
     @classmethod
     def decode(cls, data: bytes) -> SessionRecord:

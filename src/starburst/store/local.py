@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import mmap
 import os
 import select
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,7 +30,12 @@ def _etag(data: bytes) -> str:
 
 
 class LocalStore(Store):
-    """A store whose keys are files below ``root``."""
+    """A store whose keys are files below ``root``.
+
+    The hot paths (a worker's claim, input and output of every chunk) use plain string paths
+    and ``os`` calls, and create a key's folder only when a write finds it missing: a chunk
+    costs a handful of system calls and little else.
+    """
 
     poll_interval = 0.005
     max_poll_interval = 0.02
@@ -41,46 +47,63 @@ class LocalStore(Store):
         super().__init__()
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.root / ".tmp"
-        self._locks = self.root / ".locks"
-        self._tmp.mkdir(exist_ok=True)
-        self._locks.mkdir(exist_ok=True)
+        self._base = str(self.root)
+        self._tmp = os.path.join(self._base, ".tmp")
+        self._locks = os.path.join(self._base, ".locks")
+        os.makedirs(self._tmp, exist_ok=True)
+        os.makedirs(self._locks, exist_ok=True)
+        self._temp_numbers = itertools.count()
         self._doorbell = _Doorbell(self.root / ".doorbell")
 
     @property
     def url(self) -> str:
         return self.root.as_uri()
 
-    def _path(self, key: str) -> Path:
-        return self.root / key
+    def _path(self, key: str) -> str:
+        return f"{self._base}/{key}"  # keys are checked: relative, no "..", no "//"
 
     def _write_temp(self, data: Buffer | Sequence[Buffer]) -> str:
-        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        """A new file in the store's temporary folder holding ``data``; returns its path."""
+        while True:  # pid and counter are unique among live processes; a crashed one's
+            tmp = f"{self._tmp}/{os.getpid()}.{next(self._temp_numbers)}"  # leftover is skipped
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                break
+            except FileExistsError:
+                continue
         try:
-            with os.fdopen(fd, "wb") as handle:
-                if isinstance(data, list):
-                    handle.writelines(data)
-                else:
-                    handle.write(data)
+            for part in data if isinstance(data, list) else [data]:
+                _write_all(fd, part)
         except BaseException:
+            os.close(fd)
             os.unlink(tmp)
             raise
+        os.close(fd)
         return tmp
+
+    def _publish(self, publish: Callable[[str, str], None], tmp: str, path: str) -> None:
+        """``publish(tmp, path)`` (a rename or a link), creating ``path``'s folder if missing."""
+        try:
+            publish(tmp, path)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            publish(tmp, path)
 
     @contextmanager
     def _locked(self, key: str) -> Iterator[None]:
-        stripe = int(hashlib.blake2b(key.encode(), digest_size=2).hexdigest(), 16) % _LOCK_STRIPES
-        with open(self._locks / str(stripe), "a+b") as handle:
-            _lock_file(handle.fileno())
+        stripe = zlib.crc32(key.encode()) % _LOCK_STRIPES
+        fd = os.open(f"{self._locks}/{stripe}", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            _lock_file(fd)
             try:
                 yield
             finally:
-                _unlock_file(handle.fileno())
+                _unlock_file(fd)
+        finally:
+            os.close(fd)
 
     def _put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._write_temp(data), path)
+        self._publish(os.replace, self._write_temp(data), self._path(key))
 
     def announce(self) -> None:
         self._doorbell.ring()
@@ -92,36 +115,38 @@ class LocalStore(Store):
         self._doorbell.wait(timeout)
 
     def _put_parts(self, key: str, parts: Sequence[Buffer]) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._write_temp(list(parts)), path)
+        self._publish(os.replace, self._write_temp(list(parts)), self._path(key))
 
     def _get(self, key: str) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            with open(self._path(key), "rb") as handle:
+                return handle.read()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise NotFound(key) from None
 
     def _get_view(self, key: str) -> Buffer:
         """A private (copy-on-write) memory map of the file: pages are shared, not copied."""
         try:
-            with open(self._path(key), "rb") as handle:
-                if os.fstat(handle.fileno()).st_size == 0:
-                    return b""
-                return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            fd = os.open(self._path(key), os.O_RDONLY)
+        except (FileNotFoundError, NotADirectoryError):
             raise NotFound(key) from None
+        try:
+            if os.fstat(fd).st_size == 0:
+                return b""
+            return mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
+        except IsADirectoryError:
+            raise NotFound(key) from None
+        finally:
+            os.close(fd)
 
     def _get_versioned(self, key: str) -> tuple[bytes, str]:
         data = self._get(key)
         return data, _etag(data)
 
     def _put_if_absent(self, key: str, data: bytes) -> str:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._write_temp(data)
         try:
-            os.link(tmp, path)
+            self._publish(os.link, tmp, self._path(key))
         except FileExistsError:
             raise PreconditionFailed(f"{key} already exists") from None
         finally:
@@ -132,7 +157,8 @@ class LocalStore(Store):
         path = self._path(key)
         with self._locked(key):
             try:
-                current = _etag(path.read_bytes())
+                with open(path, "rb") as handle:
+                    current = _etag(handle.read())
             except FileNotFoundError:
                 raise PreconditionFailed(f"{key} does not exist") from None
             if current != etag:
@@ -141,16 +167,15 @@ class LocalStore(Store):
         return _etag(data)
 
     def _delete(self, key: str) -> None:
-        path = self._path(key)
         # Empty folders stay: removing one could race with a writer about to fill it.
-        with self._locked(key), contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        with self._locked(key), contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            os.unlink(self._path(key))
 
     def _list_page(
         self, prefix: str, start_after: str | None, limit: int
     ) -> tuple[list[str], bool]:
         folder, _, _leaf = prefix.rpartition("/")
-        base = self.root / folder if folder else self.root
+        base = f"{self._base}/{folder}" if folder else self._base
         keys = sorted(self._walk(base, folder))
         keys = [
             k for k in keys if k.startswith(prefix) and (start_after is None or k > start_after)
@@ -159,7 +184,7 @@ class LocalStore(Store):
 
     def _list_folders(self, prefix: str) -> list[str]:
         try:
-            entries = list(os.scandir(self.root / prefix))
+            entries = list(os.scandir(self._path(prefix)))
         except (FileNotFoundError, NotADirectoryError):
             return []
         return sorted(
@@ -167,10 +192,10 @@ class LocalStore(Store):
             for e in entries
             if not e.name.startswith(".")
             and e.is_dir(follow_symlinks=False)
-            and next(self._walk(Path(e.path), e.name), None) is not None  # empty ones stay
+            and next(self._walk(e.path, e.name), None) is not None  # empty ones stay
         )
 
-    def _walk(self, base: Path, rel: str) -> Iterator[str]:
+    def _walk(self, base: str, rel: str) -> Iterator[str]:
         try:
             entries = list(os.scandir(base))
         except (FileNotFoundError, NotADirectoryError):
@@ -180,9 +205,15 @@ class LocalStore(Store):
                 continue
             key = f"{rel}/{entry.name}" if rel else entry.name
             if entry.is_dir(follow_symlinks=False):
-                yield from self._walk(Path(entry.path), key)
+                yield from self._walk(entry.path, key)
             else:
                 yield key
+
+
+def _write_all(fd: int, data: Buffer) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 class _Doorbell:

@@ -34,6 +34,7 @@ from ..engine.seeding import seed_item
 from ..errors import SerializationError, StoreError
 from ..serialize import dumps, loads
 from ..store import NotFound, PreconditionFailed, Store
+from ..threads import BareThread
 
 log = logging.getLogger("starburst.worker")
 
@@ -110,8 +111,7 @@ class WorkerLoop:
     def run(self) -> str:
         """Work until there is a reason to stop; return that reason."""
         signal.signal(signal.SIGTERM, self._on_sigterm)
-        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
-        heartbeat.start()
+        BareThread(self._heartbeat_loop)
         idle_since = time.monotonic()
         pause = self.timings.poll
         try:
@@ -324,7 +324,6 @@ class WorkerLoop:
     def _process(self, state: _RunState, lease: claims.Lease) -> None:
         self.current = lease
         manifest = state.manifest
-        cpu_start = time.process_time()
         payload = self._read_input(state, lease)
         if payload is None:  # past the run's end, or done by another worker meanwhile
             with self._lock:
@@ -338,8 +337,9 @@ class WorkerLoop:
         except Exception as exc:
             self._fail_all(output, items, exc)
         else:
+            started = time.perf_counter()
             self._run_items(function, manifest, output, items)
-        output.seconds = time.process_time() - cpu_start
+            output.seconds = time.perf_counter() - started
         self._write_output(lease, output)
         with self._lock:
             self.current = None
