@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import pytest
@@ -11,11 +12,13 @@ from starburst.engine.chunking import (
     MAX_CHUNK_BYTES,
     MAX_CHUNKS_PER_SLOT,
     LengthMismatchError,
+    Pace,
     chunk_sizes,
     chunks_per_slot,
     iter_chunks,
     zip_inputs,
 )
+from starburst.engine.pacing import ItemTimes, function_key
 
 
 def _plan(n: int, slots: int, chunk_size: int | None = None) -> list[int]:
@@ -115,3 +118,55 @@ def test_unsized_iterables_of_different_lengths_fail_when_found() -> None:
 def test_non_strict_stops_at_the_shortest() -> None:
     items, n = zip_inputs(([1, 2, 3], [4, 5]), strict=False)
     assert n == 2 and list(items) == [(1, 4), (2, 5)]
+
+
+# Pacing: chunks sized by the item time a function showed before --------------------------------
+
+
+def test_a_known_item_time_makes_chunks_last_at_least_the_paced_seconds() -> None:
+    pace = Pace(item_seconds=0.0001, chunk_seconds=0.004)  # 40 items make a 4 ms chunk
+    _, chunks = iter_chunks(range(1_000), 1_000, 2, None, pace=pace)
+    sizes = [len(c.items) for c in chunks]
+    assert sum(sizes) == 1_000
+    assert min(sizes[:-1]) >= 40  # only the last may be a remainder
+    assert len(sizes) < len(_plan(1_000, 2))  # fewer than without the item time
+
+
+def test_paced_chunks_never_exceed_an_even_share_per_slot() -> None:
+    pace = Pace(item_seconds=1e-9, chunk_seconds=0.004)  # items that cost nothing
+    _, chunks = iter_chunks(range(1_000), 1_000, 4, None, pace=pace)
+    assert [len(c.items) for c in chunks] == [250, 250, 250, 250]  # every slot gets work
+
+
+def test_slow_items_keep_the_guided_schedule() -> None:
+    pace = Pace(item_seconds=0.005, chunk_seconds=0.004)  # one item outlasts a chunk's least
+    _, chunks = iter_chunks(range(2_000), 2_000, 2, None, pace=pace)
+    assert [len(c.items) for c in chunks] == _plan(2_000, 2)
+
+
+def test_item_times_follow_the_latest_chunks_and_tell_functions_apart() -> None:
+    times = ItemTimes()
+    assert times.per_item("f") is None
+    times.observe("f", seconds=1.0, items=100)
+    assert times.per_item("f") == pytest.approx(0.01)
+    for _ in range(10):  # the function got faster: the estimate follows
+        times.observe("f", seconds=0.1, items=100)
+    assert times.per_item("f") == pytest.approx(0.001, rel=0.01)
+    times.observe("g", seconds=0.0, items=5)  # nothing measured: nothing learnt
+    assert times.per_item("g") is None
+
+
+def test_a_function_made_anew_each_call_keeps_its_key() -> None:
+    def make(k: int):
+        return lambda x: x * k
+
+    assert function_key(make(2)) == function_key(make(3))
+    assert function_key(make(2)) != function_key(lambda x: x)
+    assert function_key(functools.partial(divmod, 7)) == function_key(divmod)
+    assert len({function_key(f) for f in (divmod, len, str, int)}) == 4
+
+    class Scale:
+        def __call__(self, x: int) -> int:
+            return x
+
+    assert function_key(Scale()) == function_key(Scale())

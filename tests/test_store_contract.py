@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
-from starburst.store import NotFound, PreconditionFailed, Store, open_store
+from starburst.store import LocalStore, NotFound, PreconditionFailed, Store, open_store
 
 
 def test_put_then_get_returns_the_bytes(store: Store) -> None:
@@ -225,3 +228,20 @@ def test_writing_to_a_view_leaves_the_stored_object_alone(store: Store) -> None:
     if not view.readonly:
         view[:3] = b"XYZ"
     assert store.get("big/2") == b"original"
+
+
+def test_a_local_write_recreates_a_folder_removed_under_it(tmp_path: Path) -> None:
+    """A key's folder appears when a write finds it missing (another process may have
+    removed a session's folders); a crashed writer's leftover temporary file is skipped."""
+    store = LocalStore(tmp_path / "store")
+    store.put("data/s1/r1/fn.bin", b"f")
+    shutil.rmtree(tmp_path / "store" / "data")
+    leftover = tmp_path / "store" / ".tmp" / f"{os.getpid()}.{next(store._temp_numbers) + 1}"
+    leftover.write_bytes(b"from a writer that died")
+    store.put("data/s1/r1/fn.bin", b"g")
+    store.put_if_absent("data/s1/r1/claim/00000000", b"c")
+    store.put_parts("data/s1/r1/in/00000000", [b"a", b"b"])
+    assert store.get("data/s1/r1/fn.bin") == b"g"
+    assert store.get("data/s1/r1/claim/00000000") == b"c"
+    assert store.get("data/s1/r1/in/00000000") == b"ab"
+    assert leftover.read_bytes() == b"from a writer that died"

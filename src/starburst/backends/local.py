@@ -63,10 +63,10 @@ class LocalBackend(Backend):
             process = _fork_worker(args, log) if self.fork else _spawn_worker(args, log)
             self._processes[worker_id] = process
             self._started[worker_id] = time.time()
-            _write_record(
-                self.proc_dir / f"{worker_id}.json", process.pid, self._started[worker_id]
-            )
             ids.append(worker_id)
+        for worker_id in ids:  # once all have started: the next fork need not wait for this
+            path, process = self.proc_dir / f"{worker_id}.json", self._processes[worker_id]
+            _write_record(path, process.pid, self._started[worker_id])
         return ids
 
     def _reserve_id(self) -> str:

@@ -12,15 +12,17 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..aws.quotas import quota_notice
 from ..backends.base import Backend, WorkerInfo
 from ..errors import ConfigurationError, CostCapError, QuotaError, StarburstError
 from ..options import WorkerSpec
 from .billing import MINIMUM_SECONDS, workers_affordable
 from .meter import CostMeter
 from .model import record_startups, run_seconds, typical_startup
-from .prices import PriceBook
+
+if TYPE_CHECKING:  # prices reads the AWS Pricing API (botocore): only cloud runs load it
+    from .prices import PriceBook
 
 Say = Callable[[str], None]
 log = logging.getLogger("starburst")
@@ -173,6 +175,8 @@ class CostGuard:
                 f"{about}. Wait for running tasks to end, or raise the quota: "
                 "`starburst quota request VCPUS`."
             )
+        from ..aws.quotas import quota_notice  # only a cloud backend has a quota (and boto3)
+
         self.say(quota_notice(wanted, fits, self.spec.cpu, about))
         return fits
 

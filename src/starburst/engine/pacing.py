@@ -7,12 +7,13 @@ the item count; once it has, each chunk's output says how long its items took, a
 run of the same function gets chunks that last at least ``MIN_CHUNK_SECONDS``.
 
 Functions are told apart by their code object (a lambda made anew each call has the same
-one), or by their class for a callable object.
+one), a built-in by itself, a callable object by its class.
 """
 
 from __future__ import annotations
 
 import threading
+import types
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -29,10 +30,15 @@ _DECAY = 0.5
 
 
 def function_key(fn: Callable[..., Any]) -> Hashable:
-    """What identifies ``fn`` across calls: its code object, else its class."""
+    """What identifies ``fn`` across calls: a Python function's code object, a built-in
+    function or class itself, a callable object's class."""
     target = getattr(fn, "func", fn)  # functools.partial: the wrapped function
     code = getattr(target, "__code__", None)
-    return code if code is not None else type(target)
+    if code is not None:
+        return code
+    if isinstance(target, type | types.BuiltinFunctionType):
+        return target
+    return type(target)
 
 
 class ItemTimes:

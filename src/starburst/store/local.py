@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .base import Buffer, NotFound, PreconditionFailed, Store
 
-_LOCK_STRIPES = 64
+_LOCK_STRIPES = 8
 
 
 def _etag(data: bytes) -> str:
