@@ -57,6 +57,7 @@ from joblib.externals.loky import reusable_executor as _loky_reusable  # noqa: E
 
 import starburst  # noqa: E402
 from starburst.backends.local import scratch_dir  # noqa: E402
+from starburst.engine.pacing import ITEM_TIMES  # noqa: E402
 
 WORKERS = 2
 STARBURST = "starburst"
@@ -77,7 +78,13 @@ LATENCY_TARGET_S = 0.5
 # shut-down happen inside, so they are timed.
 
 
+#: With ``--first-runs``: forget the item times starburst learnt in earlier calls (pacing).
+FORGET_ITEM_TIMES = False
+
+
 def run_starburst(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    if FORGET_ITEM_TIMES:
+        ITEM_TIMES.clear()
     return starburst.map(fn, items, workers=WORKERS, progress=False)
 
 
@@ -492,6 +499,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--phases", action="store_true", help="also time starburst's phases per workload"
     )
     parser.add_argument(
+        "--first-runs",
+        action="store_true",
+        help="time every starburst call as a first run: forget the item times it learnt "
+        "from earlier calls of the same function (engine/pacing.py)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="also cProfile starburst's client on each workload (top functions by own time)",
@@ -504,6 +517,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    global FORGET_ITEM_TIMES
+    FORGET_ITEM_TIMES = args.first_runs
     only = {k.strip().upper() for k in args.only.split(",")} if args.only else None
     tools = [t.strip() for t in args.tools.split(",")] if args.tools else list(TOOLS)
     unknown = [t for t in tools if t not in RUNNERS]
@@ -605,6 +620,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(table)
+    print(
+        "\nstarburst calls were timed as first runs (item times forgotten before each)."
+        if args.first_runs
+        else "\nstarburst's calls after the first size their chunks by the item times the "
+        "earlier calls of the same function showed (--first-runs: time them all as first runs)."
+    )
     if wrong:
         print("\nWRONG RESULTS (excluded from the table):")
         for item in wrong:
@@ -619,7 +640,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = {
             "env": env,
-            "args": {"quick": args.quick, "repeats": args.repeats, "tools": tools},
+            "args": {
+                "quick": args.quick,
+                "repeats": args.repeats,
+                "tools": tools,
+                "first_runs": args.first_runs,
+            },
             "workloads": {
                 w.key: {
                     "title": w.title,

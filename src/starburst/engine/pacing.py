@@ -58,6 +58,11 @@ class ItemTimes:
             while len(self._seen) > _KEPT:
                 self._seen.popitem(last=False)
 
+    def clear(self) -> None:
+        """Forget every function's times (the next runs are planned as first runs)."""
+        with self._lock:
+            self._seen.clear()
+
     def per_item(self, key: Hashable) -> float | None:
         """The recent mean seconds per item of ``key``'s function, or None if never seen."""
         with self._lock:
