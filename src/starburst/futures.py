@@ -77,7 +77,14 @@ class SubmitBatcher:
                 time.sleep(BATCH_WINDOW_SECONDS)  # let calls made close together join
                 self._dispatch(self._take())
             if not self._collect() and not queued:
-                time.sleep(self._driver.store.poll_interval)
+                self._wait_for_outputs()
+
+    def _wait_for_outputs(self) -> None:
+        """Wait a poll interval, or less when a worker rings to say an output landed."""
+        store = self._driver.store
+        if store.wait_for_ring(self._driver.keys.news_bell, store.poll_interval):
+            for run, _ in self._active:
+                run.heard_news()
 
     def _take(self) -> list[_Call]:
         with self._wakeup:

@@ -294,6 +294,7 @@ class Driver:
     def signal_run(self, manifest: RunManifest) -> None:
         """Tell the workers about a new run, or a run's new state (sealed, cancelled)."""
         self.control.change(lambda control: control.runs.__setitem__(manifest.run_id, manifest))
+        self.store.ring(self.keys.work_bell)  # idle workers read the control record now
         if self.supervisor is not None and manifest.state == "sealed":
             with self._lock:  # a detached run is announced once sealed: launch workers now
                 self._ensure_workers()
@@ -364,6 +365,8 @@ class Driver:
                     control.requeued.setdefault(run_id, {}).update(chunks)
 
         self.control.change(edit)
+        if any(requeued.values()):
+            self.store.ring(self.keys.work_bell)
         for info in infos if active else ():
             self._judge_stop(info)
 

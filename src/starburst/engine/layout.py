@@ -14,6 +14,7 @@ data/<sid>/<rid>/failed/<chunk>        which items of the chunk failed (JSON), f
 data/<sid>/<rid>/chunks.json           a detached run's chunk starts (JSON), for status
 sessions/<sid>/supervisor.json         who supervises a detached session (a lease, JSON)
 sessions/<sid>/procs/<wid>.json        a local worker's process id
+sessions/<sid>/.news, .work            a local store's bells (named pipes): outputs, new work
 ```
 """
 
@@ -70,6 +71,16 @@ class SessionKeys:
     @property
     def control(self) -> str:
         return f"{self.prefix}control.json"
+
+    @property
+    def news_bell(self) -> str:
+        """Rung by a worker when an output lands; the client waits on it (``Store.ring``)."""
+        return f"{self.prefix}.news"
+
+    @property
+    def work_bell(self) -> str:
+        """Rung by a client when it tells the workers of new work; idle workers wait on it."""
+        return f"{self.prefix}.work"
 
     @property
     def runs_prefix(self) -> str:

@@ -43,6 +43,7 @@ class Run:
         self.run_id = manifest.run_id
         self.keys: RunKeys = session.run(manifest.run_id)
         self._manifest_key = session.manifest(manifest.run_id)
+        self._news_bell = session.news_bell
         self.n_items = manifest.n_items
         self.n_chunks: int | None = manifest.n_chunks if manifest.state == "sealed" else None
         self.spans: dict[int, tuple[int, int]] = {}  # chunk -> (first index, item count)
@@ -279,12 +280,17 @@ class Run:
         return landed
 
     def wait(self) -> None:
-        """Wait until the next listing is due, or a download completes."""
+        """Wait until the next listing is due, a download completes, or a worker rings to
+        say an output landed (the next poll then lists at once)."""
         timeout = max(0.0, self._next_listing - time.monotonic())
         if self._downloads:
             wait(list(self._downloads.values()), timeout, FIRST_COMPLETED)
-        else:
-            self.store.wait_for_news(timeout)
+        elif self.store.wait_for_ring(self._news_bell, timeout):
+            self.heard_news()
+
+    def heard_news(self) -> None:
+        """A worker rang the session's news bell: the next poll lists ``out/`` at once."""
+        self._next_listing = 0.0
 
     def _start(self, fn: Callable[[int], T], chunk: int) -> Future[T]:
         """Run ``fn(chunk)`` in the background where the store gains from it, else now."""

@@ -146,12 +146,15 @@ class Store(ABC):
     def close(self) -> None:  # noqa: B027 - most stores hold nothing open
         """Let go of what the store holds open (the store's data stays)."""
 
-    def announce(self) -> None:  # noqa: B027 - most stores have no one to tell
-        """Tell a client waiting in ``wait_for_news`` that something new was written."""
+    def ring(self, bell: str) -> None:  # noqa: B027 - most stores cannot ring: waiters poll
+        """Wake the processes waiting on ``bell`` (a name from ``engine/layout.py``)."""
 
-    def wait_for_news(self, timeout: float) -> None:
-        """Wait ``timeout`` seconds, or less when a writer announces something new."""
+    def wait_for_ring(self, bell: str, timeout: float) -> bool:
+        """Wait ``timeout`` seconds, or less when ``bell`` rings; say whether it rang. A store
+        that can ring keeps listening after the first wait, so that a ring between two waits
+        is not lost."""
         time.sleep(timeout)
+        return False
 
     # Primitives ----------------------------------------------------------------------------
 

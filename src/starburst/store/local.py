@@ -14,6 +14,7 @@ import itertools
 import mmap
 import os
 import select
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -53,7 +54,8 @@ class LocalStore(Store):
         os.makedirs(self._tmp, exist_ok=True)
         os.makedirs(self._locks, exist_ok=True)
         self._temp_numbers = itertools.count()
-        self._doorbell = _Doorbell(self.root / ".doorbell")
+        self._bells: dict[str, _Bell] = {}
+        self._bells_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -105,14 +107,24 @@ class LocalStore(Store):
     def _put(self, key: str, data: bytes) -> None:
         self._publish(os.replace, self._write_temp(data), self._path(key))
 
-    def announce(self) -> None:
-        self._doorbell.ring()
+    def _bell(self, name: str) -> _Bell:
+        with self._bells_lock:
+            bell = self._bells.get(name)
+            if bell is None:
+                bell = self._bells[name] = _Bell(self._path(name))
+            return bell
+
+    def ring(self, bell: str) -> None:
+        self._bell(bell).ring()
+
+    def wait_for_ring(self, bell: str, timeout: float) -> bool:
+        return self._bell(bell).wait(timeout)
 
     def close(self) -> None:
-        self._doorbell.close()
-
-    def wait_for_news(self, timeout: float) -> None:
-        self._doorbell.wait(timeout)
+        with self._bells_lock:
+            bells, self._bells = list(self._bells.values()), {}
+        for bell in bells:
+            bell.close()
 
     def _put_parts(self, key: str, parts: Sequence[Buffer]) -> None:
         self._publish(os.replace, self._write_temp(list(parts)), self._path(key))
@@ -216,48 +228,66 @@ def _write_all(fd: int, data: Buffer) -> None:
         view = view[os.write(fd, view) :]
 
 
-class _Doorbell:
-    """A named pipe in the store: workers ring it when an output lands, so that a waiting
-    client wakes at once instead of at its next poll. Best effort: with no pipe (Windows)
-    or no one listening, waiting is sleeping and ringing does nothing."""
+class _Bell:
+    """A named pipe in the store that wakes waiting processes: a worker rings the client's
+    when an output lands, a client rings the workers' when there is new work. Every waiter
+    in ``select`` wakes (the first drains the pipe), so one ring wakes them all. Best effort:
+    with no pipe (Windows) or no one listening, waiting is sleeping and ringing does nothing.
+    """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         self._listening: tuple[int, int] | None = None  # (reader, keep-alive writer)
         self._ringer: int | None = None
-        if hasattr(os, "mkfifo"):
+        self._lock = threading.Lock()
+
+    def _make_pipe(self) -> None:
+        try:
+            os.mkfifo(self.path)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:  # its folder is not there yet
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
             with contextlib.suppress(FileExistsError):
-                os.mkfifo(path)
+                os.mkfifo(self.path)
 
     def ring(self) -> None:
-        try:
-            if self._ringer is None:
-                self._ringer = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-            os.write(self._ringer, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full of rings: the listener will wake anyway
-        except OSError:  # no listener (ENXIO), it left (EPIPE), or no pipe at all
-            if self._ringer is not None:
-                os.close(self._ringer)
-            self._ringer = None
+        with self._lock:
+            try:
+                if self._ringer is None:
+                    self._ringer = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+                os.write(self._ringer, b"\0")
+            except BlockingIOError:
+                pass  # the pipe is full of rings: the listeners will wake anyway
+            except OSError:  # no listener (ENXIO), it left (EPIPE), or no pipe at all
+                if self._ringer is not None:
+                    os.close(self._ringer)
+                self._ringer = None
 
     def close(self) -> None:
-        for fd in (*(self._listening or ()), *([self._ringer] if self._ringer else [])):
-            os.close(fd)
-        self._listening = self._ringer = None
+        with self._lock:
+            for fd in (*(self._listening or ()), *([self._ringer] if self._ringer else [])):
+                os.close(fd)
+            self._listening = self._ringer = None
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
+        """Wait until the bell rings (True) or ``timeout`` passes (False)."""
         try:
-            if self._listening is None:
-                reader = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
-                self._listening = (reader, os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
-            reader = self._listening[0]
-            if select.select([reader], [], [], timeout)[0]:
-                with contextlib.suppress(BlockingIOError):
-                    while os.read(reader, 4096):
-                        pass
-        except OSError:  # no pipe here: just wait
+            with self._lock:
+                if self._listening is None:
+                    self._make_pipe()
+                    reader = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+                    self._listening = (reader, os.open(self.path, os.O_WRONLY | os.O_NONBLOCK))
+                reader = self._listening[0]
+            if not select.select([reader], [], [], timeout)[0]:
+                return False
+            with contextlib.suppress(BlockingIOError):
+                while os.read(reader, 4096):
+                    pass
+            return True
+        except (OSError, AttributeError):  # no pipe here (no ``os.mkfifo``): just wait
             time.sleep(timeout)
+            return False
 
 
 if os.name == "nt":  # pragma: no cover - exercised on Windows only

@@ -112,6 +112,7 @@ class WorkerLoop:
         """Work until there is a reason to stop; return that reason."""
         signal.signal(signal.SIGTERM, self._on_sigterm)
         BareThread(self._heartbeat_loop)
+        self.store.wait_for_ring(self.keys.work_bell, 0)  # listen from now on
         idle_since = time.monotonic()
         pause = self.timings.poll
         try:
@@ -132,7 +133,7 @@ class WorkerLoop:
                 elif time.monotonic() - idle_since > self.timings.idle_timeout:
                     self.stop_reason = "idle"
                     break
-                time.sleep(pause)
+                self.store.wait_for_ring(self.keys.work_bell, pause)  # a client rings: new work
                 control = self._read_control()
                 if control is not None and self._slot(control) is None and control.runs:
                     pause = self.timings.poll  # the roster will list this worker any moment
@@ -419,7 +420,7 @@ class WorkerLoop:
             if output.failures:  # only the output's writer says which of its items failed
                 marker = {"items": sorted(output.failures), "worker": self.worker_id}
                 self.store.put(lease.keys.failure_marker(lease.chunk), to_json(marker))
-            self.store.announce()
+            self.store.ring(self.keys.news_bell)
         if self.store.frees_inputs:
             self.store.delete(lease.keys.input(lease.chunk))
 
