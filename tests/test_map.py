@@ -329,3 +329,26 @@ def test_a_local_map_does_not_load_the_aws_libraries(tmp_path: Path) -> None:
         print(sorted(m for m in ("boto3", "botocore", "urllib3") if m in sys.modules))
     """
     assert run_client(tmp_path, source) == "[]"  # ~0.1 s and 15 MB less for every local user
+
+
+def _items_then_failure(good: int):
+    yield from range(good)
+    raise ValueError(f"the input broke after {good} items")
+
+
+@pytest.mark.parametrize(
+    ("good", "chunk_size"),
+    [(0, None), (3, None), (20_000, None), (0, 1), (1, 1), (50, 10)],
+    ids=["at-once", "in-the-look-ahead", "while-streaming", "first-chunk", "second-chunk", "later"],
+)
+def test_an_input_that_fails_raises_its_own_error(good: int, chunk_size: int | None) -> None:
+    with pytest.raises(ValueError, match=f"the input broke after {good} items"):
+        starburst.map(square, _items_then_failure(good), workers=2, chunk_size=chunk_size)
+
+
+def test_a_cluster_goes_on_after_a_call_whose_input_failed() -> None:
+    with starburst.Cluster(workers=2, progress=False) as cluster:
+        for chunk_size in (1, None):
+            with pytest.raises(ValueError, match="the input broke"):
+                cluster.map(square, _items_then_failure(0), chunk_size=chunk_size)
+            assert cluster.map(square, range(100)) == [x * x for x in range(100)]

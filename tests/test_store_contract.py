@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -245,3 +246,24 @@ def test_a_local_write_recreates_a_folder_removed_under_it(tmp_path: Path) -> No
     assert store.get("data/s1/r1/claim/00000000") == b"c"
     assert store.get("data/s1/r1/in/00000000") == b"ab"
     assert leftover.read_bytes() == b"from a writer that died"
+
+
+def _ring_after_a_moment(url: str, bell: str) -> None:
+    time.sleep(0.2)
+    open_store(url).ring(bell)
+
+
+def test_a_local_bell_wakes_a_waiter_in_another_process(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    bell = "sessions/s1/.work"
+    assert store.wait_for_ring(bell, 0) is False  # nobody rang; from now on it listens
+    ringer = _context().Process(target=_ring_after_a_moment, args=(store.url, bell))
+    ringer.start()
+    try:
+        assert store.wait_for_ring(bell, 60) is True  # woken by the ring, not the timeout
+    finally:
+        ringer.join()
+    open_store(store.url).ring(bell)  # a ring while nobody waits is kept for the next wait
+    assert store.wait_for_ring(bell, 60) is True
+    assert store.wait_for_ring(bell, 0) is False  # and counted once
+    assert list(store.list("sessions/")) == []  # a bell is not a key

@@ -20,7 +20,7 @@ from .engine.run import Run
 from .errors import CancelledError
 from .serialize import unsendable_call_error
 
-#: How long the dispatcher waits after a call for more calls to join its batch.
+#: While calls are in flight, how long the dispatcher waits for more calls to join a batch.
 BATCH_WINDOW_SECONDS = 0.002
 
 _Call = tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]]
@@ -74,8 +74,9 @@ class SubmitBatcher:
                     continue
                 queued = bool(self._queue)
             if queued:
-                time.sleep(BATCH_WINDOW_SECONDS)  # let calls made close together join
-                self._dispatch(self._take())
+                if self._active:  # calls are in flight: let calls made close together join
+                    time.sleep(BATCH_WINDOW_SECONDS)
+                self._dispatch(self._take())  # the first call after a quiet spell goes at once
             if not self._collect() and not queued:
                 self._wait_for_outputs()
 

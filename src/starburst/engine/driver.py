@@ -269,17 +269,17 @@ class Driver:
                 n_chunks=chunks.n_chunks, import_paths=self._import_paths(),
             )  # fmt: skip
             try:
+                first = self.control.control.stripes if self.spec.backend == "local" else 0
                 run = Run.submit(
                     self.store, self.keys, manifest, function_payload, chunks, n_items,
                     self.check_health, self.signal_run, announce_early=self.supervisor is None,
+                    first_chunks=first,  # a local put is cheap: store each stripe's first
                 )  # fmt: skip
                 break
             except PreconditionFailed:  # another client of this session took the id
                 continue
         with self._lock:
             self.runs.append(run)
-            if self.spec.backend == "local":  # a local put is cheap: each worker's first chunk
-                run.store_first(self.control.control.stripes)  # is there when it starts
             self._ensure_workers()  # before the upload thread: forked workers inherit no lock
         run.start_upload()
         return run

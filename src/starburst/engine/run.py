@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from ..errors import CancelledError, RunTimeoutError
 from ..serialize import dumps_parts, loads
 from ..store import NotFound, PreconditionFailed, Store
+from ..threads import BareThread
 from .chunking import Chunk, ChunkStream
 from .claims import LostChunk
 from .layout import RunKeys, SessionKeys, to_json
@@ -60,7 +61,7 @@ class Run:
         self._downloads: dict[int, Future[ChunkOutput]] = {}  # chunk -> its output, coming
         self._next_listing = 0.0  # time.monotonic() of the next listing of out/
         self._listing_pause = store.poll_interval
-        self._uploader: threading.Thread | None = None
+        self._uploader: BareThread | None = None
         self._chunks: Iterator[Chunk] = iter(())
         self._stored_chunks = self._stored_items = 0
         self._announced = True
@@ -78,8 +79,11 @@ class Run:
         on_change: Callable[[RunManifest], None],
         *,
         announce_early: bool = True,
+        first_chunks: int = 0,
     ) -> Run:
-        """A new run: its function is stored; ``start_upload`` streams its chunks.
+        """A new run: its function and its ``first_chunks`` chunks are stored (in this
+        thread: on the local store, each worker's first chunk is there when it hears of the
+        run); ``start_upload`` streams the rest.
 
         Without ``announce_early`` (a detached session's run), raises
         ``PreconditionFailed`` when another client of the session took the run id first.
@@ -95,13 +99,11 @@ class Run:
         else:  # a detached session may have several clients: storing reserves the id
             store.put_if_absent(run.keys.function, function_payload)
         run._announced = announce_early
-        if announce_early:
+        run._chunks = chunks
+        run._store_first(first_chunks)
+        if announce_early and run.upload_error is None:  # (a failed run is told to no one)
             store.put_if_absent(run._manifest_key, manifest.encode())
             on_change(manifest)
-        run._chunks = chunks
-        run._uploader = threading.Thread(
-            target=run._upload, name=f"upload-{run.run_id}", daemon=True
-        )
         return run
 
     @classmethod
@@ -117,12 +119,9 @@ class Run:
         run._uploaded.set()
         return run
 
-    def store_first(self, count: int) -> None:
-        """Store the first ``count`` chunks now, in the calling thread.
-
-        Called before local workers are forked, so that each finds its first chunk at once
-        instead of waiting for the upload thread (a fork copies no other thread).
-        """
+    def _store_first(self, count: int) -> None:
+        """Store the first ``count`` chunks now, in the calling thread (before any worker
+        could be forked: a fork copies no other thread, and so no lock it held)."""
         try:
             for chunk in itertools.islice(self._chunks, count):
                 self._store_chunk(chunk, self.store.put_parts)
@@ -131,9 +130,8 @@ class Run:
 
     def start_upload(self) -> None:
         """Stream the remaining chunks up on a background thread."""
-        assert self._uploader is not None
-        if not self._uploaded.is_set():  # else storing the first chunks failed
-            self._uploader.start()
+        if self._uploader is None and not self._uploaded.is_set():  # set: the first failed
+            self._uploader = BareThread(self._upload)
 
     def wait_uploaded(self) -> None:
         """Wait until every chunk is stored; raise what stopped the upload, if anything."""

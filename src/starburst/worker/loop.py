@@ -90,6 +90,7 @@ class WorkerLoop:
         self.processes = processes
         self.index = index
         self.control: Control | None = None  # None: the session was closed
+        self.store.wait_for_ring(self.keys.work_bell, 0)  # listen before the first read
         first = self._read_control()
         if first is None or first.session is None:
             raise SessionClosed(f"session {session_id} is closed (or was never opened)")
@@ -112,7 +113,6 @@ class WorkerLoop:
         """Work until there is a reason to stop; return that reason."""
         signal.signal(signal.SIGTERM, self._on_sigterm)
         BareThread(self._heartbeat_loop)
-        self.store.wait_for_ring(self.keys.work_bell, 0)  # listen from now on
         idle_since = time.monotonic()
         pause = self.timings.poll
         try:
