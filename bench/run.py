@@ -282,6 +282,32 @@ def first_result_latency(workload: Workload) -> tuple[float, str | None]:
     return elapsed, problem
 
 
+#: Round trips timed per executor by ``round_trips``.
+ROUND_TRIPS = 40
+
+
+def round_trips() -> dict[str, float]:
+    """Median seconds of ``submit(fn, x).result()`` on an executor whose 2 workers are up and
+    idle (a pause before each call lets them settle): starburst's and ProcessPoolExecutor's."""
+    executors: dict[str, Callable[[], Any]] = {
+        "starburst Executor": lambda: starburst.Executor(workers=WORKERS),
+        "ProcessPoolExecutor": lambda: ProcessPoolExecutor(max_workers=WORKERS),
+    }
+    medians = {}
+    for name, make in executors.items():
+        with make() as executor:
+            executor.submit(wl.square, 0).result()  # the workers are up
+            times = []
+            for x in range(ROUND_TRIPS):
+                time.sleep(0.02)
+                started = time.perf_counter()
+                if executor.submit(wl.square, x).result() != x * x:
+                    raise SystemExit(f"{name} returned a wrong result")
+                times.append(time.perf_counter() - started)
+        medians[name] = statistics.median(times)
+    return medians
+
+
 def starburst_phases(workload: Workload) -> dict[str, float]:
     """Time the steps of one ``starburst.map`` call, re-assembled from its public pieces.
 
@@ -604,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         done.append(workload)
         gc.collect()
 
+    trips = round_trips() if STARBURST in tools and "ppe" in tools else {}
     table, summary = render_table(done, cells, latencies, tools)
     wrong = [
         f"{key} {LABELS[tool]}: {cell.errors[0]}"
@@ -620,6 +647,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(table)
+    if trips:
+        ours, theirs = trips["starburst Executor"], trips["ProcessPoolExecutor"]
+        print(
+            f"\nOne call on idle warm workers, submit -> result (median of {ROUND_TRIPS}): "
+            f"starburst Executor {ours * 1000:.1f} ms, ProcessPoolExecutor "
+            f"{theirs * 1000:.1f} ms ({ours / theirs:.1f}x)."
+        )
     print(
         "\nstarburst calls were timed as first runs (item times forgotten before each)."
         if args.first_runs
@@ -661,6 +695,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 for w in done
             },
+            "round_trip_seconds": trips,
             "total_seconds": total,
         }
         with open(args.json, "w") as handle:
