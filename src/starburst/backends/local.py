@@ -174,8 +174,14 @@ def _in_background(job: Callable[[], None]) -> None:
     _unfinished.add(thread)
 
 
+#: The process that imported this module: a forked copy has none of its threads.
+_OWNER_PID = os.getpid()
+
+
 @atexit.register
 def _finish_background_jobs() -> None:
+    if os.getpid() != _OWNER_PID:
+        return
     for thread in list(_unfinished):
         thread.join(_EXIT_WAIT_SECONDS)
 
