@@ -352,3 +352,75 @@ def test_a_cluster_goes_on_after_a_call_whose_input_failed() -> None:
             with pytest.raises(ValueError, match="the input broke"):
                 cluster.map(square, _items_then_failure(0), chunk_size=chunk_size)
             assert cluster.map(square, range(100)) == [x * x for x in range(100)]
+
+
+def _empty_soon(folder: Path, seconds: float = 10.0) -> bool:
+    """Whether ``folder`` is empty, or becomes so within ``seconds`` (cleanup runs behind)."""
+    deadline = time.monotonic() + seconds
+    while any(folder.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(folder.iterdir())
+
+
+def test_a_call_returns_only_once_its_run_is_sealed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Else the upload thread could still write (and recreate files) after the call closed
+    its session and the background cleanup removed the scratch folder."""
+    from starburst.engine.run import Run
+
+    seal = Run._update_manifest
+
+    def slow_seal(run: Run, **changes: object) -> None:  # the fault: a seal that takes long
+        if changes.get("state") == "sealed":
+            time.sleep(0.5)
+        seal(run, **changes)
+
+    monkeypatch.setattr(Run, "_update_manifest", slow_seal)
+    with starburst.Cluster(workers=2, progress=False) as cluster:
+        assert cluster.map(square, range(50)) == [x * x for x in range(50)]
+        run = cluster.driver.runs[-1]
+        stored = json.loads(cluster.driver.store.get(cluster.driver.keys.manifest(run.run_id)))
+    assert stored["state"] == "sealed"
+
+
+def test_many_quick_maps_leave_no_scratch_folder_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STARBURST_SCRATCH_DIR", str(tmp_path))
+    for _ in range(100):
+        assert starburst.map(square, range(50)) == [x * x for x in range(50)]
+    assert _empty_soon(tmp_path), sorted(p.name for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("how", ["finalizer-at-exit", "forked-child"])
+def test_a_session_closed_as_the_process_ends_leaves_no_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("STARBURST_SCRATCH_DIR", str(scratch))
+    sources = {
+        # A finalizer registered before starburst's exit handler: the cluster left open is
+        # closed by it after that handler ran.
+        "finalizer-at-exit": """
+            import tempfile
+            keep = tempfile.TemporaryDirectory()
+            import starburst
+
+            cluster = starburst.Cluster(workers=2, progress=False).start()
+            print(cluster.map(abs, [-1, -2]))
+        """,
+        # A child forked from a process that imported starburst runs a map and exits.
+        "forked-child": """
+            import os, sys
+            import starburst
+
+            pid = os.fork()
+            if pid == 0:
+                starburst.map(abs, [-1, -2], workers=2)
+                sys.exit(0)
+            _, status = os.waitpid(pid, 0)
+            print(os.waitstatus_to_exitcode(status))
+        """,
+    }
+    run_client(tmp_path, sources[how])
+    assert _empty_soon(scratch, seconds=2.0), sorted(p.name for p in scratch.iterdir())

@@ -255,6 +255,7 @@ def _ring_after_a_moment(url: str, bell: str) -> None:
 
 def test_a_local_bell_wakes_a_waiter_in_another_process(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store")
+    store.put("sessions/s1/session.json", b"{}")  # a bell lives in its session's folder
     bell = "sessions/s1/.work"
     assert store.wait_for_ring(bell, 0) is False  # nobody rang; from now on it listens
     ringer = _context().Process(target=_ring_after_a_moment, args=(store.url, bell))
@@ -266,4 +267,18 @@ def test_a_local_bell_wakes_a_waiter_in_another_process(tmp_path: Path) -> None:
     open_store(store.url).ring(bell)  # a ring while nobody waits is kept for the next wait
     assert store.wait_for_ring(bell, 60) is True
     assert store.wait_for_ring(bell, 0) is False  # and counted once
-    assert list(store.list("sessions/")) == []  # a bell is not a key
+    assert list(store.list("sessions/")) == ["sessions/s1/session.json"]  # a bell is no key
+
+
+def test_a_local_view_of_a_folder_is_not_found(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    store.put("data/s1/r1/in/00000000", b"x")
+    with pytest.raises(NotFound):
+        store.get_view("data/s1/r1/in")
+
+
+def test_a_bell_of_a_removed_session_does_not_bring_its_folder_back(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    assert store.wait_for_ring("sessions/gone/.work", 0.01) is False
+    store.ring("sessions/gone/.work")
+    assert not (tmp_path / "store" / "sessions").exists()

@@ -52,21 +52,23 @@ class LocalBackend(Backend):
         self._asked_to_stop: set[str] = set()
 
     def launch(self, request: LaunchRequest, stripes: list[int]) -> list[str]:
-        ids = []
-        for index in stripes:
-            worker_id = self._reserve_id()
-            args = {
-                "store": request.store_url, "session": request.session_id,
-                "worker-id": worker_id, "index": index, "processes": request.spec.processes,
-            }  # fmt: skip
-            log = self.log_path(worker_id)
-            process = _fork_worker(args, log) if self.fork else _spawn_worker(args, log)
-            self._processes[worker_id] = process
-            self._started[worker_id] = time.time()
-            ids.append(worker_id)
-        for worker_id in ids:  # once all have started: the next fork need not wait for this
-            path, process = self.proc_dir / f"{worker_id}.json", self._processes[worker_id]
-            _write_record(path, process.pid, self._started[worker_id])
+        ids: list[str] = []
+        try:
+            for index in stripes:
+                worker_id = self._reserve_id()
+                args = {
+                    "store": request.store_url, "session": request.session_id,
+                    "worker-id": worker_id, "index": index, "processes": request.spec.processes,
+                }  # fmt: skip
+                log = self.log_path(worker_id)
+                process = _fork_worker(args, log) if self.fork else _spawn_worker(args, log)
+                self._processes[worker_id] = process
+                self._started[worker_id] = time.time()
+                ids.append(worker_id)
+        finally:  # once all have started (the next fork need not wait), or one failed to
+            for worker_id in ids:
+                path, process = self.proc_dir / f"{worker_id}.json", self._processes[worker_id]
+                _write_record(path, process.pid, self._started[worker_id])
         return ids
 
     def _reserve_id(self) -> str:
@@ -155,35 +157,42 @@ class LocalBackend(Backend):
         return "\n".join(text.splitlines()[-lines:])
 
 
-#: Background jobs not finished yet.
-_unfinished: set[BareThread] = set()
+#: Background jobs not finished yet: each sets its event when done.
+_unfinished: set[threading.Event] = set()
 #: How long an exiting interpreter waits for a background job.
 _EXIT_WAIT_SECONDS = 10.0
+#: Set once the interpreter is exiting: a job started then runs at once, in the caller.
+_exiting = False
 
 
 def _in_background(job: Callable[[], None]) -> None:
     """Run ``job`` on a thread of its own, which the interpreter waits for before exiting."""
+    if _exiting:  # (a finalizer closing a session at exit, after the wait below)
+        job()
+        return
+    done = threading.Event()
+    _unfinished.add(done)
 
     def run() -> None:
         try:
             job()
         finally:
-            _unfinished.discard(thread)
+            _unfinished.discard(done)
+            done.set()
 
-    thread = BareThread(run)
-    _unfinished.add(thread)
-
-
-#: The process that imported this module: a forked copy has none of its threads.
-_OWNER_PID = os.getpid()
+    BareThread(run)
 
 
 @atexit.register
 def _finish_background_jobs() -> None:
-    if os.getpid() != _OWNER_PID:
-        return
-    for thread in list(_unfinished):
-        thread.join(_EXIT_WAIT_SECONDS)
+    global _exiting
+    _exiting = True
+    for done in list(_unfinished):
+        done.wait(_EXIT_WAIT_SECONDS)
+
+
+if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads:
+    os.register_at_fork(after_in_child=_unfinished.clear)  # it waits for its own jobs only
 
 
 def _kill_groups(processes: list[_Process]) -> None:

@@ -27,6 +27,8 @@ LOOKAHEAD_ITEMS = 10_000
 MAX_CHUNKS_PER_SLOT = {"local": 256, "network": 3}
 #: A chunk should not carry more than about this many bytes of input.
 MAX_CHUNK_BYTES = 32 * 1024 * 1024
+#: A paced floor leaves at least this many chunks per slot, for the end's balancing.
+_PACED_PER_SLOT = 4
 
 
 def chunks_per_slot(backend: str) -> int:
@@ -45,8 +47,9 @@ def chunk_sizes(
     """Endless sizes of successive chunks for ``n_items`` items (``None``: not known).
 
     With a known count, there are at most ``per_slot`` chunks per slot. With a ``pace`` (the
-    seconds an item took before, and how long a chunk should last at least), no chunk is
-    smaller than that needs, nor larger than an even share per slot.
+    seconds an item took before, and how long a chunk should last at least), the floor rises
+    to what that needs, but no higher than a quarter of a slot's share: items may take longer
+    this time, or vary, and the shrinking chunks at the end still balance the slots.
     """
     byte_cap = max(1, MAX_CHUNK_BYTES // item_bytes) if item_bytes else None
     if chunk_size is not None:
@@ -59,7 +62,7 @@ def chunk_sizes(
     floor = max(1, math.ceil(n_items / (slots * per_slot)))
     if pace is not None:
         paced = math.ceil(pace.chunk_seconds / max(pace.item_seconds, 1e-9))
-        floor = max(floor, min(paced, math.ceil(n_items / slots)))
+        floor = max(floor, min(paced, math.ceil(n_items / (slots * _PACED_PER_SLOT))))
     if byte_cap is not None:
         floor = min(floor, byte_cap)
     remaining = n_items

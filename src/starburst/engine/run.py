@@ -169,11 +169,13 @@ class Run:
                 for future in pending:
                     future.result()
             count, items = self._stored_chunks, self._stored_items
-            self.n_chunks, self.n_items = count, items
             if not self._announced:
                 self._announce(count, items)
-                return
-            self._update_manifest(state="sealed", n_chunks=count, n_items=items)
+            else:
+                self._update_manifest(state="sealed", n_chunks=count, n_items=items)
+            # Only now can the run be complete: the collector, and so the call, cannot end
+            # (and close the session) while this thread still writes.
+            self.n_chunks, self.n_items = count, items
         except BaseException as exc:  # the caller's iterable failed, or the store did
             self._upload_failed(exc)
         finally:

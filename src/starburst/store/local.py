@@ -14,16 +14,16 @@ import itertools
 import mmap
 import os
 import select
+import stat
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from .base import Buffer, NotFound, PreconditionFailed, Store
 
-_LOCK_STRIPES = 8
+_LOCK_STRIPES = 64
 
 
 def _etag(data: bytes) -> str:
@@ -93,7 +93,8 @@ class LocalStore(Store):
 
     @contextmanager
     def _locked(self, key: str) -> Iterator[None]:
-        stripe = zlib.crc32(key.encode()) % _LOCK_STRIPES
+        # (As every version computes it: processes of two versions may share a store.)
+        stripe = int(hashlib.blake2b(key.encode(), digest_size=2).hexdigest(), 16) % _LOCK_STRIPES
         fd = os.open(f"{self._locks}/{stripe}", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             _lock_file(fd)
@@ -143,11 +144,12 @@ class LocalStore(Store):
         except (FileNotFoundError, NotADirectoryError):
             raise NotFound(key) from None
         try:
-            if os.fstat(fd).st_size == 0:
+            status = os.fstat(fd)
+            if not stat.S_ISREG(status.st_mode):  # a folder: no object has this key
+                raise NotFound(key)
+            if status.st_size == 0:
                 return b""
             return mmap.mmap(fd, 0, access=mmap.ACCESS_COPY)
-        except IsADirectoryError:
-            raise NotFound(key) from None
         finally:
             os.close(fd)
 
@@ -230,9 +232,11 @@ def _write_all(fd: int, data: Buffer) -> None:
 
 class _Bell:
     """A named pipe in the store that wakes waiting processes: a worker rings the client's
-    when an output lands, a client rings the workers' when there is new work. Every waiter
-    in ``select`` wakes (the first drains the pipe), so one ring wakes them all. Best effort:
-    with no pipe (Windows) or no one listening, waiting is sleeping and ringing does nothing.
+    when an output lands, a client rings the workers' when there is new work. A ring wakes
+    at least one waiter (the first to read drains the pipe); others may wake only at their
+    timeout (an idle worker's is at most 20 ms), which bounds the cost of rings nobody
+    needed. Best effort: with no pipe (Windows), no folder (the session was removed) or no
+    one listening, waiting is sleeping and ringing does nothing.
     """
 
     def __init__(self, path: str) -> None:
@@ -242,14 +246,10 @@ class _Bell:
         self._lock = threading.Lock()
 
     def _make_pipe(self) -> None:
-        try:
+        """Make the pipe; ``FileNotFoundError`` when its session's folder is gone (a bell
+        never brings a removed session's folder back)."""
+        with contextlib.suppress(FileExistsError):
             os.mkfifo(self.path)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:  # its folder is not there yet
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            with contextlib.suppress(FileExistsError):
-                os.mkfifo(self.path)
 
     def ring(self) -> None:
         with self._lock:

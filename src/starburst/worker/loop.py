@@ -90,6 +90,7 @@ class WorkerLoop:
         self.processes = processes
         self.index = index
         self.control: Control | None = None  # None: the session was closed
+        self.stop_reason: str | None = None
         self.store.wait_for_ring(self.keys.work_bell, 0)  # listen before the first read
         first = self._read_control()
         if first is None or first.session is None:
@@ -98,7 +99,6 @@ class WorkerLoop:
         self.runs: dict[str, _RunState] = {}
         self.functions: dict[str, RunFunction] = {}
         self.current: claims.Lease | None = None
-        self.stop_reason: str | None = None
         self.started = time.time()
         self.chunks_done = 0
         self.items_done = 0
