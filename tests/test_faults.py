@@ -157,7 +157,10 @@ def test_workers_stop_themselves_when_the_client_vanishes(tmp_path: Path) -> Non
     script.write_text(_VANISHING_CLIENT)
     pids = tmp_path / "pids"
     pids.mkdir()
-    client = subprocess.Popen([sys.executable, str(script), str(pids)])
+    scratch = tmp_path / "scratch"  # the killed client cannot remove its store: keep it here
+    scratch.mkdir()
+    environment = {**os.environ, "STARBURST_SCRATCH_DIR": str(scratch)}
+    client = subprocess.Popen([sys.executable, str(script), str(pids)], env=environment)
     deadline = time.monotonic() + 60
     while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
