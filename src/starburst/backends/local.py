@@ -118,18 +118,7 @@ class LocalBackend(Backend):
         return process
 
     def stop(self, worker_ids: list[str], grace: bool = True) -> None:
-        processes = {w: self._processes.get(w) or self._adopt(w) for w in worker_ids}
-        live = [p for p in processes.values() if p is not None and p.poll() is None]
-        self._asked_to_stop.update(w for w, p in processes.items() if p in live)
-        for process in live:
-            _signal_group(process, signal.SIGTERM if grace else signal.SIGKILL)
-        # Wait without polling; whatever has not exited when the grace ends is killed.
-        killer = threading.Timer(_STOP_WAIT_SECONDS, _kill_groups, (live,))
-        killer.start()
-        for process in live:
-            process.wait()
-        killer.cancel()
-        _kill_groups(live)  # any process the workers started themselves
+        _wait_gone(self._signal(worker_ids, signal.SIGTERM if grace else signal.SIGKILL))
 
     def stop_then(self, worker_ids: list[str], grace: bool, after: Callable[[], None]) -> None:
         """Without ``grace``, kill the workers now, and leave waiting for them to go, then
@@ -138,16 +127,22 @@ class LocalBackend(Backend):
         if grace:
             super().stop_then(worker_ids, grace, after)
             return
-        processes = [self._processes.get(w) or self._adopt(w) for w in worker_ids]
-        for process in processes:
-            if process is not None and process.poll() is None:
-                _signal_group(process, signal.SIGKILL)
+        killed = self._signal(worker_ids, signal.SIGKILL)
 
         def finish() -> None:
-            self.stop(worker_ids, grace=False)
+            _wait_gone(killed)
             after()
 
         _in_background(finish)
+
+    def _signal(self, worker_ids: list[str], signum: int) -> list[_Process]:
+        """Send ``signum`` to the live workers among ``worker_ids``; return their processes."""
+        processes = {w: self._processes.get(w) or self._adopt(w) for w in worker_ids}
+        live = [p for p in processes.values() if p is not None and p.poll() is None]
+        self._asked_to_stop.update(w for w, p in processes.items() if p in live)
+        for process in live:
+            _signal_group(process, signum)
+        return live
 
     def log_tail(self, worker_id: str, lines: int = 20) -> str:
         try:
@@ -193,6 +188,17 @@ def _finish_background_jobs() -> None:
 
 if hasattr(os, "register_at_fork"):  # a forked child has none of its parent's threads:
     os.register_at_fork(after_in_child=_unfinished.clear)  # it waits for its own jobs only
+
+
+def _wait_gone(processes: list[_Process]) -> None:
+    """Wait without polling for signalled workers to exit; kill what has not exited when the
+    grace ends, and any process the workers started themselves."""
+    killer = threading.Timer(_STOP_WAIT_SECONDS, _kill_groups, (processes,))
+    killer.start()
+    for process in processes:
+        process.wait()
+    killer.cancel()
+    _kill_groups(processes)
 
 
 def _kill_groups(processes: list[_Process]) -> None:
