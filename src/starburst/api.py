@@ -104,7 +104,7 @@ def _one_off(
     if plan is None:
         empty = [] if mode == "as_list" else iter(())
         return (empty, None) if return_run else empty
-    per_item = item_seconds(fn) if cluster.spec.backend != "local" else None  # local: free
+    per_item = item_seconds(fn)
     work = (plan.n_items, per_item) if plan.n_items and per_item is not None else None
     cluster.start(workers_for(cluster.spec, plan.n_items), lazy=True, work=work)
     try:

@@ -31,9 +31,14 @@ MAX_CHUNK_BYTES = 32 * 1024 * 1024
 _PACED_PER_SLOT = 4
 
 
+def store_kind(backend: str) -> str:
+    """What a backend's store costs per chunk: ``"local"`` (little) or ``"network"`` (much)."""
+    return "local" if backend == "local" else "network"
+
+
 def chunks_per_slot(backend: str) -> int:
     """The most chunks per slot worth making for a backend (whose store it implies)."""
-    return MAX_CHUNKS_PER_SLOT["local" if backend == "local" else "network"]
+    return MAX_CHUNKS_PER_SLOT[store_kind(backend)]
 
 
 def chunk_sizes(

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from .chunking import Pace
+from .chunking import Pace, store_kind
 
 #: How long a chunk's items should take at least, once their time is known: long enough
 #: that a chunk's overhead stays small beside it, short enough to keep the end balanced.
@@ -79,4 +79,4 @@ def pace_for(key: Hashable, backend: str) -> Pace | None:
     seconds = ITEM_TIMES.per_item(key)
     if seconds is None:
         return None
-    return Pace(seconds, MIN_CHUNK_SECONDS["local" if backend == "local" else "network"])
+    return Pace(seconds, MIN_CHUNK_SECONDS[store_kind(backend)])
