@@ -40,6 +40,9 @@ log = logging.getLogger("starburst.worker")
 
 #: How long a stopping worker of a detached session tries to hand its place on.
 _HAND_OFF_SECONDS = 30.0
+#: The supervisor lease a stopping worker takes: short, because the platform may kill it
+#: mid-step, and the others cannot supervise until its lease runs out.
+_HAND_OFF_LEASE_SECONDS = 10.0
 #: With many slots, a thief picks (by its slot) among up to this many of the lowest
 #: unclaimed chunks (one per eight slots).
 _STEAL_SPREAD = 16
@@ -503,7 +506,7 @@ class WorkerLoop:
         try:
             ControlWriter(self.store, self.keys).change(leave)
             while time.monotonic() < deadline:  # another leaver may hold the role a moment
-                if supervisor.try_step(3 * self.timings.heartbeat):
+                if supervisor.try_step(min(3 * self.timings.heartbeat, _HAND_OFF_LEASE_SECONDS)):
                     supervisor.release()
                     return
                 time.sleep(1.0)
