@@ -10,6 +10,7 @@ computed in the client (serially, or in closed form for the busy loop).
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -36,6 +37,18 @@ def spin(n: int) -> int:
 def spin_expected(n: int) -> int:
     """What ``spin(n)`` returns, without running it."""
     return n * (n - 1) // 2
+
+
+def spin_cpu_time(n: int) -> tuple[int, float]:
+    """W2's item, timed in the worker: (worker pid, CPU seconds of ``spin(n)`` in this thread).
+
+    Used by ``item_speed.py`` to compare how fast each tool's worker processes run the same
+    item, apart from how the tools schedule items.
+    """
+    started = time.thread_time()
+    if spin(n) != spin_expected(n):
+        raise AssertionError("spin returned a wrong sum")
+    return os.getpid(), time.thread_time() - started
 
 
 def calibrate_spin(target_seconds: float, trials: int = 5) -> int:

@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""How fast each tool's worker processes run W2's item, apart from scheduling.
+
+    .venv/bin/python bench/item_speed.py               # 6 rounds of 400 items, about 1 minute
+    .venv/bin/python bench/item_speed.py --rounds 10 --items 200
+
+W2's wall time in ``run.py`` is almost all item time: 2,000 items of ~5 ms on 2 workers, with
+start-up, hand-out and shut-down under 1% of it. So W2's ratio is decided by how fast each
+tool's worker processes run the item. This script measures exactly that: every item reports
+the CPU time its worker's thread spent in it (``time.thread_time``), and the table gives, per
+tool, the median over its worker processes of each process's median item time.
+
+starburst runs twice, with its workers forked from the client (the default on Linux) and
+spawned as fresh interpreters (``STARBURST_LOCAL_START=spawn``). The rounds rotate the order
+of the tools, so that slow drifts of the machine's speed do not favour one tool.
+Not a test: pytest does not collect it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import run as bench  # bench/run.py: the same runners as the main benchmark (and env set-up)
+import workloads as wl
+
+import starburst
+
+
+def starburst_started(how: str) -> Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]:
+    """A runner of ``starburst.map`` whose local workers are started ``how`` (fork or spawn)."""
+
+    def run(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        os.environ["STARBURST_LOCAL_START"] = how
+        try:
+            return starburst.map(fn, items, workers=bench.WORKERS, progress=False)
+        finally:
+            os.environ.pop("STARBURST_LOCAL_START", None)
+
+    return run
+
+
+TOOLS: dict[str, Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]] = {
+    "starburst (fork)": starburst_started("fork"),
+    "starburst (spawn)": starburst_started("spawn"),
+    **{bench.LABELS[key]: bench.RUNNERS[key] for key in bench.PEERS},
+}
+
+
+def per_process_medians(results: list[tuple[int, float]]) -> list[float]:
+    """Each worker process's median item CPU time, in milliseconds."""
+    by_process: dict[int, list[float]] = {}
+    for pid, seconds in results:
+        by_process.setdefault(pid, []).append(seconds)
+    return [statistics.median(times) * 1000 for times in by_process.values()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=6, help="rounds over all tools")
+    parser.add_argument("--items", type=int, default=400, help="items per call")
+    args = parser.parse_args(argv)
+    iterations = wl.calibrate_spin(0.005)
+    items = [iterations] * args.items
+    names = list(TOOLS)
+    medians: dict[str, list[float]] = {name: [] for name in names}
+    for round_number in range(args.rounds):
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            medians[name].extend(per_process_medians(TOOLS[name](wl.spin_cpu_time, items)))
+        print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
+    best_peer = min(statistics.median(medians[bench.LABELS[key]]) for key in bench.PEERS)
+    print(f"W2 item ({iterations:,} iterations): CPU ms per item in each worker process")
+    print(f"{'tool':<18} {'median':>7} {'vs best peer':>12}   processes (sorted)")
+    for name in names:
+        times = sorted(medians[name])
+        middle = statistics.median(times)
+        shown = " ".join(f"{t:.2f}" for t in times)
+        print(f"{name:<18} {middle:7.3f} {middle / best_peer:11.2f}x   {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
