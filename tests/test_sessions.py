@@ -112,6 +112,21 @@ def test_submit_exit_attach_from_a_new_process_and_collect_every_result_once(
     assert status.state == "done"
 
 
+def test_runs_finished_with_no_client_attached_leave_the_control_record(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """The supervising worker drops finished runs from what workers read at every step."""
+    session_id = _submit_and_exit(tmp_path, 0.01, 40)
+
+    def finished() -> bool:
+        control = _control(data_dir, session_id)
+        return not control["runs"] and len(control["finished"]) == 2
+
+    _wait_for(finished, what="both finished runs to leave the control record")
+    results = starburst.attach(session_id).collect(wait=True, timeout=60)
+    assert results == [[x * x for x in range(40)], 6]
+
+
 def test_a_worker_killed_while_no_client_is_attached_is_replaced_and_the_work_completes(
     tmp_path: Path, data_dir: Path
 ) -> None:

@@ -121,11 +121,15 @@ class Supervisor:
         stopped_at = self._stop_times(gone, infos, now)
         announced = self._announce_missing(control)
         runs = [m for m in control.runs.values() if m.state != "cancelled"] + announced
-        done = {m.run_id: self._outputs(m) for m in runs}
-        finished = {m.run_id for m in runs if _finished(m, done[m.run_id])}
+        # A run's outputs are listed only where they are needed: to see if a sealed run is
+        # finished, and which chunks of a lost worker's are done.
+        done = {m.run_id: self._outputs(m) for m in runs if gone or m.state == "sealed"}
+        finished = {m.run_id for m in runs if _finished(m, done.get(m.run_id, set()))}
         finished |= {m.run_id for m in control.runs.values() if m.state == "cancelled"}
         active = [m for m in runs if m.run_id not in finished]
-        requeued = {m.run_id: self._end_leases(m, gone, done[m.run_id]) for m in active}
+        requeued = (
+            {m.run_id: self._end_leases(m, gone, done[m.run_id]) for m in active} if gone else {}
+        )
         live = [w for w in control.roster if w not in gone]
         ledger = {**control.ledger}
         for worker, at in stopped_at.items():
@@ -263,8 +267,6 @@ class Supervisor:
         self, manifest: RunManifest, gone: dict[str, bool], done: set[int]
     ) -> dict[str, str]:
         """End the lost workers' leases in a run: chunk (as text) -> the worker that held it."""
-        if not gone:
-            return {}
         keys = self.keys.run(manifest.run_id)
         ended: dict[str, str] = {}
         for key in self.store.list(keys.claims):
@@ -302,5 +304,5 @@ def _finished(manifest: RunManifest, done: set[int]) -> bool:
     return (
         manifest.state == "sealed"
         and manifest.n_chunks is not None
-        and (len(done) >= manifest.n_chunks)
+        and len(done) >= manifest.n_chunks
     )
