@@ -106,7 +106,9 @@ class SubmitBatcher:
             return
         plan = plan_tasks(self._driver.spec, tasks)
         try:
-            run = self._driver.submit(plan.payload, plan.chunks, plan.n_items, "task", plan.options)
+            run = self._driver.submit(
+                plan.payload, plan.chunks, plan.n_items, plan.call, plan.options
+            )
         except BaseException as exc:
             for future in futures.values():
                 future.set_exception(exc)
