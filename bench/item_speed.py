@@ -35,11 +35,15 @@ def starburst_started(how: str) -> Callable[[Callable[[Any], Any], Sequence[Any]
     """A runner of ``starburst.map`` whose local workers are started ``how`` (fork or spawn)."""
 
     def run(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        before = os.environ.get("STARBURST_LOCAL_START")
         os.environ["STARBURST_LOCAL_START"] = how
         try:
             return starburst.map(fn, items, workers=bench.WORKERS, progress=False)
         finally:
-            os.environ.pop("STARBURST_LOCAL_START", None)
+            if before is None:
+                del os.environ["STARBURST_LOCAL_START"]
+            else:
+                os.environ["STARBURST_LOCAL_START"] = before
 
     return run
 
