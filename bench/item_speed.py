@@ -10,8 +10,10 @@ tool's worker processes run the item. This script measures exactly that: every i
 the CPU time its worker's thread spent in it (``time.thread_time``), and the table gives, per
 tool, the median over its worker processes of each process's median item time.
 
-starburst runs twice, with its workers forked from the client (the default on Linux) and
-spawned as fresh interpreters (``STARBURST_LOCAL_START=spawn``). The rounds rotate the order
+starburst runs three times, with its workers forked from its launcher (a fresh interpreter
+that forks workers, the default on Linux once it is up), forked from the client
+(``STARBURST_LOCAL_START=fork``, the default until the launcher is up), and spawned as fresh
+interpreters (``STARBURST_LOCAL_START=spawn``). The rounds rotate the order
 of the tools, so that slow drifts of the machine's speed do not favour one tool.
 Not a test: pytest does not collect it.
 """
@@ -32,7 +34,8 @@ import starburst
 
 
 def starburst_started(how: str) -> Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]:
-    """A runner of ``starburst.map`` whose local workers are started ``how`` (fork or spawn)."""
+    """A runner of ``starburst.map`` whose local workers are started ``how`` (launcher, fork
+    or spawn)."""
 
     def run(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         before = os.environ.get("STARBURST_LOCAL_START")
@@ -49,6 +52,7 @@ def starburst_started(how: str) -> Callable[[Callable[[Any], Any], Sequence[Any]
 
 
 TOOLS: dict[str, Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]] = {
+    "starburst (launcher)": starburst_started("launcher"),
     "starburst (fork)": starburst_started("fork"),
     "starburst (spawn)": starburst_started("spawn"),
     **{bench.LABELS[key]: bench.RUNNERS[key] for key in bench.PEERS},
@@ -79,12 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
     best_peer = min(statistics.median(medians[bench.LABELS[key]]) for key in bench.PEERS)
     print(f"W2 item ({iterations:,} iterations): CPU ms per item in each worker process")
-    print(f"{'tool':<18} {'median':>7} {'vs best peer':>12}   processes (sorted)")
+    width = max(map(len, names))
+    print(f"{'tool':<{width}} {'median':>7} {'vs best peer':>12}   processes (sorted)")
     for name in names:
         times = sorted(medians[name])
         middle = statistics.median(times)
         shown = " ".join(f"{t:.2f}" for t in times)
-        print(f"{name:<18} {middle:7.3f} {middle / best_peer:11.2f}x   {shown}")
+        print(f"{name:<{width}} {middle:7.3f} {middle / best_peer:11.2f}x   {shown}")
     return 0
 
 

@@ -15,10 +15,9 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def worker_children() -> list[int]:
-    """Pids of live ``starburst.worker`` processes started by this test process."""
+def _processes() -> list[tuple[int, int, str, bytes]]:
+    """(pid, parent pid, state, command line) of every process."""
     found = []
-    me = str(os.getpid())
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -27,6 +26,26 @@ def worker_children() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if stat[1] == me and stat[0] != "Z" and b"starburst.worker" in cmdline:
-            found.append(int(entry.name))
+        found.append((int(entry.name), int(stat[1]), stat[0], cmdline))
     return found
+
+
+def launcher_of(pid: int) -> int | None:
+    """The pid of the launcher process ``pid`` started, if it has one."""
+    for child, parent, state, cmdline in _processes():
+        if parent == pid and state != "Z" and b"starburst.backends.launcher" in cmdline:
+            return child
+    return None
+
+
+def worker_children() -> list[int]:
+    """Pids of live worker processes started by this test process: spawned ones
+    (``starburst.worker``), and those its launcher forked."""
+    me = os.getpid()
+    launcher = launcher_of(me)
+    return [
+        pid
+        for pid, parent, state, cmdline in _processes()
+        if state != "Z"
+        and ((parent == me and b"starburst.worker" in cmdline) or parent == launcher)
+    ]

@@ -19,9 +19,10 @@ import starburst
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
 
-@pytest.fixture(params=["fork", "spawn"])
+@pytest.fixture(params=["launcher", "fork", "spawn"])
 def start_method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every fault, with workers forked from the client and started as fresh interpreters."""
+    """Every fault, with workers forked from the launcher, forked from the client, and started
+    as fresh interpreters."""
     monkeypatch.setenv("STARBURST_LOCAL_START", request.param)
     return request.param
 
@@ -152,14 +153,17 @@ _VANISHING_CLIENT = textwrap.dedent(
 )
 
 
-def test_workers_stop_themselves_when_the_client_vanishes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("start", ["launcher", "fork"])
+def test_workers_stop_themselves_when_the_client_vanishes(tmp_path: Path, start: str) -> None:
     script = tmp_path / "client.py"
     script.write_text(_VANISHING_CLIENT)
     pids = tmp_path / "pids"
     pids.mkdir()
     scratch = tmp_path / "scratch"  # the killed client cannot remove its store: keep it here
     scratch.mkdir()
-    environment = {**os.environ, "STARBURST_SCRATCH_DIR": str(scratch)}
+    environment = {
+        **os.environ, "STARBURST_SCRATCH_DIR": str(scratch), "STARBURST_LOCAL_START": start,
+    }  # fmt: skip
     client = subprocess.Popen([sys.executable, str(script), str(pids)], env=environment)
     deadline = time.monotonic() + 60
     while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:

@@ -149,6 +149,7 @@ def test_an_empty_input_returns_an_empty_list_without_starting_workers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STARBURST_SCRATCH_DIR", str(tmp_path))
+    monkeypatch.setenv("STARBURST_LOCAL_START", "fork")  # a worker starts as a fork of this process
     forks = _count_forks()
     assert starburst.map(square, []) == []
     assert starburst.map(square, iter(())) == []

@@ -34,11 +34,16 @@ class WorkerInfo:
 
 @dataclass(frozen=True)
 class LaunchRequest:
-    """Everything a worker needs to be told: pointers only, never payloads or credentials."""
+    """Everything a worker needs to be told: pointers only, never payloads or credentials.
+
+    ``busy_seconds`` is how long the known work would keep each worker busy, when the
+    function's item times are known (a backend may start workers differently for short work).
+    """
 
     store_url: str
     session_id: str
     spec: WorkerSpec
+    busy_seconds: float | None = None
 
 
 class Backend(ABC):

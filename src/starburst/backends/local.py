@@ -1,8 +1,9 @@
 """The local backend: worker processes on this machine.
 
-Each worker runs the same code as ``python -m starburst.worker``. On Linux it is forked from
-the client (as ``multiprocessing`` does by default there), which skips interpreter start-up;
-elsewhere, with ``STARBURST_LOCAL_START=spawn``, or when a supervisor launches it, it is
+Each worker runs the same code as ``python -m starburst.worker``. On Linux it is forked: from
+the launcher (``launcher.py``), a fresh interpreter this client starts at its first launch,
+once that is ready, and from the client until then; forking skips interpreter start-up.
+Elsewhere, with ``STARBURST_LOCAL_START=spawn``, or when a supervisor launches it, it is
 started as ``python -m starburst.worker``. Either way it runs in its own process session, so
 a Ctrl-C in the terminal reaches only the client, which then stops the workers itself, and a
 detached session's workers outlive the client. A worker's output goes to its log file, and
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -22,15 +22,15 @@ import signal
 import sys
 import threading
 import time
-import traceback
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..threads import BareThread
-from ..worker.main import work  # imported here, so that forked workers need not import it
 from .base import Backend, LaunchRequest, WorkerInfo
+from .forked import become_worker
+from .launcher import Launcher, LauncherFailed, shared_launcher
 
 _STOP_WAIT_SECONDS = 1.5
 
@@ -45,7 +45,7 @@ class LocalBackend(Backend):
         self.proc_dir = session_dir / "procs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.proc_dir.mkdir(parents=True, exist_ok=True)
-        self.fork = _fork_by_default() if fork is None else fork
+        self.start_method = _start_method() if fork is None else "auto" if fork else "spawn"
         self._processes: dict[str, _Process] = {}
         self._started: dict[str, float] = {}
         self._stopped: dict[str, float] = {}
@@ -61,7 +61,7 @@ class LocalBackend(Backend):
                     "worker-id": worker_id, "index": index, "processes": request.spec.processes,
                 }  # fmt: skip
                 log = self.log_path(worker_id)
-                process = _fork_worker(args, log) if self.fork else _spawn_worker(args, log)
+                process = self._start(args, log, request.busy_seconds)
                 self._processes[worker_id] = process
                 self._started[worker_id] = time.time()
                 ids.append(worker_id)
@@ -70,6 +70,21 @@ class LocalBackend(Backend):
                 path, process = self.proc_dir / f"{worker_id}.json", self._processes[worker_id]
                 _write_record(path, process.pid, self._started[worker_id])
         return ids
+
+    def _start(self, args: dict[str, str | int], log: Path, busy: float | None) -> _Process:
+        """Start one worker, the way ``start_method`` says (see ``_start_method``); ``auto``
+        forks work known to be short (``busy`` seconds a worker) from the client, which starts
+        it a few milliseconds sooner than the launcher does."""
+        if self.start_method == "spawn":
+            return _spawn_worker(args, log)
+        short = busy is not None and busy < _LAUNCHER_PAYS_OFF_SECONDS
+        if self.start_method == "launcher" or (self.start_method == "auto" and not short):
+            launcher = shared_launcher(_worker_environment())
+            wait = _LAUNCHER_START_SECONDS if self.start_method == "launcher" else 0.0
+            if launcher is not None and launcher.ready(wait):
+                with contextlib.suppress(LauncherFailed):
+                    return _Launched(launcher.fork(args, log), launcher)
+        return _fork_worker(args, log)
 
     def _reserve_id(self) -> str:
         """A worker id no launcher of this session has used (``w0000``, ``w0001``, ...)."""
@@ -281,10 +296,24 @@ def scratch_dir() -> str | None:
     return shm if usage.free >= _MIN_FREE_TMPFS_BYTES and os.access(shm, os.W_OK) else None
 
 
-def _fork_by_default() -> bool:
-    """Fork on Linux unless ``STARBURST_LOCAL_START=spawn`` asks for fresh interpreters."""
-    start = os.environ.get("STARBURST_LOCAL_START", "fork" if sys.platform == "linux" else "spawn")
-    return start == "fork"
+#: Below this much known work per worker, ``auto`` forks workers from the client: the
+#: launcher's faster items (about 10%) would not make up for its few milliseconds more to start.
+_LAUNCHER_PAYS_OFF_SECONDS = 0.25
+#: How long ``STARBURST_LOCAL_START=launcher`` waits for the launcher to be ready.
+_LAUNCHER_START_SECONDS = 60.0
+
+
+def _start_method() -> str:
+    """How this client starts local workers: ``STARBURST_LOCAL_START``, else ``auto`` on Linux
+    (forked from the launcher once it is ready, from the client until then and for work known
+    to be short), else ``spawn``.
+
+    ``fork`` forks every worker from the client, ``launcher`` waits for the launcher, and
+    ``spawn`` starts fresh interpreters (``python -m starburst.worker``).
+    """
+    default = "auto" if sys.platform == "linux" else "spawn"
+    start = os.environ.get("STARBURST_LOCAL_START", default)
+    return start if start in ("auto", "fork", "launcher", "spawn") else default
 
 
 class _Process:
@@ -324,6 +353,23 @@ class _Adopted(_Process):
         while self.poll() is None:
             time.sleep(0.05)
         assert self.returncode is not None
+        return self.returncode
+
+
+class _Launched(_Adopted):
+    """A worker the launcher forked: its exit code comes from the launcher, which keeps it
+    (as a zombie) until asked."""
+
+    def __init__(self, pid: int, launcher: Launcher) -> None:
+        super().__init__(pid, _start_ticks(pid))
+        self.launcher = launcher
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not _alive(self.pid, self.ticks):
+            try:
+                self.returncode = self.launcher.reap(self.pid)
+            except (ChildProcessError, LauncherFailed):  # the launcher left before the worker
+                self.returncode = _GONE
         return self.returncode
 
 
@@ -379,15 +425,22 @@ def import_folders() -> list[str]:
     return [path for path in sys.path if path and os.path.isdir(path)]
 
 
+def _worker_environment() -> dict[str, str]:
+    """The environment of a fresh interpreter that runs workers: this one's, importing from
+    the same folders."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(import_folders())
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
 def _spawn_worker(args: dict[str, str | int], log_path: Path) -> _Process:
     """Start ``python -m starburst.worker`` in a new process session, its output to its log.
 
     ``posix_spawn`` rather than ``subprocess``: a worker of a detached session outlives the
     object that started it, which ``subprocess.Popen`` would warn about.
     """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(import_folders())
-    env.setdefault("PYTHONUNBUFFERED", "1")
+    env = _worker_environment()
     argv = [
         sys.executable, "-m", "starburst.worker",
         *(part for name, value in args.items() for part in (f"--{name}", str(value))),
@@ -401,34 +454,12 @@ def _spawn_worker(args: dict[str, str | int], log_path: Path) -> _Process:
 
 
 def _fork_worker(args: dict[str, str | int], log_path: Path) -> _Process:
+    """Fork a worker from this process (see ``forked.become_worker``)."""
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with warnings.catch_warnings():  # Python 3.12+ warns about forking with threads running;
         warnings.simplefilter("ignore", DeprecationWarning)  # the child resets what it uses
         pid = os.fork()
-    if pid:
-        os.close(log_fd)
-        return _Process(pid)
-    # In the child: never return into the client's code, never run its exit handlers.
-    code = 1
-    try:
-        os.setsid()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(log_fd, 1)
-        os.dup2(log_fd, 2)
-        # Fresh stream objects: another client thread may have held the old ones' locks.
-        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
-        code = work(
-            str(args["store"]), str(args["session"]), str(args["worker-id"]),
-            int(args["index"]), int(args["processes"]),
-        )  # fmt: skip
-    except BaseException:
-        with contextlib.suppress(Exception):
-            traceback.print_exc()
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-        os._exit(code)
+    if pid == 0:
+        become_worker(args, log_fd)
+    os.close(log_fd)
+    return _Process(pid)

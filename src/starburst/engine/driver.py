@@ -72,6 +72,7 @@ class Driver:
         self._phases: dict[str, str] = {}  # worker id -> its phase (WorkerInfo.phase)
         self.failure: BaseException | None = None
         self._target_workers = 0
+        self._busy_seconds: float | None = None  # each worker's share of the known work
         self._next_index = 0
         self._next_run = 0
         self._fruitless_exits = 0
@@ -152,6 +153,8 @@ class Driver:
         self.store.put(self.keys.session, self.session.encode())
         self._target_workers = wanted
         stripes = self._target_workers * self.spec.processes
+        if work is not None:
+            self._busy_seconds = work[0] * work[1] / max(1, stripes)
 
         def edit(control: Control) -> None:
             control.session, control.stripes = self.session, stripes
@@ -471,7 +474,9 @@ class Driver:
         self._free_stripes = [s for s in self._free_stripes if s not in reused]
         stripes = reused + list(range(self._next_index, self._next_index + count - len(reused)))
         self._next_index += count - len(reused)
-        request = LaunchRequest(self.store.url, self.session.session_id, self.spec)
+        request = LaunchRequest(
+            self.store.url, self.session.session_id, self.spec, self._busy_seconds
+        )
         started = self.backend.launch(request, stripes)
         for worker_id, stripe in zip(started, stripes, strict=False):
             self.workers[worker_id] = True

@@ -1,0 +1,125 @@
+"""The launcher: local workers forked from a fresh interpreter the client starts, not from
+the client itself (faults under it are in test_faults.py, whose workers start all three ways)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from proc import alive, launcher_of
+
+import starburst
+from starburst.backends.launcher import Launcher, preloadable_modules
+from starburst.backends.local import import_folders
+
+
+def _context(_: int) -> tuple[str | None, str, str, int]:
+    return os.environ.get("STARBURST_TEST_VALUE"), os.getcwd(), sys.path[0], os.getppid()
+
+
+def test_workers_come_from_the_launcher_with_the_clients_current_context(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STARBURST_LOCAL_START", "launcher")
+    assert starburst.map(abs, [-1], workers=1, progress=False) == [1]  # the launcher is up
+    launcher = launcher_of(os.getpid())
+    assert launcher is not None
+    # What the client changes after the launcher started reaches the workers it forks.
+    monkeypatch.setenv("STARBURST_TEST_VALUE", "set later")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    results = starburst.map(_context, range(4), workers=2, chunk_size=1, progress=False)
+    assert results == [("set later", str(tmp_path), str(tmp_path), launcher)] * 4
+
+
+def test_a_launcher_that_died_is_replaced_and_no_map_fails(
+    monkeypatch: pytest.MonkeyPatch, no_stray_workers: None
+) -> None:
+    monkeypatch.setenv("STARBURST_LOCAL_START", "launcher")
+    assert starburst.map(abs, [-1], workers=1, progress=False) == [1]
+    first = launcher_of(os.getpid())
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    while alive(first):
+        time.sleep(0.01)
+    monkeypatch.setenv("STARBURST_LOCAL_START", "auto")  # the next map does not wait for one
+    results = starburst.map(_context, range(4), workers=2, chunk_size=1, progress=False)
+    assert [parent for *_, parent in results] == [os.getpid()] * 4  # forked from the client
+    monkeypatch.setenv("STARBURST_LOCAL_START", "launcher")
+    results = starburst.map(_context, range(4), workers=2, chunk_size=1, progress=False)
+    second = launcher_of(os.getpid())
+    assert second not in (None, first)
+    assert [parent for *_, parent in results] == [second] * 4
+
+
+_CLIENT = textwrap.dedent(
+    """
+    import os, sys
+    import numpy  # a third-party package the client has imported: the launcher preloads it
+    import starburst
+
+    def preloaded(_):
+        return "numpy" in sys.modules, "numpy.random" in sys.modules, os.getppid()
+
+    os.environ["STARBURST_LOCAL_START"] = "launcher"
+    for _ in range(2):
+        results = starburst.map(preloaded, range(2), workers=2, chunk_size=1, progress=False)
+        print(" ".join(":".join(map(str, result)) for result in results), flush=True)
+        import numpy.random  # imported after the launcher started: preloaded for the next map
+    sys.stdin.readline()  # until the test kills this process
+    """
+)
+
+
+def test_the_launcher_preloads_the_clients_packages_and_exits_with_the_client(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(_CLIENT)
+    client = subprocess.Popen(
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert client.stdout is not None
+        first, second = client.stdout.readline(), client.stdout.readline()
+        launcher = launcher_of(client.pid)
+        assert launcher is not None
+        assert first.split() == [f"True:False:{launcher}"] * 2
+        assert second.split() == [f"True:True:{launcher}"] * 2
+    finally:
+        client.kill()  # no exit handler runs: the launcher sees its request pipe close
+        client.wait()
+    deadline = time.monotonic() + 10
+    while alive(launcher) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(launcher), "the launcher outlived its client"
+
+
+def test_what_the_launcher_preloads_is_the_clients_installed_packages() -> None:
+    import numpy  # noqa: F401
+
+    preloaded = preloadable_modules()
+    assert "numpy" in preloaded and "starburst.worker.main" in preloaded
+    assert "json" not in preloaded  # the standard library imports fast enough
+    assert "proc" not in preloaded  # the user's own modules: workers import them as they are
+
+
+def test_a_module_that_prints_or_reads_as_the_launcher_imports_it_does_not_garble_its_answers(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "noisy.py").write_text("import sys\nprint('hello')\nsys.stdin.read(1)\n")
+    folders = os.pathsep.join([str(tmp_path), *import_folders()])
+    launcher = Launcher({**os.environ, "PYTHONPATH": folders}, ["noisy"])
+    try:
+        assert launcher.ready(wait=60)
+        with pytest.raises(ChildProcessError):
+            launcher.reap(1)  # not the launcher's child: it says so, in a reply that parses
+        assert not launcher.broken
+    finally:
+        launcher.close()
