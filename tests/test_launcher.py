@@ -15,12 +15,13 @@ import pytest
 from proc import alive, launcher_of
 
 import starburst
-from starburst.backends.launcher import Launcher, preloadable_modules
+from starburst.backends.launcher import Launcher, LauncherFailed, preloadable_modules
 from starburst.backends.local import import_folders
 
 
-def _context(_: int) -> tuple[str | None, str, str, int]:
-    return os.environ.get("STARBURST_TEST_VALUE"), os.getcwd(), sys.path[0], os.getppid()
+def _context(_: int) -> tuple[str | None, str, str, int, int]:
+    here = os.environ.get("STARBURST_TEST_VALUE"), os.getcwd(), sys.path[0]
+    return *here, sys.getrecursionlimit(), os.getppid()
 
 
 def test_workers_come_from_the_launcher_with_the_clients_current_context(
@@ -34,8 +35,13 @@ def test_workers_come_from_the_launcher_with_the_clients_current_context(
     monkeypatch.setenv("STARBURST_TEST_VALUE", "set later")
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    results = starburst.map(_context, range(4), workers=2, chunk_size=1, progress=False)
-    assert results == [("set later", str(tmp_path), str(tmp_path), launcher)] * 4
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(4321)
+    try:
+        results = starburst.map(_context, range(4), workers=2, chunk_size=1, progress=False)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert results == [("set later", str(tmp_path), str(tmp_path), 4321, launcher)] * 4
 
 
 def test_a_launcher_that_died_is_replaced_and_no_map_fails(
@@ -68,10 +74,10 @@ _CLIENT = textwrap.dedent(
         return "numpy" in sys.modules, "numpy.random" in sys.modules, os.getppid()
 
     os.environ["STARBURST_LOCAL_START"] = "launcher"
-    for _ in range(2):
+    for _ in range(3):
         results = starburst.map(preloaded, range(2), workers=2, chunk_size=1, progress=False)
         print(" ".join(":".join(map(str, result)) for result in results), flush=True)
-        import numpy.random  # imported after the launcher started: preloaded for the next map
+        import numpy.random  # imported after the launcher started: preloaded for later maps
     sys.stdin.readline()  # until the test kills this process
     """
 )
@@ -87,11 +93,12 @@ def test_the_launcher_preloads_the_clients_packages_and_exits_with_the_client(
     )
     try:
         assert client.stdout is not None
-        first, second = client.stdout.readline(), client.stdout.readline()
+        first, _, third = (client.stdout.readline() for _ in range(3))
         launcher = launcher_of(client.pid)
         assert launcher is not None
         assert first.split() == [f"True:False:{launcher}"] * 2
-        assert second.split() == [f"True:True:{launcher}"] * 2
+        # (the launcher imports it once it has forked the next map's first worker)
+        assert third.split() == [f"True:True:{launcher}"] * 2
     finally:
         client.kill()  # no exit handler runs: the launcher sees its request pipe close
         client.wait()
@@ -123,3 +130,104 @@ def test_a_module_that_prints_or_reads_as_the_launcher_imports_it_does_not_garbl
         assert not launcher.broken
     finally:
         launcher.close()
+
+
+def test_a_removed_working_folder_or_a_path_object_in_sys_path_does_not_stop_a_map(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STARBURST_LOCAL_START", "launcher")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    monkeypatch.setattr(sys, "path", [*sys.path, tmp_path])  # not a str: skipped, as imports do
+    results = starburst.map(_context, range(2), workers=2, chunk_size=1, progress=False)
+    assert [parent for *_, parent in results] == [launcher_of(os.getpid())] * 2
+
+
+def test_the_launcher_imports_what_it_preloads_in_the_clients_current_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = tmp_path / "seen"
+    (tmp_path / "reads_env.py").write_text(
+        f"import os\nopen({str(seen)!r}, 'w').write(os.environ.get('STARBURST_TEST_VALUE', '-'))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("STARBURST_TEST_VALUE", "the client's")
+    started_with = {k: v for k, v in os.environ.items() if k != "STARBURST_TEST_VALUE"}
+    started_with["PYTHONPATH"] = os.pathsep.join(import_folders())
+    launcher = Launcher(started_with, ["reads_env"])
+    try:
+        assert launcher.ready(wait=60)
+        assert seen.read_text() == "the client's"
+    finally:
+        launcher.close()
+
+
+def test_a_request_that_fails_leaves_the_launcher_answering(tmp_path: Path) -> None:
+    launcher = Launcher({**os.environ, "PYTHONPATH": os.pathsep.join(import_folders())}, [])
+    try:
+        assert launcher.ready(wait=60)
+        args = {"store": "-", "session": "-", "worker-id": "w", "index": 0, "processes": 1}
+        with pytest.raises(LauncherFailed, match="FileNotFoundError"):
+            launcher.fork(args, tmp_path / "no such folder" / "w.log")
+        with pytest.raises(ChildProcessError):
+            launcher.reap(1)
+        assert not launcher.broken
+    finally:
+        launcher.close()
+
+
+_ORPHANING_CLIENT = textwrap.dedent(
+    """
+    import os, signal, subprocess, sys
+    import starburst
+    from starburst.backends import launcher
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # as command-line tools often have it
+    os.environ["STARBURST_LOCAL_START"] = "launcher"
+    assert starburst.map(abs, [-1], workers=1, progress=False) == [1]
+    first = launcher._shared
+    os.kill(first.pid, signal.SIGKILL)
+    os.waitpid(first.pid, 0)
+    os.environ["STARBURST_LOCAL_START"] = "auto"  # forks from here: the dead one is noticed
+    assert starburst.map(abs, [-2, -3], workers=2, progress=False) == [2, 3]
+    read, write = os.pipe()  # the client's own forks keep their files
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, b"ok")
+        os._exit(0)
+    os.close(write)
+    assert os.read(read, 2) == b"ok"
+    os.environ["STARBURST_LOCAL_START"] = "launcher"  # a new launcher
+    assert starburst.map(abs, [-4], workers=1, progress=False) == [4]
+    held = os.dup(launcher._shared._socket.fileno())  # another process keeps its socket open
+    holder = subprocess.Popen(["sleep", "60"], pass_fds=[held], start_new_session=True)
+    print(launcher._shared.pid, holder.pid, flush=True)
+    sys.stdin.readline()  # until the test kills this process
+    """
+)
+
+
+def test_a_dead_launcher_harms_nothing_and_an_orphaned_one_exits(tmp_path: Path) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(_ORPHANING_CLIENT)
+    client = subprocess.Popen(
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert client.stdout is not None
+        pids = client.stdout.readline().split()
+        assert len(pids) == 2, f"the client failed (exit {client.poll()})"
+        second, holder = map(int, pids)
+        assert alive(second)
+    finally:
+        client.kill()
+        client.wait()
+    try:
+        deadline = time.monotonic() + 10  # it checks for its parent every second
+        while alive(second) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(second), "a launcher whose socket another process holds outlived us"
+    finally:
+        os.kill(holder, signal.SIGKILL)

@@ -12,22 +12,19 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Callable
 from typing import NoReturn
 
 from ..worker.main import work  # imported here, so that forked workers need not import it
 
 
-def become_worker(
-    args: dict[str, str | int], log_fd: int, setup: Callable[[], None] | None = None
-) -> NoReturn:
+def become_worker(args: dict[str, str | int], log_fd: int) -> NoReturn:
     """In a freshly forked child: run the worker ``args`` describe, its output to ``log_fd``.
 
     The child first makes its own process session (so that a Ctrl-C in the terminal reaches
-    only the client, and the client can signal the worker's whole group), then runs
-    ``setup``, if given, once its output goes to the log. It never returns into its parent's
-    code and never runs its parent's exit handlers. (A stop that comes before the child has
-    its own group misses it, and is followed by a kill of the group 1.5 s later.)
+    only the client, and the client can signal the worker's whole group). It never returns
+    into its parent's code and never runs its parent's exit handlers. (A stop that comes
+    before the child has its own group misses it, and is followed by a kill of the group
+    1.5 s later.)
     """
     code = 1
     try:
@@ -40,8 +37,6 @@ def become_worker(
         # Fresh stream objects: another thread of the parent may have held the old ones' locks.
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
-        if setup is not None:
-            setup()
         code = work(
             str(args["store"]), str(args["session"]), str(args["worker-id"]),
             int(args["index"]), int(args["processes"]),

@@ -79,7 +79,7 @@ class LocalBackend(Backend):
             return _spawn_worker(args, log)
         short = busy is not None and busy < _LAUNCHER_PAYS_OFF_SECONDS
         if self.start_method == "launcher" or (self.start_method == "auto" and not short):
-            launcher = shared_launcher(_worker_environment())
+            launcher = shared_launcher(_worker_environment)
             wait = _LAUNCHER_START_SECONDS if self.start_method == "launcher" else 0.0
             if launcher is not None and launcher.ready(wait):
                 with contextlib.suppress(LauncherFailed):
@@ -363,14 +363,17 @@ class _Launched(_Adopted):
     def __init__(self, pid: int, launcher: Launcher) -> None:
         super().__init__(pid, _start_ticks(pid))
         self.launcher = launcher
+        self._lock = threading.Lock()  # the monitor and a stop may poll at once: reap once
 
     def poll(self) -> int | None:
-        if self.returncode is None and not _alive(self.pid, self.ticks):
-            try:
-                self.returncode = self.launcher.reap(self.pid)
-            except (ChildProcessError, LauncherFailed):  # the launcher left before the worker
-                self.returncode = _GONE
-        return self.returncode
+        with self._lock:
+            # Without /proc (no start ticks) a zombie looks alive: ask the launcher each time.
+            if self.returncode is None and (self.ticks is None or not _alive(self.pid, self.ticks)):
+                try:
+                    self.returncode = self.launcher.reap(self.pid)
+                except (ChildProcessError, LauncherFailed):  # the launcher left before it
+                    self.returncode = _GONE
+            return self.returncode
 
 
 def _proc_stat(pid: int) -> list[str]:
@@ -422,7 +425,7 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 
 def import_folders() -> list[str]:
     """The folders this process imports from, for a local worker to import from too."""
-    return [path for path in sys.path if path and os.path.isdir(path)]
+    return [path for path in sys.path if isinstance(path, str) and path and os.path.isdir(path)]
 
 
 def _worker_environment() -> dict[str, str]:
