@@ -24,3 +24,13 @@ def run_client(tmp_path: Path, source: str, *args: object) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
+
+
+def start_client(tmp_path: Path, source: str) -> subprocess.Popen[str]:
+    """Start ``source`` (dedented) as a script that reads its standard input and writes its
+    output to a pipe, for a test that talks to it, then kills it."""
+    script = tmp_path / "client.py"
+    script.write_text(textwrap.dedent(source))
+    return subprocess.Popen(
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )

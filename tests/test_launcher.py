@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from proc import alive, launcher_of
+from scripts import start_client
 
 import starburst
 from starburst.backends.launcher import Launcher, LauncherFailed, preloadable_modules
@@ -86,11 +86,7 @@ _CLIENT = textwrap.dedent(
 def test_the_launcher_preloads_the_clients_packages_and_exits_with_the_client(
     tmp_path: Path,
 ) -> None:
-    script = tmp_path / "client.py"
-    script.write_text(_CLIENT)
-    client = subprocess.Popen(
-        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    client = start_client(tmp_path, _CLIENT)
     try:
         assert client.stdout is not None
         first, _, third = (client.stdout.readline() for _ in range(3))
@@ -210,11 +206,7 @@ _ORPHANING_CLIENT = textwrap.dedent(
 
 
 def test_a_dead_launcher_harms_nothing_and_an_orphaned_one_exits(tmp_path: Path) -> None:
-    script = tmp_path / "client.py"
-    script.write_text(_ORPHANING_CLIENT)
-    client = subprocess.Popen(
-        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+    client = start_client(tmp_path, _ORPHANING_CLIENT)
     try:
         assert client.stdout is not None
         pids = client.stdout.readline().split()
