@@ -223,3 +223,21 @@ def test_a_dead_launcher_harms_nothing_and_an_orphaned_one_exits(tmp_path: Path)
         assert not alive(second), "a launcher whose socket another process holds outlived us"
     finally:
         os.kill(holder, signal.SIGKILL)
+
+
+def _parent_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getppid()
+
+
+def test_work_known_to_be_short_is_forked_from_the_client_and_long_work_from_the_launcher(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STARBURST_LOCAL_START", "launcher")
+    assert starburst.map(abs, [-1], workers=1, progress=False) == [1]  # the launcher is up
+    launcher = launcher_of(os.getpid())
+    monkeypatch.setenv("STARBURST_LOCAL_START", "auto")
+    for seconds, parent in ((0.0, os.getpid()), (0.04, launcher)):  # 0.0 s or 0.4 s a worker
+        items = [seconds] * 20
+        starburst.map(_parent_after, items, workers=2, progress=False)  # its item times
+        assert set(starburst.map(_parent_after, items, workers=2, progress=False)) == {parent}

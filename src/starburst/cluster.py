@@ -36,6 +36,8 @@ class Plan:
     options: RunOptions
     #: Which function's item times the run's outputs teach (``engine/pacing.py``).
     timing_key: Hashable | None = None
+    #: Seconds an item of this function took in this process's earlier calls, if any.
+    item_seconds: float | None = None
 
 
 class Cluster:
@@ -182,7 +184,9 @@ class Cluster:
     def collector(self, plan: Plan, progress: bool | None, keep_results: bool) -> Collector:
         """Submit a planned call and return what collects it."""
         driver = self.driver
-        run = driver.submit(plan.payload, plan.chunks, plan.n_items, plan.call, plan.options)
+        run = driver.submit(
+            plan.payload, plan.chunks, plan.n_items, plan.call, plan.options, plan.item_seconds
+        )
         shown = self.progress if progress is None else progress
         display = make_progress(shown, header(self.spec, driver.session.session_id))
         return Collector(
@@ -231,10 +235,10 @@ def plan_call(
         call = "star"  # zipped items are tuples of arguments
     per_slot = chunks_per_slot(spec.backend)
     key = function_key(fn)
-    n_items, chunks = iter_chunks(
-        items, n_items, spec.slots, options.chunk_size, per_slot, pace_for(key, spec.backend)
-    )
-    return Plan(payload, chunks, n_items, call, options, key)
+    pace = pace_for(key, spec.backend)
+    n_items, chunks = iter_chunks(items, n_items, spec.slots, options.chunk_size, per_slot, pace)
+    seconds = None if pace is None else pace.item_seconds
+    return Plan(payload, chunks, n_items, call, options, key, seconds)
 
 
 def plan_tasks(spec: WorkerSpec, tasks: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> Plan:

@@ -79,9 +79,11 @@ class LocalBackend(Backend):
             return _spawn_worker(args, log)
         short = busy is not None and busy < _LAUNCHER_PAYS_OFF_SECONDS
         if self.start_method == "launcher" or (self.start_method == "auto" and not short):
-            launcher = shared_launcher(_worker_environment)
             wait = _LAUNCHER_START_SECONDS if self.start_method == "launcher" else 0.0
-            if launcher is not None and launcher.ready(wait):
+            for _ in range(2):  # a launcher found dead is replaced by the next call's
+                launcher = shared_launcher(_worker_environment)
+                if launcher is None or not launcher.ready(wait):
+                    break
                 with contextlib.suppress(LauncherFailed):
                     return _Launched(launcher.fork(args, log), launcher)
         return _fork_worker(args, log)

@@ -260,8 +260,13 @@ class Driver:
         n_items: int | None,
         call: CallStyle,
         options: RunOptions,
+        item_seconds: float | None = None,
     ) -> Run:
-        """Create a run: upload the function, stream the chunks, and make sure workers are up."""
+        """Create a run: upload the function, stream the chunks, and make sure workers are up.
+
+        ``item_seconds`` (how long the function's items took before, if known) tells the
+        backend how long the workers launched now will be busy.
+        """
         self.check_health()
         while True:
             with self._lock:
@@ -283,6 +288,8 @@ class Driver:
                 continue
         with self._lock:
             self.runs.append(run)
+            if item_seconds is not None and n_items:
+                self._busy_seconds = n_items * item_seconds / max(1, self.control.control.stripes)
             self._ensure_workers()  # before the upload thread: forked workers inherit no lock
         run.start_upload()
         return run
