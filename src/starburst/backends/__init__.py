@@ -68,10 +68,26 @@ def place(spec: WorkerSpec, session_id: str, detached: bool = False) -> Placemen
         sweep_old_sessions(store)
         return local_placement(store, session_id)
     parent = scratch_dir()
-    sweep_abandoned(Path(parent or tempfile.gettempdir()))
+    _sweep_now_and_then(Path(parent or tempfile.gettempdir()))
     root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
     backend = LocalBackend(root / "sessions" / session_id)
     return Placement(LocalStore(root), backend, lambda: shutil.rmtree(root, ignore_errors=True))
+
+
+#: When this process last swept each scratch parent folder (``time.monotonic()``).
+_SWEPT: dict[str, float] = {}
+#: A folder is swept at most this often: a scratch folder counts as abandoned after an hour.
+_SWEEP_EVERY_SECONDS = 60.0
+
+
+def _sweep_now_and_then(parent: Path) -> None:
+    """``sweep_abandoned(parent)``, unless this process did it in the last minute (a loop of
+    short maps need not list the folder, often ``/dev/shm``, at every call)."""
+    now = time.monotonic()
+    last = _SWEPT.get(str(parent))
+    if last is None or now - last >= _SWEEP_EVERY_SECONDS:
+        _SWEPT[str(parent)] = now
+        sweep_abandoned(parent)
 
 
 def sweep_old_sessions(store: LocalStore, now: float | None = None) -> list[str]:
