@@ -153,13 +153,13 @@ class Driver:
         self.store.put(self.keys.session, self.session.encode())
         self._target_workers = wanted
         stripes = self._target_workers * self.spec.processes
-        if work is not None:
-            self._busy_seconds = work[0] * work[1] / max(1, stripes)
 
         def edit(control: Control) -> None:
             control.session, control.stripes = self.session, stripes
 
         self.control.create(edit)
+        if work is not None:
+            self._expect_work(*work)
         if launch and self.supervisor is None:
             self._launch(self._target_workers)
         self._start_monitor()
@@ -289,10 +289,14 @@ class Driver:
         with self._lock:
             self.runs.append(run)
             if item_seconds is not None and n_items:
-                self._busy_seconds = n_items * item_seconds / max(1, self.control.control.stripes)
+                self._expect_work(n_items, item_seconds)
             self._ensure_workers()  # before the upload thread: forked workers inherit no lock
         run.start_upload()
         return run
+
+    def _expect_work(self, n_items: int, item_seconds: float) -> None:
+        """Note each worker's share of known work, for the backend (``busy_seconds``)."""
+        self._busy_seconds = n_items * item_seconds / max(1, self.control.control.stripes)
 
     def _import_paths(self) -> list[str]:
         """This client's import folders, for a detached local session: its workers may have
