@@ -41,6 +41,7 @@ import math  # noqa: E402
 import multiprocessing  # noqa: E402
 import platform  # noqa: E402
 import pstats  # noqa: E402
+import random  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -158,8 +159,8 @@ def build_workloads(
     one workload at a time (so that W4's 200 MB is not held during the other workloads)."""
     default = repeats if repeats is not None else (1 if quick else 5)
     spin_repeats = repeats if repeats is not None else (1 if quick else 3)
-    # W3's calls take ~40 ms and vary by 10% from call to call: more repeats, a steadier median.
-    short_repeats = repeats if repeats is not None else (1 if quick else 15)
+    # W3's calls take ~35 ms and vary by 10% from call to call: more repeats, a steadier median.
+    short_repeats = repeats if repeats is not None else (1 if quick else 30)
     rng = np.random.default_rng(12345)
 
     def w1() -> Workload:
@@ -405,9 +406,15 @@ def render_table(
                 verdict,
             ]
         )
+        interval = (
+            ratio_interval(row_cells[STARBURST].times, row_cells[best_peer].times)
+            if ratio is not None and best_peer is not None
+            else None
+        )
         summary[w.key] = {
             "best_peer": best_peer,
             "ratio": ratio,
+            "ratio_95": interval,
             "target": w.target,
             "meets_target": None if ratio is None else ratio <= w.target,
         }
@@ -430,7 +437,10 @@ def render_table(
     text.append(f"Median wall time in seconds over the repeats ({WORKERS} workers each),")
     text.append("pool start-up and shut-down included. ratio = starburst / best peer.")
     text.append("")
-    text.append("Spread (min-max over the repeats) of starburst and the best peer:")
+    text.append(
+        "Spread (min-max over the repeats) of starburst and the best peer, and where the ratio"
+    )
+    text.append("could have landed (bootstrap over the repeats, 5 or more):")
     for w in workloads:
         best = summary[w.key]["best_peer"]
         shown = [t for t in (STARBURST, best) if t is not None and t in tools]
@@ -439,6 +449,9 @@ def render_table(
             times = cells[w.key][t].times
             if times:
                 parts.append(f"{LABELS[t]} {min(times):.3f}-{max(times):.3f}")
+        interval = summary[w.key]["ratio_95"]
+        if interval is not None:
+            parts.append(f"ratio 95% interval {interval[0]:.2f}x-{interval[1]:.2f}x")
         text.append(f"  {w.key}: " + ", ".join(parts))
     if latencies:
         text.append("")
@@ -453,6 +466,26 @@ def render_table(
             )
             summary.setdefault(key, {})["first_result_s"] = med
     return "\n".join(text), summary
+
+
+#: Resamples drawn by ``ratio_interval``.
+BOOTSTRAP_DRAWS = 2000
+
+
+def ratio_interval(ours: list[float], theirs: list[float]) -> tuple[float, float] | None:
+    """A 95% bootstrap interval of ``median(ours) / median(theirs)``: where the ratio could
+    have landed with other draws of the same call-to-call noise (each tool's repeats
+    resampled with replacement; seeded, so that a run's report is reproducible). None with
+    fewer than 5 repeats."""
+    if min(len(ours), len(theirs)) < 5:
+        return None
+    rng = random.Random(0)
+    ratios = sorted(
+        statistics.median(rng.choices(ours, k=len(ours)))
+        / statistics.median(rng.choices(theirs, k=len(theirs)))
+        for _ in range(BOOTSTRAP_DRAWS)
+    )
+    return ratios[int(0.025 * BOOTSTRAP_DRAWS)], ratios[int(0.975 * BOOTSTRAP_DRAWS) - 1]
 
 
 def source_state() -> dict[str, Any]:

@@ -46,16 +46,20 @@ class LocalStore(Store):
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         super().__init__()
-        self.root = Path(root).resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._base = str(self.root)
-        self._tmp = os.path.join(self._base, ".tmp")
-        self._locks = os.path.join(self._base, ".locks")
-        os.makedirs(self._tmp, exist_ok=True)
-        os.makedirs(self._locks, exist_ok=True)
+        self._base = os.path.realpath(root)
+        self._tmp = f"{self._base}/.tmp"
+        self._locks = f"{self._base}/.locks"
+        for folder in (self._tmp, self._locks):  # (and so the root)
+            if not os.path.isdir(folder):  # (a worker opens a store that exists: a stat)
+                os.makedirs(folder, exist_ok=True)
         self._temp_numbers = itertools.count()
         self._bells: dict[str, _Bell] = {}
         self._bells_lock = threading.Lock()
+
+    @property
+    def root(self) -> Path:
+        """The store's folder."""
+        return Path(self._base)
 
     @property
     def url(self) -> str:
