@@ -158,7 +158,6 @@ def build_workloads(
     """Builders of each workload's inputs and reference, called outside the timed region,
     one workload at a time (so that W4's 200 MB is not held during the other workloads)."""
     default = repeats if repeats is not None else (1 if quick else 5)
-    spin_repeats = repeats if repeats is not None else (1 if quick else 3)
     # W3's calls take ~35 ms and vary by 10% from call to call: more repeats, a steadier median.
     short_repeats = repeats if repeats is not None else (1 if quick else 30)
     rng = np.random.default_rng(12345)
@@ -177,7 +176,7 @@ def build_workloads(
         items = [spin_iters + (i % 16) for i in range(n)]
         return Workload(
             "W2", f"{n:,} x ~5 ms CPU", items, {"default": wl.spin},
-            [wl.spin_expected(k) for k in items], spin_repeats, 1.0, latency=True,
+            [wl.spin_expected(k) for k in items], default, 1.0, latency=True,
         )  # fmt: skip
 
     def w3() -> Workload:
@@ -551,7 +550,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small inputs, 1 repeat")
     parser.add_argument(
-        "--repeats", type=int, default=None, help="repeats per tool (default 5; W2: 3)"
+        "--repeats", type=int, default=None, help="repeats per tool (default 5; W3: 30)"
     )
     parser.add_argument("--json", metavar="FILE", help="also save the results as JSON")
     parser.add_argument("--only", help="comma-separated workloads, e.g. W1,W4")
