@@ -8,7 +8,9 @@ W2's wall time in ``run.py`` is almost all item time: 2,000 items of ~5 ms on 2 
 start-up, hand-out and shut-down under 1% of it. So W2's ratio is decided by how fast each
 tool's worker processes run the item. This script measures exactly that: every item reports
 the CPU time its worker's thread spent in it (``time.thread_time``), and the table gives, per
-tool, the median over its worker processes of each process's median item time.
+tool, the median over its worker processes of each process's median item time. The "in
+items" column checks the premise: the share of each call's wall time that its busiest worker
+spent running items (the rest is the tool's own overhead).
 
 starburst runs three times, with its workers forked from its launcher (a fresh interpreter
 that forks workers, the default on Linux once it is up), forked from the client
@@ -24,6 +26,7 @@ import argparse
 import os
 import statistics
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,6 +70,15 @@ def per_process_medians(results: list[tuple[int, float]]) -> list[float]:
     return [statistics.median(times) * 1000 for times in by_process.values()]
 
 
+def busiest_share(results: list[tuple[int, float]], wall: float) -> float:
+    """The share of a call's wall time that its busiest worker process spent in items: the
+    rest is the tool's own start-up, hand-out and shut-down (and the client's wake-ups)."""
+    totals: dict[int, float] = {}
+    for pid, seconds in results:
+        totals[pid] = totals.get(pid, 0.0) + seconds
+    return max(totals.values()) / wall
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=6, help="rounds over all tools")
@@ -76,20 +88,31 @@ def main(argv: list[str] | None = None) -> int:
     items = [iterations] * args.items
     names = list(TOOLS)
     medians: dict[str, list[float]] = {name: [] for name in names}
+    shares: dict[str, list[float]] = {name: [] for name in names}
     for round_number in range(args.rounds):
         shift = round_number % len(names)
         for name in names[shift:] + names[:shift]:
-            medians[name].extend(per_process_medians(TOOLS[name](wl.spin_cpu_time, items)))
+            started = time.perf_counter()
+            results = TOOLS[name](wl.spin_cpu_time, items)
+            shares[name].append(busiest_share(results, time.perf_counter() - started))
+            medians[name].extend(per_process_medians(results))
         print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
     best_peer = min(statistics.median(medians[bench.LABELS[key]]) for key in bench.PEERS)
     print(f"W2 item ({iterations:,} iterations): CPU ms per item in each worker process")
     width = max(map(len, names))
-    print(f"{'tool':<{width}} {'median':>7} {'vs best peer':>12}   processes (sorted)")
+    print(
+        f"{'tool':<{width}} {'median':>7} {'vs best peer':>12} {'in items':>9}   processes (sorted)"
+    )
     for name in names:
         times = sorted(medians[name])
         middle = statistics.median(times)
         shown = " ".join(f"{t:.2f}" for t in times)
-        print(f"{name:<{width}} {middle:7.3f} {middle / best_peer:11.2f}x   {shown}")
+        share = statistics.median(shares[name]) * 100
+        print(f"{name:<{width}} {middle:7.3f} {middle / best_peer:11.2f}x {share:8.1f}%   {shown}")
+    print(
+        "in items: the median, over the calls, of the share of a call's wall time that its "
+        "busiest worker process spent running items."
+    )
     return 0
 
 
