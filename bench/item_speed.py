@@ -10,7 +10,8 @@ tool's worker processes run the item. This script measures exactly that: every i
 the CPU time its worker's thread spent in it (``time.thread_time``), and the table gives, per
 tool, the median over its worker processes of each process's median item time. The "in
 items" column checks the premise: the share of each call's wall time that its busiest worker
-spent running items (the rest is the tool's own overhead).
+spent running items (the rest is the tool's own overhead); the "client" column is the CPU
+time the calling process used per call.
 
 starburst runs three times, with its workers forked from its launcher (a fresh interpreter
 that forks workers, the default on Linux once it is up), forked from the client
@@ -89,29 +90,37 @@ def main(argv: list[str] | None = None) -> int:
     names = list(TOOLS)
     medians: dict[str, list[float]] = {name: [] for name in names}
     shares: dict[str, list[float]] = {name: [] for name in names}
+    client: dict[str, list[float]] = {name: [] for name in names}
     for round_number in range(args.rounds):
         shift = round_number % len(names)
         for name in names[shift:] + names[:shift]:
-            started = time.perf_counter()
+            started, client_started = time.perf_counter(), time.process_time()
             results = TOOLS[name](wl.spin_cpu_time, items)
             shares[name].append(busiest_share(results, time.perf_counter() - started))
+            client[name].append(time.process_time() - client_started)
             medians[name].extend(per_process_medians(results))
         print(f"round {round_number + 1}/{args.rounds} done", file=sys.stderr)
     best_peer = min(statistics.median(medians[bench.LABELS[key]]) for key in bench.PEERS)
     print(f"W2 item ({iterations:,} iterations): CPU ms per item in each worker process")
     width = max(map(len, names))
     print(
-        f"{'tool':<{width}} {'median':>7} {'vs best peer':>12} {'in items':>9}   processes (sorted)"
+        f"{'tool':<{width}} {'median':>7} {'vs best peer':>12} {'in items':>9} {'client':>7}"
+        "   processes (sorted)"
     )
     for name in names:
         times = sorted(medians[name])
         middle = statistics.median(times)
         shown = " ".join(f"{t:.2f}" for t in times)
         share = statistics.median(shares[name]) * 100
-        print(f"{name:<{width}} {middle:7.3f} {middle / best_peer:11.2f}x {share:8.1f}%   {shown}")
+        cpu = statistics.median(client[name]) * 1000
+        print(
+            f"{name:<{width}} {middle:7.3f} {middle / best_peer:11.2f}x {share:8.1f}% "
+            f"{cpu:7.1f}   {shown}"
+        )
     print(
         "in items: the median, over the calls, of the share of a call's wall time that its "
-        "busiest worker process spent running items."
+        "busiest worker process spent running items.\nclient: the median CPU ms the calling "
+        "process (all its threads) used per call, time the workers lose on a busy machine."
     )
     return 0
 

@@ -193,6 +193,23 @@ def test_a_cluster_keeps_its_workers_between_maps() -> None:
         assert cluster.submit(square, 12).result(timeout=30) == 144
 
 
+def nap(x: int) -> int:
+    time.sleep(0.2)
+    return x
+
+
+def test_a_client_waiting_on_slow_items_lists_the_store_when_rung_not_every_few_ms() -> None:
+    with starburst.Cluster(workers=2, progress=False) as cluster:
+        cluster.map(square, range(4))  # workers up; the client has heard their rings
+        store = cluster.driver.store
+        before = store.requests["list"]
+        assert cluster.map(nap, range(8), chunk_size=1) == list(range(8))  # about 0.8 s
+        listings = store.requests["list"] - before
+    # One listing per ring (8 outputs) and a fallback listing now and then; listing every
+    # 5-20 ms while waiting, as the client did, made over 50.
+    assert listings <= 25
+
+
 def test_results_that_cannot_be_pickled_fail_only_their_item() -> None:
     def make(x: int):
         return threading.Lock() if x == 1 else x

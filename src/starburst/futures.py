@@ -81,11 +81,10 @@ class SubmitBatcher:
                 self._wait_for_outputs()
 
     def _wait_for_outputs(self) -> None:
-        """Wait a poll interval, or less when a worker rings to say an output landed."""
+        """Wait a poll interval, or less when a worker rings to say an output landed (the
+        runs' next polls then list at once)."""
         store = self._driver.store
-        if store.wait_for_ring(self._driver.keys.news_bell, store.poll_interval):
-            for run, _ in self._active:
-                run.heard_news()
+        store.wait_for_ring(self._driver.keys.news_bell, store.poll_interval)
 
     def _take(self) -> list[_Call]:
         with self._wakeup:

@@ -83,6 +83,9 @@ class Backend(ABC):
 
     #: Seconds between the client's checks on its workers.
     check_interval: float = 0.05
+    #: While checks find nothing new, the pause between them doubles up to this (None: it
+    #: stays ``check_interval``); any change brings it back.
+    quiet_check_interval: float | None = None
 
     @abstractmethod
     def log_tail(self, worker_id: str, lines: int = 20) -> str:

@@ -321,7 +321,8 @@ class Driver:
     # Monitor -----------------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        interval = self.backend.check_interval
+        interval = busy = self.backend.check_interval
+        quiet = self.backend.quiet_check_interval or busy
         if self.supervisor is not None:
             interval = self.session.timings.heartbeat
         while not self._closed.wait(interval):
@@ -330,7 +331,8 @@ class Driver:
                     self._supervise()
                     continue
                 self._beat_if_due()
-                self._check_workers()
+                changed = self._check_workers()
+                interval = busy if changed else min(2 * interval, quiet)
             except Exception as exc:  # keep watching; report the first fatal problem
                 log.exception("monitor error")
                 self.failure = self.failure or exc
@@ -339,14 +341,17 @@ class Driver:
         if time.time() - self.control.control.heartbeat >= self.session.timings.heartbeat:
             self.control.beat()
 
-    def _check_workers(self) -> None:
+    def _check_workers(self) -> bool:
+        """Look at the live workers: act on those that stopped, keep enough up. Returns
+        whether anything changed (a worker stopped, started or changed phase)."""
         with self._lock:
             live = [w for w, up in self.workers.items() if up]
             if not live:
                 self._ensure_workers()
-                return
+                return True
             stopped = []
             infos = self.backend.describe(live)
+            phases = dict(self._phases)
             if self.failure is None and (capped := self.cost.observe(infos)) is not None:
                 self.failure = capped  # stop at the cap: collectors raise it with what is done
                 self.backend.stop(live)
@@ -359,6 +364,7 @@ class Driver:
                 self._on_workers_stopped(stopped)
             self._prune_finished_runs()
             self._ensure_workers()
+            return bool(stopped) or phases != self._phases or self.live_workers != len(live)
 
     def _on_workers_stopped(self, infos: list[WorkerInfo]) -> None:
         """Free the stopped workers' stripes, offer their chunks to the others, judge faults."""

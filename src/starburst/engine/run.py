@@ -61,6 +61,7 @@ class Run:
         self._downloads: dict[int, Future[ChunkOutput]] = {}  # chunk -> its output, coming
         self._next_listing = 0.0  # time.monotonic() of the next listing of out/
         self._listing_pause = store.poll_interval
+        self._rings_listed = -1  # the news bell's ring count at the last listing
         self._uploader: BareThread | None = None
         self._chunks: Iterator[Chunk] = iter(())
         self._stored_chunks = self._stored_items = 0
@@ -247,13 +248,17 @@ class Run:
     def poll(self) -> list[ChunkOutput]:
         """The chunk outputs downloaded since the last poll; each is delivered once.
 
-        When its listing is due, a poll lists ``out/`` from the lowest chunk not yet
-        delivered and starts downloading what is new; listings come ``poll_interval`` apart,
-        backing off to ``max_poll_interval`` while nothing lands. Downloads run on in the
-        background while the caller handles what it got.
+        A poll lists ``out/`` from the lowest chunk not yet delivered, and starts downloading
+        what is new, when a worker has rung the news bell since the last listing (whichever
+        thread of this process heard it), or else when its listing is due: listings come
+        ``poll_interval`` apart, backing off to ``max_poll_interval`` while nothing lands
+        (or for good, once rings are heard). Downloads run on in the background while the
+        caller handles what it got.
         """
         now = time.monotonic()
-        if now >= self._next_listing:
+        rings = self.store.times_rung(self._news_bell)
+        if now >= self._next_listing or rings != self._rings_listed:
+            self._rings_listed = rings
             start = self.keys.output(self._lowest_pending - 1) if self._lowest_pending else None
             found = False
             for key in self.store.list(self.keys.outputs, start_after=start):
@@ -261,8 +266,11 @@ class Run:
                 if chunk not in self.delivered and chunk not in self._downloads:
                     self._downloads[chunk] = self._start(self._read_output, chunk)
                     found = True
+            # Once this process has heard the bell, rings bring the news: a landing need not
+            # bring the listings back to their quickest (as it must where nobody rings).
             pause = self._listing_pause * 1.5
-            self._listing_pause = self.store.poll_interval if found else pause
+            quick = found and rings == 0
+            self._listing_pause = self.store.poll_interval if quick else pause
             self._listing_pause = min(self._listing_pause, self.store.max_poll_interval)
             self._next_listing = now + self._listing_pause
         landed: list[ChunkOutput] = []
@@ -285,12 +293,8 @@ class Run:
         timeout = max(0.0, self._next_listing - time.monotonic())
         if self._downloads:
             wait(list(self._downloads.values()), timeout, FIRST_COMPLETED)
-        elif self.store.wait_for_ring(self._news_bell, timeout):
-            self.heard_news()
-
-    def heard_news(self) -> None:
-        """A worker rang the session's news bell: the next poll lists ``out/`` at once."""
-        self._next_listing = 0.0
+        elif self.store.times_rung(self._news_bell) == self._rings_listed:
+            self.store.wait_for_ring(self._news_bell, timeout)
 
     def _start(self, fn: Callable[[int], T], chunk: int) -> Future[T]:
         """Run ``fn(chunk)`` in the background where the store gains from it, else now."""

@@ -36,7 +36,8 @@ class Store(ABC):
 
     #: Seconds between polls of this store by a client or an idle worker.
     poll_interval: float = 0.5
-    #: The longest pause between a client's polls when nothing new has landed.
+    #: The longest pause between a client's polls when nothing new has landed (where a
+    #: worker's ring says that something did, this is a fallback).
     max_poll_interval: float = 2.0
     #: Whether payloads written here are worth compressing (network stores: yes).
     compress: bool = True
@@ -148,6 +149,11 @@ class Store(ABC):
 
     def ring(self, bell: str) -> None:  # noqa: B027 - most stores cannot ring: waiters poll
         """Wake the processes waiting on ``bell`` (a name from ``engine/layout.py``)."""
+
+    def times_rung(self, bell: str) -> int:
+        """How many rings of ``bell`` this process has heard so far (0 where rings are not
+        heard): whoever waited, every reader in the process can tell that news came."""
+        return 0
 
     def wait_for_ring(self, bell: str, timeout: float) -> bool:
         """Wait ``timeout`` seconds, or less when ``bell`` rings; say whether it rang. A store
