@@ -348,7 +348,7 @@ class Driver:
             live = [w for w, up in self.workers.items() if up]
             if not live:
                 self._ensure_workers()
-                return True
+                return self.live_workers > 0  # (launched some)
             stopped = []
             infos = self.backend.describe(live)
             phases = dict(self._phases)
