@@ -416,6 +416,7 @@ def render_table(
             "ratio_95": interval,
             "target": w.target,
             "meets_target": None if ratio is None else ratio <= w.target,
+            "vs_fastest_other": against_the_rest(row_cells, tools),
         }
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
@@ -452,6 +453,17 @@ def render_table(
         if interval is not None:
             parts.append(f"ratio 95% interval {interval[0]:.2f}x-{interval[1]:.2f}x")
         text.append(f"  {w.key}: " + ", ".join(parts))
+    text.append("")
+    text.append(
+        "Every tool by starburst's yardstick, its median / the fastest other tool's (starburst's"
+    )
+    text.append("is its ratio above; a tool above 1.00x was beaten by another in this run):")
+    for w in workloads:
+        mine = summary[w.key]["vs_fastest_other"]
+        if mine:
+            text.append(
+                f"  {w.key}: " + ", ".join(f"{LABELS[t]} {r:.2f}x" for t, r in mine.items())
+            )
     if latencies:
         text.append("")
         text.append("starburst first-result latency (starburst.imap call -> first result):")
@@ -465,6 +477,18 @@ def render_table(
             )
             summary.setdefault(key, {})["first_result_s"] = med
     return "\n".join(text), summary
+
+
+def against_the_rest(row: dict[str, Cell], tools: Sequence[str]) -> dict[str, float]:
+    """Each tool's median over the fastest median of the other tools: the yardstick of
+    starburst's target applied to every tool, which shows how far from 1.0x a tool lands
+    by the noise of the run alone when the tools are level."""
+    medians = {t: row[t].median for t in tools if row[t].median}
+    return {
+        tool: own / min(other for name, other in medians.items() if name != tool)
+        for tool, own in medians.items()
+        if len(medians) > 1
+    }
 
 
 #: Resamples drawn by ``ratio_interval``.
