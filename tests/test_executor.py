@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 import starburst
+from starburst.engine.control import Control
 from starburst.serialize import loads
 
 RESULT_TIMEOUT = 60  # seconds: a generous bound so that a bug fails a test instead of hanging
@@ -493,3 +494,15 @@ def test_workers_see_the_test_module(executor):
     # Module-level functions travel by reference: the worker imports this very module.
     path = executor.submit(lambda: __import__(__name__).__file__).result(timeout=RESULT_TIMEOUT)
     assert Path(path).resolve() == Path(__file__).resolve()
+
+
+def test_calls_waited_for_one_by_one_leave_only_the_last_run_for_the_workers_to_read():
+    # Each call waited for in turn is a run of its own. Workers read every run the control
+    # record lists, whenever they look for work: a finished run leaves the record with the
+    # next call, instead of piling up until the monitor's next look.
+    with starburst.Executor(workers=1, progress=False) as ex:
+        for i in range(20):
+            assert ex.submit(square, i).result(timeout=RESULT_TIMEOUT) == i * i
+        driver = ex._cluster.driver
+        listed = Control.load(driver.store, driver.keys).runs
+        assert len(listed) <= 1, f"the control record still lists {len(listed)} runs"

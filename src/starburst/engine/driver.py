@@ -306,8 +306,17 @@ class Driver:
         return import_folders()
 
     def signal_run(self, manifest: RunManifest) -> None:
-        """Tell the workers about a new run, or a run's new state (sealed, cancelled)."""
-        self.control.change(lambda control: control.runs.__setitem__(manifest.run_id, manifest))
+        """Tell the workers about a new run, or a run's new state (sealed, cancelled); the
+        same write forgets the runs that finished since the last (between the monitor's
+        prunings, calls of ``submit`` would leave dozens in the record for workers to read).
+        A detached session's supervisor drops its finished runs itself."""
+        finished = self._take_finished_runs() if self.supervisor is None else []
+
+        def edit(control: Control) -> None:
+            _forget_runs(control, finished)
+            control.runs[manifest.run_id] = manifest
+
+        self.control.change(edit)
         self.store.ring(self.keys.work_bell)  # idle workers read the control record now
         if self.supervisor is not None and manifest.state == "sealed":
             with self._lock:  # a detached run is announced once sealed: launch workers now
@@ -447,17 +456,16 @@ class Driver:
 
     def _prune_finished_runs(self) -> None:
         """Forget finished runs, and tell the workers they are over."""
-        finished = [run.run_id for run in self.runs if not run.outstanding]
-        if not finished:
-            return
-        self.runs = [run for run in self.runs if run.outstanding]
+        finished = self._take_finished_runs()
+        if finished:
+            self.control.change(lambda control: _forget_runs(control, finished))
 
-        def edit(control: Control) -> None:
-            for run_id in finished:
-                control.runs.pop(run_id, None)
-                control.requeued.pop(run_id, None)
-
-        self.control.change(edit)
+    def _take_finished_runs(self) -> list[str]:
+        """Drop the finished runs from those this driver watches; return their ids."""
+        with self._lock:
+            finished = [run.run_id for run in self.runs if not run.outstanding]
+            self.runs = [run for run in self.runs if run.outstanding]
+        return finished
 
     def _supervise(self) -> None:
         """One supervision step of a detached session, if no one else holds the role."""
@@ -523,3 +531,10 @@ def workers_for(spec: WorkerSpec, n_items: int | None) -> int:
     if n_items is None:
         return spec.workers
     return max(1, min(spec.workers, math.ceil(n_items / spec.processes)))
+
+
+def _forget_runs(control: Control, run_ids: list[str]) -> None:
+    """Take runs out of the control record: the workers then drop them."""
+    for run_id in run_ids:
+        control.runs.pop(run_id, None)
+        control.requeued.pop(run_id, None)

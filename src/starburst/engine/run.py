@@ -102,6 +102,8 @@ class Run:
         run._announced = announce_early
         run._chunks = chunks
         run._store_first(first_chunks)
+        if announce_early:
+            run._seal_if_all_stored()
         if announce_early and run.upload_error is None:  # (a failed run is told to no one)
             store.put_if_absent(run._manifest_key, manifest.encode())
             on_change(manifest)
@@ -128,6 +130,26 @@ class Run:
                 self._store_chunk(chunk, self.store.put_parts)
         except BaseException as exc:  # the caller's iterable failed, or the store did
             self._upload_failed(exc)
+
+    def _seal_if_all_stored(self) -> None:
+        """When the first chunks were all of them (a few calls of ``submit``, a short map),
+        make the run sealed before it is announced: no upload thread, and no second change
+        of the manifest and the control record for the workers to read."""
+        planned = self.manifest.n_chunks
+        if self.upload_error is not None or planned is None or self._stored_chunks < planned:
+            return
+        try:  # the plan says that was all: make sure (an input's len() may be wrong)
+            following = next(self._chunks, None)
+        except BaseException as exc:  # the caller's iterable failed
+            self._upload_failed(exc)
+            return
+        if following is not None:  # more after all: the upload thread stores it and the rest
+            self._chunks = itertools.chain([following], self._chunks)
+            return
+        count, items = self._stored_chunks, self._stored_items
+        self.manifest.state, self.manifest.n_chunks, self.manifest.n_items = "sealed", count, items
+        self.n_chunks, self.n_items = count, items
+        self._uploaded.set()
 
     def start_upload(self) -> None:
         """Stream the remaining chunks up on a background thread."""
