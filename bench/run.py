@@ -285,7 +285,7 @@ def first_result_latency(workload: Workload) -> tuple[float, str | None]:
 
 
 #: Round trips timed per executor by ``round_trips``.
-ROUND_TRIPS = 40
+ROUND_TRIPS = 200  # about 5 s per executor
 
 
 def round_trips() -> dict[str, float]:
