@@ -62,6 +62,11 @@ class Control:
         """Read the record; ``NotFound`` when the session was closed (or never opened)."""
         return cls.decode(store.get(keys.control))
 
+    def drop_run(self, run_id: str) -> None:
+        """Take a run out of the record (with its requeued chunks): workers then drop it."""
+        self.runs.pop(run_id, None)
+        self.requeued.pop(run_id, None)
+
     def requeued_chunks(self, run_id: str) -> dict[int, str]:
         """Chunks of a run to take over now, with the worker that held each."""
         return {int(chunk): worker for chunk, worker in self.requeued.get(run_id, {}).items()}

@@ -313,7 +313,8 @@ class Driver:
         finished = self._take_finished_runs() if self.supervisor is None else []
 
         def edit(control: Control) -> None:
-            _forget_runs(control, finished)
+            for run_id in finished:
+                control.drop_run(run_id)
             control.runs[manifest.run_id] = manifest
 
         self.control.change(edit)
@@ -457,8 +458,14 @@ class Driver:
     def _prune_finished_runs(self) -> None:
         """Forget finished runs, and tell the workers they are over."""
         finished = self._take_finished_runs()
-        if finished:
-            self.control.change(lambda control: _forget_runs(control, finished))
+        if not finished:
+            return
+
+        def edit(control: Control) -> None:
+            for run_id in finished:
+                control.drop_run(run_id)
+
+        self.control.change(edit)
 
     def _take_finished_runs(self) -> list[str]:
         """Drop the finished runs from those this driver watches; return their ids."""
@@ -531,10 +538,3 @@ def workers_for(spec: WorkerSpec, n_items: int | None) -> int:
     if n_items is None:
         return spec.workers
     return max(1, min(spec.workers, math.ceil(n_items / spec.processes)))
-
-
-def _forget_runs(control: Control, run_ids: list[str]) -> None:
-    """Take runs out of the control record: the workers then drop them."""
-    for run_id in run_ids:
-        control.runs.pop(run_id, None)
-        control.requeued.pop(run_id, None)

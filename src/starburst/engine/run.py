@@ -104,9 +104,9 @@ class Run:
         run._store_first(first_chunks)
         if announce_early:
             run._seal_if_all_stored()
-        if announce_early and run.upload_error is None:  # (a failed run is told to no one)
-            store.put_if_absent(run._manifest_key, manifest.encode())
-            on_change(manifest)
+            if run.upload_error is None:  # (a failed run is told to no one)
+                store.put_if_absent(run._manifest_key, manifest.encode())
+                on_change(manifest)
         return run
 
     @classmethod

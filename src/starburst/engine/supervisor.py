@@ -155,8 +155,7 @@ class Supervisor:
             for manifest in announced:
                 record.runs.setdefault(manifest.run_id, manifest)
             for run_id in finished:
-                record.runs.pop(run_id, None)
-                record.requeued.pop(run_id, None)
+                record.drop_run(run_id)
                 if run_id not in record.finished:
                     record.finished.append(run_id)
             record.roster.update(launched)
