@@ -436,15 +436,11 @@ def render_table(
     text.append("")
     text.append(f"Median wall time in seconds over the repeats ({WORKERS} workers each),")
     text.append("pool start-up and shut-down included. ratio = starburst / best peer.")
-    text.append("")
-    text.append(
-        "Spread (min-max over the repeats) of starburst and the best peer, and where the ratio"
-    )
-    text.append("could have landed (bootstrap over the repeats, 5 or more):")
+    spreads: dict[str, list[str]] = {}
     for w in workloads:
         best = summary[w.key]["best_peer"]
         shown = [t for t in (STARBURST, best) if t is not None and t in tools]
-        parts = []
+        parts = spreads[w.key] = []
         for t in shown:
             times = cells[w.key][t].times
             if times:
@@ -452,18 +448,20 @@ def render_table(
         interval = summary[w.key]["ratio_95"]
         if interval is not None:
             parts.append(f"ratio 95% interval {interval[0]:.2f}x-{interval[1]:.2f}x")
-        text.append(f"  {w.key}: " + ", ".join(parts))
-    text.append("")
-    text.append(
-        "Every tool by starburst's yardstick, its median / the fastest other tool's (starburst's"
+    text += per_workload(
+        "Spread (min-max over the repeats) of starburst and the best peer, and where the ratio\n"
+        "could have landed (bootstrap over the repeats, 5 or more):",
+        spreads,
     )
-    text.append("is its ratio above; a tool above 1.00x was beaten by another in this run):")
-    for w in workloads:
-        mine = summary[w.key]["vs_fastest_other"]
-        if mine:
-            text.append(
-                f"  {w.key}: " + ", ".join(f"{LABELS[t]} {r:.2f}x" for t, r in mine.items())
-            )
+    text += per_workload(
+        "Every tool by starburst's yardstick, its median / the fastest other tool's (starburst's\n"
+        "is its ratio above; a tool above 1.00x was beaten by another in this run):",
+        {
+            w.key: [f"{LABELS[t]} {r:.2f}x" for t, r in mine.items()]
+            for w in workloads
+            if (mine := summary[w.key]["vs_fastest_other"])
+        },
+    )
     if latencies:
         text.append("")
         text.append("starburst first-result latency (starburst.imap call -> first result):")
@@ -477,6 +475,11 @@ def render_table(
             )
             summary.setdefault(key, {})["first_result_s"] = med
     return "\n".join(text), summary
+
+
+def per_workload(heading: str, parts: dict[str, list[str]]) -> list[str]:
+    """A report section: a blank line, ``heading``, then a line per workload with parts."""
+    return ["", *heading.split("\n"), *(f"  {key}: " + ", ".join(p) for key, p in parts.items())]
 
 
 def against_the_rest(row: dict[str, Cell], tools: Sequence[str]) -> dict[str, float]:
