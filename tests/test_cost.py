@@ -173,3 +173,18 @@ def test_the_guard_stops_at_the_cap_and_alerts_once(tmp_path) -> None:
     assert isinstance(capped, starburst.CostCapError)
     assert re.search(r"have cost ~\$2\.5\d of max_cost=\$2\.50", str(capped))
     assert len(said) == 1  # the alert is said once
+
+
+def test_a_run_too_short_for_any_look_still_says_its_cost_alert(tmp_path) -> None:
+    from starburst.backends import LocalBackend
+    from starburst.cost.guard import CostGuard
+    from starburst.options import WorkerSpec
+
+    said: list[str] = []
+    spec = WorkerSpec.build(backend="local", workers=1, cpu=1, memory=None)
+    guard = CostGuard("sb-test", spec, LocalBackend(tmp_path), CostLimits(None, 0.5), said.append)
+    guard.meter = CostMeter({False: 60.0, True: 30.0})  # $1 a minute per worker
+    guard.meter.launched(["a"], spot=False)
+    guard.finish(list)  # ended before any look at the workers: its first minute is billed
+    assert said[0] == "cost alert: this session has cost ~$1.00, past cost_alert=$0.5000."
+    assert said[1].startswith("session sb-test: ")

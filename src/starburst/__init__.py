@@ -3,8 +3,8 @@
     import starburst
     results = starburst.map(simulate, range(10_000), workers=4)
 
-``backend="local"`` (the default) runs on processes of this machine; the same engine and
-protocol will run on AWS.
+``backend="local"`` (the default) runs on processes of this machine; after a one-time
+``starburst setup``, ``backend="fargate"`` runs the same engine and protocol on AWS Fargate.
 """
 
 from __future__ import annotations

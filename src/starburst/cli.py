@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -11,10 +10,59 @@ import click
 from ._version import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """A command group whose commands end in a sentence, never a traceback, and whose
+    command list shows each command's whole first paragraph."""
+
+    group_class = type  # subgroups are of this class too
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from .errors import StarburstError
+
+        try:
+            return super().invoke(ctx)
+        except StarburstError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            if not type(exc).__module__.startswith(("botocore", "boto3")):
+                raise
+            raise click.ClickException(_aws_failure(exc)) from exc
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, _first_paragraph(command)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _first_paragraph(command: click.Command) -> str:
+    """A command's help up to its first blank line, whole (click cuts it at the first
+    period, so "e.g." ended a sentence)."""
+    text = command.short_help or (command.help or "").split("\f")[0]
+    return " ".join(text.strip().split("\n\n")[0].split())
+
+
+def _aws_failure(exc: Exception) -> str:
+    """What an AWS error that escaped a command's own handling means, as a sentence."""
+    from .aws.session import translate_errors
+
+    try:
+        with translate_errors("run this command"):
+            raise exc
+    except Exception as translated:
+        return str(translated)
+    return str(exc)  # pragma: no cover - translate_errors always raises
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="starburst")
 def main() -> None:
-    """Burst a slow Python loop onto many workers: local processes now, AWS next.
+    """Burst a slow Python loop onto many workers: processes on this machine, or AWS
+    Fargate after `starburst setup`.
 
     In Python: results = starburst.map(fn, items, workers=8)
     """
@@ -22,15 +70,21 @@ def main() -> None:
 
 @main.command()
 @click.option("--paths", default=10_000, show_default=True, help="Monte Carlo paths to simulate.")
-@click.option("--workers", type=int, default=None, help="Workers (default: one per CPU).")
-def demo(paths: int, workers: int | None) -> None:
-    """Simulate PATHS portfolio paths on the local backend and print a summary."""
+@click.option("--workers", type=int, default=None, help="Workers (default: the backend's).")
+@click.option(
+    "--backend",
+    default=None,
+    help="Where to run: local or fargate (default: the configured backend, else local).",
+)
+def demo(paths: int, workers: int | None, backend: str | None) -> None:
+    """Simulate PATHS portfolio paths with starburst.map and print a summary (on the
+    configured backend: local processes unless you chose another)."""
     from .demo import run_demo
 
-    summary = run_demo(paths, workers=workers)
+    summary = run_demo(paths, workers=workers, backend=backend)
     click.echo(
         f"Simulated {summary['paths']:,} portfolio paths in {summary['seconds']:.2f} s "
-        "on the local backend.\n"
+        f"on the {summary['backend']} backend.\n"
         f"  final value: mean {summary['mean_final_value']:.3f}, "
         f"5th-95th percentile {summary['p5_final_value']:.3f} - {summary['p95_final_value']:.3f}\n"
         f"  mean Sharpe ratio: {summary['mean_sharpe']:.3f}"
@@ -48,8 +102,7 @@ def setup(region: str | None, profile: str | None) -> None:
     """Create everything starburst needs in your AWS account (safe to run again)."""
     from .aws.provision import setup as run_setup
 
-    with _clear_errors():
-        run_setup(region, profile, say=click.echo)
+    run_setup(region, profile, say=click.echo)
 
 
 @main.command()
@@ -66,8 +119,7 @@ def teardown(region: str | None, profile: str | None, yes: bool) -> None:
             "log group and security group?",
             abort=True,
         )
-    with _clear_errors():
-        run_teardown(region, profile, say=click.echo)
+    run_teardown(region, profile, say=click.echo)
 
 
 @main.command()
@@ -80,8 +132,7 @@ def status(region: str | None, profile: str | None, as_json: bool) -> None:
 
     from .aws.provision import status as read_status
 
-    with _clear_errors():
-        report = read_status(region, profile)
+    report = read_status(region, profile)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -121,10 +172,9 @@ def config_set(key: str, value: str) -> None:
     """Set KEY to VALUE (e.g. `starburst config set max_cost 10`)."""
     from .config import Config
 
-    with _clear_errors():
-        current = Config.load()
-        parsed = current.set(key, value)
-        current.save()
+    current = Config.load()
+    parsed = current.set(key, value)
+    current.save()
     click.echo(f"{key} = {parsed!r}")
 
 
@@ -138,17 +188,6 @@ def config_unset(key: str) -> None:
     current.unset(key)
     current.save()
     click.echo(f"{key} unset")
-
-
-@contextlib.contextmanager
-def _clear_errors() -> Iterator[None]:
-    """Show a starburst error as one clear line, not a traceback."""
-    from .errors import StarburstError
-
-    try:
-        yield
-    except StarburstError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 @main.command()
@@ -165,13 +204,12 @@ def logs(session_id: str, worker: str | None, tail: int, follow: bool) -> None:
     if files is not None:
         _local_logs(files, tail, follow)
         return
-    with _clear_errors():
-        if follow:
-            with contextlib.suppress(KeyboardInterrupt):
-                for line in worker_logs.follow(session_id, worker):
-                    click.echo(line)
-            return
-        found = worker_logs.logs(session_id, worker, tail)
+    if follow:
+        with contextlib.suppress(KeyboardInterrupt):
+            for line in worker_logs.follow(session_id, worker):
+                click.echo(line)
+        return
+    found = worker_logs.logs(session_id, worker, tail)
     if not found:
         click.echo(f"no worker logs found for {session_id}")
     for name, lines in found.items():
@@ -219,8 +257,7 @@ def quota(ctx: click.Context, region: str | None, profile: str | None) -> None:
     from .aws.quotas import SIZES
     from .aws.quotas import quota as read_quota
 
-    with _clear_errors():
-        quotas = read_quota(region, profile)
+    quotas = read_quota(region, profile)
     for found in quotas:
         limit = "unknown" if found.limit is None else f"{found.limit:g} vCPUs"
         click.echo(f"{found.label} ({found.code}): limit {limit}, {found.used:g} vCPUs in use")
@@ -237,8 +274,7 @@ def quota_request_command(where: dict[str, str | None], vcpus: float, spot: bool
     """Ask AWS to raise the Fargate vCPU quota to VCPUS; prints the request id."""
     from .aws.quotas import request_quota
 
-    with _clear_errors():
-        request = request_quota(vcpus, spot=spot, **where)
+    request = request_quota(vcpus, spot=spot, **where)
     click.echo(f"Requested: {request}")
     click.echo(f"Follow it with `starburst quota check {request.request_id}`.")
 
@@ -250,8 +286,7 @@ def quota_check(where: dict[str, str | None], request_id: str) -> None:
     """Show the state of a quota increase request."""
     from .aws.quotas import quota_request
 
-    with _clear_errors():
-        click.echo(str(quota_request(request_id, **where)))
+    click.echo(str(quota_request(request_id, **where)))
 
 
 @main.group()
@@ -264,10 +299,9 @@ def env_show() -> None:
     """Show what would be shipped to the workers, the image tag and its estimated size."""
     from .env.build import plan_image, repository_if_set_up
 
-    with _clear_errors():
-        repository = repository_if_set_up()
-        plan = plan_image(repository)
-        present = repository and repository.registry.manifest_digest(repository.name, plan.tag)
+    repository = repository_if_set_up()
+    plan = plan_image(repository)
+    present = repository and repository.registry.manifest_digest(repository.name, plan.tag)
     environment = plan.environment
     packages = sum(d.size for d in environment.distributions)
     click.echo(f"python {environment.python} on linux/{plan.architecture}, base {plan.base}")
@@ -298,14 +332,13 @@ def env_build(force: bool) -> None:
     from .config import Config
     from .env.build import ensure_image
 
-    with _clear_errors():
-        resources = Config.load().aws
-        image = ensure_image(
-            connect(resources.get("region")),
-            resources,
-            force=force,
-            progress=lambda line: click.echo(line, err=True),
-        )
+    resources = Config.load().aws
+    image = ensure_image(
+        connect(resources.get("region")),
+        resources,
+        force=force,
+        progress=lambda line: click.echo(line, err=True),
+    )
     if image.cached:
         click.echo(f"{image.uri} (already built)")
     else:
@@ -320,8 +353,7 @@ def env_prune(days: float) -> None:
     """Delete environment images unused for DAYS (never one a live session uses)."""
     from .env.prune import prune
 
-    with _clear_errors():
-        deleted = prune(days, say=click.echo)
+    deleted = prune(days, say=click.echo)
     click.echo(f"{len(deleted)} image(s) deleted")
 
 
@@ -345,8 +377,7 @@ def sessions_ls(as_json: bool) -> None:
 
     from .sessions import list_sessions
 
-    with _clear_errors():
-        found = list_sessions()
+    found = list_sessions()
     if as_json:
         click.echo(json.dumps([status.to_dict() for status in found], indent=1))
         return
@@ -372,8 +403,7 @@ def sessions_status(session_id: str, as_json: bool) -> None:
 
     from .sessions import session_status
 
-    with _clear_errors():
-        status = session_status(session_id)
+    status = session_status(session_id)
     click.echo(json.dumps(status.to_dict(), indent=1) if as_json else str(status))
 
 
@@ -395,8 +425,7 @@ def sessions_collect(session_id: str, output: str, wait: bool, timeout: float | 
 
     from .sessions import PENDING
 
-    with _clear_errors():
-        results = _attach(session_id).collect(wait=wait, timeout=timeout, errors="return")
+    results = _attach(session_id).collect(wait=wait, timeout=timeout, errors="return")
     flat = [r for run in results for r in (run if isinstance(run, list) else [run])]
     failed = sum(isinstance(r, BaseException) for r in flat)
     pending = sum(r is PENDING for r in flat)
@@ -422,8 +451,7 @@ def sessions_extend(session_id: str, by: str | None, max_cost: float | None) -> 
     an expired or capped session resumes its unfinished work."""
     import time
 
-    with _clear_errors():
-        deadline = _attach(session_id).extend(by, max_cost=max_cost)
+    deadline = _attach(session_id).extend(by, max_cost=max_cost)
     until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(deadline))
     click.echo(f"{session_id} now runs until {until}")
 
@@ -441,17 +469,18 @@ def sessions_cleanup(session_ids: tuple[str, ...], expired: bool) -> None:
     from .aws.resources import RUN_DATA_EXPIRY_DAYS
     from .sessions import list_sessions
 
-    with _clear_errors():
-        chosen = list(session_ids)
-        if expired:  # never a "done" session's uncollected results, until its data expires
-            ended = ("expired", "capped", "stalled", "abandoned", "closed")
-            old = time.time() - RUN_DATA_EXPIRY_DAYS * 86400
-            chosen += [s.session_id for s in list_sessions() if s.state in ended or s.created < old]
-        if not chosen:
-            raise click.UsageError("name a session id, or pass --expired")
-        for session_id in dict.fromkeys(chosen):
-            _remove(session_id)
-            click.echo(f"{session_id}: workers stopped, data deleted")
+    chosen = list(session_ids)
+    if expired:  # never a "done" session's uncollected results, until its data expires
+        ended = ("expired", "capped", "stalled", "abandoned", "closed")
+        old = time.time() - RUN_DATA_EXPIRY_DAYS * 86400
+        chosen += [s.session_id for s in list_sessions() if s.state in ended or s.created < old]
+    if not session_ids and not expired:
+        raise click.UsageError("name a session id, or pass --expired")
+    if not chosen:
+        click.echo("no expired, capped, stalled or abandoned sessions: nothing to clean up")
+    for session_id in dict.fromkeys(chosen):
+        _remove(session_id)
+        click.echo(f"{session_id}: workers stopped, data deleted")
 
 
 def _remove(session_id: str) -> None:

@@ -6,6 +6,7 @@ Settings a user chooses live at the top level; what ``starburst setup`` created 
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -95,8 +96,16 @@ class Config:
                 f"{key} takes a {kind.__name__}, not {value!r} (e.g. `starburst config set "
                 f"{key} {kind(10)!r}`)"
             ) from None
-        if kind in (int, float) and parsed < 0:
-            raise ConfigurationError(f"{key} must not be negative, got {value!r}")
+        if kind in (int, float) and not 0 <= parsed < math.inf:
+            raise ConfigurationError(f"{key} must be a number >= 0, got {value!r}")
+        if key == "backend":
+            from .options import BACKENDS
+
+            if parsed not in BACKENDS:
+                raise ConfigurationError(
+                    f"backend {value!r} is not a backend starburst knows; choose one of "
+                    f"{', '.join(BACKENDS)}"
+                )
         self.settings[key] = parsed
         return parsed
 

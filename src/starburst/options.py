@@ -70,17 +70,25 @@ def non_negative_number(name: str, value: Any) -> float | None:
 
 
 def choose_backend(value: str | None) -> str:
-    """The backend: the argument, else ``STARBURST_BACKEND``, else the config, else local."""
-    if value is None:
-        from .config import Config
+    """The backend: the argument, else ``STARBURST_BACKEND``, else the config, else local.
 
-        value = os.environ.get("STARBURST_BACKEND") or Config.load().get("backend") or "local"
-    chosen = value
-    if chosen not in BACKENDS:
+    An unknown name is refused with where it came from, so that the user knows what to fix.
+    """
+    source = "backend="
+    if value is None:
+        from .config import Config, config_path
+
+        value = os.environ.get("STARBURST_BACKEND")
+        source = "STARBURST_BACKEND="
+        if not value:
+            value = Config.load().get("backend") or "local"
+            source = f"the setting backend = (in {config_path()}) "
+    if value not in BACKENDS:
         raise ConfigurationError(
-            f"backend={chosen!r} is not known; choose one of {', '.join(map(repr, BACKENDS))}"
+            f"{source}{value!r} is not a backend starburst knows; choose one of "
+            f"{', '.join(map(repr, BACKENDS))}"
         )
-    return chosen
+    return value
 
 
 @dataclass(frozen=True)

@@ -518,8 +518,9 @@ def _locate(session_id: str) -> tuple[Store, SessionRecord]:
             return store, SessionRecord.load(store, session_id)
         except NotFound:
             continue
+    where = " or ".join(searched) or "this machine's sessions (and starburst is not set up on AWS)"
     raise SessionNotFoundError(
-        f"no session {session_id} in {' or '.join(searched)}: it was cleaned up, or belongs "
+        f"no session {session_id} in {where}: it was cleaned up, or belongs "
         "to another account or machine (`starburst sessions ls` lists the sessions here)"
     )
 

@@ -76,11 +76,17 @@ def connect(region: str | None = None, profile: str | None = None) -> Aws:
             f"the AWS profile {profile!r} does not exist; list yours with `aws configure "
             "list-profiles`, or set another with `starburst config set profile NAME`"
         ) from exc
-    chosen = region or config.get("region") or config.aws.get("region") or session.region_name
+    chosen = (
+        region
+        or config.get("region")
+        or config.aws.get("region")
+        or os.environ.get("AWS_REGION")
+        or session.region_name
+    )
     if not chosen:
         raise ConfigurationError(
             "no AWS region is configured: run `starburst config set region us-east-1` "
-            "(or set AWS_REGION)"
+            "(or set AWS_REGION or AWS_DEFAULT_REGION)"
         )
     known = session.get_available_regions("ecs") + session.get_available_regions(
         "ecs", partition_name="aws-us-gov"
@@ -146,8 +152,13 @@ def translate_errors(doing: str) -> Iterator[None]:
         raise AwsError(f"AWS {operation} failed while trying to {doing}: {code}: {message}") from (
             exc
         )
-    except botocore.exceptions.EndpointConnectionError as exc:
-        raise AwsError(f"could not reach AWS to {doing}: {exc}. Check your network.") from exc
+    except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
+        raise AwsError(
+            f"could not reach AWS to {doing} ({exc}). Check your network connection (and "
+            "proxy or VPN), then try again."
+        ) from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise AwsError(f"the AWS client failed while trying to {doing}: {exc}") from exc
 
 
 def _no_credentials() -> str:

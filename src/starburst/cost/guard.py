@@ -202,6 +202,13 @@ class CostGuard:
             return None
         self.meter.observe(infos)
         cost = self.meter.cost()
+        self._alert_if_past(cost)
+        if self.limits.max_cost is not None and cost >= self.limits.max_cost:
+            return self.cap_error(cost)
+        return None
+
+    def _alert_if_past(self, cost: float) -> None:
+        """Say once that the session's cost passed ``cost_alert``."""
         alert = self.limits.cost_alert
         if alert is not None and cost >= alert and not self._alerted:
             self._alerted = True
@@ -209,9 +216,6 @@ class CostGuard:
                 f"cost alert: this session has cost ~{_dollars(cost)}, past cost_alert="
                 f"{_dollars(alert)}."
             )
-        if self.limits.max_cost is not None and cost >= self.limits.max_cost:
-            return self.cap_error(cost)
-        return None
 
     def cap_error(self, cost: float | None = None) -> CostCapError:
         """The error that stops a session at its cap, saying how to go on.
@@ -252,6 +256,7 @@ class CostGuard:
         except StarburstError as exc:  # workers not seen stopped count up to now
             log.warning("could not read the workers' final state for the cost: %s", exc)
         record_startups(self.backend.name, self.meter.startup_seconds())
+        self._alert_if_past(self.meter.cost(self.closed))  # a run too short for any look
         self.say(f"session {self.session_id}: {self.report()}")
 
     def report(self) -> RunReport:
