@@ -9,6 +9,7 @@ from test_fargate import _quiet, _running_tasks, square
 
 import starburst
 from starburst.cli import main
+from starburst.config import Config
 
 pytestmark = pytest.mark.usefixtures("aws")
 
@@ -63,6 +64,9 @@ def test_an_estimate_above_the_cap_is_refused_before_any_task_starts(aws) -> Non
     with pytest.raises(starburst.CostCapError, match=r"max_cost=\$2\.00"):
         starburst.Cluster(workers=3, backend="fargate", max_cost=2).start()
     assert aws.calls["RunTask"] == 0
+    bucket = Config.load().aws["bucket"]
+    left = boto3.client("s3").list_objects_v2(Bucket=bucket, Prefix="sessions/")
+    assert left.get("KeyCount") == 0, "a refused call left records (its image.json) behind"
 
 
 def test_a_run_estimated_from_measured_items_is_checked_before_launch(aws, capsys) -> None:

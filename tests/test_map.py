@@ -21,6 +21,15 @@ from starburst.backends.local import ABANDONED_AFTER_SECONDS
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
 
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The folder one-off sessions keep their scratch stores in, for this test only."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setenv("STARBURST_SCRATCH_DIR", str(folder))
+    return folder
+
+
 def square(x: int) -> int:
     return x * x
 
@@ -323,11 +332,8 @@ def _stored_manifests(cluster: starburst.Cluster) -> list[dict[str, object]]:
 
 
 def test_a_script_that_ends_right_after_a_map_leaves_no_worker_and_no_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, scratch: Path
 ) -> None:
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setenv("STARBURST_SCRATCH_DIR", str(scratch))
     source = """
         import os
         import starburst
@@ -414,11 +420,8 @@ def test_many_quick_maps_leave_no_scratch_folder_behind(
 
 @pytest.mark.parametrize("how", ["finalizer-at-exit", "forked-child"])
 def test_a_session_closed_as_the_process_ends_leaves_no_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+    tmp_path: Path, scratch: Path, how: str
 ) -> None:
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setenv("STARBURST_SCRATCH_DIR", str(scratch))
     sources = {
         # A finalizer registered before starburst's exit handler: the cluster left open is
         # closed by it after that handler ran.
@@ -445,3 +448,95 @@ def test_a_session_closed_as_the_process_ends_leaves_no_files(
     }
     run_client(tmp_path, sources[how])
     assert _empty_soon(scratch, seconds=2.0), sorted(p.name for p in scratch.iterdir())
+
+
+def test_an_item_that_cannot_be_sent_later_in_a_stream_is_named() -> None:
+    items = [*range(200), threading.Lock(), *range(50)]
+    with pytest.raises(starburst.SerializationError, match=r"cannot send item 200 \(input: <"):
+        starburst.map(square, iter(items), workers=2)
+
+
+def test_more_local_workers_than_the_machine_can_run_are_capped_and_said(capsys) -> None:
+    from starburst.options import local_process_limit
+
+    limit = local_process_limit()
+    with starburst.Cluster(workers=10**6) as cluster:
+        assert cluster.spec.slots == limit
+        assert cluster.map(square, range(5)) == [0, 1, 4, 9, 16]
+    said = capsys.readouterr().err
+    assert "asks for 1,000,000 local processes" in said and f"starting {limit} x cpu=1" in said
+    assert starburst.Cluster(cpu=10**4).spec.slots == limit
+
+
+def test_a_store_that_refuses_writes_is_named_with_the_fix(tmp_path: Path) -> None:
+    # The scratch folder lets no file grow past 64 KiB (ulimit -f): writing a 1 MB chunk fails.
+    out = run_client(
+        tmp_path,
+        """
+        import os, resource, signal
+        import starburst
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16))
+        try:
+            starburst.map(len, [b"x" * 1_000_000] * 4, workers=1)
+        except starburst.StarburstError as exc:
+            print(type(exc).__name__, exc)
+        """,
+    )
+    assert out.startswith("StoreError could not write data/")
+    assert "to the store at file://" in out and "ulimit -f" in out
+
+
+def test_a_closed_cluster_refuses_calls_at_once() -> None:
+    with starburst.Cluster(workers=1) as cluster:
+        assert cluster.map(square, range(3)) == [0, 1, 4]
+    for call in (
+        lambda: cluster.map(square, range(3)),
+        lambda: list(cluster.imap(square, range(3))),
+        lambda: cluster.submit(square, 3),
+    ):
+        with pytest.raises((starburst.StarburstError, RuntimeError), match=r"closed|shutdown"):
+            call()
+    assert cluster.report is not None and cluster.report.workers == 1
+
+
+def test_a_client_stopped_by_sigterm_stops_its_workers_and_removes_its_scratch_store(
+    tmp_path: Path, scratch: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    started = tmp_path / "started"
+    script = tmp_path / "client.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import os, time
+            import starburst
+
+            def slow(x):
+                with open({str(started)!r}, "a") as marker:
+                    marker.write(f"{{os.getpid()}}\\n")
+                time.sleep(0.2)
+                return x
+
+            starburst.map(slow, range(1000), workers=2)
+            """
+        )
+    )
+    client = subprocess.Popen([sys.executable, str(script)])
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker = int(started.read_text().split()[0])  # a worker is running an item
+    assert list(scratch.iterdir())
+    client.send_signal(signal.SIGTERM)
+    assert client.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 5
+    while alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(worker)
+    assert list(scratch.iterdir()) == []  # not left in memory for a later sweep

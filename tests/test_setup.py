@@ -268,7 +268,7 @@ def test_the_command_line_runs_setup_status_config_and_teardown() -> None:
 def test_a_bad_setting_is_refused_with_the_fix() -> None:
     result = CliRunner().invoke(main, ["config", "set", "max_cost", "lots"])
     assert result.exit_code != 0
-    assert "max_cost takes a float" in result.output
+    assert "max_cost 'lots' must be a positive number of dollars" in result.output
     result = CliRunner().invoke(main, ["config", "set", "colour", "blue"])
     assert "unknown setting 'colour'" in result.output
 

@@ -7,6 +7,9 @@ worker starts, and collect through the same engine.
 
 from __future__ import annotations
 
+import inspect
+import signal
+import threading
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
@@ -20,7 +23,7 @@ from .engine.driver import Driver
 from .engine.manifest import CallStyle, RunFunction
 from .engine.pacing import function_key, pace_for
 from .errors import StarburstError
-from .options import RunOptions, WorkerSpec
+from .options import RunOptions, WorkerSpec, show_progress
 from .progress import make_progress
 from .serialize import dumps, unpicklable_function_error
 
@@ -66,9 +69,10 @@ class Cluster:
             backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot
         )
         self.limits = CostLimits.build(max_cost, cost_alert)
-        self.progress = progress
+        self.progress = show_progress(progress)
         self._driver: Driver | None = None
         self._batcher: Any = None
+        self._closed = False
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -85,7 +89,13 @@ class Cluster:
         inputs already on their way (a one-off ``starburst.map`` does this). ``work`` (items,
         seconds per item) lets the cost check estimate the first run.
         """
+        if self._closed:
+            raise StarburstError(
+                "this Cluster is closed (its `with` block ended, or close() was called); open "
+                "a new one: `with starburst.Cluster(...) as cluster:`"
+            )
         if self._driver is None:
+            exit_cleanly_on_sigterm()
             driver = Driver.new(self.spec, self.limits)
             driver.start(workers, launch=not lazy, work=work)
             self._driver = driver
@@ -97,6 +107,7 @@ class Cluster:
 
         Safe to call twice.
         """
+        self._closed = True
         self.stop_submitting(wait=True)
         if self._driver is not None:
             self._driver.close()
@@ -115,7 +126,7 @@ class Cluster:
 
     @property
     def driver(self) -> Driver:
-        """The engine behind this cluster (started on first use)."""
+        """The engine behind this cluster (started on first use; a closed cluster raises)."""
         self.start()
         assert self._driver is not None
         return self._driver
@@ -206,9 +217,24 @@ class Cluster:
         options: dict[str, Any],
         keep_results: bool,
     ) -> Collector | None:
-        progress = options.pop("progress", None)
+        progress = show_progress(options.pop("progress", None))
         plan = self.plan(fn, iterables, call, **options)
         return None if plan is None else self.collector(plan, progress, keep_results)
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM end this process as Ctrl-C does, through ``finally`` blocks and exit
+    handlers, so that its workers are stopped and its scratch store (in memory, on
+    ``/dev/shm``) is removed, instead of dying on the spot. Only where SIGTERM has its default
+    action, and only from the main thread (where Python runs signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # the status a shell reports for a process killed by it
 
 
 def plan_call(
@@ -222,8 +248,7 @@ def plan_call(
 ) -> Plan:
     """Validate a call for workers of ``spec`` and plan its chunks (nothing is launched)."""
     options = RunOptions.build(**run_options)
-    if not callable(fn):
-        raise StarburstError(f"{fn!r} is not callable; pass a function as the first argument")
+    check_function(fn)
     if not iterables:
         raise StarburstError("map needs at least one iterable of inputs")
     try:
@@ -239,6 +264,25 @@ def plan_call(
     n_items, chunks = iter_chunks(items, n_items, spec.slots, options.chunk_size, per_slot, pace)
     seconds = None if pace is None else pace.item_seconds
     return Plan(payload, chunks, n_items, call, options, key, seconds)
+
+
+def check_function(fn: Any) -> None:
+    """Refuse what workers cannot run item by item: a non-callable, a coroutine function
+    (each item would return an un-awaited coroutine) or a generator function (a generator
+    cannot travel back)."""
+    if not callable(fn):
+        raise StarburstError(f"{fn!r} is not callable; pass a function as the first argument")
+    name = getattr(fn, "__qualname__", repr(fn))
+    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        raise StarburstError(
+            f"{name} is an async function: workers call functions, not coroutines. Wrap it: "
+            f"`def run(x): return asyncio.run({name}(x))`, and map `run`"
+        )
+    if inspect.isgeneratorfunction(fn):
+        raise StarburstError(
+            f"{name} is a generator function: its generators cannot be sent back. Wrap it: "
+            f"`def run(x): return list({name}(x))`, and map `run`"
+        )
 
 
 def plan_tasks(spec: WorkerSpec, tasks: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> Plan:

@@ -6,7 +6,6 @@ Settings a user chooses live at the top level; what ``starburst setup`` created 
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -16,17 +15,6 @@ from typing import Any
 import tomli_w
 
 from .errors import ConfigurationError
-
-#: Settings a user may set with ``starburst config set KEY VALUE``, with their types.
-USER_SETTINGS: dict[str, type] = {
-    "backend": str,
-    "region": str,
-    "profile": str,
-    "image": str,
-    "max_cost": float,
-    "cost_alert": float,
-    "log_retention_days": int,
-}
 
 
 def config_dir() -> Path:
@@ -65,6 +53,11 @@ class Config:
                 "`starburst setup` again"
             ) from exc
         aws = raw.pop("aws", {})
+        if not isinstance(aws, dict):
+            raise ConfigurationError(
+                f"{path}: `aws` must be a table (`[aws]`, written by `starburst setup`), not "
+                f"{aws!r}; remove that line and run `starburst setup` again"
+            )
         return cls(settings=raw, aws=aws)
 
     def save(self) -> Path:
@@ -84,28 +77,13 @@ class Config:
         return self.settings.get(key, default)
 
     def set(self, key: str, value: str) -> Any:
-        """Set a user setting from its text form; return the parsed value."""
-        kind = USER_SETTINGS.get(key)
-        if kind is None:
-            known = ", ".join(sorted(USER_SETTINGS))
-            raise ConfigurationError(f"unknown setting {key!r}; the settings are: {known}")
-        try:
-            parsed = kind(value)
-        except ValueError:
-            raise ConfigurationError(
-                f"{key} takes a {kind.__name__}, not {value!r} (e.g. `starburst config set "
-                f"{key} {kind(10)!r}`)"
-            ) from None
-        if kind in (int, float) and not 0 <= parsed < math.inf:
-            raise ConfigurationError(f"{key} must be a number >= 0, got {value!r}")
-        if key == "backend":
-            from .options import BACKENDS
+        """Set a user setting from its text form; return the checked value."""
+        from .settings import SETTINGS, checked
 
-            if parsed not in BACKENDS:
-                raise ConfigurationError(
-                    f"backend {value!r} is not a backend starburst knows; choose one of "
-                    f"{', '.join(BACKENDS)}"
-                )
+        if key not in SETTINGS or not SETTINGS[key].in_config_file:
+            known = ", ".join(name for name, s in SETTINGS.items() if s.in_config_file)
+            raise ConfigurationError(f"unknown setting {key!r}; the settings are: {known}")
+        parsed = checked(key, value, f"{key} ", from_text=True)
         self.settings[key] = parsed
         return parsed
 

@@ -50,6 +50,14 @@ class StoreError(StarburstError):
     """The object store failed in a way a retry did not fix."""
 
 
+class DamagedRecordError(StoreError):
+    """A stored record that cannot be read: not JSON, or without what it must hold."""
+
+
+class NewerRecordError(StarburstError):
+    """A stored record written by a newer starburst, in a format this one cannot read."""
+
+
 class CancelledError(StarburstError):
     """The run was cancelled before it finished."""
 
@@ -68,6 +76,15 @@ class QuotaError(StarburstError):
 
 class SessionNotFoundError(StarburstError, LookupError):
     """No session has that id (it never existed, or was cleaned up)."""
+
+
+class UnreadableSessionError(StarburstError):
+    """A session whose record cannot be read (damaged, or from a newer starburst): it can
+    only be cleaned up. ``store`` is where it was found."""
+
+    def __init__(self, message: str, store: Any) -> None:
+        super().__init__(message)
+        self.store = store
 
 
 class SessionExpiredError(StarburstError):

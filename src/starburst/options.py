@@ -8,16 +8,20 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import ConfigurationError
+from .settings import resolve
 
 ErrorMode = Literal["raise", "return"]
-BACKENDS = ("local", "fargate")
 #: Workers started on a cloud backend when ``workers=`` is not given.
 DEFAULT_CLOUD_WORKERS = 10
 ERROR_MODES = ("raise", "return")
+#: The local backend starts at most this many worker processes per CPU of the machine: more
+#: only adds memory and switching (I/O-bound work rarely gains past it).
+LOCAL_PROCESSES_PER_CPU = 16
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _UNITS_MIB = {
@@ -60,35 +64,31 @@ def positive_int(name: str, value: Any, *, allow_none: bool = True) -> int | Non
     return value
 
 
-def non_negative_number(name: str, value: Any) -> float | None:
-    """``value`` as a number of seconds that is zero or more, or ``None``."""
+def positive_seconds(name: str, value: Any) -> float | None:
+    """``value`` as a finite number of seconds above zero, or ``None``."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigurationError(f"{name}={value!r} must be a number of seconds >= 0 (or None)")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ConfigurationError(
+            f"{name}={value!r} must be a number of seconds above 0, e.g. {name}=600 (or None "
+            "for no limit)"
+        )
     return float(value)
 
 
-def choose_backend(value: str | None) -> str:
-    """The backend: the argument, else ``STARBURST_BACKEND``, else the config, else local.
-
-    An unknown name is refused with where it came from, so that the user knows what to fix.
-    """
-    source = "backend="
-    if value is None:
-        from .config import Config, config_path
-
-        value = os.environ.get("STARBURST_BACKEND")
-        source = "STARBURST_BACKEND="
-        if not value:
-            value = Config.load().get("backend") or "local"
-            source = f"the setting backend = (in {config_path()}) "
-    if value not in BACKENDS:
+def show_progress(value: Any) -> bool | None:
+    """``progress=``: True, False, or None (a bar when standard error is a terminal)."""
+    if value is not None and not isinstance(value, bool):
         raise ConfigurationError(
-            f"{source}{value!r} is not a backend starburst knows; choose one of "
-            f"{', '.join(map(repr, BACKENDS))}"
+            f"progress={value!r} must be True, False or None (a bar on a terminal only)"
         )
     return value
+
+
+def choose_backend(value: str | None) -> str:
+    """The backend: the argument, else ``STARBURST_BACKEND``, else the config, else local;
+    an unknown name is refused saying where it came from."""
+    return str(resolve("backend", value, default="local"))
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class WorkerSpec:
         name = choose_backend(backend)
         count = positive_int("workers", workers)
         if cpu is not None and (
-            isinstance(cpu, bool) or not isinstance(cpu, int | float) or cpu <= 0
+            isinstance(cpu, bool) or not isinstance(cpu, int | float) or not 0 < cpu < math.inf
         ):
             raise ConfigurationError(f"cpu={cpu!r} must be a positive number of vCPUs, e.g. cpu=2")
         if not isinstance(spot, bool):
@@ -140,6 +140,8 @@ class WorkerSpec:
             memory_mib = fargate_size(cpu, memory_mib)[1]
         if count is None:
             count = (os.cpu_count() or 1) if name == "local" else DEFAULT_CLOUD_WORKERS
+        if name == "local":
+            count, cpu = _fit_this_machine(count, cpu)
         return cls(
             backend=name,
             workers=count,
@@ -147,6 +149,30 @@ class WorkerSpec:
             memory_mib=memory_mib,
             spot=spot,
         )
+
+
+def local_process_limit() -> int:
+    """The most worker processes the local backend starts at once on this machine."""
+    return LOCAL_PROCESSES_PER_CPU * (os.cpu_count() or 1)
+
+
+def _fit_this_machine(workers: int, cpu: float | None) -> tuple[int, float | None]:
+    """``workers`` and ``cpu`` for the local backend, lowered (with a line on standard error
+    that says so) when they ask for more processes than this machine can run."""
+    limit = local_process_limit()
+    processes = max(1, math.floor(cpu or 1))
+    if workers * processes <= limit:
+        return workers, cpu
+    fitted_cpu = min(processes, limit)
+    fitted = max(1, limit // fitted_cpu)
+    print(
+        f"starburst: workers={workers} x cpu={cpu or 1:g} asks for {workers * processes:,} "
+        f"local processes, more than this machine can run ({os.cpu_count()} CPUs, at most "
+        f"{limit} processes); starting {fitted} x cpu={fitted_cpu:g}. For more, use an AWS "
+        "backend (backend='fargate').",
+        file=sys.stderr,
+    )
+    return fitted, None if cpu is None else float(fitted_cpu)
 
 
 @dataclass(frozen=True)
@@ -183,7 +209,7 @@ class RunOptions:
             errors=errors,
             retries=retries,
             retry_exceptions=_exception_types(retry_exceptions),
-            timeout=non_negative_number("timeout", timeout),
+            timeout=positive_seconds("timeout", timeout),
             seed=seed,
         )
 

@@ -10,6 +10,7 @@ import copyreg
 import inspect
 import io
 import pickle
+import reprlib
 import struct
 import sys
 from collections.abc import Callable
@@ -171,6 +172,23 @@ def unsendable_call_error(
             f"({type(exc).__name__}: {exc})"
         )
     return None
+
+
+def unsendable_item_error(start: int, items: list[Any], exc: Exception) -> SerializationError:
+    """The error for a chunk of items (the first at index ``start``) that failed to pickle,
+    naming the first item that cannot be sent."""
+    index, item = start, items[0] if items else None
+    for index, item in enumerate(items, start):  # noqa: B007 - the culprit is kept
+        try:
+            cloudpickle.dumps(item)
+        except Exception as problem:
+            exc = problem
+            break
+    return SerializationError(
+        f"cannot send item {index} (input: {reprlib.repr(item)}) to the workers "
+        f"({type(exc).__name__}: {exc}). Items must pickle: pass what is needed to build the "
+        "object (a path, a URL, parameters) and build it inside the function."
+    )
 
 
 def _describe(fn: Any) -> str:

@@ -34,16 +34,19 @@ from .engine.driver import Driver
 from .engine.manifest import RunManifest
 from .engine.outcome import ChunkOutput
 from .engine.run import Run
-from .engine.session import SessionRecord, parse_duration
+from .engine.session import SessionRecord, parse_duration, parse_ttl
 from .engine.status import RunStatus, SessionStatus, read_status, run_manifests, run_status
 from .errors import (
     CancelledError,
     ConfigurationError,
+    DamagedRecordError,
+    NewerRecordError,
     PartialResults,
     RunTimeoutError,
     SessionExpiredError,
     SessionNotFoundError,
     StarburstError,
+    UnreadableSessionError,
 )
 from .options import RunOptions, WorkerSpec
 from .progress import Progress, make_progress
@@ -95,7 +98,7 @@ def session(
     """
     spec = WorkerSpec.build(backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot)
     limits = CostLimits.build(max_cost, cost_alert)
-    driver = Driver.new(spec, limits, detached=True, ttl=parse_duration("ttl", ttl))
+    driver = Driver.new(spec, limits, detached=True, ttl=parse_ttl(ttl))
     driver.start(launch=False)
     return Session(driver)
 
@@ -141,7 +144,13 @@ def session_status(session_id: str) -> SessionStatus:
 def remove_session(session_id: str) -> None:
     """Stop a session's workers and delete its data: any session, expired or not, and an
     abandoned ``Cluster``'s too (its client died before it could clean up)."""
-    store, record = _locate(session_id)
+    try:
+        store, record = _locate(session_id)
+    except UnreadableSessionError as exc:
+        from .backends import remove_unreadable
+
+        remove_unreadable(exc.store, session_id)
+        return
     _reopen(store, record).remove()
 
 
@@ -518,6 +527,12 @@ def _locate(session_id: str) -> tuple[Store, SessionRecord]:
             return store, SessionRecord.load(store, session_id)
         except NotFound:
             continue
+        except (DamagedRecordError, NewerRecordError) as exc:
+            raise UnreadableSessionError(
+                f"session {session_id}: {exc}. `starburst sessions cleanup {session_id}` "
+                "still removes it",
+                store,
+            ) from exc
     where = " or ".join(searched) or "this machine's sessions (and starburst is not set up on AWS)"
     raise SessionNotFoundError(
         f"no session {session_id} in {where}: it was cleaned up, or belongs "

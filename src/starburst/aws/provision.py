@@ -16,6 +16,7 @@ import botocore.exceptions
 
 from ..config import Config
 from ..errors import SetupRequiredError
+from ..settings import resolve
 from . import resources as r
 from .session import Aws, connect, translate_errors
 
@@ -277,7 +278,7 @@ class _Provisioner:
     def log_group(self) -> str:
         logs = self.aws.client("logs")
         name = self.names.log_group
-        retention = int(self.config.get("log_retention_days", r.DEFAULT_LOG_RETENTION_DAYS))
+        retention = resolve("log_retention_days", default=r.DEFAULT_LOG_RETENTION_DAYS)
         with translate_errors(f"create the log group {name}"):
             groups = logs.describe_log_groups(logGroupNamePrefix=name)["logGroups"]
             group = next((g for g in groups if g["logGroupName"] == name), None)

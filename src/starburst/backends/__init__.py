@@ -9,7 +9,6 @@ session and launches replacements.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..options import WorkerSpec
+from ..settings import resolve
 from ..store import LocalStore, NotFound, Store
 from .base import Backend, LaunchRequest, WorkerInfo
 from .local import SCRATCH_PREFIX, LocalBackend, scratch_dir, sweep_abandoned
@@ -49,9 +49,9 @@ class Placement:
 def detached_root() -> Path:
     """The store of detached local sessions: ``STARBURST_DATA_DIR``, else the user's data
     folder. Unlike a one-off session's scratch folder, it outlives the client."""
-    chosen = os.environ.get("STARBURST_DATA_DIR")
-    if chosen:
-        return Path(chosen) / "store"
+    chosen = resolve("data_dir")
+    if chosen is not None:
+        return chosen / "store"
     import platformdirs
 
     return Path(platformdirs.user_data_dir("starburst", appauthor=False)) / "store"
@@ -120,6 +120,24 @@ def local_placement(store: LocalStore, session_id: str) -> Placement:
             shutil.rmtree(folder, ignore_errors=True)
 
     return Placement(store, LocalBackend(folders[0], fork=False), discard)
+
+
+def remove_unreadable(store: Store, session_id: str) -> None:
+    """Remove a session whose records cannot be read (damaged, or from a newer starburst):
+    delete its control record (its workers leave at their next heartbeat), stop local
+    workers by their process records, and delete its data."""
+    from ..engine.layout import SessionKeys
+
+    store.delete(SessionKeys(session_id).control)
+    if isinstance(store, LocalStore):
+        placement = local_placement(store, session_id)
+        found = placement.backend.find(session_id)
+        placement.backend.stop([info.worker_id for info in found if info.state != "stopped"])
+        placement.discard()
+    else:
+        from .fargate import discard_session
+
+        discard_session(store, session_id)
 
 
 def reopen(backend: str, session_id: str, store: Store, launch: dict[str, Any]) -> Placement:

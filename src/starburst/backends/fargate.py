@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from ..config import Config
 from ..cost.prices import PriceBook, fargate_prices
 from ..env.prune import record_session_image
 from ..errors import SetupRequiredError, StarburstError
+from ..settings import resolve
 from ..store import Store
 from ..store.s3 import S3Store
 from .base import Backend, LaunchRequest, WorkerInfo
@@ -375,7 +375,7 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
             "two minutes), then try again"
         )
     aws = connect(resources.get("region"))
-    image = os.environ.get("STARBURST_IMAGE") or config.get("image") or _environment_image(aws)
+    image = resolve("image") or _environment_image(aws)
     store = S3Store(resources["bucket"], "", client=aws.client("s3"))
     record_session_image(store, session_id, image)  # `starburst env prune` keeps it
     backend = FargateBackend(aws, resources, image)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..settings import resolve
 from ..threads import BareThread
 from .base import Backend, LaunchRequest, WorkerInfo
 from .forked import become_worker
@@ -290,9 +291,9 @@ def scratch_dir() -> str | None:
     """Where a session's local store goes: ``STARBURST_SCRATCH_DIR``, else ``/dev/shm`` when
     it is a roomy RAM-backed folder (the data is short-lived), else the system's temp folder.
     """
-    chosen = os.environ.get("STARBURST_SCRATCH_DIR")
-    if chosen:
-        return chosen
+    chosen = resolve("scratch_dir")
+    if chosen is not None:
+        return str(chosen)
     shm = "/dev/shm"
     try:
         usage = shutil.disk_usage(shm)
@@ -317,8 +318,7 @@ def _start_method() -> str:
     ``spawn`` starts fresh interpreters (``python -m starburst.worker``).
     """
     default = "auto" if sys.platform == "linux" else "spawn"
-    start = os.environ.get("STARBURST_LOCAL_START", default)
-    return start if start in ("auto", "fork", "launcher", "spawn") else default
+    return str(resolve("local_start", default=default))
 
 
 class _Process:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..backends.base import Backend, WorkerInfo
-from ..errors import ConfigurationError, CostCapError, QuotaError, StarburstError
+from ..errors import CostCapError, QuotaError, StarburstError
 from ..options import WorkerSpec
 from .billing import MINIMUM_SECONDS, workers_affordable
 from .meter import CostMeter
@@ -50,22 +50,9 @@ class CostLimits:
     @classmethod
     def build(cls, max_cost: object = None, cost_alert: object = None) -> CostLimits:
         """The arguments, else the ``max_cost`` / ``cost_alert`` settings, validated."""
-        from ..config import Config
+        from ..settings import resolve
 
-        settings = Config.load()
-        chosen = {
-            "max_cost": settings.get("max_cost") if max_cost is None else max_cost,
-            "cost_alert": settings.get("cost_alert") if cost_alert is None else cost_alert,
-        }
-        for name, value in chosen.items():
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int | float) or not value > 0
-            ):
-                raise ConfigurationError(
-                    f"{name}={value!r} must be a positive number of dollars, e.g. {name}=10 "
-                    f"(or `starburst config unset {name}` for no limit)"
-                )
-        return cls(**{k: None if v is None else float(v) for k, v in chosen.items()})
+        return cls(resolve("max_cost", max_cost), resolve("cost_alert", cost_alert))
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,10 @@ KEEP = 200
 def cache_dir() -> Path:
     """Where starburst caches what it fetched: ``STARBURST_CACHE_DIR``, else ``cache/`` in
     ``STARBURST_CONFIG_DIR`` when that is set, else the user's cache folder."""
-    chosen = os.environ.get("STARBURST_CACHE_DIR")
-    if chosen:
+    from ..settings import resolve
+
+    chosen = resolve("cache_dir")
+    if chosen is not None:
         return Path(chosen)
     config = os.environ.get("STARBURST_CONFIG_DIR")
     if config:

@@ -10,12 +10,16 @@ keeps the attempt number, so such stops never count against ``retries``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from dataclasses import dataclass
 
+from ..errors import DamagedRecordError
 from ..serialize import dumps
 from ..store import NotFound, PreconditionFailed, Store
-from .layout import RunKeys, from_json, to_json
+from .layout import RunKeys, decode_record, to_json
+
+log = logging.getLogger("starburst.claims")
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,13 @@ class Claim:
 
     @classmethod
     def decode(cls, data: bytes) -> Claim:
-        return cls(**from_json(data))
+        """The claim; one that cannot be read counts as expired (its chunk is taken over
+        rather than stalled until the run's timeout), which the log says."""
+        try:
+            return decode_record(cls, data, "a claim record")
+        except DamagedRecordError as exc:
+            log.warning("%s; taking it as expired", exc)
+            return cls(worker="(unreadable claim)", attempt=1, expires=0.0)
 
     def expired(self, now: float) -> bool:
         return self.released or self.expires <= now

@@ -27,8 +27,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import DamagedRecordError
 from ..store import NotFound, PreconditionFailed, Store
-from .layout import SessionKeys, from_json, to_json
+from .layout import SessionKeys, decode_record, record_of, to_json
 from .manifest import RunManifest
 from .session import SessionRecord
 
@@ -51,11 +52,16 @@ class Control:
 
     @classmethod
     def decode(cls, data: bytes) -> Control:
-        raw: dict[str, Any] = from_json(data)
-        raw["runs"] = {run: RunManifest(**manifest) for run, manifest in raw["runs"].items()}
-        if raw.get("session") is not None:
-            raw["session"] = SessionRecord.from_dict(raw["session"])
-        return cls(**raw)
+        control = decode_record(cls, data, "the control record")
+        if not isinstance(control.runs, dict):
+            raise DamagedRecordError("the control record is damaged: its runs are not a record")
+        control.runs = {
+            run: record_of(RunManifest, manifest, f"the control record's run {run}")
+            for run, manifest in control.runs.items()
+        }
+        if control.session is not None:
+            control.session = SessionRecord.from_dict(control.session)
+        return control
 
     @classmethod
     def load(cls, store: Store, keys: SessionKeys) -> Control:

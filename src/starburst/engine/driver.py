@@ -144,7 +144,13 @@ class Driver:
         ``launch=False`` the workers start with the first run instead, so that they find it
         (and its first chunks) the moment they come up.
         """
-        wanted = self.cost.before_launch(self.spec.workers if workers is None else workers, work)
+        try:
+            wanted = self.cost.before_launch(
+                self.spec.workers if workers is None else workers, work
+            )
+        except BaseException:  # refused before launch: leave nothing behind (image.json)
+            self._placement.discard()
+            raise
         if self.cost.meter is not None:
             hourly = self.cost.meter.hourly
             self.session.hourly = {"on-demand": hourly[False], "spot": hourly[True]}

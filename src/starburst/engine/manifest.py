@@ -10,7 +10,7 @@ from typing import Any, Literal
 import cloudpickle
 
 from .._version import __version__
-from .layout import from_json, to_json
+from .layout import decode_record, to_json
 
 #: How a worker calls the function on an item: ``fn(item)``, ``fn(*item)``, or an item that
 #: carries its own function and arguments (``Executor.submit``).
@@ -58,8 +58,7 @@ class RunManifest:
 
     @classmethod
     def decode(cls, data: bytes) -> RunManifest:
-        raw: dict[str, Any] = from_json(data)
-        return cls(**raw)
+        return decode_record(cls, data, "a run's manifest")
 
 
 @dataclass

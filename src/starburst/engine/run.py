@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from ..errors import CancelledError, RunTimeoutError
-from ..serialize import dumps_parts, loads
+from ..serialize import dumps_parts, loads, unsendable_item_error
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 from .chunking import Chunk, ChunkStream
@@ -167,9 +167,12 @@ class Run:
     def _store_chunk(self, chunk: Chunk, put: Callable[[str, list[Any]], Any]) -> None:
         with self._lock:
             self.spans[chunk.number] = (chunk.start, len(chunk.items))
-        parts = dumps_parts(
-            {"start": chunk.start, "items": chunk.items}, compress=self.store.compress
-        )
+        try:
+            parts = dumps_parts(
+                {"start": chunk.start, "items": chunk.items}, compress=self.store.compress
+            )
+        except Exception as exc:
+            raise unsendable_item_error(chunk.start, chunk.items, exc) from exc
         put(self.keys.input(chunk.number), parts)
         self._stored_chunks += 1
         self._stored_items += len(chunk.items)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 from ..errors import ConfigurationError
 from ..options import WorkerSpec
 from ..store import Store
-from .layout import SessionKeys, from_json, to_json
+from .layout import SessionKeys, from_json, record_of, to_json
 from .manifest import runtime_versions
 
 DEFAULT_TTL_SECONDS = 24 * 3600
@@ -36,6 +37,18 @@ def parse_duration(name: str, value: str | int | float) -> float:
         raise ConfigurationError(
             f"{name}={value!r} is not a duration: give seconds (e.g. 3600) or a text such as "
             "'90m', '24h' or '2d'"
+        )
+    return seconds
+
+
+def parse_ttl(value: str | int | float) -> float:
+    """A session's ``ttl`` in seconds, refused when longer than a session may live."""
+    seconds = parse_duration("ttl", value)
+    if seconds > MAX_TTL_SECONDS:
+        raise ConfigurationError(
+            f"ttl={value!r} is longer than a session may live ({MAX_TTL_SECONDS // 86400} days: "
+            "its data expires from the bucket a day later); use at most ttl='6d', and "
+            "`Session.extend` or a new session for work beyond that"
         )
     return seconds
 
@@ -72,6 +85,14 @@ class Timings:
 def new_session_id() -> str:
     """A session id that sorts by creation time and is unique: ``sb-YYYYmmdd-HHMMSS-xxxxxx``."""
     return time.strftime("sb-%Y%m%d-%H%M%S-", time.gmtime()) + secrets.token_hex(3)
+
+
+def created_from_id(session_id: str) -> float:
+    """When a session was created, as its id says (0 for an id of another form)."""
+    try:
+        return calendar.timegm(time.strptime(session_id[3:18], "%Y%m%d-%H%M%S"))
+    except ValueError:
+        return 0.0
 
 
 @dataclass
@@ -138,11 +159,13 @@ class SessionRecord:
 
     @classmethod
     def decode(cls, data: bytes) -> SessionRecord:
-        return cls.from_dict(from_json(data))
+        return cls.from_dict(from_json(data, "the session record"))
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> SessionRecord:
-        return cls(**{**raw, "timings": Timings(**raw["timings"])})
+    def from_dict(cls, raw: Any) -> SessionRecord:
+        record = record_of(cls, raw, "the session record")
+        record.timings = record_of(Timings, record.timings, "the session record's timings")
+        return record
 
     def version_problem(self) -> str | None:
         """Why this process cannot load what the session's client pickles (its Python or

@@ -13,11 +13,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..cost.billing import ledger_cost
+from ..errors import DamagedRecordError, NewerRecordError
 from ..store import NotFound, Store
 from .control import Control
 from .layout import RunKeys, SessionKeys, from_json
 from .manifest import RunManifest
-from .session import SessionRecord
+from .session import SessionRecord, created_from_id
 
 #: Session states, as ``status`` and ``list_sessions`` show them.
 STATES = {
@@ -31,6 +32,7 @@ STATES = {
     "attached": "a Cluster or map whose client is alive",
     "abandoned": "a Cluster or map whose client died: `starburst sessions cleanup` removes it",
     "closed": "being removed",
+    "damaged": "a record cannot be read (`problem` says which): cleanup still removes it",
 }
 
 
@@ -86,6 +88,11 @@ class SessionStatus:
         return asdict(self)
 
     def __str__(self) -> str:
+        if self.state == "damaged":
+            return (
+                f"session {self.session_id}: damaged: {self.problem}. "
+                f"`starburst sessions cleanup {self.session_id}` removes it"
+            )
         cost = "" if self.cost is None else f", ~${self.cost:.4f} so far"
         if self.cost is not None and self.cost_alert is not None and self.cost >= self.cost_alert:
             cost += f" (past cost_alert=${self.cost_alert:g})"
@@ -97,13 +104,25 @@ class SessionStatus:
             f"workers up{cost}; {until})"
         ]
         if self.problem:
-            lines.append(f"  stalled: {self.problem}")
+            lines.append(f"  {self.state}: {self.problem}")
         lines += [f"  {run}" for run in self.runs]
         return "\n".join(lines)
 
 
 def read_status(store: Store, session_id: str, now: float | None = None) -> SessionStatus:
-    """The session's status; ``NotFound`` when it has no record."""
+    """The session's status; ``NotFound`` when it has no record. A session with a record
+    that cannot be read (damaged, or written by a newer starburst) is ``damaged``, with the
+    reason as its ``problem``: one bad session never hides the others."""
+    try:
+        return _read_status(store, session_id, now)
+    except (DamagedRecordError, NewerRecordError) as exc:
+        created = created_from_id(session_id)
+        return SessionStatus(
+            session_id, "?", "damaged", created, created, 0, 0, None, problem=str(exc)
+        )
+
+
+def _read_status(store: Store, session_id: str, now: float | None) -> SessionStatus:
     now = time.time() if now is None else now
     keys = SessionKeys(session_id)
     record = SessionRecord.load(store, session_id)
@@ -134,7 +153,8 @@ def worker_heartbeats(store: Store, keys: SessionKeys) -> dict[str, tuple[float,
                 continue
             worker = key[len(keys.workers_prefix) :].rsplit(".", 2)[0]  # <id>.<process>.json
             beat, exited = found.get(worker, (0.0, True))
-            found[worker] = (max(beat, record["heartbeat"]), exited and record["state"] == "exited")
+            heartbeat, state = record.get("heartbeat", 0.0), record.get("state")
+            found[worker] = (max(beat, heartbeat), exited and state == "exited")
     return found
 
 
@@ -172,9 +192,10 @@ def session_cost(
 def _read_or_none(store: Store) -> Callable[[str], dict[str, Any] | None]:
     def read(key: str) -> dict[str, Any] | None:
         try:
-            return from_json(store.get(key))
-        except NotFound:
+            record = from_json(store.get(key), key)
+        except (NotFound, DamagedRecordError):
             return None
+        return record if isinstance(record, dict) else None
 
     return read
 

@@ -6,6 +6,7 @@ same guarantees; the contract tests in ``tests/test_store_contract.py`` hold the
 
 from __future__ import annotations
 
+import errno
 import mmap
 import threading
 import time
@@ -74,12 +75,35 @@ class Store(ABC):
     def put(self, key: str, data: bytes) -> None:
         """Write ``data`` at ``key`` unconditionally."""
         self._request("put", key, len(data))
-        self._put(key, data)
+        try:
+            self._put(key, data)
+        except OSError as exc:
+            raise self.write_error(key, exc) from exc
 
     def put_parts(self, key: str, parts: Sequence[Buffer]) -> None:
         """Write the concatenation of ``parts`` at ``key`` (as ``dumps_parts`` makes them)."""
         self._request("put", key, sum(memoryview(part).nbytes for part in parts))
-        self._put_parts(key, parts)
+        try:
+            self._put_parts(key, parts)
+        except OSError as exc:
+            raise self.write_error(key, exc) from exc
+
+    def write_error(self, key: str, exc: OSError) -> StoreError:
+        """The error for a write the store's medium refused (full, read-only, too large),
+        naming the store and what to do."""
+        fixes = {
+            errno.ENOSPC: "it is full: free some space, or point STARBURST_SCRATCH_DIR (one-off "
+            "runs) or STARBURST_DATA_DIR (detached sessions) at a roomier folder",
+            errno.EDQUOT: "your disk quota is used up: free some space, or use another folder",
+            errno.EROFS: "it is read-only: point STARBURST_SCRATCH_DIR or STARBURST_DATA_DIR "
+            "at a folder you can write",
+            errno.EACCES: "you may not write there: fix its permissions, or use another folder",
+            errno.EFBIG: "the object is larger than this system lets a file grow (ulimit -f)",
+        }
+        fix = fixes.get(exc.errno or 0, "check that the folder exists and can be written")
+        return StoreError(
+            f"could not write {key} to the store at {self.url} ({exc.strerror or exc}): {fix}"
+        )
 
     def get(self, key: str) -> bytes:
         """Read the object at ``key``; raise ``NotFound`` when it is absent."""
@@ -103,12 +127,18 @@ class Store(ABC):
     def put_if_absent(self, key: str, data: bytes) -> str:
         """Create ``key`` only if nothing is there; raise ``PreconditionFailed`` otherwise."""
         self._request("put_if_absent", key, len(data))
-        return self._put_if_absent(key, data)
+        try:
+            return self._put_if_absent(key, data)
+        except OSError as exc:
+            raise self.write_error(key, exc) from exc
 
     def put_if_match(self, key: str, data: bytes, etag: str) -> str:
         """Replace ``key`` only if its ETag is still ``etag``; raise ``PreconditionFailed``."""
         self._request("put_if_match", key, len(data))
-        return self._put_if_match(key, data, etag)
+        try:
+            return self._put_if_match(key, data, etag)
+        except OSError as exc:
+            raise self.write_error(key, exc) from exc
 
     def delete(self, key: str) -> None:
         """Remove ``key``; removing an absent key is not an error."""
