@@ -16,7 +16,14 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import RemoteError, RemoteTraceback, WorkerLostError
+from ..errors import (
+    RemoteBaseException,
+    RemoteError,
+    RemoteKeyboardInterrupt,
+    RemoteSystemExit,
+    RemoteTraceback,
+    WorkerLostError,
+)
 
 _WORKER_DIR = str(Path(__file__).resolve().parent.parent / "worker")
 _short = reprlib.Repr()
@@ -77,9 +84,36 @@ class ItemFailure:
                 exc = None
         if exc is None:
             exc = RemoteError(self.type_name, self.message)
+        elif not isinstance(exc, Exception):
+            exc = _stand_in(exc, self.type_name, self.where)
         exc.__cause__ = RemoteTraceback(self.traceback)
         exc.add_note(f"starburst: raised by {self.where} on worker {self.worker}")
         return exc
+
+
+def _stand_in(exc: BaseException, type_name: str, where: str) -> RemoteBaseException:
+    """The ``Exception`` that stands for a ``SystemExit``, ``KeyboardInterrupt`` or other
+    ``BaseException`` the function raised, so that the client neither exits nor stops on it."""
+    raised = f"{where} raised {_safe_repr(exc)}"
+    if isinstance(exc, SystemExit):
+        return RemoteSystemExit(
+            type_name,
+            f"{raised} (sys.exit() in the function): that item failed, and the client does "
+            "not exit. To end an item early, return a value or raise an ordinary exception.",
+            exc.args,
+        )
+    if isinstance(exc, KeyboardInterrupt):
+        return RemoteKeyboardInterrupt(
+            type_name,
+            f"{raised} in the function on its worker (not a Ctrl-C of yours): that item failed.",
+            exc.args,
+        )
+    return RemoteBaseException(
+        type_name,
+        f"{raised}, a BaseException that is not an Exception, in the function: that item "
+        "failed, and the client goes on.",
+        exc.args,
+    )
 
 
 def _user_traceback(exc: BaseException) -> str:
