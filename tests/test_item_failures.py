@@ -3,6 +3,7 @@ with the user's source in the remote traceback, never as the client's own exit o
 
 from __future__ import annotations
 
+import linecache
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,69 @@ def test_a_returned_system_exit_keeps_its_code() -> None:
     results = starburst.map(exit_with_the_item, range(3), workers=1, errors="return")
     assert results[0] == 0 and results[2] == 2
     assert isinstance(results[1], starburst.RemoteSystemExit) and results[1].code == 3
+
+
+def _remote_traceback(exc: BaseException) -> str:
+    cause = exc.__cause__
+    assert isinstance(cause, starburst.RemoteTraceback)
+    return cause.text
+
+
+def _shows_no_starburst_frame(text: str) -> bool:
+    return str(Path(starburst.__file__).parent) not in text
+
+
+def test_a_scripts_remote_traceback_shows_its_file_line_and_source(tmp_path: Path) -> None:
+    done = run_script(
+        tmp_path,
+        """
+        import starburst
+
+        def halve(x):
+            if x % 2:
+                raise ValueError(f"odd input {x}")
+            return x // 2
+
+        if __name__ == "__main__":
+            starburst.map(halve, range(4), workers=2, chunk_size=1)
+        """,
+    )
+    assert done.returncode == 1
+    remote = done.stderr.split("The above exception was the direct cause")[0]
+    assert f'File "{tmp_path / "client.py"}", line 6, in halve' in remote, remote
+    assert '    raise ValueError(f"odd input {x}")' in remote
+    assert "<dynamic-code>" not in remote and _shows_no_starburst_frame(remote)
+
+
+def test_a_notebook_cells_function_shows_the_cells_line_and_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """IPython registers each cell in ``linecache`` under a made-up name; no file exists, on
+    the client or on the workers (started as fresh interpreters: nothing is inherited)."""
+    monkeypatch.setenv("STARBURST_LOCAL_START", "spawn")
+    cell_name = "<ipython-input-3-0123456789ab>"
+    cell = "def from_a_cell(x):\n    y = x * 2\n    assert x != 2, f'no twos ({y})'\n    return y\n"
+    monkeypatch.setitem(
+        linecache.cache, cell_name, (len(cell), None, cell.splitlines(True), cell_name)
+    )
+    namespace = {"__name__": "__main__"}
+    exec(compile(cell, cell_name, "exec"), namespace)
+
+    results = starburst.map(namespace["from_a_cell"], range(4), workers=1, errors="return")
+    assert results[:2] == [0, 2] and results[3] == 6
+    remote = _remote_traceback(results[2])
+    assert f'File "{cell_name}", line 3, in from_a_cell' in remote, remote
+    assert "    assert x != 2, f'no twos ({y})'" in remote
+    assert _shows_no_starburst_frame(remote)
+
+
+def test_a_lambdas_remote_traceback_shows_its_line_and_no_starburst_frame() -> None:
+    results = starburst.starmap(
+        lambda a, b: a / b,
+        [(1, 1), (1, 0)],
+        workers=1,
+        errors="return",
+    )
+    remote = _remote_traceback(results[1])
+    assert f'File "{__file__}", line ' in remote and "lambda a, b: a / b" in remote, remote
+    assert _shows_no_starburst_frame(remote)

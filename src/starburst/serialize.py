@@ -9,9 +9,12 @@ from __future__ import annotations
 import copyreg
 import inspect
 import io
+import linecache
 import pickle
 import struct
 import sys
+import types
+from collections import ChainMap
 from collections.abc import Callable
 from typing import Any
 
@@ -38,12 +41,59 @@ def dumps(obj: Any, *, compress: bool, to_client: bool = False) -> bytes:
     """
     body = _pickle_by_name(obj) if to_client else None
     if body is None:
-        body = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        stream = io.BytesIO()
+        _Pickler(stream, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        body = stream.getvalue()
     if compress and len(body) >= _COMPRESS_MIN_BYTES:
         packed = zstandard.ZstdCompressor(level=3).compress(body)
         if len(packed) < len(body) * 0.9:
             return _MAGIC + _ZSTD + packed
     return _MAGIC + _RAW + body
+
+
+_reduce_code_by_value = cloudpickle.Pickler.dispatch_table[types.CodeType]
+
+
+def _reduce_code(code: types.CodeType) -> tuple[Any, ...]:
+    """Pickle ``code`` as cloudpickle does, but with its file name and its source lines.
+
+    cloudpickle names every code it pickles by value ``<dynamic-code>``, so a worker's
+    traceback of a function from ``__main__`` or a notebook would show neither file nor
+    source, and the worker cannot read the client's files. The lines the client has (its
+    ``linecache``, where notebooks register their cells) travel with the code instead.
+    """
+    _, args = _reduce_code_by_value(code)
+    lines = [line for _, _, line in code.co_lines() if line is not None]
+    first, last = code.co_firstlineno, max(lines, default=code.co_firstlineno)
+    source = linecache.getlines(code.co_filename)[first - 1 : last]
+    return _load_code, (args, code.co_filename, first, source)
+
+
+def _load_code(
+    args: tuple[Any, ...], filename: str, first: int, source: list[str]
+) -> types.CodeType:
+    """Inverse of ``_reduce_code``: the code, its source lines registered in ``linecache``."""
+    if source:
+        _register_source(filename, first, source)
+    return types.CodeType(*args).replace(co_filename=filename)
+
+
+def _register_source(filename: str, first: int, source: list[str]) -> None:
+    """Put ``source`` in ``linecache`` as lines ``first`` on of ``filename``, keeping the
+    lines other functions of that file brought (lines nobody brought are blank)."""
+    entry = linecache.cache.get(filename)
+    lines = list(entry[2]) if entry is not None and len(entry) == 4 else []
+    lines += ["\n"] * (first - 1 + len(source) - len(lines))
+    lines[first - 1 : first - 1 + len(source)] = source
+    # No modification time: linecache.checkcache leaves the entry alone (as for a notebook's
+    # cells), whether or not a file of that name exists here.
+    linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle's pickler, whose code pickled by value keeps its file name and source."""
+
+    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
 
 
 def _pickle_by_name(obj: Any) -> bytes | None:
@@ -104,7 +154,7 @@ def dumps_parts(obj: Any, *, compress: bool) -> list[Buffer]:
         return [dumps(obj, compress=True)]
     buffers: list[pickle.PickleBuffer] = []
     stream = io.BytesIO()
-    cloudpickle.Pickler(stream, protocol=5, buffer_callback=buffers.append).dump(obj)
+    _Pickler(stream, protocol=5, buffer_callback=buffers.append).dump(obj)
     if not buffers:
         return [_MAGIC + _RAW, stream.getbuffer()]
     raws = [buffer.raw() for buffer in buffers]

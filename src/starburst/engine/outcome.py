@@ -7,11 +7,11 @@ original exception, with the remote traceback chained as ``__cause__`` (as
 
 from __future__ import annotations
 
+import os
 import pickle
 import reprlib
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -25,7 +25,7 @@ from ..errors import (
     WorkerLostError,
 )
 
-_WORKER_DIR = str(Path(__file__).resolve().parent.parent / "worker")
+_PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "")
 _short = reprlib.Repr()
 _short.maxstring = 80
 _short.maxother = 80
@@ -117,11 +117,17 @@ def _stand_in(exc: BaseException, type_name: str, where: str) -> RemoteBaseExcep
 
 
 def _user_traceback(exc: BaseException) -> str:
-    """The traceback from the user's code down, without the worker's own frames."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_WORKER_DIR):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    """The traceback of ``exc`` and of the exceptions chained to it, without starburst's own
+    frames (the worker's, or those of a starburst call the function made)."""
+    shown = traceback.TracebackException.from_exception(exc)
+    pending = [shown]
+    while pending:
+        each = pending.pop()
+        frames = [frame for frame in each.stack if not frame.filename.startswith(_PACKAGE_DIR)]
+        each.stack = traceback.StackSummary.from_list(frames)
+        pending += [e for e in (each.__cause__, each.__context__) if e is not None]
+        pending += each.exceptions or []
+    return "".join(shown.format())
 
 
 def _describe_call(task: Any) -> str:
