@@ -4,6 +4,7 @@ with the user's source in the remote traceback, never as the client's own exit o
 from __future__ import annotations
 
 import linecache
+import threading
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,57 @@ def test_a_lambdas_remote_traceback_shows_its_line_and_no_starburst_frame() -> N
     remote = _remote_traceback(results[1])
     assert f'File "{__file__}", line ' in remote and "lambda a, b: a / b" in remote, remote
     assert _shows_no_starburst_frame(remote)
+
+
+class UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("this exception cannot be shown")
+
+
+class TwoArgumentError(Exception):
+    """Pickles, but does not unpickle: ``args`` holds one value, ``__init__`` takes two."""
+
+    def __init__(self, what: str, why: str) -> None:
+        super().__init__(f"{what}: {why}")
+
+
+class LockHoldingError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def raise_unprintable(x: int) -> int:
+    if x == 1:
+        raise UnprintableError("hidden")
+    return x
+
+
+def raise_unsendable(x: int) -> int:
+    if x == 1:
+        raise TwoArgumentError("item", "one")
+    if x == 2:
+        raise LockHoldingError("item two")
+    return x
+
+
+def test_an_exception_whose_str_raises_is_reported_as_itself_not_as_a_lost_worker() -> None:
+    results = starburst.map(raise_unprintable, range(3), workers=1, errors="return", retries=0)
+    assert results[0] == 0 and results[2] == 2
+    assert isinstance(results[1], UnprintableError)
+    remote = _remote_traceback(results[1])
+    assert "UnprintableError: <exception str() failed>" in remote
+    assert "raise UnprintableError" in remote
+
+
+def test_exceptions_that_do_not_travel_arrive_as_remote_errors_naming_their_type() -> None:
+    results = starburst.map(raise_unsendable, range(3), workers=1, errors="return")
+    assert results[0] == 0
+    unpicklable, unsendable = results[1], results[2]
+    assert isinstance(unpicklable, starburst.RemoteError)
+    assert unpicklable.type_name == f"{__name__}.TwoArgumentError"
+    assert unpicklable.message == "item: one"
+    assert isinstance(unsendable, starburst.RemoteError)
+    assert unsendable.type_name == f"{__name__}.LockHoldingError"
+    assert unsendable.message == "item two"
+    assert "raise LockHoldingError" in _remote_traceback(unsendable)

@@ -57,7 +57,7 @@ class ItemFailure:
         return cls(
             index=index,
             type_name=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            message=str(exc),
+            message=_safe_str(exc),
             traceback=_user_traceback(exc),
             where=_describe_call(item) if task else f"item {index} (input: {_safe_repr(item)})",
             worker=worker,
@@ -137,6 +137,13 @@ def _describe_call(task: Any) -> str:
         return f"the call {getattr(fn, '__qualname__', repr(fn))}({', '.join(shown)})"
     except Exception:
         return f"the call {_safe_repr(task)}"
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"  # as the traceback module shows it
 
 
 def _safe_repr(item: Any) -> str:
