@@ -3,8 +3,12 @@ with the user's source in the remote traceback, never as the client's own exit o
 
 from __future__ import annotations
 
+import functools
 import linecache
+import pickle
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -203,3 +207,86 @@ def test_exceptions_that_do_not_travel_arrive_as_remote_errors_naming_their_type
     assert unsendable.type_name == f"{__name__}.LockHoldingError"
     assert unsendable.message == "item two"
     assert "raise LockHoldingError" in _remote_traceback(unsendable)
+
+
+def thing_only_the_workers_import(folder: str, x: int) -> object:
+    """Item 1's result is of a class from a module in ``folder``, which only the worker
+    puts on its ``sys.path``."""
+    if x != 1:
+        return {"x": x}
+    sys.path.append(folder)
+    import only_on_the_workers  # type: ignore[import-not-found]
+
+    return only_on_the_workers.Thing(x)
+
+
+def _refuse_to_load(how: str) -> None:
+    if how == "exit":
+        sys.exit(3)
+    raise ValueError("this result refuses to load")
+
+
+class RefusesToLoad:
+    def __init__(self, how: str) -> None:
+        self.how = how
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_refuse_to_load, (self.how,))
+
+
+def refusing_on_two(how: str, x: int) -> object:
+    return [x, RefusesToLoad(how)] if x == 2 else x
+
+
+@pytest.fixture
+def worker_only_module(tmp_path: Path) -> Callable[[int], object]:
+    (tmp_path / "only_on_the_workers.py").write_text(
+        "class Thing:\n    def __init__(self, x):\n        self.x = x\n"
+    )
+    return functools.partial(thing_only_the_workers_import, str(tmp_path))
+
+
+def test_a_result_of_a_class_only_the_worker_has_fails_only_its_item(
+    worker_only_module: Callable[[int], object],
+) -> None:
+    results = starburst.map(worker_only_module, range(4), workers=1, chunk_size=4, errors="return")
+    assert results[0] == {"x": 0} and results[2:] == [{"x": 2}, {"x": 3}]
+    failed = results[1]
+    assert isinstance(failed, starburst.ResultUnpicklingError)
+    assert isinstance(failed, pickle.UnpicklingError)
+    assert isinstance(failed, starburst.SerializationError)
+    assert "the result of item 1 " in str(failed)
+    assert "only_on_the_workers.Thing cannot be imported here" in str(failed)
+    assert "No module named 'only_on_the_workers'" in str(failed)
+    assert "only_on_the_workers" not in sys.modules
+
+
+def test_with_errors_raise_an_unloadable_result_raises_with_the_others_kept(
+    worker_only_module: Callable[[int], object],
+) -> None:
+    with pytest.raises(starburst.ResultUnpicklingError, match="result of item 1 ") as caught:
+        starburst.map(worker_only_module, range(4), workers=1, chunk_size=4)
+    partial = caught.value.starburst_results
+    assert partial.done == {0: {"x": 0}, 2: {"x": 2}, 3: {"x": 3}}
+    assert list(partial.failed) == [1]
+
+
+@pytest.mark.parametrize(
+    ("how", "raised"),
+    [("raise", "ValueError: this result refuses to load"), ("exit", "SystemExit: 3")],
+)
+def test_a_result_whose_unpickling_fails_fails_only_its_item(how: str, raised: str) -> None:
+    results = starburst.map(
+        functools.partial(refusing_on_two, how), range(4), workers=1, chunk_size=4, errors="return"
+    )
+    assert results[:2] == [0, 1] and results[3] == 3
+    failed = results[2]
+    assert isinstance(failed, starburst.ResultUnpicklingError)
+    assert f"rebuilding it with {__name__}._refuse_to_load raised {raised}" in str(failed)
+
+
+def test_a_submitted_call_whose_result_exits_while_unpickled_resolves_its_future() -> None:
+    with starburst.Executor(workers=1) as executor:
+        future = executor.submit(refusing_on_two, "exit", 2)
+        assert isinstance(future.exception(timeout=60), starburst.ResultUnpicklingError)
+        assert executor.submit(abs, -2).result(timeout=60) == 2

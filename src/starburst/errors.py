@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,11 @@ class ConfigurationError(StarburstError, ValueError):
 
 class SerializationError(StarburstError, TypeError):
     """The function, an item or a result cannot be serialized."""
+
+
+class ResultUnpicklingError(SerializationError, pickle.UnpicklingError):
+    """An item's result came back but cannot be unpickled on the client (a class only the
+    worker has, or an object whose unpickling fails): that item fails, the others do not."""
 
 
 class WorkerLostError(StarburstError):

@@ -22,8 +22,11 @@ from ..errors import (
     RemoteKeyboardInterrupt,
     RemoteSystemExit,
     RemoteTraceback,
+    ResultUnpicklingError,
     WorkerLostError,
 )
+from ..serialize import LOAD_ERRORS, Unloadable, find_unloadable, loads, loads_salvaging
+from ..store.base import Buffer
 
 _PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "")
 _short = reprlib.Repr()
@@ -43,6 +46,7 @@ class ItemFailure:
     worker: str
     exception: bytes | None = None  # the pickled exception, when it pickles
     lost: bool = False  # the item's workers died; no user code raised
+    unloadable: bool = False  # the item's result came back but cannot be unpickled here
 
     @classmethod
     def from_exception(
@@ -69,8 +73,21 @@ class ItemFailure:
         """Record an item whose chunk could not be completed because its workers died."""
         return cls(index, "WorkerLostError", reason, "", "", "", lost=True)
 
+    @classmethod
+    def unloadable_result(cls, index: int, worker: str, problem: Unloadable) -> ItemFailure:
+        """Record an item whose result came back from ``worker`` but cannot be unpickled."""
+        message = (
+            f"the result of item {index} (computed on worker {worker}) cannot be unpickled "
+            f"here: {problem}. Return plain data (numbers, strings, lists, dicts, arrays), "
+            "or make what the function returns unpicklable where its results are collected "
+            "(its modules installed here too)."
+        )
+        return cls(index, "ResultUnpicklingError", message, "", "", worker, unloadable=True)
+
     def to_exception(self) -> BaseException:
         """The exception to hand to the user, chained to its remote traceback."""
+        if self.unloadable:
+            return ResultUnpicklingError(self.message)
         if self.lost:
             return WorkerLostError(
                 f"item {self.index} was not computed: {self.message}. Raise retries= to try "
@@ -163,3 +180,26 @@ class ChunkOutput:
     worker: str = ""
     attempt: int = 0
     seconds: float = 0.0  # how long the chunk's items took, wall clock (``engine/pacing.py``)
+
+
+def decode_output(payload: Buffer) -> Any:
+    """A chunk's output record (a ``ChunkOutput``, or a lost chunk's record) from its payload.
+
+    A result the client cannot unpickle (its class exists only on the worker, or its own
+    unpickling fails) fails its item with ``ResultUnpicklingError``, and the chunk's other
+    items keep their results: when the one quick decode fails, the record is decoded again
+    the slow way that salvages, and each result is checked.
+    """
+    try:
+        return loads(payload)
+    except LOAD_ERRORS:
+        output = loads_salvaging(payload)
+        if not isinstance(output, ChunkOutput):
+            raise
+    for offset, value in enumerate(output.results):
+        problem = find_unloadable(value)
+        if problem is not None:
+            index = output.start + offset
+            output.results[offset] = None
+            output.failures[index] = ItemFailure.unloadable_result(index, output.worker, problem)
+    return output
