@@ -69,11 +69,6 @@ class ItemFailure:
         )
 
     @classmethod
-    def worker_lost(cls, index: int, reason: str) -> ItemFailure:
-        """Record an item whose chunk could not be completed because its workers died."""
-        return cls(index, "WorkerLostError", reason, "", "", "", lost=True)
-
-    @classmethod
     def unloadable_result(cls, index: int, worker: str, problem: Unloadable) -> ItemFailure:
         """Record an item whose result came back from ``worker`` but cannot be unpickled."""
         message = (
@@ -83,6 +78,11 @@ class ItemFailure:
             "(its modules installed here too)."
         )
         return cls(index, "ResultUnpicklingError", message, "", "", worker, unloadable=True)
+
+    @classmethod
+    def worker_lost(cls, index: int, reason: str) -> ItemFailure:
+        """Record an item whose chunk could not be completed because its workers died."""
+        return cls(index, "WorkerLostError", reason, "", "", "", lost=True)
 
     def to_exception(self) -> BaseException:
         """The exception to hand to the user, chained to its remote traceback."""
