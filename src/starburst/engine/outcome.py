@@ -69,17 +69,6 @@ class ItemFailure:
         )
 
     @classmethod
-    def unloadable_result(cls, index: int, worker: str, problem: Unloadable) -> ItemFailure:
-        """Record an item whose result came back from ``worker`` but cannot be unpickled."""
-        message = (
-            f"the result of item {index} (computed on worker {worker}) cannot be unpickled "
-            f"here: {problem}. Return plain data (numbers, strings, lists, dicts, arrays), "
-            "or make what the function returns unpicklable where its results are collected "
-            "(its modules installed here too)."
-        )
-        return cls(index, "ResultUnpicklingError", message, "", "", worker, unloadable=True)
-
-    @classmethod
     def worker_lost(cls, index: int, reason: str) -> ItemFailure:
         """Record an item whose chunk could not be completed because its workers died."""
         return cls(index, "WorkerLostError", reason, "", "", "", lost=True)
@@ -106,6 +95,17 @@ class ItemFailure:
         exc.__cause__ = RemoteTraceback(self.traceback)
         exc.add_note(f"starburst: raised by {self.where} on worker {self.worker}")
         return exc
+
+    @classmethod
+    def unloadable_result(cls, index: int, worker: str, problem: Unloadable) -> ItemFailure:
+        """Record an item whose result came back from ``worker`` but cannot be unpickled."""
+        message = (
+            f"the result of item {index} (computed on worker {worker}) cannot be unpickled "
+            f"here: {problem}. Return plain data (numbers, strings, lists, dicts, arrays), "
+            "or make sure what the function returns can be unpickled where its results are "
+            "collected (its modules installed here too)."
+        )
+        return cls(index, "ResultUnpicklingError", message, "", "", worker, unloadable=True)
 
 
 def _stand_in(exc: BaseException, type_name: str, where: str) -> RemoteBaseException:
@@ -170,18 +170,6 @@ def _safe_repr(item: Any) -> str:
         return f"<unrepresentable {type(item).__name__}>"
 
 
-@dataclass
-class ChunkOutput:
-    """The record at ``out/<chunk>``: one slot per item, and the failures by index."""
-
-    start: int
-    results: list[Any]
-    failures: dict[int, ItemFailure] = field(default_factory=dict)
-    worker: str = ""
-    attempt: int = 0
-    seconds: float = 0.0  # how long the chunk's items took, wall clock (``engine/pacing.py``)
-
-
 def decode_output(payload: Buffer) -> Any:
     """A chunk's output record (a ``ChunkOutput``, or a lost chunk's record) from its payload.
 
@@ -203,3 +191,15 @@ def decode_output(payload: Buffer) -> Any:
             output.results[offset] = None
             output.failures[index] = ItemFailure.unloadable_result(index, output.worker, problem)
     return output
+
+
+@dataclass
+class ChunkOutput:
+    """The record at ``out/<chunk>``: one slot per item, and the failures by index."""
+
+    start: int
+    results: list[Any]
+    failures: dict[int, ItemFailure] = field(default_factory=dict)
+    worker: str = ""
+    attempt: int = 0
+    seconds: float = 0.0  # how long the chunk's items took, wall clock (``engine/pacing.py``)
