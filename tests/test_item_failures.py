@@ -15,6 +15,7 @@ import pytest
 from scripts import run_script
 
 import starburst
+from starburst import serialize
 
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
@@ -290,3 +291,25 @@ def test_a_submitted_call_whose_result_exits_while_unpickled_resolves_its_future
         future = executor.submit(refusing_on_two, "exit", 2)
         assert isinstance(future.exception(timeout=60), starburst.ResultUnpicklingError)
         assert executor.submit(abs, -2).result(timeout=60) == 2
+
+
+def test_functions_of_one_cell_bring_their_lines_to_a_process_without_the_cell(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker that loads two functions of one cell (or file it cannot read) has both
+    functions' lines, each at its own line number."""
+    cell_name = "<ipython-input-7-fedcba987654>"
+    cell = "def first(x):\n    return x + 1\n\n\ndef second(x):\n    return x + 2\n"
+    namespace = {"__name__": "__main__"}
+    monkeypatch.setitem(
+        linecache.cache, cell_name, (len(cell), None, cell.splitlines(True), cell_name)
+    )
+    exec(compile(cell, cell_name, "exec"), namespace)
+    payloads = [serialize.dumps(namespace[name], compress=False) for name in ("first", "second")]
+
+    del linecache.cache[cell_name]  # as in a worker, which never ran the cell
+    first, second = (serialize.loads(payload) for payload in payloads)
+    assert (first(1), second(1)) == (2, 3)
+    assert first.__code__.co_filename == cell_name
+    assert linecache.getline(cell_name, 2) == "    return x + 1\n"
+    assert linecache.getline(cell_name, 6) == "    return x + 2\n"

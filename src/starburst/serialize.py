@@ -79,22 +79,33 @@ def _load_code(
     return types.CodeType(*args).replace(co_filename=filename)
 
 
+#: Files whose ``linecache`` entry this process made of the lines pickled code brought.
+_shipped_files: set[str] = set()
+
+
 def _register_source(filename: str, first: int, source: list[str]) -> None:
-    """Put ``source`` in ``linecache`` as lines ``first`` on of ``filename``, keeping the
-    lines other functions of that file brought (lines nobody brought are blank)."""
-    entry = linecache.cache.get(filename)
-    lines = list(entry[2]) if entry is not None and len(entry) == 4 else []
+    """Put ``source`` in ``linecache`` as lines ``first`` on of ``filename``, unless this
+    process has that file's lines itself (its own file, or a notebook cell it ran); lines of
+    that file that other code brought are kept, lines nobody brought are blank."""
+    lines: list[str] = []
+    if filename in _shipped_files:
+        entry = linecache.cache.get(filename)
+        lines = list(entry[2]) if entry is not None and len(entry) == 4 else []
+    elif linecache.getlines(filename):
+        return
+    _shipped_files.add(filename)
     lines += ["\n"] * (first - 1 + len(source) - len(lines))
     lines[first - 1 : first - 1 + len(source)] = source
-    # No modification time: linecache.checkcache leaves the entry alone (as for a notebook's
-    # cells), whether or not a file of that name exists here.
+    # No modification time: linecache.checkcache leaves the entry alone (as a notebook's).
     linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
 
 
 class _Pickler(cloudpickle.Pickler):
     """cloudpickle's pickler, whose code pickled by value keeps its file name and source."""
 
-    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
+    dispatch_table = ChainMap(
+        {types.CodeType: _reduce_code}, *cloudpickle.Pickler.dispatch_table.maps
+    )
 
 
 def _pickle_by_name(obj: Any) -> bytes | None:
