@@ -25,7 +25,8 @@ from ..errors import (
     ResultUnpicklingError,
     WorkerLostError,
 )
-from ..serialize import LOAD_ERRORS, Unloadable, find_unloadable, loads, loads_salvaging
+from ..salvage import LOAD_ERRORS, Unloadable, find_unloadable, loads_salvaging
+from ..serialize import loads
 from ..store.base import Buffer
 
 _PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "")
