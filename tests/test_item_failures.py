@@ -174,6 +174,11 @@ class LockHoldingError(Exception):
         self.lock = threading.Lock()
 
 
+class ExitsWhenPickledError(Exception):
+    def __reduce__(self) -> tuple[object, ...]:
+        sys.exit("pickling this exception ends the process")
+
+
 def raise_unprintable(x: int) -> int:
     if x == 1:
         raise UnprintableError("hidden")
@@ -185,6 +190,8 @@ def raise_unsendable(x: int) -> int:
         raise TwoArgumentError("item", "one")
     if x == 2:
         raise LockHoldingError("item two")
+    if x == 3:
+        raise ExitsWhenPickledError("item three")
     return x
 
 
@@ -198,9 +205,9 @@ def test_an_exception_whose_str_raises_is_reported_as_itself_not_as_a_lost_worke
 
 
 def test_exceptions_that_do_not_travel_arrive_as_remote_errors_naming_their_type() -> None:
-    results = starburst.map(raise_unsendable, range(3), workers=1, errors="return")
+    results = starburst.map(raise_unsendable, range(4), workers=1, errors="return", retries=0)
     assert results[0] == 0
-    unpicklable, unsendable = results[1], results[2]
+    unpicklable, unsendable, exits = results[1:]
     assert isinstance(unpicklable, starburst.RemoteError)
     assert unpicklable.type_name == f"{__name__}.TwoArgumentError"
     assert unpicklable.message == "item: one"
@@ -208,6 +215,8 @@ def test_exceptions_that_do_not_travel_arrive_as_remote_errors_naming_their_type
     assert unsendable.type_name == f"{__name__}.LockHoldingError"
     assert unsendable.message == "item two"
     assert "raise LockHoldingError" in _remote_traceback(unsendable)
+    assert isinstance(exits, starburst.RemoteError)
+    assert exits.type_name == f"{__name__}.ExitsWhenPickledError"
 
 
 def thing_only_the_workers_import(folder: str, x: int) -> object:

@@ -15,12 +15,8 @@ from typing import Any
 
 import cloudpickle
 
-from .serialize import payload_stream
+from .serialize import PICKLING_ERRORS, payload_stream
 from .store.base import Buffer
-
-#: What unpickling a payload may raise that says the payload, not the caller, is at fault
-#: (an object whose unpickling calls ``sys.exit()`` included).
-LOAD_ERRORS = (Exception, SystemExit)
 
 
 def loads_salvaging(payload: Buffer) -> Any:
@@ -68,7 +64,7 @@ class _SalvagingUnpickler(pickle._Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         try:
             return super().find_class(module, name)
-        except LOAD_ERRORS as exc:
+        except PICKLING_ERRORS as exc:
             return Unloadable(f"{module}.{name} cannot be imported here ({_raised(exc)})", exc)
 
     def _build(self, maker: Any, build: Callable[[], Any]) -> Any:
@@ -76,7 +72,7 @@ class _SalvagingUnpickler(pickle._Unpickler):
             return maker
         try:
             return build()
-        except LOAD_ERRORS as exc:
+        except PICKLING_ERRORS as exc:
             return Unloadable(f"rebuilding it with {_name_of(maker)} raised {_raised(exc)}", exc)
 
     def load_reduce(self) -> None:
@@ -102,7 +98,7 @@ class _SalvagingUnpickler(pickle._Unpickler):
             return
         try:
             super().load_build()
-        except LOAD_ERRORS as exc:
+        except PICKLING_ERRORS as exc:
             reason = f"setting the state of a {_name_of(inst)} raised {_raised(exc)}"
             self.stack[-1] = Unloadable(reason, exc)
 

@@ -24,6 +24,10 @@ import zstandard
 from .errors import SerializationError
 from .store.base import Buffer
 
+#: What pickling or unpickling an object may raise that says the object is at fault (its
+#: ``__reduce__``, or what that returns, may even call ``sys.exit()``).
+PICKLING_ERRORS = (Exception, SystemExit)
+
 _MAGIC = b"SB1"
 _RAW = b"\x00"
 _ZSTD = b"\x01"

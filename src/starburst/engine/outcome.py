@@ -25,8 +25,8 @@ from ..errors import (
     ResultUnpicklingError,
     WorkerLostError,
 )
-from ..salvage import LOAD_ERRORS, Unloadable, find_unloadable, loads_salvaging
-from ..serialize import loads
+from ..salvage import Unloadable, find_unloadable, loads_salvaging
+from ..serialize import PICKLING_ERRORS, loads
 from ..store.base import Buffer
 
 _PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "")
@@ -57,7 +57,7 @@ class ItemFailure:
         try:
             pickled = cloudpickle.dumps(exc)
             pickle.loads(pickled)
-        except Exception:
+        except PICKLING_ERRORS:
             pickled = None
         return cls(
             index=index,
@@ -87,7 +87,7 @@ class ItemFailure:
         if self.exception is not None:
             try:
                 exc = pickle.loads(self.exception)
-            except Exception:
+            except PICKLING_ERRORS:
                 exc = None
         if exc is None:
             exc = RemoteError(self.type_name, self.message)
@@ -181,7 +181,7 @@ def decode_output(payload: Buffer) -> Any:
     """
     try:
         return loads(payload)
-    except LOAD_ERRORS:
+    except PICKLING_ERRORS:
         output = loads_salvaging(payload)
         if not isinstance(output, ChunkOutput):
             raise
