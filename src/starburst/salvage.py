@@ -108,11 +108,19 @@ class _SalvagingUnpickler(pickle._Unpickler):
     dispatch[pickle.BUILD[0]] = load_build
 
 
+class _Discard:
+    """A file that forgets what is written to it."""
+
+    def write(self, data: Any) -> int:
+        return len(data)
+
+
 class _UnloadableFinder(cloudpickle.Pickler):
-    """Walks an object as pickling it would, noting the ``Unloadable`` stand-ins it holds."""
+    """Walks an object as pickling it would, noting the ``Unloadable`` stand-ins it holds
+    (nothing is kept: large buffers are not even copied)."""
 
     def __init__(self) -> None:
-        super().__init__(io.BytesIO(), protocol=pickle.HIGHEST_PROTOCOL)
+        super().__init__(_Discard(), protocol=5, buffer_callback=lambda buffer: None)
         self.found: list[Unloadable] = []
 
     def persistent_id(self, obj: Any) -> int | None:
