@@ -8,20 +8,27 @@ import textwrap
 from pathlib import Path
 
 
-def run_client(tmp_path: Path, source: str, *args: object) -> str:
-    """Run ``source`` (dedented) as a script with ``args``; return its last output line.
+def run_script(tmp_path: Path, source: str, *args: object) -> subprocess.CompletedProcess[str]:
+    """Run ``source`` (dedented) as the script ``client.py`` with ``args``; return the finished
+    process, its exit status and output.
 
     The process inherits this one's environment (the emulator's endpoint, the private
-    config and data folders), and must exit cleanly.
+    config and data folders).
     """
     script = tmp_path / "client.py"
     script.write_text(textwrap.dedent(source))
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, str(script), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=180,
     )
+
+
+def run_client(tmp_path: Path, source: str, *args: object) -> str:
+    """Run ``source`` as ``run_script`` does; return its last output line. The script must
+    exit cleanly."""
+    done = run_script(tmp_path, source, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 

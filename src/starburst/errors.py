@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,11 @@ class ConfigurationError(StarburstError, ValueError):
 
 class SerializationError(StarburstError, TypeError):
     """The function, an item or a result cannot be serialized."""
+
+
+class ResultUnpicklingError(SerializationError, pickle.UnpicklingError):
+    """An item's result came back but cannot be unpickled on the client (a class only the
+    worker has, or an object whose unpickling fails): that item fails, the others do not."""
 
 
 class WorkerLostError(StarburstError):
@@ -111,7 +117,36 @@ class RemoteError(StarburstError):
         self.message = message
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (RemoteError, (self.type_name, self.message))
+        return (type(self), (self.type_name, self.message))
+
+
+class RemoteBaseException(RemoteError):
+    """The function raised, on a worker, a ``BaseException`` that is not an ``Exception``.
+
+    It fails that item like any other error; it is an ``Exception`` itself, so that it cannot
+    pass for the client's own exit or for the user's Ctrl-C. ``original_args`` are the
+    original exception's arguments.
+    """
+
+    def __init__(self, type_name: str, message: str, original_args: tuple[Any, ...] = ()) -> None:
+        super().__init__(type_name, message)
+        self.original_args = original_args
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type_name, self.message, self.original_args))
+
+
+class RemoteSystemExit(RemoteBaseException):
+    """The function called ``sys.exit()`` (raised ``SystemExit``) on a worker."""
+
+    @property
+    def code(self) -> Any:
+        """The exit code the function gave, as ``SystemExit.code`` has it."""
+        return SystemExit(*self.original_args).code
+
+
+class RemoteKeyboardInterrupt(RemoteBaseException):
+    """The function raised ``KeyboardInterrupt`` on a worker (not a Ctrl-C of the client)."""
 
 
 @dataclass

@@ -9,10 +9,13 @@ from __future__ import annotations
 import copyreg
 import inspect
 import io
+import linecache
 import pickle
 import reprlib
 import struct
 import sys
+import types
+from collections import ChainMap
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +24,10 @@ import zstandard
 
 from .errors import SerializationError
 from .store.base import Buffer
+
+#: What pickling or unpickling an object may raise that says the object is at fault (its
+#: ``__reduce__``, or what that returns, may even call ``sys.exit()``).
+PICKLING_ERRORS = (Exception, SystemExit)
 
 _MAGIC = b"SB1"
 _RAW = b"\x00"
@@ -39,12 +46,70 @@ def dumps(obj: Any, *, compress: bool, to_client: bool = False) -> bytes:
     """
     body = _pickle_by_name(obj) if to_client else None
     if body is None:
-        body = cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        stream = io.BytesIO()
+        _Pickler(stream, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        body = stream.getvalue()
     if compress and len(body) >= _COMPRESS_MIN_BYTES:
         packed = zstandard.ZstdCompressor(level=3).compress(body)
         if len(packed) < len(body) * 0.9:
             return _MAGIC + _ZSTD + packed
     return _MAGIC + _RAW + body
+
+
+_reduce_code_by_value = cloudpickle.Pickler.dispatch_table[types.CodeType]
+
+
+def _reduce_code(code: types.CodeType) -> tuple[Any, ...]:
+    """Pickle ``code`` as cloudpickle does, but with its file name and its source lines.
+
+    cloudpickle names every code it pickles by value ``<dynamic-code>``, so a worker's
+    traceback of a function from ``__main__`` or a notebook would show neither file nor
+    source, and the worker cannot read the client's files. The lines the client has (its
+    ``linecache``, where notebooks register their cells) travel with the code instead.
+    """
+    _, args = _reduce_code_by_value(code)
+    lines = [line for _, _, line in code.co_lines() if line is not None]
+    first, last = code.co_firstlineno, max(lines, default=code.co_firstlineno)
+    source = linecache.getlines(code.co_filename)[first - 1 : last]
+    return _load_code, (args, code.co_filename, first, source)
+
+
+def _load_code(
+    args: tuple[Any, ...], filename: str, first: int, source: list[str]
+) -> types.CodeType:
+    """Inverse of ``_reduce_code``: the code, its source lines registered in ``linecache``."""
+    if source:
+        _register_source(filename, first, source)
+    return types.CodeType(*args).replace(co_filename=filename)
+
+
+#: Files whose ``linecache`` entry this process made of the lines pickled code brought.
+_shipped_files: set[str] = set()
+
+
+def _register_source(filename: str, first: int, source: list[str]) -> None:
+    """Put ``source`` in ``linecache`` as lines ``first`` on of ``filename``, unless this
+    process has that file's lines itself (its own file, or a notebook cell it ran); lines of
+    that file that other code brought are kept, lines nobody brought are blank."""
+    lines: list[str] = []
+    if filename in _shipped_files:
+        entry = linecache.cache.get(filename)
+        lines = list(entry[2]) if entry is not None and len(entry) == 4 else []
+    elif linecache.getlines(filename):
+        return
+    _shipped_files.add(filename)
+    lines += ["\n"] * (first - 1 + len(source) - len(lines))
+    lines[first - 1 : first - 1 + len(source)] = source
+    # No modification time: linecache.checkcache leaves the entry alone (as a notebook's).
+    linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle's pickler, whose code pickled by value keeps its file name and source."""
+
+    dispatch_table = ChainMap(
+        {types.CodeType: _reduce_code}, *cloudpickle.Pickler.dispatch_table.maps
+    )
 
 
 def _pickle_by_name(obj: Any) -> bytes | None:
@@ -105,7 +170,7 @@ def dumps_parts(obj: Any, *, compress: bool) -> list[Buffer]:
         return [dumps(obj, compress=True)]
     buffers: list[pickle.PickleBuffer] = []
     stream = io.BytesIO()
-    cloudpickle.Pickler(stream, protocol=5, buffer_callback=buffers.append).dump(obj)
+    _Pickler(stream, protocol=5, buffer_callback=buffers.append).dump(obj)
     if not buffers:
         return [_MAGIC + _RAW, stream.getbuffer()]
     raws = [buffer.raw() for buffer in buffers]
@@ -122,20 +187,26 @@ def dumps_parts(obj: Any, *, compress: bool) -> list[Buffer]:
 
 def loads(payload: Buffer) -> Any:
     """Inverse of ``dumps`` and of ``dumps_parts`` joined."""
+    stream, buffers = payload_stream(payload)
+    return pickle.loads(stream, buffers=buffers)
+
+
+def payload_stream(payload: Buffer) -> tuple[Buffer, list[memoryview] | None]:
+    """A payload's pickle stream, and its out-of-band buffers if it has them."""
     view = memoryview(payload)
     if view[:3] != _MAGIC:
         raise SerializationError("not a starburst payload (bad header)")
     codec, body = bytes(view[3:4]), view[4:]
     if codec == _ZSTD:
-        body = memoryview(zstandard.ZstdDecompressor().decompress(body))
-    elif codec == _OUT_OF_BAND:
-        return _loads_out_of_band(view)
-    elif codec != _RAW:
+        return zstandard.ZstdDecompressor().decompress(body), None
+    if codec == _OUT_OF_BAND:
+        return _out_of_band_parts(view)
+    if codec != _RAW:
         raise SerializationError(f"unknown payload codec {codec!r}")
-    return pickle.loads(body)
+    return body, None
 
 
-def _loads_out_of_band(view: memoryview) -> Any:
+def _out_of_band_parts(view: memoryview) -> tuple[memoryview, list[memoryview]]:
     if view.readonly:  # arrays must be writable, as unpickled ones are
         view = memoryview(bytearray(view))
     (count,) = struct.unpack_from("<I", view, 4)
@@ -145,7 +216,7 @@ def _loads_out_of_band(view: memoryview) -> Any:
         offset += -offset % _ALIGN
         parts.append(view[offset : offset + size])
         offset += size
-    return pickle.loads(parts[0], buffers=parts[1:])
+    return parts[0], parts[1:]
 
 
 def unpicklable_function_error(fn: Any, exc: Exception) -> SerializationError:

@@ -7,18 +7,29 @@ original exception, with the remote traceback chained as ``__cause__`` (as
 
 from __future__ import annotations
 
+import os
 import pickle
 import reprlib
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
-from ..errors import RemoteError, RemoteTraceback, WorkerLostError
+from ..errors import (
+    RemoteBaseException,
+    RemoteError,
+    RemoteKeyboardInterrupt,
+    RemoteSystemExit,
+    RemoteTraceback,
+    ResultUnpicklingError,
+    WorkerLostError,
+)
+from ..salvage import Unloadable, find_unloadable, loads_salvaging
+from ..serialize import PICKLING_ERRORS, loads
+from ..store.base import Buffer
 
-_WORKER_DIR = str(Path(__file__).resolve().parent.parent / "worker")
+_PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "")
 _short = reprlib.Repr()
 _short.maxstring = 80
 _short.maxother = 80
@@ -36,6 +47,7 @@ class ItemFailure:
     worker: str
     exception: bytes | None = None  # the pickled exception, when it pickles
     lost: bool = False  # the item's workers died; no user code raised
+    unloadable: bool = False  # the item's result came back but cannot be unpickled here
 
     @classmethod
     def from_exception(
@@ -45,12 +57,12 @@ class ItemFailure:
         try:
             pickled = cloudpickle.dumps(exc)
             pickle.loads(pickled)
-        except Exception:
+        except PICKLING_ERRORS:
             pickled = None
         return cls(
             index=index,
             type_name=f"{type(exc).__module__}.{type(exc).__qualname__}",
-            message=str(exc),
+            message=_safe_str(exc),
             traceback=_user_traceback(exc),
             where=_describe_call(item) if task else f"item {index} (input: {_safe_repr(item)})",
             worker=worker,
@@ -64,6 +76,8 @@ class ItemFailure:
 
     def to_exception(self) -> BaseException:
         """The exception to hand to the user, chained to its remote traceback."""
+        if self.unloadable:
+            return ResultUnpicklingError(self.message)
         if self.lost:
             return WorkerLostError(
                 f"item {self.index} was not computed: {self.message}. Raise retries= to try "
@@ -73,21 +87,65 @@ class ItemFailure:
         if self.exception is not None:
             try:
                 exc = pickle.loads(self.exception)
-            except Exception:
+            except PICKLING_ERRORS:
                 exc = None
         if exc is None:
             exc = RemoteError(self.type_name, self.message)
+        elif not isinstance(exc, Exception):
+            exc = _stand_in(exc, self.type_name, self.where)
         exc.__cause__ = RemoteTraceback(self.traceback)
         exc.add_note(f"starburst: raised by {self.where} on worker {self.worker}")
         return exc
 
+    @classmethod
+    def unloadable_result(cls, index: int, worker: str, problem: Unloadable) -> ItemFailure:
+        """Record an item whose result came back from ``worker`` but cannot be unpickled."""
+        message = (
+            f"the result of item {index} (computed on worker {worker}) cannot be unpickled "
+            f"here: {problem}. Return plain data (numbers, strings, lists, dicts, arrays), "
+            "or make sure what the function returns can be unpickled where its results are "
+            "collected (its modules installed here too)."
+        )
+        return cls(index, "ResultUnpicklingError", message, "", "", worker, unloadable=True)
+
+
+def _stand_in(exc: BaseException, type_name: str, where: str) -> RemoteBaseException:
+    """The ``Exception`` that stands for a ``SystemExit``, ``KeyboardInterrupt`` or other
+    ``BaseException`` the function raised, so that the client neither exits nor stops on it."""
+    raised = f"{where} raised {_safe_repr(exc)}"
+    if isinstance(exc, SystemExit):
+        return RemoteSystemExit(
+            type_name,
+            f"{raised} (sys.exit() in the function): that item failed, and the client does "
+            "not exit. To end an item early, return a value or raise an ordinary exception.",
+            exc.args,
+        )
+    if isinstance(exc, KeyboardInterrupt):
+        return RemoteKeyboardInterrupt(
+            type_name,
+            f"{raised} in the function on its worker (not a Ctrl-C of yours): that item failed.",
+            exc.args,
+        )
+    return RemoteBaseException(
+        type_name,
+        f"{raised}, a BaseException that is not an Exception, in the function: that item "
+        "failed, and the client goes on.",
+        exc.args,
+    )
+
 
 def _user_traceback(exc: BaseException) -> str:
-    """The traceback from the user's code down, without the worker's own frames."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_WORKER_DIR):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb))
+    """The traceback of ``exc`` and of the exceptions chained to it, without starburst's own
+    frames (the worker's, or those of a starburst call the function made)."""
+    shown = traceback.TracebackException.from_exception(exc)
+    pending = [shown]
+    while pending:
+        each = pending.pop()
+        frames = [frame for frame in each.stack if not frame.filename.startswith(_PACKAGE_DIR)]
+        each.stack = traceback.StackSummary.from_list(frames)
+        pending += [e for e in (each.__cause__, each.__context__) if e is not None]
+        pending += each.exceptions or []
+    return "".join(shown.format())
 
 
 def _describe_call(task: Any) -> str:
@@ -99,11 +157,41 @@ def _describe_call(task: Any) -> str:
         return f"the call {_safe_repr(task)}"
 
 
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "<exception str() failed>"  # as the traceback module shows it
+
+
 def _safe_repr(item: Any) -> str:
     try:
         return _short.repr(item)
     except Exception:
         return f"<unrepresentable {type(item).__name__}>"
+
+
+def decode_output(payload: Buffer) -> Any:
+    """A chunk's output record (a ``ChunkOutput``, or a lost chunk's record) from its payload.
+
+    A result the client cannot unpickle (its class exists only on the worker, or its own
+    unpickling fails) fails its item with ``ResultUnpicklingError``, and the chunk's other
+    items keep their results: when the one quick decode fails, the record is decoded again
+    the slow way that salvages, and each result is checked.
+    """
+    try:
+        return loads(payload)
+    except PICKLING_ERRORS:
+        output = loads_salvaging(payload)
+        if not isinstance(output, ChunkOutput):
+            raise
+    for offset, value in enumerate(output.results):
+        problem = find_unloadable(value)
+        if problem is not None:
+            index = output.start + offset
+            output.results[offset] = None
+            output.failures[index] = ItemFailure.unloadable_result(index, output.worker, problem)
+    return output
 
 
 @dataclass

@@ -23,7 +23,7 @@ from .chunking import Chunk, ChunkStream
 from .claims import LostChunk
 from .layout import RunKeys, SessionKeys, to_json
 from .manifest import RunManifest
-from .outcome import ChunkOutput, ItemFailure
+from .outcome import ChunkOutput, ItemFailure, decode_output
 
 T = TypeVar("T")
 
@@ -347,7 +347,7 @@ class Run:
             pool.shutdown(wait=False)
 
     def _read_output(self, chunk: int) -> ChunkOutput:
-        record = loads(self.store.get(self.keys.output(chunk)))
+        record = decode_output(self.store.get(self.keys.output(chunk)))
         return self._lost_output(chunk, record) if isinstance(record, LostChunk) else record
 
     def _lost_output(self, chunk: int, lost: LostChunk) -> ChunkOutput:
