@@ -158,4 +158,3 @@ def test_serialization_errors_are_the_standard_types() -> None:
     # type must be one.
     assert issubclass(starburst.SerializationError, pickle.PicklingError)
     assert issubclass(starburst.SerializationError, TypeError)
-

@@ -155,16 +155,32 @@ class Cluster:
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on a worker; calls made close together share a run."""
+        return self._submitter().submit(fn, args, kwargs)
+
+    def submit_map(
+        self, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], chunk_size: int | None
+    ) -> list[Future[Any]]:
+        """Submit ``fn`` over the zipped iterables now, as one run; a future per item."""
+        return list(self._submitter().submit_map(fn, iterables, chunk_size))
+
+    def _submitter(self) -> Any:
+        """The ``SubmitBatcher`` of this cluster (started on first use)."""
+        from .futures import SubmitBatcher, refuse_if_exiting
+
+        refuse_if_exiting()  # before anything starts
         if self._batcher is None:
-            from .futures import SubmitBatcher
-
             self._batcher = SubmitBatcher(self.driver)
-        return self._batcher.submit(fn, args, kwargs)
+        return self._batcher
 
-    def stop_submitting(self, wait: bool, cancel_queued: bool = False) -> None:
-        """Refuse further ``submit`` calls; cancel the queued ones and/or wait for the rest."""
+    def stop_submitting(
+        self, wait: bool, cancel_queued: bool = False, then: Callable[[], None] | None = None
+    ) -> None:
+        """Refuse further ``submit`` calls; cancel those not started and/or wait for the
+        rest; ``then`` runs once every call is resolved (at once if none was made)."""
         if self._batcher is not None:
-            self._batcher.shutdown(wait=wait, cancel_futures=cancel_queued)
+            self._batcher.shutdown(wait=wait, cancel_futures=cancel_queued, then=then)
+        elif then is not None:
+            then()
 
     # Shared machinery --------------------------------------------------------------------------
 

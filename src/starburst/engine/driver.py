@@ -397,8 +397,9 @@ class Driver:
         self.control.change(edit)
         if any(requeued.values()):
             self.store.ring(self.keys.work_bell)
+        holders = {holder for chunks in requeued.values() for holder in chunks.values()}
         for info in infos if active else ():
-            self._judge_stop(info)
+            self._judge_stop(info, working=info.worker_id in holders)
 
     def _end_leases(self, run: Run, stopped: dict[str, bool]) -> dict[str, str]:
         """End the leases the stopped workers held in a run: chunk (as text) -> worker."""
@@ -408,8 +409,10 @@ class Driver:
         )
         return {str(chunk): holder for chunk, holder in zip(chunks, holders, strict=True) if holder}
 
-    def _judge_stop(self, info: WorkerInfo) -> None:
-        """Raise the fault a stopped worker shows, or count it towards giving up."""
+    def _judge_stop(self, info: WorkerInfo, working: bool) -> None:
+        """Raise the fault a stopped worker shows, or count it towards giving up. A worker
+        that died ``working`` on a chunk had started well: its chunk's retries judge the
+        chunk (one call that kills its worker fails alone), not the workers' start."""
         reason = info.reason or f"exit code {info.exit_code}"
         log.info("worker %s stopped (%s) while work remains", info.worker_id, reason)
         if info.fault == "out_of_memory":
@@ -422,6 +425,8 @@ class Driver:
                 f"worker {info.worker_id} could not start: {reason}. Check the image "
                 "(`starburst config show`) and that `starburst setup` has run in this region."
             )
+        elif working:
+            self._fruitless_exits = 0
         elif info.fault != "interrupted":
             self._count_fruitless(info.worker_id, reason)
 

@@ -52,7 +52,7 @@ class ItemFailure:
             type_name=f"{type(exc).__module__}.{type(exc).__qualname__}",
             message=str(exc),
             traceback=_user_traceback(exc),
-            where=_describe_call(item) if task else f"item {index} (input: {_safe_repr(item)})",
+            where=describe_call(item) if task else f"item {index} (input: {_safe_repr(item)})",
             worker=worker,
             exception=pickled,
         )
@@ -90,7 +90,8 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def _describe_call(task: Any) -> str:
+def describe_call(task: Any) -> str:
+    """A submitted call ``(fn, args, kwargs)`` as users wrote it: ``the call f(1, b=2)``."""
     try:
         fn, args, kwargs = task
         shown = [_safe_repr(a) for a in args] + [f"{k}={_safe_repr(v)}" for k, v in kwargs.items()]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
-from ..errors import CancelledError, RunTimeoutError
+from ..errors import CancelledError, RunTimeoutError, SerializationError
 from ..serialize import dumps_parts, loads
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
@@ -344,13 +344,31 @@ class Run:
             pool.shutdown(wait=False)
 
     def _read_output(self, chunk: int) -> ChunkOutput:
-        record = loads(self.store.get(self.keys.output(chunk)))
+        data = self.store.get(self.keys.output(chunk))
+        try:
+            record = loads(data)
+        except (Exception, SystemExit) as exc:  # a result raised while it was unpickled here
+            return self._unreadable_output(chunk, exc)
         return self._lost_output(chunk, record) if isinstance(record, LostChunk) else record
 
     def _lost_output(self, chunk: int, lost: LostChunk) -> ChunkOutput:
         """A lost chunk as an output whose every item failed with ``WorkerLostError``."""
         start, count = self._span(chunk)
         failures = {i: ItemFailure.worker_lost(i, lost.reason) for i in range(start, start + count)}
+        return ChunkOutput(start=start, results=[None] * count, failures=failures)
+
+    def _unreadable_output(self, chunk: int, exc: BaseException) -> ChunkOutput:
+        """An output this process cannot unpickle, as one whose every item failed with a
+        ``SerializationError`` that says why."""
+        start, count = self._span(chunk)
+        problem = SerializationError(
+            f"the results of items {start} to {start + count - 1} cannot be unpickled here "
+            f"({type(exc).__name__}: {exc}). Return plain data (numbers, arrays, dicts), or "
+            "classes this process can import."
+        )
+        failures = {
+            i: ItemFailure.from_exception(i, "?", problem, "?") for i in range(start, start + count)
+        }
         return ChunkOutput(start=start, results=[None] * count, failures=failures)
 
     def _span(self, chunk: int) -> tuple[int, int]:
