@@ -122,6 +122,7 @@ class SubmitBatcher:
         self._closing = False
         self._then: Callable[[], None] | None = None  # run once the last call is resolved
         self._dispatching: list[_Call] = []  # taken from the queue, not in a batch yet
+        self._seen_start = False  # a worker has been seen taking one of these calls
         self._thread = threading.Thread(target=self._loop, name="starburst-submit", daemon=True)
         self._thread.start()
         _batchers.add(self)
@@ -168,27 +169,28 @@ class SubmitBatcher:
         with self._wakeup:
             self._closing = True
             self._then = then or self._then
-            queued = list(self._queue) + self._dispatching
-            if cancel_futures:
-                self._queue.clear()
             self._wakeup.notify()
         if cancel_futures:
-            for future, *_ in queued:
-                future.cancel_unstarted()
             self._cancel_unstarted()
         if wait and self._thread is not threading.current_thread():
             self._thread.join()
 
     def _cancel_unstarted(self) -> None:
-        """Cancel every dispatched call no worker has started. Workers that are still
-        starting are given the time to take their first calls, as a process pool's are."""
-        batches = list(self._active)
-        while batches and not any(batch.started for batch in batches):
+        """Cancel every call no worker has started. Workers that are still starting are
+        first given the time to take their first calls, as a process pool's would."""
+        while not self._seen_start and (self._queue or self._dispatching or self._active):
             if self._driver.failure or self._driver.closed or not self._thread.is_alive():
                 break
-            batches[0].learn_started()
+            for batch in list(self._active):
+                batch.learn_started()
+                self._seen_start = self._seen_start or batch.started
             time.sleep(self._driver.store.poll_interval)
-        for batch in batches:
+        with self._wakeup:
+            queued = list(self._queue) + self._dispatching
+            self._queue.clear()
+        for future, *_ in queued:
+            future.cancel_unstarted()
+        for batch in list(self._active):
             batch.learn_started()
             for future in batch.unstarted():
                 future.cancel_unstarted()
@@ -299,6 +301,7 @@ class SubmitBatcher:
             for output in outputs:
                 landed = True
                 self._resolve(batch, output)
+            self._seen_start = self._seen_start or batch.started
             if self._driver.closed and futures:
                 for future in futures.values():
                     if future.mark_running():
