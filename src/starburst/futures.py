@@ -264,8 +264,9 @@ class SubmitBatcher:
     ) -> None:
         try:
             run = self._driver.submit(
-                plan.payload, plan.chunks, plan.n_items, plan.call, plan.options
-            )
+                plan.payload, plan.chunks, plan.n_items, plan.call, plan.options,
+                blames_items=True,
+            )  # fmt: skip
         except BaseException as exc:
             for future in futures.values():
                 if future.mark_running():

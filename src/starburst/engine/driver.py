@@ -261,11 +261,15 @@ class Driver:
         call: CallStyle,
         options: RunOptions,
         item_seconds: float | None = None,
+        *,
+        blames_items: bool = False,
     ) -> Run:
         """Create a run: upload the function, stream the chunks, and make sure workers are up.
 
         ``item_seconds`` (how long the function's items took before, if known) tells the
-        backend how long the workers launched now will be busy.
+        backend how long the workers launched now will be busy. With ``blames_items``, a
+        worker that dies on one of the run's chunks is that chunk's failure (retried, then
+        ``WorkerLostError``), never a sign that workers cannot start.
         """
         self.check_health()
         while True:
@@ -286,6 +290,7 @@ class Driver:
                 break
             except PreconditionFailed:  # another client of this session took the id
                 continue
+        run.blames_items = blames_items
         with self._lock:
             self.runs.append(run)
             if item_seconds is not None and n_items:
@@ -397,7 +402,7 @@ class Driver:
         self.control.change(edit)
         if any(requeued.values()):
             self.store.ring(self.keys.work_bell)
-        holders = {holder for chunks in requeued.values() for holder in chunks.values()}
+        holders = {h for run in active if run.blames_items for h in requeued[run.run_id].values()}
         for info in infos if active else ():
             self._judge_stop(info, working=info.worker_id in holders)
 
@@ -411,8 +416,9 @@ class Driver:
 
     def _judge_stop(self, info: WorkerInfo, working: bool) -> None:
         """Raise the fault a stopped worker shows, or count it towards giving up. A worker
-        that died ``working`` on a chunk had started well: its chunk's retries judge the
-        chunk (one call that kills its worker fails alone), not the workers' start."""
+        that died ``working`` on a chunk of a run that ``blames_items`` had started well:
+        the chunk's retries judge the chunk (a submitted call that kills its worker fails
+        alone), not the workers' start."""
         reason = info.reason or f"exit code {info.exit_code}"
         log.info("worker %s stopped (%s) while work remains", info.worker_id, reason)
         if info.fault == "out_of_memory":

@@ -52,6 +52,9 @@ class Run:
         self.items_delivered = 0
         self.upload_error: BaseException | None = None
         self.cancelled = manifest.state == "cancelled"
+        #: A worker that dies on one of its chunks fails that chunk, not the workers' start
+        #: (``Driver.submit``).
+        self.blames_items = False
         self._health_check = health_check
         self._on_change = on_change
         self._lowest_pending = 0
