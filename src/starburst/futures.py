@@ -96,16 +96,26 @@ class _Batch:
     calls: dict[int, Any] = field(default_factory=dict)  # item index -> (fn, args, kwargs)
     next_look: float = 0.0  # time.monotonic() of the next listing of the claims
     started: bool = False  # a worker has been seen taking one of its chunks
+    claimed: set[int] = field(default_factory=set)  # chunks seen claimed (or delivered)
 
     def learn_started(self) -> None:
-        """List the run's claims and mark the calls of claimed chunks as running."""
+        """List the run's claims and mark the calls of newly claimed chunks as running."""
         for chunk in self.run.in_flight():
+            if chunk in self.claimed:
+                continue
+            self.claimed.add(chunk)
             self.started = True
             start, count = self.run.spans.get(chunk, (0, 0))
             for index in range(start, start + count):
                 future = self.futures.get(index)
                 if future is not None:
                     future.mark_running()
+
+    @property
+    def all_started(self) -> bool:
+        """Every chunk has been seen claimed or delivered: no listing can teach more."""
+        n_chunks = self.run.n_chunks
+        return n_chunks is not None and len(self.claimed | self.run.delivered) >= n_chunks
 
     def unstarted(self) -> list[CallFuture]:
         return [f for f in list(self.futures.values()) if not f.running() and not f.done()]
@@ -290,7 +300,7 @@ class SubmitBatcher:
                 outputs = run.poll()
                 if run.upload_error is not None:
                     raise run.upload_error
-                if now >= batch.next_look and batch.unstarted():
+                if now >= batch.next_look and not batch.all_started:
                     batch.learn_started()
                     batch.next_look = now + self._driver.store.max_poll_interval
             except Exception as exc:
