@@ -158,10 +158,16 @@ class Cluster:
         return self._submitter().submit(fn, args, kwargs)
 
     def submit_map(
-        self, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], chunk_size: int | None
-    ) -> list[Future[Any]]:
-        """Submit ``fn`` over the zipped iterables now, as one run; a future per item."""
-        return list(self._submitter().submit_map(fn, iterables, chunk_size))
+        self,
+        fn: Callable[..., Any],
+        iterables: tuple[Iterable[Any], ...],
+        chunk_size: int | None,
+        deadline: float | None,
+    ) -> Iterator[Any]:
+        """Submit ``fn`` over the zipped iterables now, as one run; its results in order,
+        as ``concurrent.futures.Executor.map`` gives them (``deadline``: a
+        ``time.monotonic()`` value)."""
+        return self._submitter().submit_map(fn, iterables, chunk_size, deadline)  # type: ignore[no-any-return]
 
     def _submitter(self) -> Any:
         """The ``SubmitBatcher`` of this cluster (started on first use)."""

@@ -6,7 +6,6 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
 from typing import Any
 
 from .cluster import Cluster
@@ -70,8 +69,7 @@ class Executor(concurrent.futures.Executor):
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._refuse_if_shut_down()
-            futures = self._cluster.submit_map(fn, iterables, chunk_size=chunksize)
-        return _results_in_order(futures, deadline)
+            return self._cluster.submit_map(fn, iterables, chunksize, deadline)
 
     def _refuse_if_shut_down(self) -> None:
         refuse_if_exiting()
@@ -90,23 +88,3 @@ class Executor(concurrent.futures.Executor):
             self._cluster.stop_submitting(
                 wait=False, cancel_queued=cancel_futures, then=self._cluster.close
             )
-
-
-def _results_in_order(futures: list[Future[Any]], deadline: float | None) -> Iterator[Any]:
-    """Each future's result in turn (as the standard ``Executor.map`` yields them), holding
-    on to none already yielded; the rest are cancelled if the caller stops early."""
-    futures.reverse()
-    try:
-        while futures:
-            yield _result_or_cancel(futures.pop(), deadline)
-    finally:
-        for future in futures:
-            future.cancel()
-
-
-def _result_or_cancel(future: Future[Any], deadline: float | None) -> Any:
-    """The future's result by ``deadline``; cancelled if it timed out before starting."""
-    try:
-        return future.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
-    finally:
-        future.cancel()

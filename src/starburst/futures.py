@@ -11,19 +11,21 @@ library's executors do.
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, PENDING, RUNNING
-from dataclasses import dataclass, field
 from typing import Any
 
-from .cluster import Plan, plan_call, plan_tasks
+from .cluster import plan_call, plan_tasks
 from .engine.driver import Driver
+from .engine.manifest import CallStyle
 from .engine.outcome import ChunkOutput, describe_call
+from .engine.pacing import ITEM_TIMES
 from .engine.run import Run
 from .errors import CancelledError, WorkerLostError
 from .serialize import unsendable_call_error
@@ -60,7 +62,7 @@ class CallFuture(Future[Any]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.batch: _Batch | None = None  # set once the call is dispatched
+        self.batch: _CallBatch | None = None  # set once the call is dispatched
 
     def cancel(self) -> bool:
         """Cancel the call unless a worker has started it (its chunk is claimed)."""
@@ -87,16 +89,22 @@ class CallFuture(Future[Any]):
             return self.set_running_or_notify_cancel()
 
 
-@dataclass
-class _Batch:
-    """One run of dispatched calls and the futures still waiting for their results."""
+class _CallBatch:
+    """One run of submitted calls and the futures still waiting for their results."""
 
-    run: Run
-    futures: dict[int, CallFuture]  # item index -> its future, until resolved
-    calls: dict[int, Any] = field(default_factory=dict)  # item index -> (fn, args, kwargs)
-    next_look: float = 0.0  # time.monotonic() of the next listing of the claims
-    started: bool = False  # a worker has been seen taking one of its chunks
-    claimed: set[int] = field(default_factory=set)  # chunks seen claimed (or delivered)
+    def __init__(self, run: Run, futures: dict[int, CallFuture], calls: dict[int, Any]) -> None:
+        self.run = run
+        self.futures = futures  # item index -> its future, until resolved
+        self.calls = calls  # item index -> (fn, args, kwargs), until resolved
+        self.started = False  # a worker has been seen taking one of its chunks
+        self.claimed: set[int] = set()  # chunks seen claimed
+        self.next_look = 0.0  # time.monotonic() of the next listing of the claims
+        for future in futures.values():
+            future.batch = self
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.futures)
 
     def learn_started(self) -> None:
         """List the run's claims and mark the calls of newly claimed chunks as running."""
@@ -111,18 +119,156 @@ class _Batch:
                 if future is not None:
                     future.mark_running()
 
-    @property
-    def all_started(self) -> bool:
-        """Every chunk has been seen claimed or delivered: no listing can teach more."""
+    def look_if_due(self, now: float, interval: float) -> None:
+        """Learn which calls started, every ``interval`` while that can teach something."""
         n_chunks = self.run.n_chunks
-        return n_chunks is not None and len(self.claimed | self.run.delivered) >= n_chunks
+        seen = len(self.claimed | self.run.delivered)
+        if now >= self.next_look and (n_chunks is None or seen < n_chunks):
+            self.learn_started()
+            self.next_look = now + interval
 
-    def unstarted(self) -> list[CallFuture]:
-        return [f for f in list(self.futures.values()) if not f.running() and not f.done()]
+    def cancel_unstarted(self) -> None:
+        self.learn_started()
+        for future in list(self.futures.values()):
+            if not future.running() and not future.done():
+                future.cancel_unstarted()
+
+    def deliver(self, output: ChunkOutput) -> None:
+        """Resolve the futures of a chunk's calls (a cancelled call's result is dropped)."""
+        self.started = True
+        for offset, value in enumerate(output.results):
+            index = output.start + offset
+            future = self.futures.pop(index, None)
+            call = self.calls.pop(index, None)
+            if future is None or not future.mark_running():
+                continue
+            failure = output.failures.get(index)
+            if failure is None:
+                future.set_result(value)
+            elif failure.lost and call is not None:
+                future.set_exception(
+                    WorkerLostError(
+                        f"{describe_call(call)} was not computed: {failure.message}. Its "
+                        "worker died while running it (os._exit, a crash, or too little "
+                        "memory): look at the workers' logs; retries= sets how often it is "
+                        "tried."
+                    )
+                )
+            else:
+                future.set_exception(failure.to_exception())
+
+    def fail(self, exc: BaseException) -> None:
+        _fail(self.futures.values(), exc)
+        self.futures.clear()
+        self.calls.clear()
+
+    def drop_cancelled(self) -> None:
+        """Forget the calls the user cancelled; once none is left, cancel the run (workers
+        then take none of its chunks)."""
+        cancelled = [index for index, future in list(self.futures.items()) if future.cancelled()]
+        for index in cancelled:
+            del self.futures[index]
+            self.calls.pop(index, None)
+        if cancelled and not self.futures and not self.run.complete:
+            self.run.cancel()
+
+
+def _fail(futures: Iterable[CallFuture], exc: BaseException) -> None:
+    """Resolve each future not cancelled with ``exc``."""
+    for future in futures:
+        if future.mark_running():
+            future.set_exception(exc)
+
+
+class _MapBatch:
+    """The run of an ``Executor.map``: its chunk outputs, kept as they land until the
+    caller's iterator reads them in order (a chunk at a time, not a future per item)."""
+
+    def __init__(self, run: Run, n_items: int, timing_key: Hashable | None) -> None:
+        self.run = run
+        self.n_items = n_items
+        self.timing_key = timing_key
+        self.started = False
+        self._landed: dict[int, ChunkOutput] = {}  # first index -> output, until read
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._changed = threading.Condition()
+
+    @property
+    def pending(self) -> bool:
+        return not (self.run.complete or self._error or self._cancelled)
+
+    def learn_started(self) -> None:
+        self.started = self.started or bool(self.run.in_flight())
+
+    def look_if_due(self, now: float, interval: float) -> None:
+        """(A map's calls have no futures to mark as running.)"""
+
+    def cancel_unstarted(self) -> None:
+        """Cancel the calls whose results have not landed (reading them raises
+        ``CancelledError``); workers take none of the run's chunks any more."""
+        with self._changed:
+            self._cancelled = True
+            self._changed.notify_all()
+        self.run.cancel()
+
+    def deliver(self, output: ChunkOutput) -> None:
+        self.started = True
+        if self.timing_key is not None and not output.failures:
+            ITEM_TIMES.observe(self.timing_key, output.seconds, len(output.results))
+        with self._changed:
+            self._landed[output.start] = output
+            self._changed.notify_all()
+
+    def fail(self, exc: BaseException) -> None:
+        with self._changed:
+            self._error = exc
+            self._changed.notify_all()
+
+    def drop_cancelled(self) -> None:
+        """(Only the iterator cancels a map's calls, by cancelling its run.)"""
+
+    def results(self, deadline: float | None) -> Iterator[Any]:
+        """Each call's result in order, as ``concurrent.futures.Executor.map`` yields them:
+        a failed call raises at its place, ``TimeoutError`` past ``deadline``, and the calls
+        not yet done are cancelled if the caller stops early. No yielded result is held."""
+        following, read_all = 0, False
+        try:
+            while following < self.n_items:
+                output = self._wait_for(following, deadline)
+                following += len(output.results)
+                values, failures, index = output.results, output.failures, output.start
+                values.reverse()
+                while values:
+                    if index in failures:
+                        raise failures[index].to_exception()
+                    index += 1
+                    yield values.pop()
+            read_all = True
+        finally:
+            if not read_all:
+                self.cancel_unstarted()
+
+    def _wait_for(self, start: int, deadline: float | None) -> ChunkOutput:
+        with self._changed:
+            while start not in self._landed:
+                if self._error is not None:
+                    raise self._error
+                if self._cancelled:
+                    raise concurrent.futures.CancelledError()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError()
+                self._changed.wait(remaining)
+            return self._landed.pop(start)
+
+
+_Batch = _CallBatch | _MapBatch
 
 
 class SubmitBatcher:
-    """Batches ``submit`` calls into runs and resolves their futures."""
+    """Batches ``submit`` calls into runs and resolves their futures; collects the runs of
+    ``Executor.map``."""
 
     def __init__(self, driver: Driver) -> None:
         self._driver = driver
@@ -151,17 +297,29 @@ class SubmitBatcher:
         return future
 
     def submit_map(
-        self, fn: Callable[..., Any], iterables: tuple[Iterable[Any], ...], chunk_size: int | None
-    ) -> list[CallFuture]:
-        """Submit ``fn`` over the zipped iterables as one run now: a future per item."""
-        items = list(zip(*iterables, strict=False))
-        plan = plan_call(self._driver.spec, fn, (items,), "star", chunk_size=chunk_size)
-        futures = [CallFuture() for _ in items]
+        self,
+        fn: Callable[..., Any],
+        iterables: tuple[Iterable[Any], ...],
+        chunk_size: int | None,
+        deadline: float | None,
+    ) -> Iterator[Any]:
+        """Submit ``fn`` over the zipped iterables now, as one run; return its results in
+        order (``deadline``: a ``time.monotonic()`` value)."""
+        single = len(iterables) == 1
+        items = list(iterables[0]) if single else list(zip(*iterables, strict=False))
+        call: CallStyle = "single" if single else "star"
+        plan = plan_call(self._driver.spec, fn, (items,), call, chunk_size=chunk_size)
         with self._wakeup:
             self._refuse_if_closing()
-        if futures:
-            self._start_batch(plan, dict(enumerate(futures)), {})
-        return futures
+        if not items:
+            return iter(())
+        run = self._driver.submit(
+            plan.payload, plan.chunks, plan.n_items, plan.call, plan.options, plan.item_seconds,
+            blames_items=True,
+        )  # fmt: skip
+        batch = _MapBatch(run, len(items), plan.timing_key)
+        self._add(batch)
+        return batch.results(deadline)
 
     def _refuse_if_closing(self) -> None:
         refuse_if_exiting()
@@ -201,9 +359,7 @@ class SubmitBatcher:
         for future, *_ in queued:
             future.cancel_unstarted()
         for batch in list(self._active):
-            batch.learn_started()
-            for future in batch.unstarted():
-                future.cancel_unstarted()
+            batch.cancel_unstarted()
         with self._wakeup:
             self._wakeup.notify()
 
@@ -215,9 +371,7 @@ class SubmitBatcher:
                 pass
         except BaseException as exc:  # never leave a future unresolved
             for batch in self._active:
-                for future in batch.futures.values():
-                    if future.mark_running():
-                        future.set_exception(exc)
+                batch.fail(exc)
             raise
         finally:
             if self._then is not None:
@@ -266,87 +420,46 @@ class SubmitBatcher:
             sent[len(tasks)] = (fn, args, kwargs)
             tasks.append((fn, args, kwargs))
         if tasks:
-            self._start_batch(plan_tasks(self._driver.spec, tasks), futures, sent)
+            plan = plan_tasks(self._driver.spec, tasks)
+            try:
+                run = self._driver.submit(
+                    plan.payload, plan.chunks, plan.n_items, plan.call, plan.options,
+                    blames_items=True,
+                )  # fmt: skip
+            except BaseException as exc:
+                _fail(futures.values(), exc)
+            else:
+                self._add(_CallBatch(run, futures, sent))
         self._dispatching = []
 
-    def _start_batch(
-        self, plan: Plan, futures: dict[int, CallFuture], calls: dict[int, Any]
-    ) -> None:
-        try:
-            run = self._driver.submit(
-                plan.payload, plan.chunks, plan.n_items, plan.call, plan.options,
-                blames_items=True,
-            )  # fmt: skip
-        except BaseException as exc:
-            for future in futures.values():
-                if future.mark_running():
-                    future.set_exception(exc)
-            return
-        batch = _Batch(run, futures, calls, time.monotonic() + self._driver.store.max_poll_interval)
-        for future in futures.values():
-            future.batch = batch
+    def _add(self, batch: _Batch) -> None:
+        if isinstance(batch, _CallBatch):
+            batch.next_look = time.monotonic() + self._driver.store.max_poll_interval
         with self._wakeup:
             self._active.append(batch)
             self._wakeup.notify()
 
     def _collect(self) -> bool:
-        """Resolve the futures whose results landed; return whether any did."""
+        """Hand each batch the outputs that landed; return whether any did."""
         landed = False
-        now = time.monotonic()
+        now, interval = time.monotonic(), self._driver.store.max_poll_interval
         for batch in list(self._active):
-            run, futures = batch.run, batch.futures
             try:
                 self._driver.check_health()
-                outputs = run.poll()
-                if run.upload_error is not None:
-                    raise run.upload_error
-                if now >= batch.next_look and not batch.all_started:
-                    batch.learn_started()
-                    batch.next_look = now + self._driver.store.max_poll_interval
+                outputs = batch.run.poll()
+                if batch.run.upload_error is not None:
+                    raise batch.run.upload_error
+                batch.look_if_due(now, interval)
             except Exception as exc:
-                outputs = []
-                for future in futures.values():
-                    if future.mark_running():
-                        future.set_exception(exc)
-                futures.clear()
+                batch.fail(exc)
+                continue
             for output in outputs:
                 landed = True
-                self._resolve(batch, output)
+                batch.deliver(output)
+            if self._driver.closed and batch.pending:
+                batch.fail(CancelledError("the cluster was closed first"))
+            batch.drop_cancelled()
             self._seen_start = self._seen_start or batch.started
-            if self._driver.closed and futures:
-                for future in futures.values():
-                    if future.mark_running():
-                        future.set_exception(CancelledError("the cluster was closed first"))
-                futures.clear()
-            cancelled = [index for index, future in list(futures.items()) if future.cancelled()]
-            for index in cancelled:  # by the user: its result, should it come, is dropped
-                del futures[index]
-                batch.calls.pop(index, None)
-            if cancelled and not futures and not run.complete:
-                run.cancel()  # every call left was cancelled: workers take no more chunks
         with self._wakeup:
-            self._active = [batch for batch in self._active if batch.futures]
+            self._active = [batch for batch in self._active if batch.pending]
         return landed
-
-    def _resolve(self, batch: _Batch, output: ChunkOutput) -> None:
-        for offset, value in enumerate(output.results):
-            index = output.start + offset
-            future = batch.futures.pop(index, None)
-            call = batch.calls.pop(index, None)
-            batch.started = True
-            if future is None or not future.mark_running():
-                continue
-            failure = output.failures.get(index)
-            if failure is None:
-                future.set_result(value)
-            elif failure.lost and call is not None:
-                future.set_exception(
-                    WorkerLostError(
-                        f"{describe_call(call)} was not computed: {failure.message}. Its "
-                        "worker died while running it (os._exit, a crash, or too little "
-                        "memory): look at the workers' logs; retries= sets how often it is "
-                        "tried."
-                    )
-                )
-            else:
-                future.set_exception(failure.to_exception())
