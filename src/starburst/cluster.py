@@ -11,7 +11,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .collect import Collector
 from .cost.guard import CostLimits, RunReport
@@ -23,6 +23,9 @@ from .errors import StarburstError
 from .options import RunOptions, WorkerSpec
 from .progress import make_progress
 from .serialize import dumps, unpicklable_function_error
+
+if TYPE_CHECKING:
+    from .futures import SubmitBatcher
 
 
 @dataclass
@@ -68,7 +71,7 @@ class Cluster:
         self.limits = CostLimits.build(max_cost, cost_alert)
         self.progress = progress
         self._driver: Driver | None = None
-        self._batcher: Any = None
+        self._batcher: SubmitBatcher | None = None
 
     # Lifecycle ---------------------------------------------------------------------------------
 
@@ -155,22 +158,11 @@ class Cluster:
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on a worker; calls made close together share a run."""
-        return self._submitter().submit(fn, args, kwargs)
+        return self.submitter.submit(fn, args, kwargs)
 
-    def submit_map(
-        self,
-        fn: Callable[..., Any],
-        iterables: tuple[Iterable[Any], ...],
-        chunk_size: int | None,
-        deadline: float | None,
-    ) -> Iterator[Any]:
-        """Submit ``fn`` over the zipped iterables now, as one run; its results in order,
-        as ``concurrent.futures.Executor.map`` gives them (``deadline``: a
-        ``time.monotonic()`` value)."""
-        return self._submitter().submit_map(fn, iterables, chunk_size, deadline)  # type: ignore[no-any-return]
-
-    def _submitter(self) -> Any:
-        """The ``SubmitBatcher`` of this cluster (started on first use)."""
+    @property
+    def submitter(self) -> SubmitBatcher:
+        """What batches this cluster's ``submit`` calls (started on first use)."""
         from .futures import SubmitBatcher, refuse_if_exiting
 
         refuse_if_exiting()  # before anything starts

@@ -69,7 +69,7 @@ class Executor(concurrent.futures.Executor):
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._refuse_if_shut_down()
-            return self._cluster.submit_map(fn, iterables, chunksize, deadline)
+            return self._cluster.submitter.submit_map(fn, iterables, chunksize, deadline)
 
     def _refuse_if_shut_down(self) -> None:
         refuse_if_exiting()
