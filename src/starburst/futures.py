@@ -196,7 +196,7 @@ class _MapBatch:
 
     @property
     def pending(self) -> bool:
-        return not (self.run.complete or self._error or self._cancelled)
+        return not (self.run.complete or self._error is not None or self._cancelled)
 
     def learn_started(self) -> None:
         self.started = self.started or bool(self.run.in_flight())
