@@ -18,7 +18,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
-from concurrent.futures._base import CANCELLED_AND_NOTIFIED, PENDING, RUNNING
+from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
 from typing import Any
 
 from .cluster import plan_call, plan_tasks
@@ -62,7 +62,8 @@ class CallFuture(Future[Any]):
 
     def __init__(self) -> None:
         super().__init__()
-        self.batch: _CallBatch | None = None  # set once the call is dispatched
+        self.batch: _CallBatch | None = None  # set once the call is dispatched...
+        self.index = 0  # ...with its place in the batch's run
 
     def cancel(self) -> bool:
         """Cancel the call unless a worker has started it (its chunk is claimed)."""
@@ -77,16 +78,28 @@ class CallFuture(Future[Any]):
             if not super().cancel():
                 return False
             self.mark_running()  # tells wait() and as_completed() at once
+        batch = self.batch
+        if batch is not None:
+            batch.cancelled.append(self)
         return True
 
     def mark_running(self) -> bool:
-        """Note that a worker started the call; ``False`` when it was cancelled."""
+        """Note that a worker started the call; whether its outcome is still to be set
+        (``False`` once it was cancelled or resolved)."""
         with self._condition:
-            if self._state == RUNNING:
-                return True
-            if self._state == CANCELLED_AND_NOTIFIED:
+            if self._state in (CANCELLED_AND_NOTIFIED, FINISHED):
                 return False
-            return self.set_running_or_notify_cancel()
+            return self._state == RUNNING or self.set_running_or_notify_cancel()
+
+    def resolve(self, result: Any = None, error: BaseException | None = None) -> None:
+        """Set the call's outcome, unless it was cancelled."""
+        self.batch = None  # (a future kept by the caller need not keep its run)
+        if not self.mark_running():
+            return
+        if error is None:
+            self.set_result(result)
+        else:
+            self.set_exception(error)
 
 
 class _CallBatch:
@@ -99,8 +112,11 @@ class _CallBatch:
         self.started = False  # a worker has been seen taking one of its chunks
         self.claimed: set[int] = set()  # chunks seen claimed
         self.next_look = 0.0  # time.monotonic() of the next listing of the claims
-        for future in futures.values():
-            future.batch = self
+        self.cancelled: list[CallFuture] = []  # by the user, not dropped yet
+        for index, future in futures.items():
+            future.batch, future.index = self, index
+            if future.cancelled():  # while it was being sent
+                self.cancelled.append(future)
 
     @property
     def pending(self) -> bool:
@@ -140,22 +156,19 @@ class _CallBatch:
             index = output.start + offset
             future = self.futures.pop(index, None)
             call = self.calls.pop(index, None)
-            if future is None or not future.mark_running():
+            if future is None or future.cancelled():
                 continue
             failure = output.failures.get(index)
             if failure is None:
-                future.set_result(value)
+                future.resolve(value)
             elif failure.lost and call is not None:
-                future.set_exception(
-                    WorkerLostError(
-                        f"{describe_call(call)} was not computed: {failure.message}. Its "
-                        "worker died while running it (os._exit, a crash, or too little "
-                        "memory): look at the workers' logs; retries= sets how often it is "
-                        "tried."
-                    )
-                )
+                future.resolve(error=WorkerLostError(
+                    f"{describe_call(call)} was not computed: {failure.message}. Its worker "
+                    "died while running it (os._exit, a crash, or too little memory): look "
+                    "at the workers' logs; retries= sets how often it is tried."
+                ))  # fmt: skip
             else:
-                future.set_exception(failure.to_exception())
+                future.resolve(error=failure.to_exception())
 
     def fail(self, exc: BaseException) -> None:
         _fail(self.futures.values(), exc)
@@ -165,19 +178,20 @@ class _CallBatch:
     def drop_cancelled(self) -> None:
         """Forget the calls the user cancelled; once none is left, cancel the run (workers
         then take none of its chunks)."""
-        cancelled = [index for index, future in list(self.futures.items()) if future.cancelled()]
-        for index in cancelled:
-            del self.futures[index]
+        if not self.cancelled:
+            return
+        while self.cancelled:
+            index = self.cancelled.pop().index
+            self.futures.pop(index, None)
             self.calls.pop(index, None)
-        if cancelled and not self.futures and not self.run.complete:
+        if not self.futures and not self.run.complete:
             self.run.cancel()
 
 
 def _fail(futures: Iterable[CallFuture], exc: BaseException) -> None:
     """Resolve each future not cancelled with ``exc``."""
     for future in futures:
-        if future.mark_running():
-            future.set_exception(exc)
+        future.resolve(error=exc)
 
 
 class _MapBatch:
@@ -413,8 +427,7 @@ class SubmitBatcher:
                 continue
             problem = unsendable_call_error(fn, args, kwargs)
             if problem is not None:
-                if future.mark_running():
-                    future.set_exception(problem)
+                future.resolve(error=problem)
                 continue
             futures[len(tasks)] = future
             sent[len(tasks)] = (fn, args, kwargs)
