@@ -3,8 +3,11 @@
 The generic test classes of CPython 3.11's ``test_concurrent_futures`` (shipped by Debian's
 ``libpython3.11-testsuite``) are loaded from that file and combined with a mixin that builds
 a ``starburst.Executor``, as CPython combines them with its process-pool mixins. Test bodies
-are CPython's, unchanged; the few left out are listed in ``EXCLUDED`` with the reason, each
-one a documented difference from ``ProcessPoolExecutor``.
+are CPython's, unchanged. Left out (``EXCLUDED``, each with its reason): tests of
+``ProcessPoolExecutor``'s own internals and options (``_processes``, ``mp_context``,
+``max_tasks_per_child``), and tests that differ where the README says starburst does. Where
+CPython expects ``BrokenProcessPool`` the tests expect starburst's error for that call alone
+(``INSTEAD_OF_BROKEN_POOL``).
 """
 
 from __future__ import annotations
