@@ -163,9 +163,9 @@ class _CallBatch:
                 future.resolve(value)
             elif failure.lost and call is not None:
                 future.resolve(error=WorkerLostError(
-                    f"{describe_call(call)} was not computed: {failure.message}. Its worker "
-                    "died while running it (os._exit, a crash, or too little memory): look "
-                    "at the workers' logs; retries= sets how often it is tried."
+                    f"{describe_call(call)} was not computed: {failure.message} while "
+                    "running it (os._exit, a crash, or too little memory). The workers' logs "
+                    "say more; the executor goes on with the other calls."
                 ))  # fmt: skip
             else:
                 future.resolve(error=failure.to_exception())
