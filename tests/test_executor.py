@@ -12,6 +12,7 @@ import concurrent.futures
 import itertools
 import math
 import os
+import sys
 import threading
 import time
 from concurrent.futures import (
@@ -25,6 +26,7 @@ from concurrent.futures import (
 from pathlib import Path
 
 import pytest
+from scripts import run_client
 
 import starburst
 from starburst.engine.control import Control
@@ -301,10 +303,8 @@ def test_cancel_queued_future(executor):
         for future in queued:
             future.add_done_callback(callbacks.append)
         assert [f.cancel() for f in queued] == [True] * 5
-        # ``first`` was taken for dispatch: it is running and cannot be cancelled.
-        assert first.running()
-        assert first.cancel() is False
-        assert not first.cancelled()
+        # No worker has started ``first`` (it is being sent): it is pending.
+        assert not first.running()
     finally:
         blocker.release.set()
 
@@ -317,7 +317,7 @@ def test_cancel_queued_future(executor):
             future.exception(timeout=RESULT_TIMEOUT)
     assert sorted(map(id, callbacks)) == sorted(map(id, queued))
     assert first.result(timeout=RESULT_TIMEOUT) == 7
-    # A done future cannot be cancelled either.
+    # A done future cannot be cancelled.
     assert first.cancel() is False
     assert not first.cancelled()
     # The executor keeps working after cancellations.
@@ -451,6 +451,7 @@ def test_shutdown_without_wait_still_completes_futures():
 
 def test_shutdown_cancel_futures_cancels_queued():
     ex = starburst.Executor(workers=2, progress=False)
+    assert ex.submit(square, 2).result(timeout=RESULT_TIMEOUT) == 4  # the workers are up
     blocker = Blocker(5)
     first = ex.submit(identity, blocker)
     assert blocker.entered.wait(RESULT_TIMEOUT)
@@ -473,8 +474,8 @@ def test_shutdown_cancel_futures_cancels_queued():
     for future in queued:
         with pytest.raises(CancelledError):
             future.result()
-    assert first.done() and not first.cancelled()
-    assert first.result() == 5
+    # No worker had started ``first`` either (it was being sent): it is cancelled too.
+    assert first.cancelled()
 
 
 def test_shutdown_cancel_futures_after_tight_loop():
@@ -506,3 +507,177 @@ def test_calls_waited_for_one_by_one_leave_only_the_last_run_for_the_workers_to_
         driver = ex._cluster.driver
         listed = Control.load(driver.store, driver.keys).runs
         assert len(listed) <= 1, f"the control record still lists {len(listed)} runs"
+
+
+# What users of concurrent.futures take for granted (issue 17) --------------------------------
+
+
+def touch_after(path, seconds):
+    time.sleep(seconds)
+    Path(path).touch()
+    return path
+
+
+def record_in(folder, x):
+    (Path(folder) / str(x)).touch()
+    return x
+
+
+class ExitAtUnpickle:
+    """Unpickles by calling ``sys.exit``: as an argument it kills the worker reading it; as a
+    result it raises ``SystemExit`` in the client reading it."""
+
+    def __reduce__(self):
+        return (sys.exit, (1,))
+
+
+class ExitAtPickle:
+    """Raises ``SystemExit`` when pickled: as a result, on the worker that sends it back."""
+
+    def __reduce__(self):
+        sys.exit(1)
+
+
+def make(cls):
+    return cls()
+
+
+def segfault():
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+_EXIT_SCRIPT = """
+import sys, time
+from pathlib import Path
+import starburst
+
+def touch_after(path, seconds):
+    time.sleep(seconds)
+    Path(path).touch()
+
+if __name__ == "__main__":
+    executor = starburst.Executor(workers=2)
+    executor.submit(touch_after, sys.argv[1], 0.5)
+    executor.submit(touch_after, sys.argv[2], 0.5)
+    if sys.argv[3] == "shutdown":
+        executor.shutdown(wait=False)
+    print("leaving")
+"""
+
+
+@pytest.mark.parametrize("how", ["exit", "shutdown"])
+def test_calls_not_awaited_are_finished_before_the_interpreter_exits(tmp_path, how):
+    # The standard executors finish them: the interpreter joins their threads at exit.
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert run_client(tmp_path, _EXIT_SCRIPT, first, second, how) == "leaving"
+    assert first.exists() and second.exists()
+
+
+_ATEXIT_SCRIPT = """
+import atexit
+import starburst
+
+@atexit.register
+def submit_last():
+    try:
+        executor.submit(id, None)
+    except RuntimeError as exc:
+        print(exc)
+
+executor = starburst.Executor(workers=1)
+"""
+
+
+def test_submit_from_an_atexit_hook_raises_runtime_error(tmp_path):
+    # (It hung the interpreter.)
+    output = run_client(tmp_path, _ATEXIT_SCRIPT)
+    assert output == "cannot schedule new futures after interpreter shutdown"
+
+
+def test_map_not_iterated_runs_every_call_before_shutdown_returns(tmp_path):
+    ex = starburst.Executor(workers=2, progress=False)
+    ex.map(record_in, [str(tmp_path)] * 30, range(30))
+    ex.shutdown(wait=True)
+    assert sorted(int(p.name) for p in tmp_path.iterdir()) == list(range(30))
+
+
+def test_map_iterated_after_shutdown_without_wait_gives_every_result():
+    ex = starburst.Executor(workers=2, progress=False)
+    results = ex.map(square, range(20))
+    ex.shutdown(wait=False)
+    assert list(results) == [x * x for x in range(20)]
+
+
+@pytest.mark.parametrize(
+    "killer",
+    [
+        pytest.param(lambda ex: ex.submit(os._exit, 3), id="os._exit"),
+        pytest.param(lambda ex: ex.submit(segfault), id="segfault"),
+        pytest.param(lambda ex: ex.submit(identity, ExitAtUnpickle()), id="argument-unpickling"),
+    ],
+)
+def test_a_call_that_kills_its_worker_fails_alone(killer):
+    with starburst.Executor(workers=1, progress=False) as ex:
+        error = killer(ex).exception(timeout=RESULT_TIMEOUT)
+        assert isinstance(error, starburst.WorkerLostError), repr(error)
+        assert "the call " in str(error)  # names the call
+        # The executor is not broken: later calls work.
+        assert [ex.submit(square, x).result(timeout=RESULT_TIMEOUT) for x in range(3)] == [0, 1, 4]
+
+
+def test_a_result_raising_system_exit_while_pickled_fails_its_call_alone(executor):
+    future = executor.submit(make, ExitAtPickle)
+    assert isinstance(future.exception(timeout=RESULT_TIMEOUT), SystemExit)
+    assert executor.submit(square, 4).result(timeout=RESULT_TIMEOUT) == 16
+
+
+def test_a_result_raising_system_exit_while_unpickled_fails_its_call_alone(executor):
+    # (It killed the thread that resolves futures: no future resolved again.)
+    future = executor.submit(make, ExitAtUnpickle)
+    error = future.exception(timeout=RESULT_TIMEOUT)
+    assert isinstance(error, starburst.SerializationError), repr(error)
+    assert "SystemExit" in str(error)
+    assert executor.submit(square, 5).result(timeout=RESULT_TIMEOUT) == 25
+
+
+def _wait_until_running(future):
+    deadline = time.monotonic() + RESULT_TIMEOUT
+    while not future.running() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert future.running()
+
+
+def test_a_future_runs_only_once_a_worker_started_it_and_can_be_cancelled_until_then(tmp_path):
+    gate = tmp_path / "open"
+    with starburst.Executor(workers=1, progress=False) as ex:
+        assert ex.submit(square, 1).result(timeout=RESULT_TIMEOUT) == 1  # the worker is up
+        busy = ex.submit(wait_for_path, str(gate), "busy")
+        _wait_until_running(busy)  # the only worker took it
+        queued = ex.submit(touch_after, str(tmp_path / "ran"), 0)
+        time.sleep(0.1)  # (it was RUNNING 2 ms after submit)
+        assert not queued.running()
+        assert queued.cancel()
+        gate.touch()
+        assert busy.result(timeout=RESULT_TIMEOUT) == "busy"
+        assert queued.cancelled()
+        with pytest.raises(CancelledError):
+            queued.result()
+        assert ex.submit(square, 3).result(timeout=RESULT_TIMEOUT) == 9
+
+
+def test_shutdown_cancel_futures_cancels_calls_waiting_for_a_worker(tmp_path):
+    gate = tmp_path / "open"
+    ex = starburst.Executor(workers=1, progress=False)
+    assert ex.submit(square, 1).result(timeout=RESULT_TIMEOUT) == 1  # the worker is up
+    busy = ex.submit(wait_for_path, str(gate), "busy")
+    _wait_until_running(busy)
+    waiting = [ex.submit(square, x) for x in range(10)]
+    time.sleep(0.1)
+    opener = threading.Timer(0.5, gate.touch)
+    opener.start()
+    ex.shutdown(wait=True, cancel_futures=True)
+    opener.join()
+    assert busy.result() == "busy"
+    assert all(f.cancelled() for f in waiting)

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .collect import Collector
 from .cost.guard import CostLimits, RunReport
@@ -26,6 +26,9 @@ from .errors import StarburstError
 from .options import RunOptions, WorkerSpec, show_progress
 from .progress import make_progress
 from .serialize import dumps, unpicklable_function_error
+
+if TYPE_CHECKING:
+    from .futures import SubmitBatcher
 
 
 @dataclass
@@ -71,7 +74,7 @@ class Cluster:
         self.limits = CostLimits.build(max_cost, cost_alert)
         self.progress = show_progress(progress)
         self._driver: Driver | None = None
-        self._batcher: Any = None
+        self._batcher: SubmitBatcher | None = None
         self._closed = False
 
     # Lifecycle ---------------------------------------------------------------------------------
@@ -166,16 +169,27 @@ class Cluster:
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         """Run ``fn(*args, **kwargs)`` on a worker; calls made close together share a run."""
+        return self.submitter.submit(fn, args, kwargs)
+
+    @property
+    def submitter(self) -> SubmitBatcher:
+        """What batches this cluster's ``submit`` calls (started on first use)."""
+        from .futures import SubmitBatcher, refuse_if_exiting
+
+        refuse_if_exiting()  # before anything starts
         if self._batcher is None:
-            from .futures import SubmitBatcher
-
             self._batcher = SubmitBatcher(self.driver)
-        return self._batcher.submit(fn, args, kwargs)
+        return self._batcher
 
-    def stop_submitting(self, wait: bool, cancel_queued: bool = False) -> None:
-        """Refuse further ``submit`` calls; cancel the queued ones and/or wait for the rest."""
+    def stop_submitting(
+        self, wait: bool, cancel_queued: bool = False, then: Callable[[], None] | None = None
+    ) -> None:
+        """Refuse further ``submit`` calls; cancel those not started and/or wait for the
+        rest; ``then`` runs once every call is resolved (at once if none was made)."""
         if self._batcher is not None:
-            self._batcher.shutdown(wait=wait, cancel_futures=cancel_queued)
+            self._batcher.shutdown(wait=wait, cancel_futures=cancel_queued, then=then)
+        elif then is not None:
+            then()
 
     # Shared machinery --------------------------------------------------------------------------
 

@@ -15,8 +15,9 @@ class ConfigurationError(StarburstError, ValueError):
     """A bad argument or setting, found before anything was launched."""
 
 
-class SerializationError(StarburstError, TypeError):
-    """The function, an item or a result cannot be serialized."""
+class SerializationError(StarburstError, TypeError, pickle.PicklingError):
+    """The function, an item or a result cannot be serialized (a ``TypeError`` and a
+    ``pickle.PicklingError``, as the standard library raises)."""
 
 
 class ResultUnpicklingError(SerializationError, pickle.UnpicklingError):

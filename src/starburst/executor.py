@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .cluster import Cluster
+from .futures import refuse_if_exiting
 
 
 class Executor(concurrent.futures.Executor):
@@ -47,8 +49,7 @@ class Executor(concurrent.futures.Executor):
     ) -> concurrent.futures.Future[Any]:
         """Schedule ``fn(*args, **kwargs)``; calls made close together travel as one batch."""
         with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._refuse_if_shut_down()
             return self._cluster.submit(fn, *args, **kwargs)
 
     def map(
@@ -58,24 +59,32 @@ class Executor(concurrent.futures.Executor):
         timeout: float | None = None,
         chunksize: int | None = None,
     ) -> Iterator[Any]:
-        """Like ``concurrent.futures.Executor.map``: results in order, submitted at once.
+        """Like ``concurrent.futures.Executor.map``: every call is submitted now (as one run),
+        results come in order.
 
         ``timeout`` counts from this call; a result not available by then raises
-        ``TimeoutError``. ``chunksize=None`` lets starburst choose.
+        ``TimeoutError`` and cancels the calls not started. ``chunksize=None`` lets
+        starburst choose.
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-        return self._cluster.imap(
-            fn, *iterables, timeout=timeout, chunk_size=chunksize, strict=False
-        )
+            self._refuse_if_shut_down()
+            return self._cluster.submitter.submit_map(fn, iterables, chunksize, deadline)
+
+    def _refuse_if_shut_down(self) -> None:
+        refuse_if_exiting()
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop accepting calls; cancel queued ones if asked; wait, then stop the workers."""
+        """Stop accepting calls; cancel those no worker has started if asked; the workers
+        stop once every other call is done (this waits for that if ``wait``)."""
         with self._lock:
             self._shutdown = True
-        self._cluster.stop_submitting(wait=False, cancel_queued=cancel_futures)
         if wait:
+            self._cluster.stop_submitting(wait=True, cancel_queued=cancel_futures)
             self._cluster.close()
         else:
-            threading.Thread(target=self._cluster.close, daemon=True).start()
+            self._cluster.stop_submitting(
+                wait=False, cancel_queued=cancel_futures, then=self._cluster.close
+            )

@@ -267,11 +267,15 @@ class Driver:
         call: CallStyle,
         options: RunOptions,
         item_seconds: float | None = None,
+        *,
+        blames_items: bool = False,
     ) -> Run:
         """Create a run: upload the function, stream the chunks, and make sure workers are up.
 
         ``item_seconds`` (how long the function's items took before, if known) tells the
-        backend how long the workers launched now will be busy.
+        backend how long the workers launched now will be busy. With ``blames_items``, a
+        worker that dies on one of the run's chunks is that chunk's failure (retried, then
+        ``WorkerLostError``), never a sign that workers cannot start.
         """
         self.check_health()
         while True:
@@ -292,6 +296,7 @@ class Driver:
                 break
             except PreconditionFailed:  # another client of this session took the id
                 continue
+        run.blames_items = blames_items
         with self._lock:
             self.runs.append(run)
             if item_seconds is not None and n_items:
@@ -403,8 +408,9 @@ class Driver:
         self.control.change(edit)
         if any(requeued.values()):
             self.store.ring(self.keys.work_bell)
+        holders = {h for run in active if run.blames_items for h in requeued[run.run_id].values()}
         for info in infos if active else ():
-            self._judge_stop(info)
+            self._judge_stop(info, working=info.worker_id in holders)
 
     def _end_leases(self, run: Run, stopped: dict[str, bool]) -> dict[str, str]:
         """End the leases the stopped workers held in a run: chunk (as text) -> worker."""
@@ -414,8 +420,11 @@ class Driver:
         )
         return {str(chunk): holder for chunk, holder in zip(chunks, holders, strict=True) if holder}
 
-    def _judge_stop(self, info: WorkerInfo) -> None:
-        """Raise the fault a stopped worker shows, or count it towards giving up."""
+    def _judge_stop(self, info: WorkerInfo, working: bool) -> None:
+        """Raise the fault a stopped worker shows, or count it towards giving up. A worker
+        that died ``working`` on a chunk of a run that ``blames_items`` had started well:
+        the chunk's retries judge the chunk (a submitted call that kills its worker fails
+        alone), not the workers' start."""
         reason = info.reason or f"exit code {info.exit_code}"
         log.info("worker %s stopped (%s) while work remains", info.worker_id, reason)
         if info.fault == "out_of_memory":
@@ -428,6 +437,8 @@ class Driver:
                 f"worker {info.worker_id} could not start: {reason}. Check the image "
                 "(`starburst config show`) and that `starburst setup` has run in this region."
             )
+        elif working:
+            self._fruitless_exits = 0
         elif info.fault != "interrupted":
             self._count_fruitless(info.worker_id, reason)
 

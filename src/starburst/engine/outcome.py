@@ -64,7 +64,7 @@ class ItemFailure:
             type_name=f"{type(exc).__module__}.{type(exc).__qualname__}",
             message=_safe_str(exc),
             traceback=_user_traceback(exc),
-            where=_describe_call(item) if task else f"item {index} (input: {_safe_repr(item)})",
+            where=describe_call(item) if task else f"item {index} (input: {_safe_repr(item)})",
             worker=worker,
             exception=pickled,
         )
@@ -148,7 +148,8 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(shown.format())
 
 
-def _describe_call(task: Any) -> str:
+def describe_call(task: Any) -> str:
+    """A submitted call ``(fn, args, kwargs)`` as users wrote it: ``the call f(1, b=2)``."""
     try:
         fn, args, kwargs = task
         shown = [_safe_repr(a) for a in args] + [f"{k}={_safe_repr(v)}" for k, v in kwargs.items()]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
-from ..errors import CancelledError, RunTimeoutError
+from ..errors import CancelledError, RunTimeoutError, SerializationError
 from ..serialize import dumps_parts, loads, unsendable_item_error
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
@@ -52,6 +52,9 @@ class Run:
         self.items_delivered = 0
         self.upload_error: BaseException | None = None
         self.cancelled = manifest.state == "cancelled"
+        #: A worker that dies on one of its chunks fails that chunk, not the workers' start
+        #: (``Driver.submit``).
+        self.blames_items = False
         self._health_check = health_check
         self._on_change = on_change
         self._lowest_pending = 0
@@ -347,13 +350,31 @@ class Run:
             pool.shutdown(wait=False)
 
     def _read_output(self, chunk: int) -> ChunkOutput:
-        record = decode_output(self.store.get(self.keys.output(chunk)))
+        data = self.store.get(self.keys.output(chunk))
+        try:  # results that cannot be unpickled here fail alone (``decode_output``)
+            record = decode_output(data)
+        except (Exception, SystemExit) as exc:  # not even the salvage could read it
+            return self._unreadable_output(chunk, exc)
         return self._lost_output(chunk, record) if isinstance(record, LostChunk) else record
 
     def _lost_output(self, chunk: int, lost: LostChunk) -> ChunkOutput:
         """A lost chunk as an output whose every item failed with ``WorkerLostError``."""
         start, count = self._span(chunk)
         failures = {i: ItemFailure.worker_lost(i, lost.reason) for i in range(start, start + count)}
+        return ChunkOutput(start=start, results=[None] * count, failures=failures)
+
+    def _unreadable_output(self, chunk: int, exc: BaseException) -> ChunkOutput:
+        """An output this process cannot unpickle, as one whose every item failed with a
+        ``SerializationError`` that says why."""
+        start, count = self._span(chunk)
+        problem = SerializationError(
+            f"the results of items {start} to {start + count - 1} cannot be unpickled here "
+            f"({type(exc).__name__}: {exc}). Return plain data (numbers, arrays, dicts), or "
+            "classes this process can import."
+        )
+        failures = {
+            i: ItemFailure.from_exception(i, "?", problem, "?") for i in range(start, start + count)
+        }
         return ChunkOutput(start=start, results=[None] * count, failures=failures)
 
     def _span(self, chunk: int) -> tuple[int, int]:

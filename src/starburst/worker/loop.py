@@ -413,7 +413,9 @@ class WorkerLoop:
         compress = self.store.compress
         try:
             data = dumps(output, compress=compress, to_client=True)
-        except Exception:
+        except WorkerTerminated:
+            raise
+        except BaseException:  # a result failed to pickle, or raised (even SystemExit) doing so
             data = dumps(_without_unpicklable(output), compress=compress, to_client=True)
         try:
             self.store.put_if_absent(lease.keys.output(lease.chunk), data)
@@ -574,16 +576,21 @@ def _caller(function: RunFunction, manifest: RunManifest) -> Callable[[Any], Any
 
 
 def _without_unpicklable(output: ChunkOutput) -> ChunkOutput:
-    """Replace each result that cannot be pickled by a failure that says so."""
+    """Replace each result that cannot be pickled by a failure that says so (what pickling
+    raised, when that is not an error: a ``SystemExit``)."""
     for offset, value in enumerate(output.results):
         try:
             dumps(value, compress=False)
-        except Exception as exc:
+        except WorkerTerminated:
+            raise
+        except BaseException as exc:
             index = output.start + offset
-            problem = TypeError(
-                f"the result of item {index} (a {type(value).__qualname__}) cannot be sent "
-                f"back: {exc}. Return plain data (numbers, arrays, dicts) instead."
-            )
+            problem: BaseException = exc
+            if isinstance(exc, Exception):
+                problem = SerializationError(
+                    f"the result of item {index} (a {type(value).__qualname__}) cannot be sent "
+                    f"back: {exc}. Return plain data (numbers, arrays, dicts) instead."
+                )
             output.failures[index] = ItemFailure.from_exception(index, "?", problem, output.worker)
             output.results[offset] = None
     return output
