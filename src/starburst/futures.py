@@ -168,7 +168,7 @@ class _CallBatch:
                     "say more; the executor goes on with the other calls."
                 ))  # fmt: skip
             else:
-                future.resolve(error=failure.to_exception())
+                future.resolve(error=failure.to_exception(as_raised=True))
 
     def fail(self, exc: BaseException) -> None:
         _fail(self.futures.values(), exc)
@@ -255,7 +255,7 @@ class _MapBatch:
                 values.reverse()
                 while values:
                     if index in failures:
-                        raise failures[index].to_exception()
+                        raise failures[index].to_exception(as_raised=True)
                     index += 1
                     yield values.pop()
             read_all = True

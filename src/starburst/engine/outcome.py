@@ -74,8 +74,15 @@ class ItemFailure:
         """Record an item whose chunk could not be completed because its workers died."""
         return cls(index, "WorkerLostError", reason, "", "", "", lost=True)
 
-    def to_exception(self) -> BaseException:
-        """The exception to hand to the user, chained to its remote traceback."""
+    def to_exception(self, as_raised: bool = False) -> BaseException:
+        """The exception to hand to the user, chained to its remote traceback.
+
+        A ``SystemExit``, ``KeyboardInterrupt`` or other ``BaseException`` that is not an
+        ``Exception`` comes back as a ``RemoteBaseException`` stand-in, so that a ``map``
+        neither exits the client nor passes for a Ctrl-C; with ``as_raised`` (the Executor's
+        futures: ``concurrent.futures`` hands back what the call raised) it comes back as
+        itself.
+        """
         if self.unloadable:
             return ResultUnpicklingError(self.message)
         if self.lost:
@@ -91,7 +98,7 @@ class ItemFailure:
                 exc = None
         if exc is None:
             exc = RemoteError(self.type_name, self.message)
-        elif not isinstance(exc, Exception):
+        elif not isinstance(exc, Exception) and not as_raised:
             exc = _stand_in(exc, self.type_name, self.where)
         exc.__cause__ = RemoteTraceback(self.traceback)
         exc.add_note(f"starburst: raised by {self.where} on worker {self.worker}")
