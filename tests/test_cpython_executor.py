@@ -76,7 +76,7 @@ class StarburstExecutor(starburst.Executor):
 
     def __init__(self, max_workers: int | None = None, mp_context: Any = None) -> None:
         # mp_context: starburst starts its workers its own way (STARBURST_LOCAL_START).
-        super().__init__(workers=max_workers, progress=False)
+        super().__init__(max_workers=max_workers, progress=False)
 
 
 class StarburstMixin(cf.ExecutorMixin):
@@ -108,7 +108,6 @@ EXCLUDED = {
     "test_max_workers_too_large": "a Windows process limit",
     "test_traceback": "checks the type of process._RemoteTraceback (starburst's own cause)",
     "test_shutdown_deadlock_pickle": "checks ProcessPoolExecutor._executor_manager_thread",
-    "test_max_workers_negative": "the ValueError names starburst's parameter, workers=",
     # A local worker's output goes to its log (sessions/<sid>/logs/), not the client's
     # stdout; test_executor.py checks that such calls are finished at exit.
     "test_interpreter_shutdown": "reads what the call prints on the worker from stdout",

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .cluster import Cluster
+from .errors import ConfigurationError
 from .futures import refuse_if_exiting
 
 
@@ -17,6 +18,7 @@ class Executor(concurrent.futures.Executor):
 
     Futures work with ``concurrent.futures.wait`` and ``as_completed``, can be cancelled while
     still queued, and carry the remote exception with its traceback chained.
+    ``max_workers=`` is accepted for ``workers=``, as ``ProcessPoolExecutor`` spells it.
     """
 
     def __init__(
@@ -26,11 +28,22 @@ class Executor(concurrent.futures.Executor):
         memory: str | int | float | None = None,
         backend: str | None = None,
         *,
+        max_workers: int | None = None,
         spot: bool = False,
         progress: bool = False,
         max_cost: float | None = None,
         cost_alert: float | None = None,
     ) -> None:
+        if max_workers is not None:
+            if workers is not None:
+                raise ConfigurationError("pass workers= or max_workers=, not both")
+            if isinstance(max_workers, bool) or not isinstance(max_workers, int):
+                raise ConfigurationError(f"max_workers={max_workers!r} must be an integer")
+            if max_workers <= 0:
+                raise ConfigurationError(
+                    f"max_workers={max_workers!r}: max_workers must be greater than 0"
+                )
+            workers = max_workers
         self._cluster = Cluster(
             workers,
             cpu,
