@@ -22,14 +22,9 @@ from starburst.errors import SessionNotFoundError
 from starburst.sessions import remove_session
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """This test's detached sessions live in a folder that does not exist yet."""
-    folder = tmp_path / "data"
-    monkeypatch.setenv("STARBURST_DATA_DIR", str(folder))
-    yield folder
-    for status in starburst.list_sessions():
-        remove_session(status.session_id)
+@pytest.fixture(autouse=True)
+def data_dir(detached_data_dir: Path) -> Path:
+    return detached_data_dir
 
 
 @pytest.fixture
@@ -92,7 +87,7 @@ def test_a_record_whose_session_id_is_a_path_is_refused(
 
 
 def test_a_session_id_from_the_command_line_never_becomes_a_path(data_dir: Path) -> None:
-    secret = data_dir.parent / "elsewhere" / "logs"
+    secret = data_dir / "elsewhere" / "logs"  # = store/sessions/../../elsewhere/logs
     secret.mkdir(parents=True)
     (secret / "private.log").write_text("not a worker log")
     (data_dir / "store" / "sessions").mkdir(parents=True)

@@ -113,6 +113,9 @@ def local_placement(store: LocalStore, session_id: str) -> Placement:
     folders. Its workers are started fresh (``python -m starburst.worker``), never forked:
     a forked worker would keep the client's whole memory alive for as long as it runs,
     long after the client has gone."""
+    from ..engine.session import check_session_id
+
+    check_session_id(session_id, "a local session's folder")
     folders = [store.root / "sessions" / session_id, store.root / "data" / session_id]
 
     def discard() -> None:
