@@ -57,10 +57,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "local":
         yield LocalStore(tmp_path / "store")
         return
-    request.getfixturevalue("aws")
+    aws = request.getfixturevalue("aws")
     import boto3
 
     from starburst.store.s3 import S3Store
 
     boto3.client("s3").create_bucket(Bucket="contract-tests")
-    yield S3Store("contract-tests", "some/prefix")
+    yield S3Store("contract-tests", "some/prefix", owner=aws.account_id)  # as setup's is

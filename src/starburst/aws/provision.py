@@ -59,6 +59,8 @@ class _Provisioner:
         self.config = Config.load()
         self.s3 = aws.client("s3")
         self.iam = aws.client("iam")
+        #: Every request about the bucket names its owner: S3 refuses one of another account.
+        self.owned = {"ExpectedBucketOwner": aws.account_id}
 
     def record(self, resource: str, name: str, outcome: str, detail: str = "") -> None:
         self.report.steps.append(Step(resource, name, outcome, detail))
@@ -86,9 +88,11 @@ class _Provisioner:
 
     def _ensure_bucket(self, name: str) -> bool:
         try:
-            self.s3.head_bucket(Bucket=name)
+            self.s3.head_bucket(Bucket=name, **self.owned)
             return False
         except botocore.exceptions.ClientError as exc:
+            if _error_code(exc) in ("403", "AccessDenied"):
+                raise SetupRequiredError(_not_our_bucket(name, self.aws.account_id)) from exc
             if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                 raise
         params: dict[str, Any] = {"Bucket": name}
@@ -96,13 +100,15 @@ class _Provisioner:
             params["CreateBucketConfiguration"] = {"LocationConstraint": self.aws.region}
         self.s3.create_bucket(**params)
         self.s3.put_bucket_tagging(
-            Bucket=name, Tagging={"TagSet": [{"Key": r.TAG_KEY, "Value": r.TAG_VALUE}]}
+            Bucket=name,
+            Tagging={"TagSet": [{"Key": r.TAG_KEY, "Value": r.TAG_VALUE}]},
+            **self.owned,
         )
         return True
 
     def _ensure_encryption(self, name: str) -> bool:
         try:
-            current = self.s3.get_bucket_encryption(Bucket=name)
+            current = self.s3.get_bucket_encryption(Bucket=name, **self.owned)
             rules = current["ServerSideEncryptionConfiguration"]["Rules"]
             if any(
                 rule.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
@@ -114,44 +120,48 @@ class _Provisioner:
             if "ServerSideEncryptionConfigurationNotFound" not in _error_code(exc):
                 raise
         self.s3.put_bucket_encryption(
-            Bucket=name, ServerSideEncryptionConfiguration=r.BUCKET_ENCRYPTION
+            Bucket=name, ServerSideEncryptionConfiguration=r.BUCKET_ENCRYPTION, **self.owned
         )
         return True
 
     def _ensure_public_access_block(self, name: str) -> bool:
         try:
-            current = self.s3.get_public_access_block(Bucket=name)
+            current = self.s3.get_public_access_block(Bucket=name, **self.owned)
             if current["PublicAccessBlockConfiguration"] == r.PUBLIC_ACCESS_BLOCK:
                 return False
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
                 raise
         self.s3.put_public_access_block(
-            Bucket=name, PublicAccessBlockConfiguration=r.PUBLIC_ACCESS_BLOCK
+            Bucket=name, PublicAccessBlockConfiguration=r.PUBLIC_ACCESS_BLOCK, **self.owned
         )
         return True
 
     def _ensure_bucket_policy(self, name: str) -> bool:
         wanted = r.bucket_policy(self.names)
         try:
-            if r.same_document(self.s3.get_bucket_policy(Bucket=name)["Policy"], wanted):
+            if r.same_document(
+                self.s3.get_bucket_policy(Bucket=name, **self.owned)["Policy"], wanted
+            ):
                 return False
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) != "NoSuchBucketPolicy":
                 raise
-        self.s3.put_bucket_policy(Bucket=name, Policy=json.dumps(wanted))
+        self.s3.put_bucket_policy(Bucket=name, Policy=json.dumps(wanted), **self.owned)
         return True
 
     def _ensure_lifecycle(self, name: str) -> bool:
         wanted = r.bucket_lifecycle()
         try:
-            current = self.s3.get_bucket_lifecycle_configuration(Bucket=name)
+            current = self.s3.get_bucket_lifecycle_configuration(Bucket=name, **self.owned)
             if r.same_document({"Rules": current["Rules"]}, wanted):
                 return False
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) != "NoSuchLifecycleConfiguration":
                 raise
-        self.s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration=wanted)
+        self.s3.put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration=wanted, **self.owned
+        )
         return True
 
     # Image repository ------------------------------------------------------------------------
@@ -356,6 +366,15 @@ class _Provisioner:
             self.say(f"  {'quota':>8}  {label:<16} {shown}")
 
 
+def _not_our_bucket(name: str, account_id: str) -> str:
+    return (
+        f"S3 refuses the bucket {name} to requests that expect account {account_id} to own "
+        "it: another account holds that name (or these credentials may not read it). "
+        "starburst never uses a bucket another account owns; check with "
+        f"`aws s3api head-bucket --bucket {name} --expected-bucket-owner {account_id}`"
+    )
+
+
 def _outcome(created: bool, fixed: bool) -> str:
     return "created" if created else ("updated" if fixed else "exists")
 
@@ -470,25 +489,29 @@ def _all_tasks(ecs: Any, cluster: str) -> list[str]:
 
 def _remove_bucket(aws: Aws, names: r.Names, say: Say) -> list[str]:
     s3 = aws.client("s3")
+    owned = {"Bucket": names.bucket, "ExpectedBucketOwner": aws.account_id}
     with translate_errors(f"remove the bucket {names.bucket}"):
         try:
-            tags = s3.get_bucket_tagging(Bucket=names.bucket)["TagSet"]
+            tags = s3.get_bucket_tagging(**owned)["TagSet"]
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) == "NoSuchBucket":
+                return []
+            if _error_code(exc) == "AccessDenied":
+                say(f"  kept      bucket: {_not_our_bucket(names.bucket, aws.account_id)}")
                 return []
             if _error_code(exc) != "NoSuchTagSet":
                 raise
             tags = []
         if not _tagged({t["Key"]: t["Value"] for t in tags}):
             return _skip(say, f"bucket {names.bucket}")
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=names.bucket):
+        for page in s3.get_paginator("list_object_versions").paginate(**owned):
             doomed = [
                 {"Key": v["Key"], "VersionId": v["VersionId"]}
                 for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
             ]
             if doomed:
-                s3.delete_objects(Bucket=names.bucket, Delete={"Objects": doomed, "Quiet": True})
-        s3.delete_bucket(Bucket=names.bucket)
+                s3.delete_objects(**owned, Delete={"Objects": doomed, "Quiet": True})
+        s3.delete_bucket(**owned)
     say(f"  removed   bucket {names.bucket}")
     return [names.bucket_arn]
 
@@ -599,17 +622,20 @@ def _check(probe: Callable[[], bool]) -> str:
 
 
 def _check_bucket(s3: Any, names: r.Names) -> str:
+    owned = {"Bucket": names.bucket, "ExpectedBucketOwner": names.account_id}
     try:
-        s3.head_bucket(Bucket=names.bucket)
-    except botocore.exceptions.ClientError:
+        s3.head_bucket(**owned)
+    except botocore.exceptions.ClientError as exc:
+        if _error_code(exc) in ("403", "AccessDenied"):
+            return "unusable: " + _not_our_bucket(names.bucket, names.account_id)
         return "missing"
     problems = []
     try:
-        s3.get_bucket_encryption(Bucket=names.bucket)
+        s3.get_bucket_encryption(**owned)
     except botocore.exceptions.ClientError:
         problems.append("not encrypted")
     try:
-        block = s3.get_public_access_block(Bucket=names.bucket)["PublicAccessBlockConfiguration"]
+        block = s3.get_public_access_block(**owned)["PublicAccessBlockConfiguration"]
         if block != r.PUBLIC_ACCESS_BLOCK:
             problems.append("public access not fully blocked")
     except botocore.exceptions.ClientError:

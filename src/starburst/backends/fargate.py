@@ -27,7 +27,7 @@ from ..cost.prices import PriceBook, fargate_prices
 from ..env.prune import record_session_image
 from ..errors import SetupRequiredError, StarburstError
 from ..store import Store
-from ..store.s3 import S3Store
+from ..store.s3 import S3Store, account_bucket
 from .base import Backend, LaunchRequest, WorkerInfo
 
 if TYPE_CHECKING:
@@ -376,7 +376,7 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
         )
     aws = connect(resources.get("region"))
     image = os.environ.get("STARBURST_IMAGE") or config.get("image") or _environment_image(aws)
-    store = S3Store(resources["bucket"], "", client=aws.client("s3"))
+    store = account_bucket(aws, resources)
     record_session_image(store, session_id, image)  # `starburst env prune` keeps it
     backend = FargateBackend(aws, resources, image)
     size = fargate_size(spec.cpu, spec.memory_mib)
@@ -400,5 +400,4 @@ def account_store() -> S3Store | None:
     resources = Config.load().aws
     if not resources.get("bucket"):
         return None
-    aws = connect(resources.get("region"))
-    return S3Store(resources["bucket"], "", client=aws.client("s3"))
+    return account_bucket(connect(resources.get("region")), resources)

@@ -1,0 +1,99 @@
+"""The AWS side of starburst's security model (``docs/security.md``), on the emulator.
+
+The emulator answers like S3 where moto does not: a request whose ``ExpectedBucketOwner``
+is not the bucket's owner gets 403 AccessDenied (``emulator/layer.py``). Another account is
+a real one in the emulator: credentials from ``AssumeRole`` into it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import pytest
+
+import starburst
+from starburst.aws import provision
+from starburst.aws import resources as r
+from starburst.config import Config
+from starburst.engine.session import SessionRecord, Timings
+from starburst.errors import SetupRequiredError, StoreError
+from starburst.store import Store, open_store
+from starburst.store.s3 import _MULTIPART_BYTES, S3Store
+
+pytestmark = pytest.mark.usefixtures("aws")
+
+OURS = "123456789012"
+THEIRS = "210987654321"
+NAMES = r.Names(OURS, "us-east-1")
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _other_account() -> boto3.Session:
+    """A session in another account: what someone else's credentials would be."""
+    answer = boto3.client("sts").assume_role(
+        RoleArn=f"arn:aws:iam::{THEIRS}:role/someone-else", RoleSessionName="squatter"
+    )["Credentials"]
+    return boto3.Session(
+        aws_access_key_id=answer["AccessKeyId"],
+        aws_secret_access_key=answer["SecretAccessKey"],
+        aws_session_token=answer["SessionToken"],
+        region_name="us-east-1",
+    )
+
+
+def _squat(bucket: str) -> Any:
+    """Create ``bucket`` in the other account, with a key in it; returns its S3 client."""
+    s3 = _other_account().client("s3")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"theirs")
+    return s3
+
+
+_OPERATIONS: dict[str, Callable[[Store], object]] = {
+    "put": lambda s: s.put("k", b"ours"),
+    "put_multipart": lambda s: s.put("big", b"\0" * _MULTIPART_BYTES),
+    "get": lambda s: s.get("k"),
+    "get_versioned": lambda s: s.get_versioned("k"),
+    "put_if_absent": lambda s: s.put_if_absent("new", b"ours"),
+    "put_if_match": lambda s: s.put_if_match("k", b"ours", '"any"'),
+    "delete": lambda s: s.delete("k"),
+    "list": lambda s: list(s.list("")),
+    "list_folders": lambda s: s.list_folders(""),
+    "delete_prefix": lambda s: s.delete_prefix(""),
+}
+
+
+@pytest.mark.parametrize("operation", sorted(_OPERATIONS))
+def test_the_store_refuses_a_bucket_of_its_name_that_another_account_owns(
+    operation: str,
+) -> None:
+    squatter = _squat("predictable-name")
+    store = S3Store("predictable-name", "", owner=OURS)
+    for opened in (store, open_store(store.url)):  # a worker opens it from its URL
+        with pytest.raises(StoreError, match=f"s3://predictable-name: .* not account {OURS}'s"):
+            _OPERATIONS[operation](opened)
+    assert squatter.get_object(Bucket="predictable-name", Key="k")["Body"].read() == b"theirs"
+
+
+def test_a_bucket_recreated_by_another_account_after_teardown_is_never_used() -> None:
+    provision.setup(say=_quiet)
+    stale = Config.load()  # another machine's config, written before the teardown
+    provision.teardown(say=_quiet)
+    stale.save()
+    squatter = _squat(NAMES.bucket)  # the name is predictable: the account id and region
+    planted = SessionRecord(
+        "sb-20260101-000000-abcdef", "fargate", 1, 1.0, None,
+        Timings.for_store(S3Store(NAMES.bucket), attached=False), attached=False,
+    )  # fmt: skip
+    squatter.put_object(Bucket=NAMES.bucket, Key=planted.keys.session, Body=planted.encode())
+    with pytest.raises(StoreError, match=f"s3://{NAMES.bucket}: .* not account {OURS}'s"):
+        starburst.list_sessions()
+    with pytest.raises(SetupRequiredError, match=f"{NAMES.bucket} .* another account"):
+        provision.setup(say=_quiet)
+    assert "unusable" in provision.status()["resources"]["bucket"]
+    assert squatter.list_objects_v2(Bucket=NAMES.bucket)["KeyCount"] == 2  # nothing written
