@@ -1,23 +1,30 @@
 """The local side of starburst's security model (``docs/security.md``): a detached session's
-folders are the user's own whatever the umask, and a session id that comes from outside (a
-record in the store, the command line) never becomes a path outside its session's folder.
+folders are the user's own whatever the umask, a session id that comes from outside (a
+record in the store, the command line) never becomes a path outside its session's folder,
+and registry credentials go to the registry's own host only (loopback HTTP servers).
 
 Real sessions, real worker processes, the real local store; nothing is mocked.
 """
 
 from __future__ import annotations
 
+import base64
+import http.server
+import io
 import json
 import os
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 import starburst
 from starburst.cli import main
+from starburst.env.registry import Registry
 from starburst.errors import SessionNotFoundError
 from starburst.sessions import remove_session
 
@@ -94,3 +101,97 @@ def test_a_session_id_from_the_command_line_never_becomes_a_path(data_dir: Path)
     shown = CliRunner().invoke(main, ["logs", "../../elsewhere"])
     assert "not a worker log" not in shown.output
     assert shown.exit_code != 0 and "is not a session id" in shown.output
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A loopback HTTP server's handler: records each request's Authorization header and
+    answers with what the test set for the path (status, headers)."""
+
+    seen: list[tuple[str, str | None]]
+    answers: dict[str, tuple[int, dict[str, str], bytes]]
+
+    def _answer(self) -> None:
+        path = self.path.split("?", 1)[0]
+        type(self).seen.append((path, self.headers.get("Authorization")))
+        status, headers, body = type(self).answers.get(path, (404, {}, b""))
+        if callable(status):
+            status, headers, body = status(self.headers.get("Authorization"))
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[[], tuple[str, type[_Recorder]]]]:
+    """Start loopback HTTP servers: each call gives one's URL and its handler class."""
+    started: list[http.server.ThreadingHTTPServer] = []
+
+    def start() -> tuple[str, type[_Recorder]]:
+        handler = type("Handler", (_Recorder,), {"seen": [], "answers": {}})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        started.append(server)
+        return f"http://127.0.0.1:{server.server_port}", handler
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.server_close()
+
+
+_DIGEST = {"Docker-Content-Digest": "sha256:" + "0" * 64}
+_BASIC = "Basic " + base64.b64encode(b"AWS:the-ecr-password").decode()
+
+
+def _registry(url: str, realm: str) -> dict[str, Any]:
+    """A registry's answers: a manifest behind a bearer challenge whose realm is ``realm``."""
+
+    def manifest(authorization: str | None) -> tuple[int, dict[str, str], bytes]:
+        if authorization == "Bearer granted":
+            return 200, _DIGEST, b""
+        challenge = f'Bearer realm="{realm}",service="registry"'
+        return 401, {"WWW-Authenticate": challenge}, b""
+
+    return {"/v2/team/app/manifests/v1": (manifest, {}, b"")}
+
+
+_TOKEN = (200, {"Content-Type": "application/json"}, b'{"token": "granted"}')
+
+
+def test_registry_credentials_go_to_the_registrys_own_token_service_only(servers) -> None:
+    registry_url, registry = servers()
+    elsewhere_url, elsewhere = servers()
+    registry.answers = _registry(registry_url, f"{elsewhere_url}/token")
+    elsewhere.answers = {"/token": _TOKEN}
+    client = Registry(registry_url, username="AWS", password="the-ecr-password")
+    assert client.manifest_digest("team/app", "v1") == _DIGEST["Docker-Content-Digest"]
+    assert elsewhere.seen == [("/token", None)]  # asked, anonymously
+    # A registry whose token service is its own host gets the password, as before.
+    registry.answers = {**_registry(registry_url, f"{registry_url}/token"), "/token": _TOKEN}
+    client = Registry(registry_url, username="AWS", password="the-ecr-password")
+    assert client.manifest_digest("team/app", "v1") == _DIGEST["Docker-Content-Digest"]
+    assert ("/token", _BASIC) in registry.seen
+
+
+def test_an_upload_sent_to_another_host_carries_no_credentials(servers) -> None:
+    registry_url, registry = servers()
+    elsewhere_url, elsewhere = servers()
+
+    def start_upload(authorization: str | None) -> tuple[int, dict[str, str], bytes]:
+        if authorization != _BASIC:
+            return 401, {"WWW-Authenticate": 'Basic realm="registry"'}, b""
+        return 202, {"Location": f"{elsewhere_url}/upload/1"}, b""
+
+    registry.answers = {"/v2/team/app/blobs/uploads/": (start_upload, {}, b"")}
+    elsewhere.answers = {"/upload/1": (201, {}, b"")}
+    client = Registry(registry_url, username="AWS", password="the-ecr-password")
+    client.push_blob("team/app", "sha256:" + "0" * 64, io.BytesIO(b""))
+    assert ("/v2/team/app/blobs/uploads/", _BASIC) in registry.seen
+    assert elsewhere.seen == [("/upload/1", None)]
