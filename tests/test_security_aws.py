@@ -7,6 +7,7 @@ a real one in the emulator: credentials from ``AssumeRole`` into it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -97,3 +98,100 @@ def test_a_bucket_recreated_by_another_account_after_teardown_is_never_used() ->
         provision.setup(say=_quiet)
     assert "unusable" in provision.status()["resources"]["bucket"]
     assert squatter.list_objects_v2(Bucket=NAMES.bucket)["KeyCount"] == 2  # nothing written
+
+
+def _role_state() -> dict[str, Any]:
+    """What setup decides about the roles and the repository, read back from the emulator."""
+    iam, ecr = boto3.client("iam"), boto3.client("ecr")
+    state: dict[str, Any] = {
+        "mutability": ecr.describe_repositories(repositoryNames=[NAMES.repository])["repositories"][
+            0
+        ]["imageTagMutability"]
+    }
+    for role in (NAMES.execution_role, NAMES.task_role):
+        state[role] = {
+            "trust": iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"],
+            "attached": iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"],
+            "inline": {
+                name: iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+                for name in iam.list_role_policies(RoleName=role)["PolicyNames"]
+            },
+        }
+    return state
+
+
+def test_setup_scopes_the_roles_to_this_account_its_repository_and_its_log_group() -> None:
+    provision.setup(say=_quiet)
+    state = _role_state()
+    assert state["mutability"] == "IMMUTABLE"
+    for role, policy_name in (
+        (NAMES.execution_role, r.EXECUTION_POLICY_NAME),
+        (NAMES.task_role, r.TASK_POLICY_NAME),
+    ):
+        (statement,) = state[role]["trust"]["Statement"]
+        assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": OURS}
+        assert state[role]["attached"] == []
+        assert list(state[role]["inline"]) == [policy_name]
+    execution = state[NAMES.execution_role]["inline"][r.EXECUTION_POLICY_NAME]
+    for statement in execution["Statement"]:
+        resources = statement["Resource"]
+        for resource in resources if isinstance(resources, list) else [resources]:
+            if resource == "*":
+                assert statement["Action"] in (
+                    ["ecr:GetAuthorizationToken"],
+                    "ecr:GetAuthorizationToken",
+                )
+            else:
+                assert resource.startswith((NAMES.repository_arn, NAMES.log_group_arn)), resource
+
+
+def test_setup_repairs_roles_policies_and_tags_changed_by_hand() -> None:
+    provision.setup(say=_quiet)
+    wanted = _role_state()
+    iam, ecr = boto3.client("iam"), boto3.client("ecr")
+    anyone = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
+    }
+    everything = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    }
+    iam.update_assume_role_policy(RoleName=NAMES.task_role, PolicyDocument=json.dumps(anyone))
+    iam.put_role_policy(
+        RoleName=NAMES.task_role,
+        PolicyName=r.TASK_POLICY_NAME,
+        PolicyDocument=json.dumps(everything),
+    )
+    iam.delete_role_policy(RoleName=NAMES.execution_role, PolicyName=r.EXECUTION_POLICY_NAME)
+    iam.attach_role_policy(  # what setup attached before it scoped its own policy
+        RoleName=NAMES.execution_role, PolicyArn=r.FORMER_EXECUTION_POLICY_ARN
+    )
+    ecr.put_image_tag_mutability(repositoryName=NAMES.repository, imageTagMutability="MUTABLE")
+    assert _role_state() != wanted
+    repaired = provision.setup(say=_quiet)
+    assert _role_state() == wanted
+    changed = {step.name: step.detail for step in repaired.steps if step.outcome != "exists"}
+    assert "trust policy" in changed[NAMES.task_role]
+    assert "AmazonECSTaskExecutionRolePolicy detached" in changed[NAMES.execution_role]
+    assert changed[NAMES.repository] == "immutable tags"
+    assert not provision.setup(say=_quiet).changed  # and a setup after that changes nothing
+
+
+def test_setup_keeps_and_names_a_policy_someone_added_to_a_role() -> None:
+    provision.setup(say=_quiet)
+    iam = boto3.client("iam")
+    data = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::my-data/*"}
+        ],
+    }
+    iam.put_role_policy(
+        RoleName=NAMES.task_role, PolicyName="read-my-data", PolicyDocument=json.dumps(data)
+    )
+    said: list[str] = []
+    report = provision.setup(say=said.append)
+    assert not report.changed
+    assert "read-my-data" in iam.list_role_policies(RoleName=NAMES.task_role)["PolicyNames"]
+    assert any("not starburst's: read-my-data" in line for line in said), said

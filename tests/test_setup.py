@@ -47,6 +47,9 @@ def _state() -> dict[str, Any]:
         "execution_policies": iam.list_attached_role_policies(RoleName=NAMES.execution_role)[
             "AttachedPolicies"
         ],
+        "execution_policy": iam.get_role_policy(
+            RoleName=NAMES.execution_role, PolicyName=r.EXECUTION_POLICY_NAME
+        )["PolicyDocument"],
         "log_groups": logs.describe_log_groups(logGroupNamePrefix=NAMES.log_group)["logGroups"],
         "cluster": ecs.describe_clusters(clusters=[NAMES.cluster])["clusters"][0][
             "capacityProviders"
@@ -77,9 +80,8 @@ def test_setup_from_nothing_creates_each_resource_with_its_settings() -> None:
     expiry = next(rule for rule in state["lifecycle"] if "Expiration" in rule)
     assert expiry["Filter"] == {"Prefix": "data/"}  # run data only, never session records
     assert {"Key": "starburst", "Value": "managed"} in state["bucket_tags"]
-    assert [p["PolicyName"] for p in state["execution_policies"]] == [
-        "AmazonECSTaskExecutionRolePolicy"
-    ]
+    assert state["execution_policies"] == []  # no broad managed policy: its own, scoped
+    assert r.same_document(state["execution_policy"], r.execution_role_policy(NAMES))
     assert state["log_groups"][0]["retentionInDays"] == r.DEFAULT_LOG_RETENTION_DAYS
     assert sorted(state["cluster"]) == ["FARGATE", "FARGATE_SPOT"]
     assert state["security_group"][1] == []  # no inbound rule

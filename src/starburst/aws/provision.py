@@ -169,87 +169,100 @@ class _Provisioner:
     def repository(self) -> str:
         ecr = self.aws.client("ecr")
         name = self.names.repository
+        fixed = []
         with translate_errors(f"create the image repository {name}"):
             try:
-                uri = ecr.describe_repositories(repositoryNames=[name])["repositories"][0][
-                    "repositoryUri"
-                ]
+                repository = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
                 created = False
             except ecr.exceptions.RepositoryNotFoundException:
-                uri = ecr.create_repository(
+                repository = ecr.create_repository(
                     repositoryName=name,
                     tags=[{"Key": r.TAG_KEY, "Value": r.TAG_VALUE}],
                     imageScanningConfiguration={"scanOnPush": False},
-                )["repository"]["repositoryUri"]
+                    imageTagMutability=r.IMAGE_TAG_MUTABILITY,
+                )["repository"]
                 created = True
+            if repository.get("imageTagMutability") != r.IMAGE_TAG_MUTABILITY:
+                ecr.put_image_tag_mutability(
+                    repositoryName=name, imageTagMutability=r.IMAGE_TAG_MUTABILITY
+                )
+                fixed.append("immutable tags")
             wanted = r.REPOSITORY_LIFECYCLE
             try:
                 current = ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
-                fix = not r.same_document(current, wanted)
+                if not r.same_document(current, wanted):
+                    fixed.append("lifecycle")
             except ecr.exceptions.LifecyclePolicyNotFoundException:
-                fix = True
-            if fix:
+                fixed.append("lifecycle")
+            if "lifecycle" in fixed:
                 ecr.put_lifecycle_policy(
                     repositoryName=name, lifecyclePolicyText=json.dumps(wanted)
                 )
-        self.record(
-            "repository", name, _outcome(created, fix), "lifecycle" if fix and not created else ""
-        )
-        return uri
+        detail = ", ".join(fixed) if fixed and not created else ""
+        self.record("repository", name, _outcome(created, bool(fixed)), detail)
+        return str(repository["repositoryUri"])
 
     # Roles -----------------------------------------------------------------------------------
 
     def roles(self) -> tuple[str, str]:
-        execution = self._role(self.names.execution_role, "image pulls and logs")
-        with translate_errors("attach the execution policy"):
-            attached = self.iam.list_attached_role_policies(RoleName=self.names.execution_role)
-            if r.EXECUTION_POLICY_ARN not in {p["PolicyArn"] for p in attached["AttachedPolicies"]}:
-                self.iam.attach_role_policy(
-                    RoleName=self.names.execution_role, PolicyArn=r.EXECUTION_POLICY_ARN
-                )
-                self._upgrade(self.names.execution_role, "execution policy attached")
-        task = self._role(self.names.task_role, f"its own bucket only: {self.names.bucket}")
-        wanted = r.task_role_policy(self.names)
-        with translate_errors("set the task role's policy"):
-            try:
-                current = self.iam.get_role_policy(
-                    RoleName=self.names.task_role, PolicyName=r.TASK_POLICY_NAME
-                )["PolicyDocument"]
-                fix = not r.same_document(current, wanted)
-            except self.iam.exceptions.NoSuchEntityException:
-                fix = True
-            if fix:
-                self.iam.put_role_policy(
-                    RoleName=self.names.task_role,
-                    PolicyName=r.TASK_POLICY_NAME,
-                    PolicyDocument=json.dumps(wanted),
-                )
-                self._upgrade(self.names.task_role, "bucket policy set")
+        """The execution role (ECS pulls the image and writes logs) and the task role (what
+        a worker may do), each brought to exactly what setup makes."""
+        execution = self._role(
+            self.names.execution_role, "image pulls and logs",
+            r.EXECUTION_POLICY_NAME, r.execution_role_policy(self.names),
+        )  # fmt: skip
+        task = self._role(
+            self.names.task_role, f"its own bucket only: {self.names.bucket}",
+            r.TASK_POLICY_NAME, r.task_role_policy(self.names),
+        )  # fmt: skip
         return execution, task
 
-    def _role(self, name: str, purpose: str) -> str:
-        with translate_errors(f"create the role {name}"):
+    def _role(self, name: str, purpose: str, policy_name: str, policy: dict[str, Any]) -> str:
+        """Create the role ``name``, or repair it: its trust policy, and its inline policy
+        ``policy_name``. The broad managed policy earlier setups attached is detached;
+        policies someone else added (say, to give workers a data bucket) stay, and are named."""
+        trust = r.ecs_tasks_trust(self.names)
+        fixed, others = [], []
+        with translate_errors(f"set up the role {name}"):
             try:
-                arn = self.iam.get_role(RoleName=name)["Role"]["Arn"]
-                self.record("role", name, "exists")
+                role = self.iam.get_role(RoleName=name)["Role"]
+                created = False
             except self.iam.exceptions.NoSuchEntityException:
-                arn = self.iam.create_role(
+                role = self.iam.create_role(
                     RoleName=name,
-                    AssumeRolePolicyDocument=json.dumps(r.ECS_TASKS_TRUST),
+                    AssumeRolePolicyDocument=json.dumps(trust),
                     Description=f"starburst workers: {purpose}",
                     Tags=[{"Key": r.TAG_KEY, "Value": r.TAG_VALUE}],
-                )["Role"]["Arn"]
-                self.record("role", name, "created")
-        return arn
-
-    def _upgrade(self, name: str, detail: str) -> None:
-        """Mark the last step about ``name`` as changed (unless it was just created)."""
-        for step in reversed(self.report.steps):
-            if step.name == name:
-                if step.outcome == "exists":
-                    step.outcome, step.detail = "updated", detail
-                    self.say(f"   updated  {step.resource:<16} {name}  ({detail})")
-                return
+                )["Role"]
+                created = True
+            if not r.same_document(role["AssumeRolePolicyDocument"], trust):
+                self.iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
+                fixed.append("trust policy")
+            for attached in self.iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+                if attached["PolicyArn"] == r.FORMER_EXECUTION_POLICY_ARN:
+                    self.iam.detach_role_policy(RoleName=name, PolicyArn=attached["PolicyArn"])
+                    fixed.append(f"{attached['PolicyName']} detached")
+                else:
+                    others.append(attached["PolicyName"])
+            others += [p for p in self.iam.list_role_policies(RoleName=name)["PolicyNames"]
+                       if p != policy_name]  # fmt: skip
+            try:
+                current = self.iam.get_role_policy(RoleName=name, PolicyName=policy_name)
+                wrong = not r.same_document(current["PolicyDocument"], policy)
+            except self.iam.exceptions.NoSuchEntityException:
+                wrong = True
+            if wrong:
+                self.iam.put_role_policy(
+                    RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy)
+                )
+                fixed.append(f"{policy_name} policy")
+        detail = ", ".join(fixed) if fixed and not created else ""
+        if others:
+            detail += (
+                f"{'; ' if detail else ''}also has policies not starburst's: {', '.join(others)}"
+            )
+        self.record("role", name, _outcome(created, bool(fixed)), detail)
+        return str(role["Arn"])
 
     # Cluster, logs, network ------------------------------------------------------------------
 

@@ -12,8 +12,14 @@ TAG_VALUE = "managed"
 
 FARGATE_ON_DEMAND_QUOTA = "L-3032A538"
 FARGATE_SPOT_QUOTA = "L-36FBB829"
-EXECUTION_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+EXECUTION_POLICY_NAME = "starburst-image-and-logs"
+#: What setup attached to the execution role before it scoped its own policy: detached now.
+FORMER_EXECUTION_POLICY_ARN = (
+    "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+)
 TASK_POLICY_NAME = "starburst-bucket-access"
+#: ECR tags never move: an image's tag is its environment's fingerprint.
+IMAGE_TAG_MUTABILITY = "IMMUTABLE"
 RUN_DATA_EXPIRY_DAYS = 7
 DEFAULT_LOG_RETENTION_DAYS = 14
 
@@ -56,6 +62,14 @@ class Names:
     @property
     def bucket_arn(self) -> str:
         return f"arn:aws:s3:::{self.bucket}"
+
+    @property
+    def repository_arn(self) -> str:
+        return f"arn:aws:ecr:{self.region}:{self.account_id}:repository/{self.repository}"
+
+    @property
+    def log_group_arn(self) -> str:
+        return f"arn:aws:logs:{self.region}:{self.account_id}:log-group:{self.log_group}"
 
 
 def bucket_policy(names: Names) -> dict[str, Any]:
@@ -119,16 +133,59 @@ REPOSITORY_LIFECYCLE = {
     ]
 }
 
-ECS_TASKS_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
+
+def ecs_tasks_trust(names: Names) -> dict[str, Any]:
+    """Who may take starburst's roles: ECS tasks, on behalf of this account only (so that
+    ECS acting for another account cannot be made to use them)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": names.account_id},
+                    "ArnLike": {
+                        "aws:SourceArn": f"arn:aws:ecs:{names.region}:{names.account_id}:*"
+                    },
+                },
+            }
+        ],
+    }
+
+
+def execution_role_policy(names: Names) -> dict[str, Any]:
+    """What ECS may do to start a worker: pull from starburst's repository only, and write
+    to starburst's log group only (rather than the managed policy's every repository and
+    every log group)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "SignInToTheRegistry",
+                "Effect": "Allow",
+                "Action": ["ecr:GetAuthorizationToken"],
+                "Resource": ["*"],  # (it names no repository)
+            },
+            {
+                "Sid": "PullWorkerImages",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                ],
+                "Resource": [names.repository_arn],
+            },
+            {
+                "Sid": "WriteWorkerLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [names.log_group_arn, f"{names.log_group_arn}:*"],
+            },
+        ],
+    }
 
 
 def task_role_policy(names: Names) -> dict[str, Any]:
