@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import boto3
+import moto.settings
 import pytest
 
 import starburst
@@ -195,3 +196,39 @@ def test_setup_keeps_and_names_a_policy_someone_added_to_a_role() -> None:
     assert not report.changed
     assert "read-my-data" in iam.list_role_policies(RoleName=NAMES.task_role)["PolicyNames"]
     assert any("not starburst's: read-my-data" in line for line in said), said
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+@pytest.fixture
+def iam_enforced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IAM decides every request from here on (moto's enforcement): the test's client is an
+    IAM user allowed everything, as an administrator is, and each task runs with its task
+    role's own credentials (``emulator/runner.py``)."""
+    iam = boto3.client("iam")
+    iam.create_user(UserName="administrator")
+    iam.put_user_policy(
+        UserName="administrator",
+        PolicyName="everything",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+            }
+        ),
+    )
+    key = iam.create_access_key(UserName="administrator")["AccessKey"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)
+
+
+def test_workers_do_their_work_with_nothing_but_the_task_roles_own_permissions(
+    iam_enforced: None,
+) -> None:
+    provision.setup(say=_quiet)
+    assert starburst.map(square, range(40), workers=2, backend="fargate") == [
+        x * x for x in range(40)
+    ]
