@@ -20,7 +20,7 @@ from starburst.aws import provision
 from starburst.aws import resources as r
 from starburst.config import Config
 from starburst.engine.session import SessionRecord, Timings
-from starburst.errors import SetupRequiredError, StoreError
+from starburst.errors import ConfigurationError, SetupRequiredError, StoreError
 from starburst.store import Store, open_store
 from starburst.store.s3 import _MULTIPART_BYTES, S3Store
 
@@ -109,7 +109,7 @@ def _role_state() -> dict[str, Any]:
             0
         ]["imageTagMutability"]
     }
-    for role in (NAMES.execution_role, NAMES.task_role):
+    for role in (NAMES.execution_role,):
         state[role] = {
             "trust": iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"],
             "attached": iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"],
@@ -123,16 +123,21 @@ def _role_state() -> dict[str, Any]:
 
 def test_setup_scopes_the_roles_to_this_account_its_repository_and_its_log_group() -> None:
     provision.setup(say=_quiet)
+    session = starburst.session(backend="fargate", ttl="1h")
     state = _role_state()
     assert state["mutability"] == "IMMUTABLE"
-    for role, policy_name in (
-        (NAMES.execution_role, r.EXECUTION_POLICY_NAME),
-        (NAMES.task_role, r.TASK_POLICY_NAME),
-    ):
-        (statement,) = state[role]["trust"]["Statement"]
+    trusts = [
+        state[NAMES.execution_role]["trust"],
+        boto3.client("iam").get_role(RoleName=NAMES.session_role(session.id))["Role"][
+            "AssumeRolePolicyDocument"
+        ],
+    ]
+    for trust in trusts:
+        (statement,) = trust["Statement"]
+        assert statement["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
         assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": OURS}
-        assert state[role]["attached"] == []
-        assert list(state[role]["inline"]) == [policy_name]
+    assert state[NAMES.execution_role]["attached"] == []
+    assert list(state[NAMES.execution_role]["inline"]) == [r.EXECUTION_POLICY_NAME]
     execution = state[NAMES.execution_role]["inline"][r.EXECUTION_POLICY_NAME]
     for statement in execution["Statement"]:
         resources = statement["Resource"]
@@ -144,6 +149,7 @@ def test_setup_scopes_the_roles_to_this_account_its_repository_and_its_log_group
                 )
             else:
                 assert resource.startswith((NAMES.repository_arn, NAMES.log_group_arn)), resource
+    session.cleanup()
 
 
 def test_setup_repairs_roles_policies_and_tags_changed_by_hand() -> None:
@@ -158,13 +164,12 @@ def test_setup_repairs_roles_policies_and_tags_changed_by_hand() -> None:
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
     }
-    iam.update_assume_role_policy(RoleName=NAMES.task_role, PolicyDocument=json.dumps(anyone))
+    iam.update_assume_role_policy(RoleName=NAMES.execution_role, PolicyDocument=json.dumps(anyone))
     iam.put_role_policy(
-        RoleName=NAMES.task_role,
-        PolicyName=r.TASK_POLICY_NAME,
+        RoleName=NAMES.execution_role,
+        PolicyName=r.EXECUTION_POLICY_NAME,
         PolicyDocument=json.dumps(everything),
     )
-    iam.delete_role_policy(RoleName=NAMES.execution_role, PolicyName=r.EXECUTION_POLICY_NAME)
     iam.attach_role_policy(  # what setup attached before it scoped its own policy
         RoleName=NAMES.execution_role, PolicyArn=r.FORMER_EXECUTION_POLICY_ARN
     )
@@ -173,8 +178,9 @@ def test_setup_repairs_roles_policies_and_tags_changed_by_hand() -> None:
     repaired = provision.setup(say=_quiet)
     assert _role_state() == wanted
     changed = {step.name: step.detail for step in repaired.steps if step.outcome != "exists"}
-    assert "trust policy" in changed[NAMES.task_role]
-    assert "AmazonECSTaskExecutionRolePolicy detached" in changed[NAMES.execution_role]
+    assert changed[NAMES.execution_role] == (
+        f"trust policy, AmazonECSTaskExecutionRolePolicy detached, {r.EXECUTION_POLICY_NAME} policy"
+    )
     assert changed[NAMES.repository] == "immutable tags"
     assert not provision.setup(say=_quiet).changed  # and a setup after that changes nothing
 
@@ -182,20 +188,26 @@ def test_setup_repairs_roles_policies_and_tags_changed_by_hand() -> None:
 def test_setup_keeps_and_names_a_policy_someone_added_to_a_role() -> None:
     provision.setup(say=_quiet)
     iam = boto3.client("iam")
-    data = {
+    images = {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::my-data/*"}
+            {
+                "Effect": "Allow",
+                "Action": "ecr:BatchGetImage",
+                "Resource": f"arn:aws:ecr:us-east-1:{OURS}:repository/my-images",
+            }
         ],
     }
     iam.put_role_policy(
-        RoleName=NAMES.task_role, PolicyName="read-my-data", PolicyDocument=json.dumps(data)
+        RoleName=NAMES.execution_role,
+        PolicyName="pull-my-images",
+        PolicyDocument=json.dumps(images),
     )
     said: list[str] = []
     report = provision.setup(say=said.append)
     assert not report.changed
-    assert "read-my-data" in iam.list_role_policies(RoleName=NAMES.task_role)["PolicyNames"]
-    assert any("not starburst's: read-my-data" in line for line in said), said
+    assert "pull-my-images" in iam.list_role_policies(RoleName=NAMES.execution_role)["PolicyNames"]
+    assert any("not starburst's: pull-my-images" in line for line in said), said
 
 
 def square(x: int) -> int:
@@ -232,3 +244,82 @@ def test_workers_do_their_work_with_nothing_but_the_task_roles_own_permissions(
     assert starburst.map(square, range(40), workers=2, backend="fargate") == [
         x * x for x in range(40)
     ]
+
+
+def try_as_this_worker(request: tuple[str, str, str]) -> str:
+    """Run in a worker: read or write a key of the bucket with the worker's own credentials
+    (as any code a session runs can); the error code, or what was read."""
+    import boto3
+    import botocore.exceptions
+
+    action, bucket, key = request
+    s3 = boto3.client("s3")
+    try:
+        if action == "get":
+            return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()[:20]
+        s3.put_object(Bucket=bucket, Key=key, Body=b"forged")
+        return "written"
+    except botocore.exceptions.ClientError as exc:
+        return str(exc.response["Error"]["Code"])
+
+
+def test_a_worker_of_one_session_cannot_read_or_write_another_sessions_data(
+    iam_enforced: None,
+) -> None:
+    provision.setup(say=_quiet)
+    other = starburst.session(backend="fargate", ttl="1h")  # its records are in the bucket
+    attempts = [
+        ("get", NAMES.bucket, f"sessions/{other.id}/session.json"),
+        ("get", NAMES.bucket, f"sessions/{other.id}/control.json"),
+        ("put", NAMES.bucket, f"sessions/{other.id}/control.json"),
+        ("put", NAMES.bucket, f"data/{other.id}/r/out/00000000"),
+    ]
+    answers = starburst.map(try_as_this_worker, attempts, workers=1, backend="fargate")
+    assert answers == ["AccessDenied"] * len(attempts)
+    other.cleanup()
+    assert [role for role in _session_roles()] == []  # each session's role goes with it
+
+
+def _session_roles() -> list[str]:
+    iam = boto3.Session().client("iam")
+    return [role["RoleName"] for role in iam.list_roles(PathPrefix=r.SESSION_ROLE_PATH)["Roles"]]
+
+
+def test_the_worker_policy_setting_gives_every_sessions_workers_the_users_own_data(
+    iam_enforced: None,
+) -> None:
+    provision.setup(say=_quiet)
+    s3, iam = boto3.Session().client("s3"), boto3.Session().client("iam")
+    s3.create_bucket(Bucket="my-data")
+    s3.put_object(Bucket="my-data", Key="input.csv", Body=b"1,2,3")
+    reading = [("get", "my-data", "input.csv")]
+    assert starburst.map(try_as_this_worker, reading, backend="fargate") == ["AccessDenied"]
+    policy = iam.create_policy(
+        PolicyName="read-my-data",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "s3:GetObject",
+                        "Resource": "arn:aws:s3:::my-data/*",
+                    }
+                ],
+            }
+        ),
+    )["Policy"]["Arn"]
+    config = Config.load()
+    config.set("worker_policy", policy)
+    config.save()
+    assert starburst.map(try_as_this_worker, reading, backend="fargate") == ["1,2,3"]
+
+
+def test_a_worker_policy_that_does_not_exist_is_named_with_the_fix() -> None:
+    provision.setup(say=_quiet)
+    config = Config.load()
+    config.set("worker_policy", f"arn:aws:iam::{OURS}:policy/no-such-policy")
+    config.save()
+    with pytest.raises(ConfigurationError, match=r"worker_policy setting .*no-such-policy"):
+        starburst.session(backend="fargate", ttl="1h")
+    assert _session_roles() == []  # nothing left behind

@@ -27,6 +27,8 @@ USER_SETTINGS: dict[str, type] = {
     "max_cost": float,
     "cost_alert": float,
     "log_retention_days": int,
+    #: A managed IAM policy (ARN) every session's workers get too: access to your own data.
+    "worker_policy": str,
 }
 
 

@@ -18,6 +18,7 @@ from ..config import Config
 from ..errors import SetupRequiredError
 from . import resources as r
 from .session import Aws, connect, translate_errors
+from .session_roles import delete_role, leftover_session_roles
 
 Say = Callable[[str], None]
 
@@ -204,18 +205,19 @@ class _Provisioner:
 
     # Roles -----------------------------------------------------------------------------------
 
-    def roles(self) -> tuple[str, str]:
-        """The execution role (ECS pulls the image and writes logs) and the task role (what
-        a worker may do), each brought to exactly what setup makes."""
+    def roles(self) -> str:
+        """The execution role (ECS pulls the image and writes logs), brought to exactly what
+        setup makes. Workers run as a role of their session's own (``session_roles``): the
+        one task role of every session that earlier setups made is removed."""
         execution = self._role(
             self.names.execution_role, "image pulls and logs",
             r.EXECUTION_POLICY_NAME, r.execution_role_policy(self.names),
         )  # fmt: skip
-        task = self._role(
-            self.names.task_role, f"its own bucket only: {self.names.bucket}",
-            r.TASK_POLICY_NAME, r.task_role_policy(self.names),
-        )  # fmt: skip
-        return execution, task
+        former = self.names.former_task_role
+        with translate_errors(f"remove the role {former}"):
+            if delete_role(self.iam, former):
+                self.record("role", former, "updated", "removed: each session has its own")
+        return execution
 
     def _role(self, name: str, purpose: str, policy_name: str, policy: dict[str, Any]) -> str:
         """Create the role ``name``, or repair it: its trust policy, and its inline policy
@@ -417,7 +419,7 @@ def setup(region: str | None = None, profile: str | None = None, say: Say = prin
     work = _Provisioner(aws, say)
     work.bucket()
     repository_uri = work.repository()
-    execution_role, task_role = work.roles()
+    execution_role = work.roles()
     cluster = work.cluster()
     log_group = work.log_group()
     subnets, security_group = work.network()
@@ -429,7 +431,6 @@ def setup(region: str | None = None, profile: str | None = None, say: Say = prin
         "repository_uri": repository_uri,
         "cluster": cluster,
         "execution_role_arn": execution_role,
-        "task_role_arn": task_role,
         "log_group": log_group,
         "subnets": subnets,
         "security_group": security_group,
@@ -453,7 +454,7 @@ def teardown(region: str | None = None, profile: str | None = None, say: Say = p
     removed: list[str] = []
     for remove in (_remove_cluster, _remove_bucket, _remove_repository, _remove_log_group):
         removed += remove(aws, names, say)
-    for role in (names.execution_role, names.task_role):
+    for role in (names.execution_role, names.former_task_role, *leftover_session_roles(aws)):
         removed += _remove_role(aws, role, say)
     removed += _remove_security_group(aws, names, say)
     config = Config.load()
@@ -569,11 +570,7 @@ def _remove_role(aws: Aws, name: str, say: Say) -> list[str]:
         tags = iam.list_role_tags(RoleName=name)["Tags"]
         if not _tagged({t["Key"]: t["Value"] for t in tags}):
             return _skip(say, f"role {name}")
-        for policy in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
-            iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
-        for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
-            iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
-        iam.delete_role(RoleName=name)
+        delete_role(iam, name)
     say(f"  removed   role {name}")
     return [role["Arn"]]
 
@@ -610,8 +607,9 @@ def status(region: str | None = None, profile: str | None = None) -> dict[str, A
                 for c in ecs.describe_clusters(clusters=[names.cluster])["clusters"]
             )
         )
-        for role in (names.execution_role, names.task_role):
-            checks[role] = _check(lambda role=role: bool(iam.get_role(RoleName=role)))
+        checks[names.execution_role] = _check(
+            lambda: bool(iam.get_role(RoleName=names.execution_role))
+        )
         running = len(_all_tasks(ecs, names.cluster)) if checks["cluster"] == "ok" else 0
     return {
         "account_id": aws.account_id,

@@ -8,6 +8,7 @@ session and launches replacements.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -131,6 +132,7 @@ def reopen(backend: str, session_id: str, store: Store, launch: dict[str, Any]) 
         from .fargate import FargateBackend, discard_session
 
         fargate = FargateBackend.from_launch(launch)
-        return Placement(store, fargate, lambda: discard_session(store, session_id), launch)
+        discard = functools.partial(discard_session, store, fargate, session_id)
+        return Placement(store, fargate, discard, launch)
     assert isinstance(store, LocalStore)
     return local_placement(store, session_id)

@@ -8,6 +8,7 @@ on-demand after repeated failures), a vCPU quota shortfall runs with the workers
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -19,8 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
 
+from ..aws import resources as r
 from ..aws.quotas import fargate_quotas, quota_notice
 from ..aws.session import Aws, connect, translate_errors
+from ..aws.session_roles import create_session_role, remove_session_role
 from ..aws.sizes import fargate_size
 from ..config import Config
 from ..cost.prices import PriceBook, fargate_prices
@@ -89,7 +92,7 @@ class FargateBackend(Backend):
             return self._task_definitions[key]
         body = self._task_definition_body(cpu_units, memory_mib)
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
-        family = f"starburst-worker-{digest}"
+        family = f"{self.resources['task_family']}-{digest}"
         with translate_errors("find the worker task definition"):
             try:
                 found = self.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
@@ -131,8 +134,12 @@ class FargateBackend(Backend):
                     },
                 }
             ],
-            "tags": [{"key": "starburst", "value": "managed"}],
+            "tags": [{"key": r.TAG_KEY, "value": r.TAG_VALUE}],
         }
+
+    def task_definitions(self) -> list[str]:
+        """The task definitions this backend registered or was given."""
+        return sorted(set(self._task_definitions.values()))
 
     # Launching -------------------------------------------------------------------------------
 
@@ -214,7 +221,10 @@ class FargateBackend(Backend):
                 }
             },
             "overrides": {"containerOverrides": [{"name": _CONTAINER, "command": command}]},
-            "tags": [{"key": "starburst", "value": "managed"}],
+            "tags": [
+                {"key": r.TAG_KEY, "value": r.TAG_VALUE},
+                {"key": r.SESSION_TAG_KEY, "value": session_id},  # its role's own tasks
+            ],
         }
         if spot and not self.spot_fallback:
             params["capacityProviderStrategy"] = [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
@@ -378,21 +388,39 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
     image = os.environ.get("STARBURST_IMAGE") or config.get("image") or _environment_image(aws)
     store = account_bucket(aws, resources)
     record_session_image(store, session_id, image)  # `starburst env prune` keeps it
-    backend = FargateBackend(aws, resources, image)
+    names = r.Names(resources["account_id"], aws.region)
+    session_resources = {
+        **resources,
+        "task_role_arn": create_session_role(aws, names, session_id, config.get("worker_policy")),
+        "task_family": names.session_task_family(session_id),
+    }
+    backend = FargateBackend(aws, session_resources, image)
+    discard = functools.partial(discard_session, store, backend, session_id)
     size = fargate_size(spec.cpu, spec.memory_mib)
+    try:
+        definition = backend.task_definition(*size)
+    except BaseException:
+        discard()  # (the role made above)
+        raise
     launch = {
-        "resources": dict(resources),
+        "resources": session_resources,
         "image": image,
         "size": list(size),
-        "task_definition": backend.task_definition(*size),
+        "task_definition": definition,
     }
-    return Placement(store, backend, lambda: discard_session(store, session_id), launch)
+    return Placement(store, backend, discard, launch)
 
 
-def discard_session(store: Store, session_id: str) -> None:
-    """Delete a session's records and data from the bucket."""
+def discard_session(store: Store, backend: FargateBackend, session_id: str) -> None:
+    """Delete a session's records and data from the bucket, its task definitions and its
+    workers' role."""
     for prefix in (f"sessions/{session_id}/", f"data/{session_id}/"):
         store.delete_prefix(prefix)
+    with translate_errors(f"remove the task definitions of session {session_id}"):
+        for arn in backend.task_definitions():
+            backend.ecs.deregister_task_definition(taskDefinition=arn)
+    names = r.Names(backend.resources["account_id"], backend.aws.region)
+    remove_session_role(backend.aws, names, session_id)
 
 
 def account_store() -> S3Store | None:
