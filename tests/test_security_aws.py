@@ -323,3 +323,16 @@ def test_a_worker_policy_that_does_not_exist_is_named_with_the_fix() -> None:
     with pytest.raises(ConfigurationError, match=r"worker_policy setting .*no-such-policy"):
         starburst.session(backend="fargate", ttl="1h")
     assert _session_roles() == []  # nothing left behind
+
+
+def test_a_sessions_new_role_is_waited_for_until_ecs_sees_it(aws) -> None:
+    provision.setup(say=_quiet)
+    refusal = "ECS was unable to assume the role 'arn:aws:iam::x' that was provided for this task."
+    aws.faults.error(
+        "RegisterTaskDefinition", "ClientException", message="Role is not valid", times=2
+    )
+    aws.faults.error("RunTask", "InvalidParameterException", message=refusal, times=2)
+    assert starburst.map(square, range(6), workers=2, backend="fargate") == [
+        x * x for x in range(6)
+    ]
+    assert aws.calls["RegisterTaskDefinition"] == 3 and aws.calls["RunTask"] == 3

@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,10 @@ _CAPACITY_RETRIES = 3
 _QUOTA_REASON = "vcpu"
 _CONTAINER = "worker"
 _STREAM_PREFIX = "worker"
+#: A session's role is made as the session starts, and IAM takes a few seconds to show a
+#: new role everywhere: until then ECS refuses it. Such refusals are retried this long.
+_ROLE_PROPAGATION_SECONDS = 60.0
+_NEW_ROLE_REFUSALS = ("Role is not valid", "unable to assume the role")
 
 
 class FargateBackend(Backend):
@@ -100,9 +105,9 @@ class FargateBackend(Backend):
             except botocore.exceptions.ClientError:
                 arn = ""
             if not arn:
-                arn = self.ecs.register_task_definition(family=family, **body)["taskDefinition"][
-                    "taskDefinitionArn"
-                ]
+                arn = _once_the_role_is_seen(
+                    lambda: self.ecs.register_task_definition(family=family, **body)
+                )["taskDefinition"]["taskDefinitionArn"]
         self._task_definitions[key] = arn
         return arn
 
@@ -231,7 +236,7 @@ class FargateBackend(Backend):
         else:
             params["launchType"] = "FARGATE"
         with translate_errors("start workers with RunTask"):
-            answer = self.ecs.run_task(**params)
+            answer = _once_the_role_is_seen(lambda: self.ecs.run_task(**params))
         started = []
         for task in answer.get("tasks", []):
             worker_id = task["taskArn"].rsplit("/", 1)[1]
@@ -315,6 +320,24 @@ class FargateBackend(Backend):
         except botocore.exceptions.ClientError:
             return ""
         return "\n".join(event["message"] for event in events)
+
+
+def _once_the_role_is_seen(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``call()``, retried with backoff while ECS refuses the session's new role as unknown
+    (for up to ``_ROLE_PROPAGATION_SECONDS``)."""
+    deadline = time.monotonic() + _ROLE_PROPAGATION_SECONDS
+    pause = 0.5
+    while True:
+        try:
+            return call()
+        except botocore.exceptions.ClientError as exc:
+            message = str(exc.response.get("Error", {}).get("Message", ""))
+            if not any(refusal in message for refusal in _NEW_ROLE_REFUSALS):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 8.0)
 
 
 #: What a Fargate user waits through before a task works, by the task's ``lastStatus``.
