@@ -165,12 +165,9 @@ def ecs_tasks_trust(names: Names) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Principal": {"Service": "ecs-tasks.amazonaws.com"},
                 "Action": "sts:AssumeRole",
-                "Condition": {
-                    "StringEquals": {"aws:SourceAccount": names.account_id},
-                    "ArnLike": {
-                        "aws:SourceArn": f"arn:aws:ecs:{names.region}:{names.account_id}:*"
-                    },
-                },
+                # (an aws:SourceArn condition would add nothing: any ECS resource of this
+                # same account would match it)
+                "Condition": {"StringEquals": {"aws:SourceAccount": names.account_id}},
             }
         ],
     }
