@@ -65,6 +65,19 @@ def test_a_detached_session_is_private_to_its_user_whatever_the_umask(
     assert _shared_with_others(data_dir) == []
 
 
+def test_a_store_an_earlier_version_left_open_is_closed_to_others(
+    data_dir: Path, open_umask: None
+) -> None:
+    store = data_dir / "store"
+    (store / "sessions").mkdir(parents=True)  # as the old code left it under umask 0
+    assert stat.S_IMODE(store.stat().st_mode) == 0o777
+    assert starburst.list_sessions() == []
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700
+    store.chmod(0o755)
+    starburst.session(workers=1, ttl="1h").detach()
+    assert stat.S_IMODE(store.stat().st_mode) == 0o700
+
+
 def _forge(data_dir: Path, claimed_id: str) -> str:
     """A real detached session whose record (``session.json``) names another session."""
     session = starburst.session(workers=1, ttl="1h")

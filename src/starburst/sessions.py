@@ -521,13 +521,12 @@ def _locate(session_id: str) -> tuple[Store, SessionRecord]:
 
 def _stores() -> list[Store]:
     """Where sessions live: the local store, and the AWS account's bucket when set up."""
-    from .backends import detached_root
+    from .backends import detached_root, detached_store
     from .backends.fargate import account_store
-    from .store import LocalStore
 
     stores: list[Store] = []
     if detached_root().is_dir():
-        stores.append(LocalStore(detached_root()))
+        stores.append(detached_store())
     bucket = account_store()
     if bucket is not None:
         stores.append(bucket)

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..options import WorkerSpec
 from ..store import LocalStore, NotFound, Store
+from ..store.local import close_to_others
 from .base import Backend, LaunchRequest, WorkerInfo
 from .local import SCRATCH_PREFIX, LocalBackend, scratch_dir, sweep_abandoned
 
@@ -31,6 +32,7 @@ __all__ = [
     "Placement",
     "WorkerInfo",
     "detached_root",
+    "detached_store",
     "place",
     "reopen",
 ]
@@ -58,6 +60,14 @@ def detached_root() -> Path:
     return Path(platformdirs.user_data_dir("starburst", appauthor=False)) / "store"
 
 
+def detached_store() -> LocalStore:
+    """The store of detached local sessions, closed to other users of the machine (whoever
+    can write it can run code in its workers and its clients)."""
+    store = LocalStore(detached_root())
+    close_to_others(store.root)
+    return store
+
+
 def place(spec: WorkerSpec, session_id: str, detached: bool = False) -> Placement:
     """The store and backend for a new session of ``spec``."""
     if spec.backend == "fargate":
@@ -65,7 +75,7 @@ def place(spec: WorkerSpec, session_id: str, detached: bool = False) -> Placemen
 
         return place_on_fargate(spec, session_id)
     if detached:
-        store = LocalStore(detached_root())
+        store = detached_store()
         sweep_old_sessions(store)
         return local_placement(store, session_id)
     parent = scratch_dir()

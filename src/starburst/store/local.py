@@ -52,6 +52,15 @@ def make_private_folder(path: str | os.PathLike[str]) -> None:
     os.chmod(path, PRIVATE_FOLDER_MODE)  # (a umask can take the owner's bits away too)
 
 
+def close_to_others(folder: str | os.PathLike[str]) -> None:
+    """Take group and other users' access to ``folder`` away, if it has any (a store made by
+    an earlier version, or under a loose umask): its contents are then out of their reach."""
+    mode = stat.S_IMODE(os.stat(folder).st_mode)
+    if mode & 0o077:
+        with contextlib.suppress(PermissionError):  # (not ours: nothing we may change)
+            os.chmod(folder, mode & PRIVATE_FOLDER_MODE)
+
+
 def replace_private_file(path: str | os.PathLike[str], text: str) -> None:
     """Replace the file ``path`` with ``text`` atomically, readable by this user only."""
     temporary = f"{os.fspath(path)}.tmp"
