@@ -27,6 +27,20 @@ def private_config(
 
 
 @pytest.fixture
+def detached_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """This test's detached local sessions live in a folder of their own (not made yet);
+    whatever the test leaves there is removed."""
+    folder = tmp_path / "data"
+    monkeypatch.setenv("STARBURST_DATA_DIR", str(folder))
+    yield folder
+    import starburst
+    from starburst.sessions import remove_session
+
+    for status in starburst.list_sessions():
+        remove_session(status.session_id)
+
+
+@pytest.fixture
 def no_stray_workers() -> Iterator[None]:
     """Fail the test if any worker process it started is still alive when it ends (a call
     kills its idle workers as it returns; the kernel may take a moment to end them)."""
@@ -43,10 +57,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "local":
         yield LocalStore(tmp_path / "store")
         return
-    request.getfixturevalue("aws")
+    aws = request.getfixturevalue("aws")
     import boto3
 
     from starburst.store.s3 import S3Store
 
     boto3.client("s3").create_bucket(Bucket="contract-tests")
-    yield S3Store("contract-tests", "some/prefix")
+    yield S3Store("contract-tests", "some/prefix", owner=aws.account_id)  # as setup's is

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +34,9 @@ from starburst.errors import (
 
 
 @pytest.fixture(autouse=True)
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def data_dir(detached_data_dir: Path) -> Path:
     """Each test's sessions live in its own folder; whatever a test leaves is removed."""
-    folder = tmp_path / "data"
-    monkeypatch.setenv("STARBURST_DATA_DIR", str(folder))
-    yield folder
-    for status in starburst.list_sessions():
-        from starburst.sessions import remove_session
-
-        remove_session(status.session_id)
+    return detached_data_dir
 
 
 def _session_dir(data_dir: Path, session_id: str) -> Path:

@@ -41,12 +41,12 @@ def _state() -> dict[str, Any]:
         "policy": json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"]),
         "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"],
         "bucket_tags": s3.get_bucket_tagging(Bucket=bucket)["TagSet"],
-        "task_policy": iam.get_role_policy(RoleName=NAMES.task_role, PolicyName=r.TASK_POLICY_NAME)[
-            "PolicyDocument"
-        ],
         "execution_policies": iam.list_attached_role_policies(RoleName=NAMES.execution_role)[
             "AttachedPolicies"
         ],
+        "execution_policy": iam.get_role_policy(
+            RoleName=NAMES.execution_role, PolicyName=r.EXECUTION_POLICY_NAME
+        )["PolicyDocument"],
         "log_groups": logs.describe_log_groups(logGroupNamePrefix=NAMES.log_group)["logGroups"],
         "cluster": ecs.describe_clusters(clusters=[NAMES.cluster])["clusters"][0][
             "capacityProviders"
@@ -77,9 +77,8 @@ def test_setup_from_nothing_creates_each_resource_with_its_settings() -> None:
     expiry = next(rule for rule in state["lifecycle"] if "Expiration" in rule)
     assert expiry["Filter"] == {"Prefix": "data/"}  # run data only, never session records
     assert {"Key": "starburst", "Value": "managed"} in state["bucket_tags"]
-    assert [p["PolicyName"] for p in state["execution_policies"]] == [
-        "AmazonECSTaskExecutionRolePolicy"
-    ]
+    assert state["execution_policies"] == []  # no broad managed policy: its own, scoped
+    assert r.same_document(state["execution_policy"], r.execution_role_policy(NAMES))
     assert state["log_groups"][0]["retentionInDays"] == r.DEFAULT_LOG_RETENTION_DAYS
     assert sorted(state["cluster"]) == ["FARGATE", "FARGATE_SPOT"]
     assert state["security_group"][1] == []  # no inbound rule
@@ -87,11 +86,13 @@ def test_setup_from_nothing_creates_each_resource_with_its_settings() -> None:
     assert state["config"]["subnets"]
 
 
-def test_the_task_role_reaches_only_its_own_bucket_cluster_and_roles() -> None:
+def test_a_sessions_role_reaches_only_its_own_keys_tasks_and_roles() -> None:
     provision.setup(say=_quiet)
-    policy = _state()["task_policy"]
-    if isinstance(policy, str):
-        policy = json.loads(policy)
+    session = starburst.session(backend="fargate", ttl="1h")
+    sid = session.id
+    policy = boto3.client("iam").get_role_policy(
+        RoleName=NAMES.session_role(sid), PolicyName=r.SESSION_POLICY_NAME
+    )["PolicyDocument"]
     ecs = f"arn:aws:ecs:{NAMES.region}:{NAMES.account_id}"
     cluster = {"ArnEquals": {"ecs:cluster": f"{ecs}:cluster/{NAMES.cluster}"}}
     for statement in policy["Statement"]:
@@ -104,17 +105,23 @@ def test_the_task_role_reaches_only_its_own_bucket_cluster_and_roles() -> None:
         assert all("*" not in a for a in actions)
         service = {a.split(":")[0] for a in actions}
         assert len(service) == 1, statement
-        if service == {"s3"}:  # its own bucket only
-            assert all(res in (NAMES.bucket_arn, f"{NAMES.bucket_arn}/*") for res in resources)
-        elif service == {"iam"}:  # passes only starburst's roles, and only to ECS tasks
+        if service == {"s3"}:  # its own session's keys only (and the bucket's listing)
+            assert all(
+                res
+                in (NAMES.bucket_arn, f"{NAMES.bucket_arn}/sessions/{sid}/*",
+                    f"{NAMES.bucket_arn}/data/{sid}/*")
+                for res in resources
+            ), statement  # fmt: skip
+            assert (resources == [NAMES.bucket_arn]) == (actions == ["s3:ListBucket"])
+        elif service == {"iam"}:  # passes only its own roles, and only to ECS tasks
             assert actions == ["iam:PassRole"]
             assert sorted(r.rsplit("/", 1)[1] for r in resources) == sorted(
-                [NAMES.execution_role, NAMES.task_role]
+                [NAMES.execution_role, NAMES.session_role(sid)]
             )
             assert statement["Condition"]["StringEquals"]["iam:PassedToService"] == (
                 "ecs-tasks.amazonaws.com"
             )
-        else:  # ECS: starburst's task definitions and tasks, in starburst's cluster
+        else:  # ECS: its session's task definitions and tasks, in starburst's cluster
             assert service == {"ecs"}
             assert set(actions) <= {
                 "ecs:RunTask", "ecs:TagResource", "ecs:DescribeTasks", "ecs:StopTask",
@@ -122,15 +129,19 @@ def test_the_task_role_reaches_only_its_own_bucket_cluster_and_roles() -> None:
             }  # fmt: skip
             for res in resources:
                 assert res in (
-                    f"{ecs}:task-definition/starburst-worker-*",
+                    f"{ecs}:task-definition/starburst-{sid}-*",
                     f"{ecs}:task/{NAMES.cluster}/*",
                 ) or (res == "*" and statement.get("Condition") == cluster), statement
             if set(actions) & {"ecs:RunTask", "ecs:StopTask", "ecs:DescribeTasks"}:
-                tags = statement["Condition"]["StringEquals"]  # only starburst's own tasks
+                tags = statement["Condition"]["StringEquals"]  # only its session's own tasks
                 assert tags in (
-                    {"aws:RequestTag/starburst": "managed"},
-                    {"aws:ResourceTag/starburst": "managed"},
+                    {
+                        "aws:RequestTag/starburst": "managed",
+                        "aws:RequestTag/starburst-session": sid,
+                    },
+                    {"aws:ResourceTag/starburst-session": sid},
                 ), statement
+    session.cleanup()
 
 
 def test_a_second_setup_changes_nothing(aws) -> None:
@@ -163,7 +174,7 @@ def test_setup_after_a_half_finished_run_completes_it() -> None:
     complete = _state()
     # later drift: pieces removed by hand are put back
     s3.delete_bucket_policy(Bucket=NAMES.bucket)
-    iam.delete_role_policy(RoleName=NAMES.task_role, PolicyName=r.TASK_POLICY_NAME)
+    iam.delete_role_policy(RoleName=NAMES.execution_role, PolicyName=r.EXECUTION_POLICY_NAME)
     logs.put_retention_policy(logGroupName=NAMES.log_group, retentionInDays=1)
     provision.setup(say=_quiet)
     assert _state() == complete
@@ -171,8 +182,10 @@ def test_setup_after_a_half_finished_run_completes_it() -> None:
 
 def test_teardown_leaves_nothing_tagged_behind_and_is_harmless_twice() -> None:
     provision.setup(say=_quiet)
+    left = starburst.session(backend="fargate", ttl="1h")  # its client dies: its role stays
+    left.detach()
     removed = provision.teardown(say=_quiet)
-    assert len(removed) == 7
+    assert len(removed) == 7  # cluster, bucket, repository, log group, 2 roles, group
     s3, iam, ecr = boto3.client("s3"), boto3.client("iam"), boto3.client("ecr")
     assert NAMES.bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
     assert not [x for x in iam.list_roles()["Roles"] if x["RoleName"].startswith("starburst")]

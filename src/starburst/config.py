@@ -15,6 +15,7 @@ from typing import Any
 import tomli_w
 
 from .errors import ConfigurationError
+from .store.local import make_private_folder, replace_private_file
 
 
 def config_dir() -> Path:
@@ -63,13 +64,11 @@ class Config:
     def save(self) -> Path:
         """Write the file (atomically) and return its path."""
         path = config_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_folder(path.parent)
         document = dict(self.settings)
         if self.aws:
             document["aws"] = self.aws
-        tmp = path.with_suffix(".toml.tmp")
-        tmp.write_text(tomli_w.dumps(document))
-        os.replace(tmp, path)
+        replace_private_file(path, tomli_w.dumps(document))
         return path
 
     def get(self, key: str, default: Any = None) -> Any:

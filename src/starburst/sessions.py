@@ -20,7 +20,6 @@ or not at all. And lost workers are replaced by whoever holds the session's supe
 
 from __future__ import annotations
 
-import re
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -34,7 +33,7 @@ from .engine.driver import Driver
 from .engine.manifest import RunManifest
 from .engine.outcome import ChunkOutput
 from .engine.run import Run
-from .engine.session import SessionRecord, parse_duration, parse_ttl
+from .engine.session import SessionRecord, check_session_id, parse_duration, parse_ttl
 from .engine.status import RunStatus, SessionStatus, read_status, run_manifests, run_status
 from .errors import (
     CancelledError,
@@ -53,7 +52,6 @@ from .progress import Progress, make_progress
 from .serialize import unsendable_call_error
 from .store import NotFound, Store
 
-_SESSION_ID = re.compile(r"^sb-\d{8}-\d{6}-[0-9a-f]{6}$")
 #: How often a waiting ``collect`` rereads the session's state (expired, capped, removed).
 _STATE_CHECK_SECONDS = 5.0
 
@@ -169,8 +167,8 @@ def list_sessions() -> list[SessionStatus]:
         for session_id in store.list_folders("sessions/"):
             try:
                 found.append(read_status(store, session_id))
-            except NotFound:
-                continue  # being removed, or not a session
+            except (NotFound, SessionNotFoundError):
+                continue  # being removed, not a session, or a record naming another
     return sorted(found, key=lambda status: status.created)
 
 
@@ -506,7 +504,7 @@ def local_log_files(session_id: str, worker: str | None = None) -> list[Path] | 
     None when the session is not a local one."""
     from .backends import detached_root
 
-    folder = detached_root() / "sessions" / session_id / "logs"
+    folder = detached_root() / "sessions" / check_session_id(session_id) / "logs"
     if not folder.is_dir():
         return None
     files = sorted(folder.glob("*.log"))
@@ -515,11 +513,7 @@ def local_log_files(session_id: str, worker: str | None = None) -> list[Path] | 
 
 def _locate(session_id: str) -> tuple[Store, SessionRecord]:
     """The store that holds the session, and its record."""
-    if not isinstance(session_id, str) or not _SESSION_ID.match(session_id):
-        raise SessionNotFoundError(
-            f"{session_id!r} is not a session id: they look like sb-20261125-143000-a1b2c3 "
-            "(`starburst sessions ls` lists yours)"
-        )
+    check_session_id(session_id)
     searched = []
     for store in _stores():
         searched.append(store.url)
@@ -542,13 +536,12 @@ def _locate(session_id: str) -> tuple[Store, SessionRecord]:
 
 def _stores() -> list[Store]:
     """Where sessions live: the local store, and the AWS account's bucket when set up."""
-    from .backends import detached_root
+    from .backends import detached_root, detached_store
     from .backends.fargate import account_store
-    from .store import LocalStore
 
     stores: list[Store] = []
     if detached_root().is_dir():
-        stores.append(LocalStore(detached_root()))
+        stores.append(detached_store())
     bucket = account_store()
     if bucket is not None:
         stores.append(bucket)

@@ -111,6 +111,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("image", _text, "STARBURST_IMAGE", help="a worker image to use as it is"),
         Setting("max_cost", _dollars, help="stop a session's workers at this many dollars"),
         Setting("cost_alert", _dollars, help="warn once a session has cost this much"),
+        Setting("worker_policy", _text, help="a managed IAM policy (ARN) every session's "
+                "workers get too, for access to your own data"),
         Setting("log_retention_days", _choice(LOG_RETENTION_DAYS, "a retention CloudWatch "
                 "Logs accepts"), help="how long workers' logs are kept"),
         Setting("local_start", _choice(LOCAL_STARTS, "a way to start local workers"),

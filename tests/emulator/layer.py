@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from moto.ecs.models import ecs_backends
+from moto.s3.models import s3_backends
 
 from emulator.faults import QUOTA_REASON, Faults
 from emulator.pricing import Prices
@@ -122,6 +123,8 @@ class EmulatorLayer:
                     answer.status,
                     throttle=answer.is_throttle,
                 )
+        if call.protocol == "rest-xml" and not _bucket_owner_matches(environ):
+            return _error(start_response, call, environ, "AccessDenied", "Access Denied", 403)
         target = environ.get("HTTP_X_AMZ_TARGET", "")
         try:
             if target.startswith(QUOTAS_PREFIX + ".") and self.quotas.handles(call):
@@ -282,6 +285,17 @@ def _signing(environ: dict[str, Any]) -> tuple[str | None, str | None]:
     if len(credential) >= 5:
         return credential[3], credential[2]
     return None, None
+
+
+def _bucket_owner_matches(environ: dict[str, Any]) -> bool:
+    """Whether an S3 request's ``ExpectedBucketOwner`` (if any) owns its bucket, which S3
+    checks and moto 5.2.5 ignores: a mismatch answers 403 AccessDenied."""
+    expected = environ.get("HTTP_X_AMZ_EXPECTED_BUCKET_OWNER")
+    if not expected:
+        return True
+    bucket = environ.get("PATH_INFO", "").lstrip("/").partition("/")[0]
+    owner = s3_backends.bucket_accounts.get(bucket)  # (partition, account) of its creator
+    return owner is None or owner[1] == expected
 
 
 def _s3_operation(method: str, environ: dict[str, Any]) -> str:

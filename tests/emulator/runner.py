@@ -30,6 +30,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from moto.ecs.models import EC2ContainerServiceBackend, Task, ecs_backends
 from moto.logs.models import logs_backends
+from moto.sts.models import sts_backends
 
 from emulator import patches
 from emulator.images import ImageReader, PulledImage
@@ -445,9 +446,8 @@ class TaskRunner:
                 del env[key]  # credentials come from the runner only (the task role)
         env.update(
             {
+                **self._task_role_credentials(run),
                 "AWS_ENDPOINT_URL": self.endpoint_url,
-                "AWS_ACCESS_KEY_ID": "testing",
-                "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_REGION": run.region,
                 "AWS_DEFAULT_REGION": run.region,
                 "AWS_EXECUTION_ENV": "AWS_ECS_FARGATE",
@@ -456,6 +456,24 @@ class TaskRunner:
             }
         )
         return argv, env
+
+    def _task_role_credentials(self, run: _Run) -> dict[str, str]:
+        """The credentials of the task definition's task role, as ECS hands a task its
+        role (a session named after the task); the fixed test keys when it has none."""
+        backend = ecs_backends[run.account_id][run.region]
+        role_arn = getattr(backend.describe_task_definition(run.task.task_definition_arn),
+                           "task_role_arn", None)  # fmt: skip
+        if not role_arn:
+            return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        role = sts_backends[run.account_id]["aws"].assume_role(
+            region_name=run.region, role_session_name=run.task.id, role_arn=role_arn,
+            policy=None, duration=3600, external_id=None,
+        )  # fmt: skip
+        return {
+            "AWS_ACCESS_KEY_ID": role.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": role.secret_access_key,
+            "AWS_SESSION_TOKEN": role.session_token,
+        }
 
     def _life(self, run: _Run) -> None:
         task = run.task

@@ -19,6 +19,7 @@ from ..errors import SetupRequiredError
 from ..settings import resolve
 from . import resources as r
 from .session import Aws, connect, translate_errors
+from .session_roles import delete_role, leftover_session_roles
 
 Say = Callable[[str], None]
 
@@ -60,6 +61,8 @@ class _Provisioner:
         self.config = Config.load()
         self.s3 = aws.client("s3")
         self.iam = aws.client("iam")
+        #: Every request about the bucket names its owner: S3 refuses one of another account.
+        self.owned = {"ExpectedBucketOwner": aws.account_id}
 
     def record(self, resource: str, name: str, outcome: str, detail: str = "") -> None:
         self.report.steps.append(Step(resource, name, outcome, detail))
@@ -87,9 +90,11 @@ class _Provisioner:
 
     def _ensure_bucket(self, name: str) -> bool:
         try:
-            self.s3.head_bucket(Bucket=name)
+            self.s3.head_bucket(Bucket=name, **self.owned)
             return False
         except botocore.exceptions.ClientError as exc:
+            if _error_code(exc) in ("403", "AccessDenied"):
+                raise SetupRequiredError(_not_our_bucket(name, self.aws.account_id)) from exc
             if _error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                 raise
         params: dict[str, Any] = {"Bucket": name}
@@ -97,13 +102,15 @@ class _Provisioner:
             params["CreateBucketConfiguration"] = {"LocationConstraint": self.aws.region}
         self.s3.create_bucket(**params)
         self.s3.put_bucket_tagging(
-            Bucket=name, Tagging={"TagSet": [{"Key": r.TAG_KEY, "Value": r.TAG_VALUE}]}
+            Bucket=name,
+            Tagging={"TagSet": [{"Key": r.TAG_KEY, "Value": r.TAG_VALUE}]},
+            **self.owned,
         )
         return True
 
     def _ensure_encryption(self, name: str) -> bool:
         try:
-            current = self.s3.get_bucket_encryption(Bucket=name)
+            current = self.s3.get_bucket_encryption(Bucket=name, **self.owned)
             rules = current["ServerSideEncryptionConfiguration"]["Rules"]
             if any(
                 rule.get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm")
@@ -115,44 +122,48 @@ class _Provisioner:
             if "ServerSideEncryptionConfigurationNotFound" not in _error_code(exc):
                 raise
         self.s3.put_bucket_encryption(
-            Bucket=name, ServerSideEncryptionConfiguration=r.BUCKET_ENCRYPTION
+            Bucket=name, ServerSideEncryptionConfiguration=r.BUCKET_ENCRYPTION, **self.owned
         )
         return True
 
     def _ensure_public_access_block(self, name: str) -> bool:
         try:
-            current = self.s3.get_public_access_block(Bucket=name)
+            current = self.s3.get_public_access_block(Bucket=name, **self.owned)
             if current["PublicAccessBlockConfiguration"] == r.PUBLIC_ACCESS_BLOCK:
                 return False
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) != "NoSuchPublicAccessBlockConfiguration":
                 raise
         self.s3.put_public_access_block(
-            Bucket=name, PublicAccessBlockConfiguration=r.PUBLIC_ACCESS_BLOCK
+            Bucket=name, PublicAccessBlockConfiguration=r.PUBLIC_ACCESS_BLOCK, **self.owned
         )
         return True
 
     def _ensure_bucket_policy(self, name: str) -> bool:
         wanted = r.bucket_policy(self.names)
         try:
-            if r.same_document(self.s3.get_bucket_policy(Bucket=name)["Policy"], wanted):
+            if r.same_document(
+                self.s3.get_bucket_policy(Bucket=name, **self.owned)["Policy"], wanted
+            ):
                 return False
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) != "NoSuchBucketPolicy":
                 raise
-        self.s3.put_bucket_policy(Bucket=name, Policy=json.dumps(wanted))
+        self.s3.put_bucket_policy(Bucket=name, Policy=json.dumps(wanted), **self.owned)
         return True
 
     def _ensure_lifecycle(self, name: str) -> bool:
         wanted = r.bucket_lifecycle()
         try:
-            current = self.s3.get_bucket_lifecycle_configuration(Bucket=name)
+            current = self.s3.get_bucket_lifecycle_configuration(Bucket=name, **self.owned)
             if r.same_document({"Rules": current["Rules"]}, wanted):
                 return False
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) != "NoSuchLifecycleConfiguration":
                 raise
-        self.s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration=wanted)
+        self.s3.put_bucket_lifecycle_configuration(
+            Bucket=name, LifecycleConfiguration=wanted, **self.owned
+        )
         return True
 
     # Image repository ------------------------------------------------------------------------
@@ -160,87 +171,101 @@ class _Provisioner:
     def repository(self) -> str:
         ecr = self.aws.client("ecr")
         name = self.names.repository
+        fixed = []
         with translate_errors(f"create the image repository {name}"):
             try:
-                uri = ecr.describe_repositories(repositoryNames=[name])["repositories"][0][
-                    "repositoryUri"
-                ]
+                repository = ecr.describe_repositories(repositoryNames=[name])["repositories"][0]
                 created = False
             except ecr.exceptions.RepositoryNotFoundException:
-                uri = ecr.create_repository(
+                repository = ecr.create_repository(
                     repositoryName=name,
                     tags=[{"Key": r.TAG_KEY, "Value": r.TAG_VALUE}],
                     imageScanningConfiguration={"scanOnPush": False},
-                )["repository"]["repositoryUri"]
+                    imageTagMutability=r.IMAGE_TAG_MUTABILITY,
+                )["repository"]
                 created = True
+            if repository.get("imageTagMutability") != r.IMAGE_TAG_MUTABILITY:
+                ecr.put_image_tag_mutability(
+                    repositoryName=name, imageTagMutability=r.IMAGE_TAG_MUTABILITY
+                )
+                fixed.append("immutable tags")
             wanted = r.REPOSITORY_LIFECYCLE
             try:
                 current = ecr.get_lifecycle_policy(repositoryName=name)["lifecyclePolicyText"]
-                fix = not r.same_document(current, wanted)
+                if not r.same_document(current, wanted):
+                    fixed.append("lifecycle")
             except ecr.exceptions.LifecyclePolicyNotFoundException:
-                fix = True
-            if fix:
+                fixed.append("lifecycle")
+            if "lifecycle" in fixed:
                 ecr.put_lifecycle_policy(
                     repositoryName=name, lifecyclePolicyText=json.dumps(wanted)
                 )
-        self.record(
-            "repository", name, _outcome(created, fix), "lifecycle" if fix and not created else ""
-        )
-        return uri
+        detail = ", ".join(fixed) if fixed and not created else ""
+        self.record("repository", name, _outcome(created, bool(fixed)), detail)
+        return str(repository["repositoryUri"])
 
     # Roles -----------------------------------------------------------------------------------
 
-    def roles(self) -> tuple[str, str]:
-        execution = self._role(self.names.execution_role, "image pulls and logs")
-        with translate_errors("attach the execution policy"):
-            attached = self.iam.list_attached_role_policies(RoleName=self.names.execution_role)
-            if r.EXECUTION_POLICY_ARN not in {p["PolicyArn"] for p in attached["AttachedPolicies"]}:
-                self.iam.attach_role_policy(
-                    RoleName=self.names.execution_role, PolicyArn=r.EXECUTION_POLICY_ARN
-                )
-                self._upgrade(self.names.execution_role, "execution policy attached")
-        task = self._role(self.names.task_role, f"its own bucket only: {self.names.bucket}")
-        wanted = r.task_role_policy(self.names)
-        with translate_errors("set the task role's policy"):
-            try:
-                current = self.iam.get_role_policy(
-                    RoleName=self.names.task_role, PolicyName=r.TASK_POLICY_NAME
-                )["PolicyDocument"]
-                fix = not r.same_document(current, wanted)
-            except self.iam.exceptions.NoSuchEntityException:
-                fix = True
-            if fix:
-                self.iam.put_role_policy(
-                    RoleName=self.names.task_role,
-                    PolicyName=r.TASK_POLICY_NAME,
-                    PolicyDocument=json.dumps(wanted),
-                )
-                self._upgrade(self.names.task_role, "bucket policy set")
-        return execution, task
+    def roles(self) -> str:
+        """The execution role (ECS pulls the image and writes logs), brought to exactly what
+        setup makes. Workers run as a role of their session's own (``session_roles``): the
+        one task role of every session that earlier setups made is removed."""
+        execution = self._role(
+            self.names.execution_role, "image pulls and logs",
+            r.EXECUTION_POLICY_NAME, r.execution_role_policy(self.names),
+        )  # fmt: skip
+        former = self.names.former_task_role
+        with translate_errors(f"remove the role {former}"):
+            if delete_role(self.iam, former):
+                self.record("role", former, "updated", "removed: each session has its own")
+        return execution
 
-    def _role(self, name: str, purpose: str) -> str:
-        with translate_errors(f"create the role {name}"):
+    def _role(self, name: str, purpose: str, policy_name: str, policy: dict[str, Any]) -> str:
+        """Create the role ``name``, or repair it: its trust policy, and its inline policy
+        ``policy_name``. The broad managed policy earlier setups attached is detached;
+        policies someone else added (say, to give workers a data bucket) stay, and are named."""
+        trust = r.ecs_tasks_trust(self.names)
+        fixed, others = [], []
+        with translate_errors(f"set up the role {name}"):
             try:
-                arn = self.iam.get_role(RoleName=name)["Role"]["Arn"]
-                self.record("role", name, "exists")
+                role = self.iam.get_role(RoleName=name)["Role"]
+                created = False
             except self.iam.exceptions.NoSuchEntityException:
-                arn = self.iam.create_role(
+                role = self.iam.create_role(
                     RoleName=name,
-                    AssumeRolePolicyDocument=json.dumps(r.ECS_TASKS_TRUST),
+                    AssumeRolePolicyDocument=json.dumps(trust),
                     Description=f"starburst workers: {purpose}",
                     Tags=[{"Key": r.TAG_KEY, "Value": r.TAG_VALUE}],
-                )["Role"]["Arn"]
-                self.record("role", name, "created")
-        return arn
-
-    def _upgrade(self, name: str, detail: str) -> None:
-        """Mark the last step about ``name`` as changed (unless it was just created)."""
-        for step in reversed(self.report.steps):
-            if step.name == name:
-                if step.outcome == "exists":
-                    step.outcome, step.detail = "updated", detail
-                    self.say(f"   updated  {step.resource:<16} {name}  ({detail})")
-                return
+                )["Role"]
+                created = True
+            if not r.same_document(role["AssumeRolePolicyDocument"], trust):
+                self.iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
+                fixed.append("trust policy")
+            for attached in self.iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
+                if attached["PolicyArn"] == r.FORMER_EXECUTION_POLICY_ARN:
+                    self.iam.detach_role_policy(RoleName=name, PolicyArn=attached["PolicyArn"])
+                    fixed.append(f"{attached['PolicyName']} detached")
+                else:
+                    others.append(attached["PolicyName"])
+            others += [p for p in self.iam.list_role_policies(RoleName=name)["PolicyNames"]
+                       if p != policy_name]  # fmt: skip
+            try:
+                current = self.iam.get_role_policy(RoleName=name, PolicyName=policy_name)
+                wrong = not r.same_document(current["PolicyDocument"], policy)
+            except self.iam.exceptions.NoSuchEntityException:
+                wrong = True
+            if wrong:
+                self.iam.put_role_policy(
+                    RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy)
+                )
+                fixed.append(f"{policy_name} policy")
+        detail = ", ".join(fixed) if fixed and not created else ""
+        if others:
+            detail += (
+                f"{'; ' if detail else ''}also has policies not starburst's: {', '.join(others)}"
+            )
+        self.record("role", name, _outcome(created, bool(fixed)), detail)
+        return str(role["Arn"])
 
     # Cluster, logs, network ------------------------------------------------------------------
 
@@ -357,6 +382,15 @@ class _Provisioner:
             self.say(f"  {'quota':>8}  {label:<16} {shown}")
 
 
+def _not_our_bucket(name: str, account_id: str) -> str:
+    return (
+        f"S3 refuses the bucket {name} to requests that expect account {account_id} to own "
+        "it: another account holds that name (or these credentials may not read it). "
+        "starburst never uses a bucket another account owns; check with "
+        f"`aws s3api head-bucket --bucket {name} --expected-bucket-owner {account_id}`"
+    )
+
+
 def _outcome(created: bool, fixed: bool) -> str:
     return "created" if created else ("updated" if fixed else "exists")
 
@@ -386,7 +420,7 @@ def setup(region: str | None = None, profile: str | None = None, say: Say = prin
     work = _Provisioner(aws, say)
     work.bucket()
     repository_uri = work.repository()
-    execution_role, task_role = work.roles()
+    execution_role = work.roles()
     cluster = work.cluster()
     log_group = work.log_group()
     subnets, security_group = work.network()
@@ -398,7 +432,6 @@ def setup(region: str | None = None, profile: str | None = None, say: Say = prin
         "repository_uri": repository_uri,
         "cluster": cluster,
         "execution_role_arn": execution_role,
-        "task_role_arn": task_role,
         "log_group": log_group,
         "subnets": subnets,
         "security_group": security_group,
@@ -422,7 +455,7 @@ def teardown(region: str | None = None, profile: str | None = None, say: Say = p
     removed: list[str] = []
     for remove in (_remove_cluster, _remove_bucket, _remove_repository, _remove_log_group):
         removed += remove(aws, names, say)
-    for role in (names.execution_role, names.task_role):
+    for role in (names.execution_role, names.former_task_role, *leftover_session_roles(aws)):
         removed += _remove_role(aws, role, say)
     removed += _remove_security_group(aws, names, say)
     config = Config.load()
@@ -471,25 +504,29 @@ def _all_tasks(ecs: Any, cluster: str) -> list[str]:
 
 def _remove_bucket(aws: Aws, names: r.Names, say: Say) -> list[str]:
     s3 = aws.client("s3")
+    owned = {"Bucket": names.bucket, "ExpectedBucketOwner": aws.account_id}
     with translate_errors(f"remove the bucket {names.bucket}"):
         try:
-            tags = s3.get_bucket_tagging(Bucket=names.bucket)["TagSet"]
+            tags = s3.get_bucket_tagging(**owned)["TagSet"]
         except botocore.exceptions.ClientError as exc:
             if _error_code(exc) == "NoSuchBucket":
+                return []
+            if _error_code(exc) == "AccessDenied":
+                say(f"  kept      bucket: {_not_our_bucket(names.bucket, aws.account_id)}")
                 return []
             if _error_code(exc) != "NoSuchTagSet":
                 raise
             tags = []
         if not _tagged({t["Key"]: t["Value"] for t in tags}):
             return _skip(say, f"bucket {names.bucket}")
-        for page in s3.get_paginator("list_object_versions").paginate(Bucket=names.bucket):
+        for page in s3.get_paginator("list_object_versions").paginate(**owned):
             doomed = [
                 {"Key": v["Key"], "VersionId": v["VersionId"]}
                 for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
             ]
             if doomed:
-                s3.delete_objects(Bucket=names.bucket, Delete={"Objects": doomed, "Quiet": True})
-        s3.delete_bucket(Bucket=names.bucket)
+                s3.delete_objects(**owned, Delete={"Objects": doomed, "Quiet": True})
+        s3.delete_bucket(**owned)
     say(f"  removed   bucket {names.bucket}")
     return [names.bucket_arn]
 
@@ -534,11 +571,7 @@ def _remove_role(aws: Aws, name: str, say: Say) -> list[str]:
         tags = iam.list_role_tags(RoleName=name)["Tags"]
         if not _tagged({t["Key"]: t["Value"] for t in tags}):
             return _skip(say, f"role {name}")
-        for policy in iam.list_attached_role_policies(RoleName=name)["AttachedPolicies"]:
-            iam.detach_role_policy(RoleName=name, PolicyArn=policy["PolicyArn"])
-        for policy_name in iam.list_role_policies(RoleName=name)["PolicyNames"]:
-            iam.delete_role_policy(RoleName=name, PolicyName=policy_name)
-        iam.delete_role(RoleName=name)
+        delete_role(iam, name)
     say(f"  removed   role {name}")
     return [role["Arn"]]
 
@@ -575,8 +608,9 @@ def status(region: str | None = None, profile: str | None = None) -> dict[str, A
                 for c in ecs.describe_clusters(clusters=[names.cluster])["clusters"]
             )
         )
-        for role in (names.execution_role, names.task_role):
-            checks[role] = _check(lambda role=role: bool(iam.get_role(RoleName=role)))
+        checks[names.execution_role] = _check(
+            lambda: bool(iam.get_role(RoleName=names.execution_role))
+        )
         running = len(_all_tasks(ecs, names.cluster)) if checks["cluster"] == "ok" else 0
     return {
         "account_id": aws.account_id,
@@ -600,17 +634,20 @@ def _check(probe: Callable[[], bool]) -> str:
 
 
 def _check_bucket(s3: Any, names: r.Names) -> str:
+    owned = {"Bucket": names.bucket, "ExpectedBucketOwner": names.account_id}
     try:
-        s3.head_bucket(Bucket=names.bucket)
-    except botocore.exceptions.ClientError:
+        s3.head_bucket(**owned)
+    except botocore.exceptions.ClientError as exc:
+        if _error_code(exc) in ("403", "AccessDenied"):
+            return "unusable: " + _not_our_bucket(names.bucket, names.account_id)
         return "missing"
     problems = []
     try:
-        s3.get_bucket_encryption(Bucket=names.bucket)
+        s3.get_bucket_encryption(**owned)
     except botocore.exceptions.ClientError:
         problems.append("not encrypted")
     try:
-        block = s3.get_public_access_block(Bucket=names.bucket)["PublicAccessBlockConfiguration"]
+        block = s3.get_public_access_block(**owned)["PublicAccessBlockConfiguration"]
         if block != r.PUBLIC_ACCESS_BLOCK:
             problems.append("public access not fully blocked")
     except botocore.exceptions.ClientError:

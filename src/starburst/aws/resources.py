@@ -12,8 +12,18 @@ TAG_VALUE = "managed"
 
 FARGATE_ON_DEMAND_QUOTA = "L-3032A538"
 FARGATE_SPOT_QUOTA = "L-36FBB829"
-EXECUTION_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
-TASK_POLICY_NAME = "starburst-bucket-access"
+EXECUTION_POLICY_NAME = "starburst-image-and-logs"
+#: What setup attached to the execution role before it scoped its own policy: detached now.
+FORMER_EXECUTION_POLICY_ARN = (
+    "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+)
+SESSION_POLICY_NAME = "starburst-session-access"
+#: Each session's workers run as a role of their own, tagged with the session's id, under
+#: this IAM path (teardown finds any a killed client left).
+SESSION_ROLE_PATH = "/starburst/"
+SESSION_TAG_KEY = "starburst-session"
+#: ECR tags never move: an image's tag is its environment's fingerprint.
+IMAGE_TAG_MUTABILITY = "IMMUTABLE"
 RUN_DATA_EXPIRY_DAYS = 7
 DEFAULT_LOG_RETENTION_DAYS = 14
 
@@ -42,8 +52,25 @@ class Names:
         return f"starburst-execution-{self.region}"
 
     @property
-    def task_role(self) -> str:
+    def former_task_role(self) -> str:
+        """The one task role of every session that earlier setups made (teardown removes it)."""
         return f"starburst-task-{self.region}"
+
+    def session_role(self, session_id: str) -> str:
+        """The role a session's workers run as (at most 64 characters)."""
+        return f"starburst-{self.region}-{session_id}"
+
+    def session_role_arn(self, session_id: str) -> str:
+        path = SESSION_ROLE_PATH.strip("/")
+        return f"arn:aws:iam::{self.account_id}:role/{path}/{self.session_role(session_id)}"
+
+    def session_task_family(self, session_id: str) -> str:
+        """The prefix of a session's task definitions: its workers may start only these."""
+        return f"starburst-{session_id}"
+
+    @property
+    def execution_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{self.execution_role}"
 
     @property
     def log_group(self) -> str:
@@ -56,6 +83,14 @@ class Names:
     @property
     def bucket_arn(self) -> str:
         return f"arn:aws:s3:::{self.bucket}"
+
+    @property
+    def repository_arn(self) -> str:
+        return f"arn:aws:ecr:{self.region}:{self.account_id}:repository/{self.repository}"
+
+    @property
+    def log_group_arn(self) -> str:
+        return f"arn:aws:logs:{self.region}:{self.account_id}:log-group:{self.log_group}"
 
 
 def bucket_policy(names: Names) -> dict[str, Any]:
@@ -119,33 +154,68 @@ REPOSITORY_LIFECYCLE = {
     ]
 }
 
-ECS_TASKS_TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
+
+def ecs_tasks_trust(names: Names) -> dict[str, Any]:
+    """Who may take starburst's roles: ECS tasks, on behalf of this account only (so that
+    ECS acting for another account cannot be made to use them)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                # (an aws:SourceArn condition would add nothing: any ECS resource of this
+                # same account would match it)
+                "Condition": {"StringEquals": {"aws:SourceAccount": names.account_id}},
+            }
+        ],
+    }
 
 
-def task_role_policy(names: Names) -> dict[str, Any]:
-    """What a worker may do: read, write and list its own bucket; and, to supervise a
-    detached session, start (tagged as starburst's), watch and stop starburst-tagged tasks
-    of starburst's task definitions in starburst's cluster, passing only starburst's two
-    roles. Nothing else."""
+def execution_role_policy(names: Names) -> dict[str, Any]:
+    """What ECS may do to start a worker: pull from starburst's repository only, and write
+    to starburst's log group only (rather than the managed policy's every repository and
+    every log group)."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "SignInToTheRegistry",
+                "Effect": "Allow",
+                "Action": ["ecr:GetAuthorizationToken"],
+                "Resource": ["*"],  # (it names no repository)
+            },
+            {
+                "Sid": "PullWorkerImages",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                ],
+                "Resource": [names.repository_arn],
+            },
+            {
+                "Sid": "WriteWorkerLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [names.log_group_arn, f"{names.log_group_arn}:*"],
+            },
+        ],
+    }
+
+
+def session_role_policy(names: Names, session_id: str) -> dict[str, Any]:
+    """What the workers of one session may do: read and write that session's keys only
+    (``sessions/<sid>/``, ``data/<sid>/``; listing the bucket shows key names, no more); and,
+    to supervise a detached session, start workers of that session's task definitions only
+    (tagged as its own), watch and stop that session's tasks in starburst's cluster, passing
+    only the execution role and this role. Nothing else: another session's data, tasks and
+    role are out of reach."""
     ecs = f"arn:aws:ecs:{names.region}:{names.account_id}"
-    roles = [
-        f"arn:aws:iam::{names.account_id}:role/{role}"
-        for role in (names.execution_role, names.task_role)
-    ]
     in_cluster = {"ArnEquals": {"ecs:cluster": f"{ecs}:cluster/{names.cluster}"}}
-
-    def tagged(kind: str) -> dict[str, str]:
-        return {f"aws:{kind}/{TAG_KEY}": TAG_VALUE}
-
+    own_tasks = {f"aws:ResourceTag/{SESSION_TAG_KEY}": session_id}
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -156,19 +226,25 @@ def task_role_policy(names: Names) -> dict[str, Any]:
                 "Resource": [names.bucket_arn],
             },
             {
-                "Sid": "ReadAndWriteObjects",
+                "Sid": "ReadAndWriteThisSession",
                 "Effect": "Allow",
                 "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                "Resource": [f"{names.bucket_arn}/*"],
+                "Resource": [
+                    f"{names.bucket_arn}/sessions/{session_id}/*",
+                    f"{names.bucket_arn}/data/{session_id}/*",
+                ],
             },
             {
                 "Sid": "SuperviseStartWorkers",
                 "Effect": "Allow",
                 "Action": ["ecs:RunTask"],
-                "Resource": [f"{ecs}:task-definition/starburst-worker-*"],
+                "Resource": [f"{ecs}:task-definition/{names.session_task_family(session_id)}-*"],
                 "Condition": {
                     **in_cluster,
-                    "StringEquals": {f"aws:RequestTag/{TAG_KEY}": TAG_VALUE},
+                    "StringEquals": {
+                        f"aws:RequestTag/{TAG_KEY}": TAG_VALUE,
+                        f"aws:RequestTag/{SESSION_TAG_KEY}": session_id,
+                    },
                 },
             },
             {
@@ -183,7 +259,7 @@ def task_role_policy(names: Names) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": ["ecs:DescribeTasks", "ecs:StopTask"],
                 "Resource": [f"{ecs}:task/{names.cluster}/*"],
-                "Condition": {"StringEquals": tagged("ResourceTag")},
+                "Condition": {"StringEquals": own_tasks},
             },
             {
                 "Sid": "SuperviseListWorkers",
@@ -193,10 +269,10 @@ def task_role_policy(names: Names) -> dict[str, Any]:
                 "Condition": in_cluster,
             },
             {
-                "Sid": "PassOnlyStarburstRoles",
+                "Sid": "PassOnlyThisSessionsRoles",
                 "Effect": "Allow",
                 "Action": ["iam:PassRole"],
-                "Resource": roles,
+                "Resource": [names.execution_role_arn, names.session_role_arn(session_id)],
                 "Condition": {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}},
             },
         ],

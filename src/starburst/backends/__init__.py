@@ -8,6 +8,7 @@ session and launches replacements.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
@@ -20,6 +21,7 @@ from typing import Any
 from ..options import WorkerSpec
 from ..settings import resolve
 from ..store import LocalStore, NotFound, Store
+from ..store.local import close_to_others
 from .base import Backend, LaunchRequest, WorkerInfo
 from .local import SCRATCH_PREFIX, LocalBackend, scratch_dir, sweep_abandoned
 
@@ -30,6 +32,7 @@ __all__ = [
     "Placement",
     "WorkerInfo",
     "detached_root",
+    "detached_store",
     "place",
     "reopen",
 ]
@@ -57,6 +60,14 @@ def detached_root() -> Path:
     return Path(platformdirs.user_data_dir("starburst", appauthor=False)) / "store"
 
 
+def detached_store() -> LocalStore:
+    """The store of detached local sessions, closed to other users of the machine (whoever
+    can write it can run code in its workers and its clients)."""
+    store = LocalStore(detached_root())
+    close_to_others(store.root)
+    return store
+
+
 def place(spec: WorkerSpec, session_id: str, detached: bool = False) -> Placement:
     """The store and backend for a new session of ``spec``."""
     if spec.backend == "fargate":
@@ -64,7 +75,7 @@ def place(spec: WorkerSpec, session_id: str, detached: bool = False) -> Placemen
 
         return place_on_fargate(spec, session_id)
     if detached:
-        store = LocalStore(detached_root())
+        store = detached_store()
         sweep_old_sessions(store)
         return local_placement(store, session_id)
     parent = scratch_dir()
@@ -113,6 +124,9 @@ def local_placement(store: LocalStore, session_id: str) -> Placement:
     folders. Its workers are started fresh (``python -m starburst.worker``), never forked:
     a forked worker would keep the client's whole memory alive for as long as it runs,
     long after the client has gone."""
+    from ..engine.session import check_session_id
+
+    check_session_id(session_id, "a local session's folder")
     folders = [store.root / "sessions" / session_id, store.root / "data" / session_id]
 
     def discard() -> None:
@@ -146,6 +160,7 @@ def reopen(backend: str, session_id: str, store: Store, launch: dict[str, Any]) 
         from .fargate import FargateBackend, discard_session
 
         fargate = FargateBackend.from_launch(launch)
-        return Placement(store, fargate, lambda: discard_session(store, session_id), launch)
+        discard = functools.partial(discard_session, store, fargate, session_id)
+        return Placement(store, fargate, discard, launch)
     assert isinstance(store, LocalStore)
     return local_placement(store, session_id)

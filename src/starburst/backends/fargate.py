@@ -8,18 +8,22 @@ on-demand after repeated failures), a vCPU quota shortfall runs with the workers
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
 
+from ..aws import resources as r
 from ..aws.quotas import fargate_quotas, quota_notice
 from ..aws.session import Aws, connect, translate_errors
+from ..aws.session_roles import create_session_role, remove_session_role
 from ..aws.sizes import fargate_size
 from ..config import Config
 from ..cost.prices import PriceBook, fargate_prices
@@ -27,7 +31,7 @@ from ..env.prune import record_session_image
 from ..errors import SetupRequiredError, StarburstError
 from ..settings import resolve
 from ..store import Store
-from ..store.s3 import S3Store
+from ..store.s3 import S3Store, account_bucket
 from .base import Backend, LaunchRequest, WorkerInfo
 
 if TYPE_CHECKING:
@@ -47,6 +51,10 @@ _CAPACITY_RETRIES = 3
 _QUOTA_REASON = "vcpu"
 _CONTAINER = "worker"
 _STREAM_PREFIX = "worker"
+#: A session's role is made as the session starts, and IAM takes a few seconds to show a
+#: new role everywhere: until then ECS refuses it. Such refusals are retried this long.
+_ROLE_PROPAGATION_SECONDS = 60.0
+_NEW_ROLE_REFUSALS = ("Role is not valid", "unable to assume the role")
 
 
 class FargateBackend(Backend):
@@ -89,7 +97,7 @@ class FargateBackend(Backend):
             return self._task_definitions[key]
         body = self._task_definition_body(cpu_units, memory_mib)
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
-        family = f"starburst-worker-{digest}"
+        family = f"{self.resources['task_family']}-{digest}"
         with translate_errors("find the worker task definition"):
             try:
                 found = self.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
@@ -97,9 +105,9 @@ class FargateBackend(Backend):
             except botocore.exceptions.ClientError:
                 arn = ""
             if not arn:
-                arn = self.ecs.register_task_definition(family=family, **body)["taskDefinition"][
-                    "taskDefinitionArn"
-                ]
+                arn = _once_the_role_is_seen(
+                    lambda: self.ecs.register_task_definition(family=family, **body)
+                )["taskDefinition"]["taskDefinitionArn"]
         self._task_definitions[key] = arn
         return arn
 
@@ -131,8 +139,12 @@ class FargateBackend(Backend):
                     },
                 }
             ],
-            "tags": [{"key": "starburst", "value": "managed"}],
+            "tags": [{"key": r.TAG_KEY, "value": r.TAG_VALUE}],
         }
+
+    def task_definitions(self) -> list[str]:
+        """The task definitions this backend registered or was given."""
+        return sorted(set(self._task_definitions.values()))
 
     # Launching -------------------------------------------------------------------------------
 
@@ -214,14 +226,17 @@ class FargateBackend(Backend):
                 }
             },
             "overrides": {"containerOverrides": [{"name": _CONTAINER, "command": command}]},
-            "tags": [{"key": "starburst", "value": "managed"}],
+            "tags": [
+                {"key": r.TAG_KEY, "value": r.TAG_VALUE},
+                {"key": r.SESSION_TAG_KEY, "value": session_id},  # its role's own tasks
+            ],
         }
         if spot and not self.spot_fallback:
             params["capacityProviderStrategy"] = [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
         else:
             params["launchType"] = "FARGATE"
         with translate_errors("start workers with RunTask"):
-            answer = self.ecs.run_task(**params)
+            answer = _once_the_role_is_seen(lambda: self.ecs.run_task(**params))
         started = []
         for task in answer.get("tasks", []):
             worker_id = task["taskArn"].rsplit("/", 1)[1]
@@ -307,6 +322,24 @@ class FargateBackend(Backend):
         return "\n".join(event["message"] for event in events)
 
 
+def _once_the_role_is_seen(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``call()``, retried with backoff while ECS refuses the session's new role as unknown
+    (for up to ``_ROLE_PROPAGATION_SECONDS``)."""
+    deadline = time.monotonic() + _ROLE_PROPAGATION_SECONDS
+    pause = 0.5
+    while True:
+        try:
+            return call()
+        except botocore.exceptions.ClientError as exc:
+            message = str(exc.response.get("Error", {}).get("Message", ""))
+            if not any(refusal in message for refusal in _NEW_ROLE_REFUSALS):
+                raise
+            if time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 8.0)
+
+
 #: What a Fargate user waits through before a task works, by the task's ``lastStatus``.
 _PHASES = {"PROVISIONING": "provisioning", "PENDING": "pulling image", "ACTIVATING": "starting"}
 
@@ -376,23 +409,41 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
         )
     aws = connect(resources.get("region"))
     image = resolve("image") or _environment_image(aws)
-    store = S3Store(resources["bucket"], "", client=aws.client("s3"))
+    store = account_bucket(aws, resources)
     record_session_image(store, session_id, image)  # `starburst env prune` keeps it
-    backend = FargateBackend(aws, resources, image)
+    names = r.Names(resources["account_id"], aws.region)
+    session_resources = {
+        **resources,
+        "task_role_arn": create_session_role(aws, names, session_id, resolve("worker_policy")),
+        "task_family": names.session_task_family(session_id),
+    }
+    backend = FargateBackend(aws, session_resources, image)
+    discard = functools.partial(discard_session, store, backend, session_id)
     size = fargate_size(spec.cpu, spec.memory_mib)
+    try:
+        definition = backend.task_definition(*size)
+    except BaseException:
+        discard()  # (the role made above)
+        raise
     launch = {
-        "resources": dict(resources),
+        "resources": session_resources,
         "image": image,
         "size": list(size),
-        "task_definition": backend.task_definition(*size),
+        "task_definition": definition,
     }
-    return Placement(store, backend, lambda: discard_session(store, session_id), launch)
+    return Placement(store, backend, discard, launch)
 
 
-def discard_session(store: Store, session_id: str) -> None:
-    """Delete a session's records and data from the bucket."""
+def discard_session(store: Store, backend: FargateBackend, session_id: str) -> None:
+    """Delete a session's records and data from the bucket, its task definitions and its
+    workers' role."""
     for prefix in (f"sessions/{session_id}/", f"data/{session_id}/"):
         store.delete_prefix(prefix)
+    with translate_errors(f"remove the task definitions of session {session_id}"):
+        for arn in backend.task_definitions():
+            backend.ecs.deregister_task_definition(taskDefinition=arn)
+    names = r.Names(backend.resources["account_id"], backend.aws.region)
+    remove_session_role(backend.aws, names, session_id)
 
 
 def account_store() -> S3Store | None:
@@ -400,5 +451,4 @@ def account_store() -> S3Store | None:
     resources = Config.load().aws
     if not resources.get("bucket"):
         return None
-    aws = connect(resources.get("region"))
-    return S3Store(resources["bucket"], "", client=aws.client("s3"))
+    return account_bucket(connect(resources.get("region")), resources)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..settings import resolve
+from ..store.local import PRIVATE_FILE_MODE, make_private_folder, replace_private_file
 from ..threads import BareThread
 from .base import Backend, LaunchRequest, WorkerInfo
 from .forked import become_worker
@@ -47,8 +48,8 @@ class LocalBackend(Backend):
     def __init__(self, session_dir: Path, fork: bool | None = None) -> None:
         self.log_dir = session_dir / "logs"
         self.proc_dir = session_dir / "procs"
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.proc_dir.mkdir(parents=True, exist_ok=True)
+        make_private_folder(self.log_dir)
+        make_private_folder(self.proc_dir)
         self.start_method = _start_method() if fork is None else "auto" if fork else "spawn"
         self._processes: dict[str, _Process] = {}
         self._started: dict[str, float] = {}
@@ -98,7 +99,8 @@ class LocalBackend(Backend):
         while True:
             worker_id = f"w{number:04d}"
             try:  # an empty record reserves the id; the pid follows once the process exists
-                os.close(os.open(self.proc_dir / f"{worker_id}.json", os.O_CREAT | os.O_EXCL))
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                os.close(os.open(self.proc_dir / f"{worker_id}.json", flags, PRIVATE_FILE_MODE))
                 return worker_id
             except FileExistsError:
                 number += 1
@@ -415,9 +417,7 @@ def _alive(pid: int, ticks: int | None) -> bool:
 
 def _write_record(path: Path, pid: int, started: float) -> None:
     record = {"pid": pid, "ticks": _start_ticks(pid), "started": started}
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(record))
-    os.replace(temporary, path)
+    replace_private_file(path, json.dumps(record))
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
@@ -455,7 +455,13 @@ def _spawn_worker(args: dict[str, str | int], log_path: Path) -> _Process:
     ]  # fmt: skip
     files = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        (
+            os.POSIX_SPAWN_OPEN,
+            1,
+            str(log_path),
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+            PRIVATE_FILE_MODE,
+        ),
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
     return _Process(os.posix_spawn(sys.executable, argv, env, file_actions=files, setsid=True))
@@ -463,7 +469,7 @@ def _spawn_worker(args: dict[str, str | int], log_path: Path) -> _Process:
 
 def _fork_worker(args: dict[str, str | int], log_path: Path) -> _Process:
     """Fork a worker from this process (see ``forked.become_worker``)."""
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
     with warnings.catch_warnings():  # Python 3.12+ warns about forking with threads running;
         warnings.simplefilter("ignore", DeprecationWarning)  # the child resets what it uses
         pid = os.fork()

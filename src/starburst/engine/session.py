@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import calendar
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, SessionNotFoundError
 from ..options import WorkerSpec
 from ..store import Store
 from .layout import SessionKeys, from_json, record_of, to_json
@@ -80,6 +81,22 @@ class Timings:
             orphan_scan=30.0, idle_timeout=300.0,
             client_timeout=180.0 if attached else None, stop_grace=90.0,
         )  # fmt: skip
+
+
+#: A session id is one plain name (``new_session_id`` makes ``sb-YYYYmmdd-HHMMSS-xxxxxx``):
+#: never a path, whoever wrote it (a record in the store, the command line).
+_SESSION_ID = re.compile(r"sb-[A-Za-z0-9_-]{1,61}")
+
+
+def check_session_id(value: object, origin: str = "") -> str:
+    """``value`` if it is a session id, else ``SessionNotFoundError`` saying what one looks
+    like. Every id from outside is checked before it becomes a key, a path or a prefix."""
+    if isinstance(value, str) and _SESSION_ID.fullmatch(value):
+        return value
+    raise SessionNotFoundError(
+        f"{value!r}{f' ({origin})' if origin else ''} is not a session id: they look like "
+        "sb-20261125-143000-a1b2c3 (`starburst sessions ls` lists yours)"
+    )
 
 
 def new_session_id() -> str:
@@ -186,4 +203,14 @@ class SessionRecord:
 
     @classmethod
     def load(cls, store: Store, session_id: str) -> SessionRecord:
-        return cls.decode(store.get(SessionKeys(session_id).session))
+        """The record of ``session_id``; ``SessionNotFoundError`` when the record there
+        names another session (it was edited or copied: nothing of it is used)."""
+        key = SessionKeys(check_session_id(session_id)).session
+        record = cls.decode(store.get(key))
+        if record.session_id != session_id:
+            raise SessionNotFoundError(
+                f"the record {key} in {store.url} names the session {record.session_id!r}, "
+                f"not {session_id}: it was edited or copied, and starburst will not use it. "
+                f"Look at it, then delete sessions/{session_id}/ and data/{session_id}/ by hand"
+            )
+        return record

@@ -31,6 +31,7 @@ from .registry import (
     ImageReference,
     Registry,
     RegistryError,
+    sha256_digest,
 )
 from .wheels import ARCHITECTURES, EnvironmentProblemsError, install_linux_wheels
 
@@ -216,10 +217,31 @@ def _build(plan: Plan, repository: Repository, scratch: Path, progress: Progress
         "layers": [{k: d[k] for k in ("mediaType", "digest", "size")} for d in layers],
     }
     body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-    digest = registry.put_manifest(name, plan.tag, body, OCI_MANIFEST)
+    digest = _tag_image(registry, name, plan.tag, body)
     size = sum(d["size"] for d in layers)
     progress(f"starburst:   pushed {repository.uri(plan.tag)} ({size / 1e6:.1f} MB compressed)")
     return BuiltImage(repository.uri(plan.tag), plan.tag, False, digest, size, uploaded)
+
+
+def _tag_image(registry: Registry, repository: str, tag: str, manifest: bytes) -> str:
+    """Store ``manifest`` under ``tag``; returns its digest. A tag that names this very image
+    already is left alone (a forced rebuild of the same environment): starburst's ECR
+    repository keeps tags immutable, and refuses to move one."""
+    digest = sha256_digest(manifest)
+    existing = registry.manifest_digest(repository, tag)
+    if existing == digest:
+        return digest
+    try:
+        return registry.put_manifest(repository, tag, manifest, OCI_MANIFEST)
+    except RegistryError as exc:
+        if existing is None:
+            raise
+        raise RegistryError(
+            f"the tag {tag} of {registry.host}/{repository} names another image ({existing}) "
+            f"and the registry would not move it ({exc}); if its tags are immutable, as "
+            f"starburst's are, remove that image with `aws ecr batch-delete-image "
+            f"--repository-name {repository} --image-ids imageTag={tag}`, then build again"
+        ) from exc
 
 
 def _tree(folder: Path, prefix: str) -> list[tuple[str, Path]]:

@@ -120,11 +120,11 @@ def prune(older_than_days: float, say: Callable[[str], None]) -> list[str]:
     from ..aws.session import connect
     from ..config import Config
     from ..errors import SetupRequiredError
-    from ..store.s3 import S3Store
+    from ..store.s3 import account_bucket
 
     resources = Config.load().aws
     if not resources.get("bucket") or not resources.get("repository_uri"):
         raise SetupRequiredError("starburst is not set up here yet: run `starburst setup`")
     aws = connect(resources.get("region"))
-    store = S3Store(resources["bucket"], "", client=aws.client("s3"))
+    store = account_bucket(aws, resources)
     return prune_images(aws, resources, store, older_than_days, say)

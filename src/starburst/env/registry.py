@@ -33,6 +33,13 @@ _DOCKER_HUB = "registry-1.docker.io"
 _CHALLENGE_FIELD = re.compile(r'(\w+)="([^"]*)"')
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port of ``url`` (the port a scheme implies when none is written)."""
+    parts = urllib.parse.urlsplit(url)
+    default = {"https": 443, "http": 80}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
+
+
 class RegistryError(StarburstError):
     """The image registry refused a request; the message has its answer."""
 
@@ -83,13 +90,16 @@ def sha256_digest(data: bytes) -> str:
 class Registry:
     """One registry at ``url`` (``https://host`` or, on loopback, ``http://host:port``).
 
-    Credentials (``username``/``password``) are sent only when the registry asks for them. TLS
+    Credentials (``username``/``password``) are sent only when the registry asks for them, and
+    only to the registry's own scheme, host and port: a token service elsewhere that its
+    challenge names is asked anonymously, and an upload elsewhere gets no Authorization. TLS
     is checked against the system's certificates, or ``AWS_CA_BUNDLE`` when set.
     """
 
     def __init__(self, url: str, username: str | None = None, password: str | None = None):
         self.url = url.rstrip("/")
         self.host = urllib.parse.urlsplit(self.url).netloc
+        self._origin = _origin(self.url)
         self._credentials = (username, password) if username is not None else None
         self._authorization: dict[str, str] = {}  # repository -> Authorization header
         ca_file = os.environ.get("AWS_CA_BUNDLE") or None
@@ -214,7 +224,7 @@ class Registry:
         url = path if "://" in path else f"{self.url}/v2/{repository}/{path}"
         for attempt in range(2):
             sent = dict(headers or {})
-            if repository in self._authorization:
+            if repository in self._authorization and _origin(url) == self._origin:
                 sent["Authorization"] = self._authorization[repository]
             try:
                 answer = self._http.request(
@@ -262,11 +272,20 @@ class Registry:
         fields = dict(_CHALLENGE_FIELD.findall(challenge))
         realm = fields.pop("realm", "")
         fields.setdefault("scope", f"repository:{repository}:pull,push")
-        answer = self._http.request(
-            "GET", f"{realm}?{urllib.parse.urlencode(fields)}",
-            headers={"Authorization": basic} if basic else None,
-        )  # fmt: skip
+        try:
+            ours = bool(basic) and _origin(realm) == self._origin  # our password goes nowhere else
+            answer = self._http.request(
+                "GET", f"{realm}?{urllib.parse.urlencode(fields)}",
+                headers={"Authorization": basic} if ours else None,
+            )  # fmt: skip
+        except (urllib3.exceptions.HTTPError, ValueError) as exc:
+            raise RegistryError(
+                f"{self.host} sent for a token to {realm!r}, which cannot be reached ({exc})"
+            ) from exc
         if answer.status != 200:
-            raise RegistryError(f"{realm} refused a token for {repository}: {answer.status}")
+            note = (
+                "" if ours or not basic else " (asked anonymously: it is not the registry's host)"
+            )
+            raise RegistryError(f"{realm} refused a token for {repository}: {answer.status}{note}")
         token = json.loads(answer.data)
         return "Bearer " + (token.get("token") or token.get("access_token") or "")

@@ -24,6 +24,50 @@ from pathlib import Path
 from .base import Buffer, NotFound, PreconditionFailed, Store
 
 _LOCK_STRIPES = 64
+#: Whatever the umask: a store holds pickles (code) and results, for this user only.
+PRIVATE_FOLDER_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private_folder(path: str | os.PathLike[str]) -> None:
+    """Create the folder ``path`` and its missing parents, each readable by this user only
+    (0700 whatever the umask; ``os.makedirs`` gives parents the umask's mode). A folder
+    that exists is left as it is."""
+    path = os.fspath(path)
+    try:
+        os.mkdir(path, PRIVATE_FOLDER_MODE)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
+        return
+    except FileNotFoundError:
+        parent = os.path.dirname(path.rstrip("/"))
+        if not parent or parent == path:
+            raise
+        make_private_folder(parent)
+        try:
+            os.mkdir(path, PRIVATE_FOLDER_MODE)
+        except FileExistsError:  # another process made it meanwhile
+            return
+    os.chmod(path, PRIVATE_FOLDER_MODE)  # (a umask can take the owner's bits away too)
+
+
+def close_to_others(folder: str | os.PathLike[str]) -> None:
+    """Take group and other users' access to ``folder`` away, if it has any (a store made by
+    an earlier version, or under a loose umask): its contents are then out of their reach."""
+    mode = stat.S_IMODE(os.stat(folder).st_mode)
+    if mode & 0o077:
+        with contextlib.suppress(PermissionError):  # (not ours: nothing we may change)
+            os.chmod(folder, mode & PRIVATE_FOLDER_MODE)
+
+
+def replace_private_file(path: str | os.PathLike[str], text: str) -> None:
+    """Replace the file ``path`` with ``text`` atomically, readable by this user only."""
+    temporary = f"{os.fspath(path)}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    with open(fd, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
 
 
 def _etag(data: bytes) -> str:
@@ -53,7 +97,7 @@ class LocalStore(Store):
         self._locks = f"{self._base}/.locks"
         for folder in (self._tmp, self._locks):  # (and so the root)
             if not os.path.isdir(folder):  # (a worker opens a store that exists: a stat)
-                os.makedirs(folder, exist_ok=True)
+                make_private_folder(folder)
         self._temp_numbers = itertools.count()
         self._bells: dict[str, _Bell] = {}
         self._bells_lock = threading.Lock()
@@ -75,7 +119,7 @@ class LocalStore(Store):
         while True:  # pid and counter are unique among live processes; a crashed one's
             tmp = f"{self._tmp}/{os.getpid()}.{next(self._temp_numbers)}"  # leftover is skipped
             try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
                 break
             except FileExistsError:
                 continue
@@ -94,14 +138,14 @@ class LocalStore(Store):
         try:
             publish(tmp, path)
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            make_private_folder(os.path.dirname(path))
             publish(tmp, path)
 
     @contextmanager
     def _locked(self, key: str) -> Iterator[None]:
         # (As every version computes it: processes of two versions may share a store.)
         stripe = int(hashlib.blake2b(key.encode(), digest_size=2).hexdigest(), 16) % _LOCK_STRIPES
-        fd = os.open(f"{self._locks}/{stripe}", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(f"{self._locks}/{stripe}", os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
         try:
             _lock_file(fd)
             try:
@@ -259,7 +303,7 @@ class _Bell:
         """Make the pipe; ``FileNotFoundError`` when its session's folder is gone (a bell
         never brings a removed session's folder back)."""
         with contextlib.suppress(FileExistsError):
-            os.mkfifo(self.path)
+            os.mkfifo(self.path, PRIVATE_FILE_MODE)
 
     def ring(self) -> None:
         with self._lock:

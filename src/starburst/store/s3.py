@@ -5,12 +5,19 @@ Conditional writes use S3's own: ``If-None-Match: *`` creates only if absent and
 concurrent conditional write may answer 409, which is retried). Large payloads go up as
 parallel multipart uploads. Throttling and 503 Slow Down are retried with backoff by the
 client (``aws.session``).
+
+A store that knows its bucket's ``owner`` (the account ``starburst setup`` ran in) names it
+in every request (``ExpectedBucketOwner``): S3 then refuses a bucket of the same name that
+another account created, say after a teardown, rather than hand it our work or our results.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
@@ -26,14 +33,17 @@ _CONFLICT_RETRIES = 5
 
 
 class S3Store(Store):
-    """A store whose keys live under ``prefix`` in an S3 bucket."""
+    """A store whose keys live under ``prefix`` in an S3 bucket (owned by the account
+    ``owner``, when given: requests to a bucket of that name in another account fail)."""
 
     poll_interval = 0.5
     max_poll_interval = 0.5  # a listing costs $0.000005: never keep results waiting
     compress = True
     parallelism = 16
 
-    def __init__(self, bucket: str, prefix: str = "", client: Any = None) -> None:
+    def __init__(
+        self, bucket: str, prefix: str = "", client: Any = None, owner: str | None = None
+    ) -> None:
         super().__init__()
         if client is None:
             from ..aws.session import connect
@@ -42,38 +52,58 @@ class S3Store(Store):
         self.bucket = bucket
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.client = client
+        self.owner = owner
+        self._owned: dict[str, str] = {"ExpectedBucketOwner": owner} if owner else {}
 
     @property
     def url(self) -> str:
-        return f"s3://{self.bucket}/{self.prefix}"
+        owner = f"?owner={quote(self.owner)}" if self.owner else ""
+        return f"s3://{self.bucket}/{self.prefix}{owner}"
 
     def _key(self, key: str) -> str:
         return self.prefix + key
 
     def _call(self, operation: str, **params: Any) -> Any:
+        with self._translated(operation, params.get("Key", "")):
+            return getattr(self.client, operation)(Bucket=self.bucket, **self._owned, **params)
+
+    @contextlib.contextmanager
+    def _translated(self, operation: str, key: str) -> Iterator[None]:
+        """S3's errors as the store's: ``NotFound``, ``PreconditionFailed``, a conflict to
+        retry, or a ``StoreError`` that says what happened."""
         try:
-            return getattr(self.client, operation)(Bucket=self.bucket, **params)
+            yield
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            message = exc.response.get("Error", {}).get("Message", exc)
+            if self.owner and (code == "AccessDenied" or status == 403):
+                raise StoreError(
+                    f"S3 refused {operation} on s3://{self.bucket}: either the bucket is not "
+                    f"account {self.owner}'s (it was removed, and another account created one "
+                    "of the same name; starburst will not use it: run `starburst teardown` "
+                    f"and `starburst setup` again), or these credentials may not use it "
+                    f"({code}: {message})"
+                ) from exc
             if code in ("NoSuchKey", "404", "NotFound"):
-                raise NotFound(params.get("Key", "")) from None
+                raise NotFound(key) from None
             if code == "PreconditionFailed" or status == 412:
-                raise PreconditionFailed(params.get("Key", "")) from None
+                raise PreconditionFailed(key) from None
             if code == "ConditionalRequestConflict" or status == 409:
                 raise _Conflict from None
             raise StoreError(
-                f"S3 {operation} on s3://{self.bucket}/{params.get('Key', '')} failed: {code}: "
-                f"{exc.response.get('Error', {}).get('Message', exc)}"
+                f"S3 {operation} on s3://{self.bucket}/{key} failed: {code}: {message}"
             ) from exc
 
     def _put(self, key: str, data: bytes) -> None:
-        if len(data) >= _MULTIPART_BYTES:
-            self.client.upload_fileobj(
-                io.BytesIO(data), self.bucket, self._key(key), Config=_TRANSFER
-            )
+        if len(data) < _MULTIPART_BYTES:
+            self._call("put_object", Key=self._key(key), Body=data)
             return
-        self._call("put_object", Key=self._key(key), Body=data)
+        with self._translated("a multipart upload", self._key(key)):
+            self.client.upload_fileobj(
+                io.BytesIO(data), self.bucket, self._key(key), ExtraArgs=self._owned,
+                Config=_TRANSFER,
+            )  # fmt: skip
 
     def _get(self, key: str) -> bytes:
         return self._get_versioned(key)[0]
@@ -136,6 +166,14 @@ class S3Store(Store):
             if not response.get("IsTruncated"):
                 return sorted(folders)
             params["ContinuationToken"] = response["NextContinuationToken"]
+
+
+def account_bucket(aws: Any, resources: dict[str, Any]) -> S3Store:
+    """The bucket ``starburst setup`` made (``resources`` is the config's ``[aws]`` table),
+    as a store that only that account's bucket of the name satisfies."""
+    return S3Store(
+        resources["bucket"], "", client=aws.client("s3"), owner=resources.get("account_id")
+    )
 
 
 class _Conflict(Exception):
