@@ -74,8 +74,11 @@ def test_setup_from_nothing_creates_each_resource_with_its_settings() -> None:
     statement = state["policy"]["Statement"][0]
     assert statement["Effect"] == "Deny"
     assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    expiry = next(rule for rule in state["lifecycle"] if "Expiration" in rule)
-    assert expiry["Filter"] == {"Prefix": "data/"}  # run data only, never session records
+    expiry = {rule["Filter"]["Prefix"]: rule["Expiration"]["Days"] for rule in state["lifecycle"]
+              if "Expiration" in rule}  # fmt: skip
+    # Run data after a week; records of sessions nobody cleaned up (a killed client's), a week
+    # later, never during a session's life (at most 6 days).
+    assert expiry == {"data/": 7, "sessions/": 14}
     assert {"Key": "starburst", "Value": "managed"} in state["bucket_tags"]
     assert state["execution_policies"] == []  # no broad managed policy: its own, scoped
     assert r.same_document(state["execution_policy"], r.execution_role_policy(NAMES))

@@ -25,6 +25,10 @@ SESSION_TAG_KEY = "starburst-session"
 #: ECR tags never move: an image's tag is its environment's fingerprint.
 IMAGE_TAG_MUTABILITY = "IMMUTABLE"
 RUN_DATA_EXPIRY_DAYS = 7
+#: Session records outlive their run data, so that `sessions ls` still shows a finished
+#: session, but not for ever: one that nobody cleaned up (its client was killed) goes after
+#: this long, a week after its data. No session lives past 6 days (engine/session.py).
+SESSION_RECORD_EXPIRY_DAYS = 14
 DEFAULT_LOG_RETENTION_DAYS = 14
 
 
@@ -111,7 +115,8 @@ def bucket_policy(names: Names) -> dict[str, Any]:
 
 
 def bucket_lifecycle() -> dict[str, Any]:
-    """Expire run data after a week; session records are removed by cleanup, never by age."""
+    """Expire run data after a week, and session records a week later: cleanup removes
+    them sooner; these rules are for sessions nobody cleaned up."""
     return {
         "Rules": [
             {
@@ -119,6 +124,12 @@ def bucket_lifecycle() -> dict[str, Any]:
                 "Filter": {"Prefix": "data/"},
                 "Status": "Enabled",
                 "Expiration": {"Days": RUN_DATA_EXPIRY_DAYS},
+            },
+            {
+                "ID": "starburst-expire-session-records",
+                "Filter": {"Prefix": "sessions/"},
+                "Status": "Enabled",
+                "Expiration": {"Days": SESSION_RECORD_EXPIRY_DAYS},
             },
             {
                 "ID": "starburst-abort-incomplete-uploads",
