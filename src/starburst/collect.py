@@ -29,8 +29,10 @@ class Collector:
         workers: Callable[[], str],
         keep_results: bool,
         timing_key: Hashable | None = None,
+        recall: Callable[[Run], None] | None = None,
     ) -> None:
         self.run = run
+        self._recall = recall
         self._timing_key = timing_key
         self.options = options
         self.progress = progress
@@ -62,10 +64,15 @@ class Collector:
         self.progress.update(run.items_delivered, run.n_items, self._workers())
 
     def _fail(self, exc: BaseException) -> None:
-        """Cancel the run and attach what completed to ``exc``."""
+        """Cancel the run and attach what completed to ``exc``: what landed, and what the
+        workers still running the run finished (``recall`` stops them, and they write it)."""
         self.run.cancel()
-        if getattr(exc, "starburst_results", None) is None:
-            attach_partial(exc, self.partial_results())
+        if getattr(exc, "starburst_results", None) is not None:
+            return
+        if self._keep and self._recall is not None:
+            self._recall(self.run)
+            self._kept += self.run.last_poll()
+        attach_partial(exc, self.partial_results())
 
     def partial_results(self) -> PartialResults:
         """What has completed so far (only results kept by ``map``; ``imap`` yielded its own)."""

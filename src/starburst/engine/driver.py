@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from ..backends import Backend, LaunchRequest, Placement, WorkerInfo, place
 from ..backends.local import import_folders
@@ -28,7 +30,7 @@ from ..options import RunOptions, WorkerSpec
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 from .chunking import ChunkStream
-from .claims import end_lease
+from .claims import Claim, end_lease
 from .control import Control, ControlWriter
 from .layout import from_json
 from .manifest import CallStyle, RunManifest
@@ -38,8 +40,12 @@ from .supervisor import Supervisor
 
 log = logging.getLogger("starburst")
 
-#: Workers that stop without completing any chunk, in a row, before the driver gives up.
+#: Workers that stop without completing any item, in a row, before the driver gives up.
 MAX_FRUITLESS_EXITS = 3
+#: How long a recall waits for the recalled workers to stop (locally, ``stop`` waits itself).
+_RECALL_WAIT_SECONDS = 10.0
+#: Signal names by number, for the causes of death.
+_SIGNALS = {int(number): number.name for number in signal.Signals}
 #: How long removing a session waits for its workers to be gone before deleting its data.
 _REMOVAL_WAIT_SECONDS = 120.0
 #: The order in which worker phases are shown.
@@ -76,6 +82,7 @@ class Driver:
         self._next_index = 0
         self._next_run = 0
         self._fruitless_exits = 0
+        self._recalled: set[str] = set()  # workers stopped to hand back a failed run's items
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._monitor: BareThread | None = None
@@ -379,9 +386,12 @@ class Driver:
     def _on_workers_stopped(self, infos: list[WorkerInfo]) -> None:
         """Free the stopped workers' stripes, offer their chunks to the others, judge faults."""
         active = [run for run in self.runs if run.outstanding]
-        # A spot interruption is the platform's doing: it uses up no attempt.
-        penalise = {info.worker_id: info.fault != "interrupted" for info in infos}
-        requeued = {run.run_id: self._end_leases(run, penalise) for run in active}
+        # A spot interruption is the platform's doing, a recall ours: they use up no attempt.
+        causes = {info.worker_id: self._cause(info) for info in infos}
+        ended = {run.run_id: self._end_leases(run, causes) for run in active}
+        requeued = {r: {c: claim.holder for c, claim in e.items()} for r, e in ended.items()}
+        # A worker that died running a chunk in isolation died of an item: its attempts count.
+        pinned = {claim.holder for e in ended.values() for claim in e.values() if claim.isolate}
         for info in infos:
             self._free_stripes.append(self._stripe_of.pop(info.worker_id))
 
@@ -398,18 +408,63 @@ class Driver:
         if any(requeued.values()):
             self.store.ring(self.keys.work_bell)
         for info in infos if active else ():
-            self._judge_stop(info)
+            if causes[info.worker_id] is not None:
+                self._judge_stop(info, pinned=info.worker_id in pinned)
 
-    def _end_leases(self, run: Run, stopped: dict[str, bool]) -> dict[str, str]:
-        """End the leases the stopped workers held in a run: chunk (as text) -> worker."""
+    def _cause(self, info: WorkerInfo) -> str | None:
+        """How a stopped worker stopped, for the claims it held (``end_lease``); ``None`` when
+        the stop uses up no attempt (a spot interruption, a recall)."""
+        if info.fault == "interrupted" or info.worker_id in self._recalled:
+            return None
+        if info.fault == "out_of_memory":
+            return f"worker {info.worker_id}: ran out of memory with {self._memory_text()}"
+        code = info.exit_code
+        if code is not None and code < 0 and -code in _SIGNALS:
+            return f"worker {info.worker_id}: killed by {_SIGNALS[-code]}"
+        if code is not None and code > 128 and code - 128 in _SIGNALS:  # a container's shell
+            return f"worker {info.worker_id}: exit code {code} (killed by {_SIGNALS[code - 128]})"
+        if code is not None:
+            return f"worker {info.worker_id}: exit code {code}"
+        return f"worker {info.worker_id}: {info.reason or 'stopped'}"
+
+    def _end_leases(self, run: Run, stopped: dict[str, str | None]) -> dict[str, Claim]:
+        """End the leases the stopped workers held in a run: chunk (as text) -> its claim."""
         chunks = run.in_flight()
-        holders = run.map_parallel(
+        claims = run.map_parallel(
             lambda chunk: end_lease(self.store, run.keys, chunk, stopped), chunks
         )
-        return {str(chunk): holder for chunk, holder in zip(chunks, holders, strict=True) if holder}
+        return {str(chunk): claim for chunk, claim in zip(chunks, claims, strict=True) if claim}
 
-    def _judge_stop(self, info: WorkerInfo) -> None:
-        """Raise the fault a stopped worker shows, or count it towards giving up."""
+    def recall(self, run: Run) -> None:
+        """Stop the workers holding the run's chunks, and wait for them to write what they
+        finished (a failed or interrupted call keeps every finished item)."""
+        holders = set()
+        for claim in run.map_parallel(self._claim_of(run), run.in_flight()):
+            if claim is not None and not claim.released:
+                holders.add(claim.holder)
+        with self._lock:
+            holders &= {worker for worker, up in self.workers.items() if up}
+            self._recalled |= holders
+        if holders:
+            self.backend.stop(sorted(holders))
+            deadline = time.monotonic() + _RECALL_WAIT_SECONDS
+            while time.monotonic() < deadline and any(
+                info.state != "stopped" for info in self.backend.describe(sorted(holders))
+            ):
+                time.sleep(self.backend.check_interval)
+
+    def _claim_of(self, run: Run) -> Callable[[int], Claim | None]:
+        def read(chunk: int) -> Claim | None:
+            try:
+                return Claim.decode(self.store.get(run.keys.claim(chunk)))
+            except NotFound:
+                return None
+
+        return read
+
+    def _judge_stop(self, info: WorkerInfo, pinned: bool) -> None:
+        """Raise the fault a stopped worker shows, or count it towards giving up (unless it
+        died of an item it ran in isolation: that item's attempts count such deaths)."""
         reason = info.reason or f"exit code {info.exit_code}"
         log.info("worker %s stopped (%s) while work remains", info.worker_id, reason)
         if info.fault == "out_of_memory":
@@ -422,7 +477,7 @@ class Driver:
                 f"worker {info.worker_id} could not start: {reason}. Check the image "
                 "(`starburst config show`) and that `starburst setup` has run in this region."
             )
-        elif info.fault != "interrupted":
+        elif not pinned:
             self._count_fruitless(info.worker_id, reason)
 
     def _memory_text(self) -> str:
@@ -446,10 +501,10 @@ class Driver:
             )
 
     def _worker_did_work(self, worker_id: str) -> bool:
-        """Whether any process of the worker completed a chunk, from its heartbeats."""
+        """Whether any process of the worker completed an item, from its heartbeats."""
         for key in self.store.list(f"{self.keys.workers_prefix}{worker_id}."):
             try:
-                if from_json(self.store.get(key)).get("chunks_done", 0) > 0:
+                if from_json(self.store.get(key)).get("items_done", 0) > 0:
                     return True
             except Exception:
                 continue

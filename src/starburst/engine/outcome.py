@@ -58,16 +58,17 @@ class ItemFailure:
         )
 
     @classmethod
-    def worker_lost(cls, index: int, reason: str) -> ItemFailure:
-        """Record an item whose chunk could not be completed because its workers died."""
-        return cls(index, "WorkerLostError", reason, "", "", "", lost=True)
+    def worker_lost(cls, index: int, item: Any, reason: str) -> ItemFailure:
+        """Record an item that stopped every worker that ran it (``reason`` says how)."""
+        where = f"item {index} (input: {_safe_repr(item)})"
+        return cls(index, "WorkerLostError", reason, "", where, "", lost=True)
 
     def to_exception(self) -> BaseException:
         """The exception to hand to the user, chained to its remote traceback."""
         if self.lost:
             return WorkerLostError(
-                f"item {self.index} was not computed: {self.message}. Raise retries= to try "
-                "more often, or look at the workers' logs for why they died."
+                f"{self.where or f'item {self.index}'} was not computed: {self.message}. "
+                "Raise retries= to try more often, or read the workers' logs for why they died."
             )
         exc: BaseException | None = None
         if self.exception is not None:
@@ -108,11 +109,31 @@ def _safe_repr(item: Any) -> str:
 
 @dataclass
 class ChunkOutput:
-    """The record at ``out/<chunk>``: one slot per item, and the failures by index."""
+    """The record at ``out/<chunk>`` (the chunk's end) or at one of its parts: one slot per
+    item from item ``start`` (the ``offset``-th of its chunk), and the failures by index."""
 
     start: int
     results: list[Any]
     failures: dict[int, ItemFailure] = field(default_factory=dict)
     worker: str = ""
     attempt: int = 0
-    seconds: float = 0.0  # how long the chunk's items took, wall clock (``engine/pacing.py``)
+    seconds: float = 0.0  # how long its items took, wall clock (``engine/pacing.py``)
+    offset: int = 0  # where ``results`` begin in the chunk
+
+    @property
+    def end(self) -> int:
+        """The chunk offset after its last item."""
+        return self.offset + len(self.results)
+
+    def from_offset(self, offset: int) -> ChunkOutput:
+        """The same output without its items before chunk offset ``offset`` (another output
+        delivered those already)."""
+        skip = offset - self.offset
+        if skip <= 0:
+            return self
+        start = self.start + skip
+        failures = {i: f for i, f in self.failures.items() if i >= start}
+        seconds = self.seconds * (len(self.results) - skip) / max(1, len(self.results))
+        return ChunkOutput(
+            start, self.results[skip:], failures, self.worker, self.attempt, seconds, offset
+        )

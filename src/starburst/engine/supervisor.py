@@ -187,24 +187,25 @@ class Supervisor:
 
     def _lost_workers(
         self, control: Control, infos: dict[str, WorkerInfo], backend: str, now: float
-    ) -> dict[str, bool]:
-        """Roster workers the backend no longer runs, each with whether its stop uses up an
-        attempt (not for a spot interruption)."""
+    ) -> dict[str, str | None]:
+        """Roster workers the backend no longer runs, each with how it stopped, or ``None``
+        when its stop uses up no attempt (a spot interruption)."""
         show_up = _SHOW_UP_SECONDS.get(backend, 60.0)
-        gone: dict[str, bool] = {}
+        gone: dict[str, str | None] = {}
         for worker in control.roster:
             info = infos.get(worker)
             if info is None:
                 launched = control.ledger.get(worker, {}).get("launched", 0.0)
                 if now - launched > show_up:
-                    gone[worker] = True
+                    gone[worker] = f"worker {worker}: vanished"
             elif info.state == "stopped":
-                gone[worker] = info.fault != "interrupted"
+                cause = info.reason or f"exit code {info.exit_code}"
+                gone[worker] = None if info.fault == "interrupted" else f"worker {worker}: {cause}"
                 log.info("worker %s stopped: %s", worker, info.reason)
         return gone
 
     def _stop_times(
-        self, gone: dict[str, bool], infos: dict[str, WorkerInfo], now: float
+        self, gone: dict[str, str | None], infos: dict[str, WorkerInfo], now: float
     ) -> dict[str, float]:
         """When each lost worker stopped: as the backend says, else its last heartbeat (a
         step may come long after: the cost must not grow in between)."""
@@ -233,7 +234,11 @@ class Supervisor:
         return missing
 
     def _problem(
-        self, gone: dict[str, bool], infos: dict[str, WorkerInfo], control: Control, live: list[str]
+        self,
+        gone: dict[str, str | None],
+        infos: dict[str, WorkerInfo],
+        control: Control,
+        live: list[str],
     ) -> str | None:
         """Why launching more workers would not help, if it would not."""
         session = control.session
@@ -257,21 +262,20 @@ class Supervisor:
         return None
 
     def _outputs(self, manifest: RunManifest) -> set[int]:
-        """The chunks of a run that have their output."""
-        return {
-            RunKeys.chunk_of(k) for k in self.store.list(self.keys.run(manifest.run_id).outputs)
-        }
+        """The chunks of a run that are done (their output's end is written)."""
+        keys = self.store.list(self.keys.run(manifest.run_id).outputs)
+        return {RunKeys.chunk_of(k) for k in keys if RunKeys.part_span(k) is None}
 
     def _end_leases(
-        self, manifest: RunManifest, gone: dict[str, bool], done: set[int]
+        self, manifest: RunManifest, gone: dict[str, str | None], done: set[int]
     ) -> dict[str, str]:
         """End the lost workers' leases in a run: chunk (as text) -> the worker that held it."""
         keys = self.keys.run(manifest.run_id)
         ended: dict[str, str] = {}
         for key in self.store.list(keys.claims):
             chunk = RunKeys.chunk_of(key)
-            if chunk not in done and (holder := end_lease(self.store, keys, chunk, gone)):
-                ended[str(chunk)] = holder
+            if chunk not in done and (claim := end_lease(self.store, keys, chunk, gone)):
+                ended[str(chunk)] = claim.holder
         return ended
 
     def _launch(self, control: Control, live: list[str], spent: float) -> dict[str, int]:

@@ -56,6 +56,41 @@ class WorkerTerminated(BaseException):
     """Raised inside the worker when it is told to stop (SIGTERM) and may not finish."""
 
 
+class _RunOver(Exception):
+    """The run of the chunk in hand was cancelled, or another worker completed the chunk."""
+
+
+@dataclass
+class _Chunk:
+    """A chunk in hand: its items, their results so far, and how far they are written."""
+
+    lease: claims.Lease
+    run_id: str
+    start: int  # the index of the chunk's first item
+    items: list[Any]
+    results: list[Any] = field(init=False)
+    failures: dict[int, ItemFailure] = field(default_factory=dict)  # not written yet
+    written: int = field(init=False)  # items (from the chunk's first) in its outputs
+    done: int = field(init=False)  # items (from the chunk's first) finished
+    clock: float = field(default_factory=time.perf_counter)  # when ``written`` last moved
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.items)
+        self.written = self.done = self.lease.first
+
+    def take(self, done: int, worker: str) -> ChunkOutput:
+        """The output of the items from the last written one to ``done``, now written."""
+        lo, now = self.written, time.perf_counter()
+        whole = lo == 0 and done == len(self.results)
+        results = self.results if whole else self.results[lo:done]
+        output = ChunkOutput(
+            self.start + lo, results, self.failures, worker, self.lease.attempt,
+            now - self.clock, lo,
+        )  # fmt: skip
+        self.failures, self.written, self.clock = {}, done, now
+        return output
+
+
 @dataclass
 class _RunState:
     """What this worker knows about one run."""
@@ -106,6 +141,7 @@ class WorkerLoop:
         self.chunks_done = 0
         self.items_done = 0
         self._terminating = False
+        self._flush_due = 0.0  # time.monotonic() when the chunk in hand writes its next part
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
         self._supervisor: Any = None  # built on first use, by the first process only
@@ -155,7 +191,8 @@ class WorkerLoop:
         self.stop_reason = "terminated"
         if self.current is None or self._terminating or self.timings.stop_grace <= 0:
             raise WorkerTerminated
-        self._terminating = True  # finish the chunk in hand if it fits in the grace period
+        self._terminating = True  # finish the item in hand if it fits in the grace period,
+        self._flush_due = 0.0  # then write what is finished and give the rest back
         timer = threading.Timer(self.timings.stop_grace, os.kill, (os.getpid(), signal.SIGTERM))
         timer.daemon = True
         timer.start()
@@ -310,7 +347,8 @@ class WorkerLoop:
             return None
         state.next_scan = now + self.timings.orphan_scan
         total = state.manifest.n_chunks
-        done = {RunKeys.chunk_of(k) for k in self.store.list(state.keys.outputs)}
+        outputs = self.store.list(state.keys.outputs)
+        done = {RunKeys.chunk_of(k) for k in outputs if RunKeys.part_span(k) is None}
         if state.manifest.state == "sealed" and total is not None and len(done) >= total:
             state.finished = True
             return None
@@ -333,22 +371,28 @@ class WorkerLoop:
             with self._lock:
                 self.current = None
             return
-        start, items = payload["start"], payload["items"]
-        output = ChunkOutput(start=start, results=[None] * len(items), worker=self.worker_id)
-        output.attempt = lease.attempt
+        work = _Chunk(lease, manifest.run_id, payload["start"], payload["items"])
         try:
-            function = self._function(state)
-        except Exception as exc:
-            self._fail_all(output, items, exc)
-        else:
-            started = time.perf_counter()
-            self._run_items(function, manifest, output, items)
-            output.seconds = time.perf_counter() - started
-        self._write_output(lease, output)
+            if lease.lost is not None:
+                self._record_lost(work)
+            try:
+                function = self._function(state)
+            except Exception as exc:
+                self._fail_all(work, exc)
+            else:
+                self._run_items(function, manifest, work)
+            self._write(work, work.done, end=True)
+        except _RunOver:  # cancelled, or done by another worker: the rest is not wanted
+            self._give_back()
+            return
+        except WorkerTerminated:  # told to stop: hand back what is finished, then the chunk
+            self._terminating = True
+            with contextlib.suppress(StoreError):
+                self._write(work, work.done, end=False)
+            raise
         with self._lock:
             self.current = None
         self.chunks_done += 1
-        self.items_done += len(items)
         if self._terminating:
             raise WorkerTerminated
 
@@ -371,36 +415,73 @@ class WorkerLoop:
             time.sleep(pause)
             pause = min(pause * 2, self.timings.max_poll)
 
-    def _run_items(
-        self, function: RunFunction, manifest: RunManifest, output: ChunkOutput, items: list[Any]
-    ) -> None:
-        """Run the function on each item, catching each item's exception with its traceback."""
+    def _run_items(self, function: RunFunction, manifest: RunManifest, output: _Chunk) -> None:
+        """Run the function on each item, catching each item's exception with its traceback,
+        and write the finished items as a part of the chunk's output every ``flush`` seconds
+        (after every item in isolation)."""
         call = _caller(function, manifest)
-        results, seed = output.results, manifest.seed
-        for offset, item in enumerate(items):
-            index = output.start + offset
-            if seed is not None:
-                seed_item(seed, index)
-            try:
-                results[offset] = call(item)
-            except WorkerTerminated:
-                raise
-            except BaseException as exc:
-                output.failures[index] = ItemFailure.from_exception(
-                    index, item, exc, self.worker_id, task=manifest.call == "task"
-                )
+        results, seed, first, items = output.results, manifest.seed, output.done, output.items
+        isolate = output.lease.isolate or self._terminating
+        self._flush_due = 0.0 if isolate else time.monotonic() + self.timings.flush
+        offset = first
+        try:
+            for offset, item in enumerate(items[first:] if first else items, first):
+                index = output.start + offset
+                if seed is not None:
+                    seed_item(seed, index)
+                try:
+                    results[offset] = call(item)
+                except WorkerTerminated:
+                    raise
+                except BaseException as exc:
+                    output.failures[index] = ItemFailure.from_exception(
+                        index, item, exc, self.worker_id, task=manifest.call == "task"
+                    )
+                if time.monotonic() >= self._flush_due and offset + 1 < len(items):
+                    output.done = offset + 1
+                    self._flush(output)
+        except WorkerTerminated:
+            output.done = max(output.done, offset)  # the item in hand is not finished
+            raise
+        output.done = len(items)
 
-    def _fail_all(self, output: ChunkOutput, items: list[Any], cause: Exception) -> None:
-        """Record every item of a chunk as failed because its function would not load."""
+    def _flush(self, work: _Chunk) -> None:
+        """Write the items finished since the last part; stop if told to, or if the run is
+        over (cancelled, or done by another worker)."""
+        self._write(work, work.done, end=False)
+        self._flush_due = 0.0 if work.lease.isolate else time.monotonic() + self.timings.flush
+        if self._terminating:
+            raise WorkerTerminated
+        control = self.control  # as the heartbeat last read it
+        manifest = control.runs.get(work.run_id) if control is not None else None
+        if manifest is None or manifest.state == "cancelled":
+            raise _RunOver
+
+    def _record_lost(self, work: _Chunk) -> None:
+        """Record the item that stopped every worker that ran it, then go on after it."""
+        lease = work.lease
+        assert lease.lost is not None
+        index = work.start + lease.first
+        reason = f"{lease.lost}; its log: `starburst logs {self.keys.session_id}`"
+        work.failures[index] = ItemFailure.worker_lost(index, work.items[lease.first], reason)
+        work.done = lease.first + 1
+        self._write(work, work.done, end=False)
+        with self._lock:
+            if not claims.restart(self.store, lease, work.done, self.timings.lease):
+                raise _RunOver  # another worker took the chunk meanwhile
+
+    def _fail_all(self, work: _Chunk, cause: Exception) -> None:
+        """Record every item left as failed because the function would not load."""
         problem = SerializationError(
             f"the worker could not load the function: {type(cause).__name__}: {cause}. "
             "Everything the function refers to must be importable on the workers."
         )
-        for offset, item in enumerate(items):
-            index = output.start + offset
-            output.failures[index] = ItemFailure.from_exception(
-                index, item, problem, self.worker_id
+        for offset in range(work.done, len(work.items)):
+            index = work.start + offset
+            work.failures[index] = ItemFailure.from_exception(
+                index, work.items[offset], problem, self.worker_id
             )
+        work.done = len(work.items)
 
     def _function(self, state: _RunState) -> RunFunction:
         run_id = state.manifest.run_id
@@ -409,22 +490,31 @@ class WorkerLoop:
             self.functions[run_id] = loads(self.store.get(state.keys.function))
         return self.functions[run_id]
 
-    def _write_output(self, lease: claims.Lease, output: ChunkOutput) -> None:
+    def _write(self, work: _Chunk, done: int, *, end: bool) -> None:
+        """Write the chunk's items from the last written one to ``done``: as the chunk's end
+        (``out/<chunk>``), or as a part (``out/<chunk>.<lo>-<hi>``) while it runs on."""
+        lease = work.lease
+        if not end and done <= work.written:
+            return
+        output = work.take(done, self.worker_id)
+        chunk = lease.chunk
+        key = lease.keys.output(chunk) if end else lease.keys.part(chunk, output.offset, done)
         compress = self.store.compress
         try:
             data = dumps(output, compress=compress, to_client=True)
         except Exception:
             data = dumps(_without_unpicklable(output), compress=compress, to_client=True)
         try:
-            self.store.put_if_absent(lease.keys.output(lease.chunk), data)
+            self.store.put_if_absent(key, data)
         except PreconditionFailed:
             log.info("chunk %s was already completed by another worker", lease.chunk)
         else:
             if output.failures:  # only the output's writer says which of its items failed
                 marker = {"items": sorted(output.failures), "worker": self.worker_id}
-                self.store.put(lease.keys.failure_marker(lease.chunk), to_json(marker))
+                self.store.put(lease.keys.failure_marker(key), to_json(marker))
             self.store.ring(self.keys.news_bell)
-        if self.store.frees_inputs:
+        self.items_done += len(output.results)
+        if end and self.store.frees_inputs:
             self.store.delete(lease.keys.input(lease.chunk))
 
     # Heartbeat -----------------------------------------------------------------------------
