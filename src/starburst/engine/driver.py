@@ -44,6 +44,8 @@ log = logging.getLogger("starburst")
 MAX_FRUITLESS_EXITS = 3
 #: How long a recall waits for the recalled workers to stop (locally, ``stop`` waits itself).
 _RECALL_WAIT_SECONDS = 10.0
+#: How much of a dead worker's log its cause of death quotes.
+_LOG_TAIL_CHARS = 200
 #: Signal names by number, for the causes of death.
 _SIGNALS = {int(number): number.name for number in signal.Signals}
 #: How long removing a session waits for its workers to be gone before deleting its data.
@@ -412,20 +414,27 @@ class Driver:
                 self._judge_stop(info, pinned=info.worker_id in pinned)
 
     def _cause(self, info: WorkerInfo) -> str | None:
-        """How a stopped worker stopped, for the claims it held (``end_lease``); ``None`` when
-        the stop uses up no attempt (a spot interruption, a recall)."""
+        """How a stopped worker stopped, and the end of its log, for the claims it held
+        (``end_lease``); ``None`` when the stop uses up no attempt (a spot interruption, a
+        recall)."""
         if info.fault == "interrupted" or info.worker_id in self._recalled:
             return None
-        if info.fault == "out_of_memory":
-            return f"worker {info.worker_id}: ran out of memory with {self._memory_text()}"
         code = info.exit_code
-        if code is not None and code < 0 and -code in _SIGNALS:
-            return f"worker {info.worker_id}: killed by {_SIGNALS[-code]}"
-        if code is not None and code > 128 and code - 128 in _SIGNALS:  # a container's shell
-            return f"worker {info.worker_id}: exit code {code} (killed by {_SIGNALS[code - 128]})"
-        if code is not None:
-            return f"worker {info.worker_id}: exit code {code}"
-        return f"worker {info.worker_id}: {info.reason or 'stopped'}"
+        if info.fault == "out_of_memory":
+            how = f"ran out of memory with {self._memory_text()}"
+        elif code is not None and code < 0 and -code in _SIGNALS:
+            how = f"killed by {_SIGNALS[-code]}"
+        elif code is not None and code > 128 and code - 128 in _SIGNALS:  # a container's shell
+            how = f"exit code {code} (killed by {_SIGNALS[code - 128]})"
+        elif code is not None:
+            how = f"exit code {code}"
+        else:
+            how = info.reason or "stopped"
+        lines = [line for line in self.backend.log_tail(info.worker_id, 5).splitlines() if line]
+        tail = " | ".join(lines[-2:])
+        if len(tail) > _LOG_TAIL_CHARS:
+            tail = "..." + tail[-_LOG_TAIL_CHARS:]
+        return f"worker {info.worker_id}: {how}" + (f", its log ending {tail!r}" if tail else "")
 
     def _end_leases(self, run: Run, stopped: dict[str, str | None]) -> dict[str, Claim]:
         """End the leases the stopped workers held in a run: chunk (as text) -> its claim."""
