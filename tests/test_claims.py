@@ -6,8 +6,8 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from unittest.mock import ANY
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 

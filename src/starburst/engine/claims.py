@@ -68,6 +68,7 @@ class Lease:
     first: int = 0
     isolate: bool = False
     lost: str | None = None
+    out_of_memory: bool = False  # the workers that ``lost`` tells of ran out of memory
 
     def claim(self, expires: float, released: bool = False) -> Claim:
         return Claim(self.worker, self.attempt, expires, released, self.first, self.isolate)
@@ -146,11 +147,14 @@ def take_over(
     taken = Lease(keys, chunk, worker, attempt, new_etag, first, isolate)
     if attempt >= max_attempts:
         taken.lost = f"it stopped its worker {attempt} times ({old.cause or _EXPIRED})"
+        taken.out_of_memory = OUT_OF_MEMORY in old.cause
     return taken
 
 
 #: The cause of a holder's stop when nobody saw it stop.
 _EXPIRED = "its last worker stopped renewing its lease"
+#: What the cause of a worker killed for its memory use says.
+OUT_OF_MEMORY = "ran out of memory"
 
 
 def end_lease(

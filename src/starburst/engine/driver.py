@@ -25,12 +25,12 @@ from collections.abc import Callable
 from ..backends import Backend, LaunchRequest, Placement, WorkerInfo, place
 from ..backends.local import import_folders
 from ..cost.guard import CostGuard, CostLimits
-from ..errors import OutOfMemoryError, SessionNotFoundError, StarburstError, WorkerStartError
+from ..errors import SessionNotFoundError, StarburstError, WorkerStartError
 from ..options import RunOptions, WorkerSpec
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 from .chunking import ChunkStream
-from .claims import Claim, end_lease
+from .claims import OUT_OF_MEMORY, Claim, end_lease
 from .control import Control, ControlWriter
 from .layout import from_json
 from .manifest import CallStyle, RunManifest
@@ -421,7 +421,8 @@ class Driver:
             return None
         code = info.exit_code
         if info.fault == "out_of_memory":
-            how = f"ran out of memory with {self._memory_text()}"
+            how = f"{OUT_OF_MEMORY} with {self._memory_text()}; give each worker more: "
+            how += self._memory_advice()
         elif code is not None and code < 0 and -code in _SIGNALS:
             how = f"killed by {_SIGNALS[-code]}"
         elif code is not None and code > 128 and code - 128 in _SIGNALS:  # a container's shell
@@ -476,12 +477,7 @@ class Driver:
         died of an item it ran in isolation: that item's attempts count such deaths)."""
         reason = info.reason or f"exit code {info.exit_code}"
         log.info("worker %s stopped (%s) while work remains", info.worker_id, reason)
-        if info.fault == "out_of_memory":
-            self.failure = OutOfMemoryError(
-                f"worker {info.worker_id} ran out of memory with {self._memory_text()} "
-                f"({reason}). Give each worker more: {self._memory_advice()}"
-            )
-        elif info.fault == "failed_to_start":
+        if info.fault == "failed_to_start":
             self.failure = WorkerStartError(
                 f"worker {info.worker_id} could not start: {reason}. Check the image "
                 "(`starburst config show`) and that `starburst setup` has run in this region."
@@ -495,7 +491,7 @@ class Driver:
 
     def _memory_advice(self) -> str:
         current = self.spec.memory_mib or 2048
-        return f"e.g. memory='{2 * current / 1024:g}GB' (with a larger cpu= if Fargate needs it)."
+        return f"e.g. memory='{2 * current / 1024:g}GB' (with a larger cpu= if Fargate needs it)"
 
     def _count_fruitless(self, worker_id: str, reason: str) -> None:
         """Give up when workers keep stopping before they complete anything."""

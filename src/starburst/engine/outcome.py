@@ -16,7 +16,7 @@ from typing import Any
 
 import cloudpickle
 
-from ..errors import RemoteError, RemoteTraceback, WorkerLostError
+from ..errors import OutOfMemoryError, RemoteError, RemoteTraceback, WorkerLostError
 
 _WORKER_DIR = str(Path(__file__).resolve().parent.parent / "worker")
 _short = reprlib.Repr()
@@ -58,15 +58,19 @@ class ItemFailure:
         )
 
     @classmethod
-    def worker_lost(cls, index: int, item: Any, reason: str) -> ItemFailure:
+    def worker_lost(
+        cls, index: int, item: Any, reason: str, out_of_memory: bool = False
+    ) -> ItemFailure:
         """Record an item that stopped every worker that ran it (``reason`` says how)."""
         where = f"item {index} (input: {_safe_repr(item)})"
-        return cls(index, "WorkerLostError", reason, "", where, "", lost=True)
+        kind = "OutOfMemoryError" if out_of_memory else "WorkerLostError"
+        return cls(index, kind, reason, "", where, "", lost=True)
 
     def to_exception(self) -> BaseException:
         """The exception to hand to the user, chained to its remote traceback."""
         if self.lost:
-            return WorkerLostError(
+            lost = OutOfMemoryError if self.type_name == "OutOfMemoryError" else WorkerLostError
+            return lost(
                 f"{self.where or f'item {self.index}'} was not computed: {self.message}. "
                 "Raise retries= to try more often, or read the workers' logs for why they died."
             )

@@ -463,7 +463,8 @@ class WorkerLoop:
         assert lease.lost is not None
         index = work.start + lease.first
         reason = f"{lease.lost}; its log: `starburst logs {self.keys.session_id}`"
-        work.failures[index] = ItemFailure.worker_lost(index, work.items[lease.first], reason)
+        item = work.items[lease.first]
+        work.failures[index] = ItemFailure.worker_lost(index, item, reason, lease.out_of_memory)
         work.done = lease.first + 1
         self._write(work, work.done, end=False)
         with self._lock:
