@@ -16,11 +16,16 @@ the rest of the chunk afresh.
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..store import NotFound, PreconditionFailed, Store
 from .layout import RunKeys, chain_end, from_json, to_json
+
+if TYPE_CHECKING:
+    from ..backends.base import WorkerInfo
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,35 @@ def take_over(
 _EXPIRED = "its last worker stopped renewing its lease"
 #: What the cause of a worker killed for its memory use says.
 OUT_OF_MEMORY = "ran out of memory"
+#: How much of a dead worker's log its cause quotes.
+_LOG_TAIL_CHARS = 200
+#: Signal names by number.
+_SIGNALS = {int(number): number.name for number in signal.Signals}
+
+
+def stop_cause(info: WorkerInfo, memory_mib: int | None, log_tail: str) -> str:
+    """How a worker stopped, for the claims it held: ``exit code 3``, ``killed by SIGSEGV``,
+    or out of memory (with its memory and a larger one to ask for), and its log's end."""
+    code = info.exit_code
+    if info.fault == "out_of_memory":
+        memory = "the default memory" if memory_mib is None else f"memory={memory_mib / 1024:g} GB"
+        larger = 2 * (memory_mib or 2048) / 1024
+        how = (
+            f"{OUT_OF_MEMORY} with {memory}; give each worker more: e.g. memory='{larger:g}GB' "
+            "(with a larger cpu= if Fargate needs it)"
+        )
+    elif code is not None and code < 0 and -code in _SIGNALS:
+        how = f"killed by {_SIGNALS[-code]}"
+    elif code is not None and code > 128 and code - 128 in _SIGNALS:  # a container's shell
+        how = f"exit code {code} (killed by {_SIGNALS[code - 128]})"
+    elif code is not None:
+        how = f"exit code {code}"
+    else:
+        how = info.reason or "stopped"
+    tail = " | ".join([line for line in log_tail.splitlines() if line][-2:])
+    if len(tail) > _LOG_TAIL_CHARS:
+        tail = "..." + tail[-_LOG_TAIL_CHARS:]
+    return f"worker {info.worker_id}: {how}" + (f", its log ending {tail!r}" if tail else "")
 
 
 def end_lease(

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import signal
 import sys
 import threading
 import time
@@ -30,7 +29,7 @@ from ..options import RunOptions, WorkerSpec
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 from .chunking import ChunkStream
-from .claims import OUT_OF_MEMORY, Claim, end_lease
+from .claims import Claim, end_lease, stop_cause
 from .control import Control, ControlWriter
 from .layout import from_json
 from .manifest import CallStyle, RunManifest
@@ -44,10 +43,6 @@ log = logging.getLogger("starburst")
 MAX_FRUITLESS_EXITS = 3
 #: How long a recall waits for the recalled workers to stop (locally, ``stop`` waits itself).
 _RECALL_WAIT_SECONDS = 10.0
-#: How much of a dead worker's log its cause of death quotes.
-_LOG_TAIL_CHARS = 200
-#: Signal names by number, for the causes of death.
-_SIGNALS = {int(number): number.name for number in signal.Signals}
 #: How long removing a session waits for its workers to be gone before deleting its data.
 _REMOVAL_WAIT_SECONDS = 120.0
 #: The order in which worker phases are shown.
@@ -414,28 +409,11 @@ class Driver:
                 self._judge_stop(info, pinned=info.worker_id in pinned)
 
     def _cause(self, info: WorkerInfo) -> str | None:
-        """How a stopped worker stopped, and the end of its log, for the claims it held
-        (``end_lease``); ``None`` when the stop uses up no attempt (a spot interruption, a
-        recall)."""
+        """How a stopped worker stopped, for the claims it held (``end_lease``); ``None``
+        when the stop uses up no attempt (a spot interruption, a recall)."""
         if info.fault == "interrupted" or info.worker_id in self._recalled:
             return None
-        code = info.exit_code
-        if info.fault == "out_of_memory":
-            how = f"{OUT_OF_MEMORY} with {self._memory_text()}; give each worker more: "
-            how += self._memory_advice()
-        elif code is not None and code < 0 and -code in _SIGNALS:
-            how = f"killed by {_SIGNALS[-code]}"
-        elif code is not None and code > 128 and code - 128 in _SIGNALS:  # a container's shell
-            how = f"exit code {code} (killed by {_SIGNALS[code - 128]})"
-        elif code is not None:
-            how = f"exit code {code}"
-        else:
-            how = info.reason or "stopped"
-        lines = [line for line in self.backend.log_tail(info.worker_id, 5).splitlines() if line]
-        tail = " | ".join(lines[-2:])
-        if len(tail) > _LOG_TAIL_CHARS:
-            tail = "..." + tail[-_LOG_TAIL_CHARS:]
-        return f"worker {info.worker_id}: {how}" + (f", its log ending {tail!r}" if tail else "")
+        return stop_cause(info, self.spec.memory_mib, self.backend.log_tail(info.worker_id, 5))
 
     def _end_leases(self, run: Run, stopped: dict[str, str | None]) -> dict[str, Claim]:
         """End the leases the stopped workers held in a run: chunk (as text) -> its claim."""
@@ -484,14 +462,6 @@ class Driver:
             )
         elif not pinned:
             self._count_fruitless(info.worker_id, reason)
-
-    def _memory_text(self) -> str:
-        mib = self.spec.memory_mib
-        return "the default memory" if mib is None else f"memory={mib / 1024:g} GB"
-
-    def _memory_advice(self) -> str:
-        current = self.spec.memory_mib or 2048
-        return f"e.g. memory='{2 * current / 1024:g}GB' (with a larger cpu= if Fargate needs it)"
 
     def _count_fruitless(self, worker_id: str, reason: str) -> None:
         """Give up when workers keep stopping before they complete anything."""

@@ -26,7 +26,7 @@ STATES = {
     "waiting": "work left, no worker up: attaching relaunches them",
     "done": "every item has a result or an error",
     "capped": "stopped at max_cost",
-    "stalled": "more workers would not help (out of memory, or workers keep dying)",
+    "stalled": "more workers would not help (they cannot start, or keep dying)",
     "expired": "past its deadline: its workers stopped",
     "attached": "a Cluster or map whose client is alive",
     "abandoned": "a Cluster or map whose client died: `starburst sessions cleanup` removes it",

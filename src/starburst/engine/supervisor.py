@@ -15,7 +15,7 @@ the backend reports:
    as many as ``max_cost`` still allows (each bills at least a minute);
 4. once the ledger's cost reaches ``max_cost``, the session's state becomes ``capped`` and
    its deadline now: every worker leaves at its next heartbeat;
-5. when more workers would not help (one ran out of memory, one could not start, or
+5. when more workers would not help (one could not start, or
    ``MAX_LAUNCHES_PER_WORKER`` times the session's workers were launched), the session's
    state becomes ``stalled`` with the reason, which ``collect`` raises instead of waiting.
 
@@ -37,10 +37,11 @@ import time
 from ..backends.base import Backend, LaunchRequest, WorkerInfo
 from ..cost.billing import ledger_cost, workers_affordable
 from ..store import NotFound, PreconditionFailed, Store
-from .claims import Claim, end_lease
+from .claims import Claim, end_lease, stop_cause
 from .control import Control, ControlWriter
 from .layout import RunKeys, SessionKeys
 from .manifest import RunManifest
+from .session import SessionRecord
 from .status import worker_heartbeats
 
 log = logging.getLogger("starburst")
@@ -117,7 +118,7 @@ class Supervisor:
             return []
         now = time.time()
         infos = {info.worker_id: info for info in self._find(control)}
-        gone = self._lost_workers(control, infos, session.backend, now)
+        gone = self._lost_workers(control, infos, session, now)
         stopped_at = self._stop_times(gone, infos, now)
         announced = self._announce_missing(control)
         runs = [m for m in control.runs.values() if m.state != "cancelled"] + announced
@@ -186,11 +187,11 @@ class Supervisor:
         return self.backend.find(self.keys.session_id) if control.roster else []
 
     def _lost_workers(
-        self, control: Control, infos: dict[str, WorkerInfo], backend: str, now: float
+        self, control: Control, infos: dict[str, WorkerInfo], session: SessionRecord, now: float
     ) -> dict[str, str | None]:
         """Roster workers the backend no longer runs, each with how it stopped, or ``None``
         when its stop uses up no attempt (a spot interruption)."""
-        show_up = _SHOW_UP_SECONDS.get(backend, 60.0)
+        show_up, memory_mib = _SHOW_UP_SECONDS.get(session.backend, 60.0), session.memory_mib
         gone: dict[str, str | None] = {}
         for worker in control.roster:
             info = infos.get(worker)
@@ -199,8 +200,8 @@ class Supervisor:
                 if now - launched > show_up:
                     gone[worker] = f"worker {worker}: vanished"
             elif info.state == "stopped":
-                cause = info.reason or f"exit code {info.exit_code}"
-                gone[worker] = None if info.fault == "interrupted" else f"worker {worker}: {cause}"
+                interrupted = info.fault == "interrupted"
+                gone[worker] = None if interrupted else stop_cause(info, memory_mib, "")
                 log.info("worker %s stopped: %s", worker, info.reason)
         return gone
 
@@ -245,12 +246,6 @@ class Supervisor:
         assert session is not None
         for worker in gone:
             info = infos.get(worker)
-            if info is not None and info.fault == "out_of_memory":
-                memory = f"{session.memory_mib / 1024:g} GB" if session.memory_mib else "default"
-                return (
-                    f"worker {worker} ran out of memory ({info.reason}) with memory={memory}; "
-                    "open a session with more memory and submit the unfinished work there"
-                )
             if info is not None and info.fault == "failed_to_start":
                 return f"worker {worker} could not start: {info.reason}"
         launches = len(control.ledger)
