@@ -43,6 +43,10 @@ _HAND_OFF_SECONDS = 30.0
 #: The supervisor lease a stopping worker takes: short, because the platform may kill it
 #: mid-step, and the others cannot supervise until its lease runs out.
 _HAND_OFF_LEASE_SECONDS = 10.0
+#: A block of items between two reads of the clock lasts about this long, or up to
+#: ``_MAX_STRIDE`` items.
+_BLOCK_SECONDS = 0.002
+_MAX_STRIDE = 4096
 #: With many slots, a thief picks (by its slot) among up to this many of the lowest
 #: unclaimed chunks (one per eight slots).
 _STEAL_SPREAD = 16
@@ -106,6 +110,7 @@ class _RunState:
     tried_requeued: set[tuple[int, str]] = field(default_factory=set)
     next_scan: float = 0.0
     finished: bool = False
+    stride: int = 1  # items run between two reads of the clock (``WorkerLoop._run_items``)
 
 
 class WorkerLoop:
@@ -380,7 +385,7 @@ class WorkerLoop:
             except Exception as exc:
                 self._fail_all(work, exc)
             else:
-                self._run_items(function, manifest, work)
+                self._run_items(function, state, work)
             self._write(work, work.done, end=True)
         except _RunOver:  # cancelled, or done by another worker: the rest is not wanted
             self._give_back()
@@ -415,35 +420,56 @@ class WorkerLoop:
             time.sleep(pause)
             pause = min(pause * 2, self.timings.max_poll)
 
-    def _run_items(self, function: RunFunction, manifest: RunManifest, output: _Chunk) -> None:
+    def _run_items(self, function: RunFunction, state: _RunState, output: _Chunk) -> None:
         """Run the function on each item, catching each item's exception with its traceback,
         and write the finished items as a part of the chunk's output every ``flush`` seconds
-        (after every item in isolation)."""
+        (after every item in isolation).
+
+        The clock is read between blocks of items, not after each (it would double the cost
+        of a tiny item): a block lasts a few milliseconds, as the run's items showed so far.
+        """
+        manifest = state.manifest
         call = _caller(function, manifest)
-        results, seed, first, items = output.results, manifest.seed, output.done, output.items
+        results, seed, items, n = output.results, manifest.seed, output.items, len(output.items)
         isolate = output.lease.isolate or self._terminating
-        self._flush_due = 0.0 if isolate else time.monotonic() + self.timings.flush
-        offset = first
+        stride = 1 if isolate else state.stride
+        clock = time.monotonic
+        self._flush_due = 0.0 if isolate else clock() + self.timings.flush
+        lo = offset = output.done
+        last = clock()
         try:
-            for offset, item in enumerate(items[first:] if first else items, first):
-                index = output.start + offset
-                if seed is not None:
-                    seed_item(seed, index)
-                try:
-                    results[offset] = call(item)
-                except WorkerTerminated:
-                    raise
-                except BaseException as exc:
-                    output.failures[index] = ItemFailure.from_exception(
-                        index, item, exc, self.worker_id, task=manifest.call == "task"
-                    )
-                if time.monotonic() >= self._flush_due and offset + 1 < len(items):
-                    output.done = offset + 1
+            while lo < n:
+                hi = min(n, lo + stride)
+                for offset, item in enumerate(items[lo:hi] if lo or hi < n else items, lo):
+                    index = output.start + offset
+                    if seed is not None:
+                        seed_item(seed, index)
+                    try:
+                        results[offset] = call(item)
+                    except WorkerTerminated:
+                        raise
+                    except BaseException as exc:
+                        output.failures[index] = ItemFailure.from_exception(
+                            index, item, exc, self.worker_id, task=manifest.call == "task"
+                        )
+                lo = offset = hi
+                now = clock()
+                if not isolate:  # blocks of a few milliseconds
+                    took, last = now - last, now
+                    if took < _BLOCK_SECONDS:
+                        stride = min(2 * stride, _MAX_STRIDE)
+                    elif took > 4 * _BLOCK_SECONDS:
+                        stride = max(1, stride // 2)
+                if now >= self._flush_due and hi < n:
+                    output.done = hi
                     self._flush(output)
         except WorkerTerminated:
             output.done = max(output.done, offset)  # the item in hand is not finished
             raise
-        output.done = len(items)
+        finally:
+            if not isolate:
+                state.stride = stride  # the run's next chunk starts where this one got to
+        output.done = n
 
     def _flush(self, work: _Chunk) -> None:
         """Write the items finished since the last part; stop if told to, or if the run is
