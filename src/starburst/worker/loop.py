@@ -82,9 +82,9 @@ class _Chunk:
         self.results = [None] * len(self.items)
         self.written = self.done = self.lease.first
 
-    def take(self, done: int, worker: str) -> ChunkOutput:
-        """The output of the items from the last written one to ``done``, now written."""
-        lo, now = self.written, time.perf_counter()
+    def take(self, worker: str) -> ChunkOutput:
+        """The output of the items finished since the last one taken."""
+        lo, done, now = self.written, self.done, time.perf_counter()
         whole = lo == 0 and done == len(self.results)
         results = self.results if whole else self.results[lo:done]
         output = ChunkOutput(
@@ -386,14 +386,14 @@ class WorkerLoop:
                 self._fail_all(work, exc)
             else:
                 self._run_items(function, state, work)
-            self._write(work, work.done, end=True)
+            self._write(work, end=True)
         except _RunOver:  # cancelled, or done by another worker: the rest is not wanted
             self._give_back()
             return
         except WorkerTerminated:  # told to stop: hand back what is finished, then the chunk
             self._terminating = True
             with contextlib.suppress(StoreError):
-                self._write(work, work.done, end=False)
+                self._write(work, end=False)
             raise
         with self._lock:
             self.current = None
@@ -437,6 +437,7 @@ class WorkerLoop:
         self._flush_due = 0.0 if isolate else clock() + self.timings.flush
         lo = offset = output.done
         last = clock()
+        output.clock = time.perf_counter()  # (``seconds`` of its outputs paces the next runs)
         try:
             while lo < n:
                 hi = min(n, lo + stride)
@@ -474,7 +475,7 @@ class WorkerLoop:
     def _flush(self, work: _Chunk) -> None:
         """Write the items finished since the last part; stop if told to, or if the run is
         over (cancelled, or done by another worker)."""
-        self._write(work, work.done, end=False)
+        self._write(work, end=False)
         self._flush_due = 0.0 if work.lease.isolate else time.monotonic() + self.timings.flush
         if self._terminating:
             raise WorkerTerminated
@@ -492,7 +493,7 @@ class WorkerLoop:
         item = work.items[lease.first]
         work.failures[index] = ItemFailure.worker_lost(index, item, reason, lease.out_of_memory)
         work.done = lease.first + 1
-        self._write(work, work.done, end=False)
+        self._write(work, end=False)
         with self._lock:
             if not claims.restart(self.store, lease, work.done, self.timings.lease):
                 raise _RunOver  # another worker took the chunk meanwhile
@@ -517,13 +518,13 @@ class WorkerLoop:
             self.functions[run_id] = loads(self.store.get(state.keys.function))
         return self.functions[run_id]
 
-    def _write(self, work: _Chunk, done: int, *, end: bool) -> None:
-        """Write the chunk's items from the last written one to ``done``: as the chunk's end
+    def _write(self, work: _Chunk, *, end: bool) -> None:
+        """Write the chunk's items finished since the last write: as the chunk's end
         (``out/<chunk>``), or as a part (``out/<chunk>.<lo>-<hi>``) while it runs on."""
-        lease = work.lease
+        lease, done = work.lease, work.done
         if not end and done <= work.written:
             return
-        output = work.take(done, self.worker_id)
+        output = work.take(self.worker_id)
         chunk = lease.chunk
         key = lease.keys.output(chunk) if end else lease.keys.part(chunk, output.offset, done)
         compress = self.store.compress
