@@ -307,3 +307,19 @@ def test_results_of_slow_items_arrive_as_they_finish(tmp_path: Path, start_metho
     # Items finished but not received yet: about the items of one part per worker (the
     # whole of a 15-item chunk when outputs were written only at the end of a chunk).
     assert max(lags) < 12, lags
+
+
+def test_workers_that_die_after_completing_items_are_not_start_failures(start_method: str) -> None:
+    """Each worker process dies after three items: the items it wrote count as work done (and
+    the deaths in isolation as the items'), so the map completes rather than failing with
+    "workers stopped without completing any work"."""
+    calls: list[int] = []  # each worker process has its own copy
+
+    def square_three_then_die(x: int) -> int:
+        calls.append(x)
+        if len(calls) > 3:
+            os._exit(3)
+        return x * x
+
+    results = starburst.map(square_three_then_die, range(30), workers=2, chunk_size=10)
+    assert results == [x * x for x in range(30)]

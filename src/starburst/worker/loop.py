@@ -541,7 +541,10 @@ class WorkerLoop:
                 marker = {"items": sorted(output.failures), "worker": self.worker_id}
                 self.store.put(lease.keys.failure_marker(key), to_json(marker))
             self.store.ring(self.keys.news_bell)
+        first = self.items_done == 0
         self.items_done += len(output.results)
+        if first and self.items_done:  # at once: the client judges a worker that dies by it
+            self._write_heartbeat(state="running")
         if end and self.store.frees_inputs:
             self.store.delete(lease.keys.input(lease.chunk))
 
