@@ -224,6 +224,22 @@ def test_status_and_collect_count_the_parts_of_a_chunk_still_running(data_dir: P
     assert all(results[i] == i for i in landed if i % 5)
 
 
+def square_but_13(x: int) -> int:
+    if x == 13:
+        os._exit(3)
+    return x * x
+
+
+def test_an_item_that_kills_its_worker_fails_alone_in_a_detached_session(data_dir: Path) -> None:
+    """With one worker, the deaths the culprit causes (its attempts) do not stall the session."""
+    session = starburst.session(workers=1, ttl="1h")
+    session.map(square_but_13, range(20))
+    results = session.collect(errors="return", timeout=120)[0]
+    assert [i for i, r in enumerate(results) if isinstance(r, BaseException)] == [13]
+    assert "item 13 (input: 13)" in str(results[13]) and "exit code 3" in str(results[13])
+    assert session.status().state == "done"
+
+
 def test_ttl_expiry_stops_the_workers_and_attach_says_so(data_dir: Path) -> None:
     session = starburst.session(workers=2, ttl=3)
     session.map(slow_square, range(2000), chunk_size=5)  # ~20 s of work: more than the ttl

@@ -16,7 +16,8 @@ the backend reports:
 4. once the ledger's cost reaches ``max_cost``, the session's state becomes ``capped`` and
    its deadline now: every worker leaves at its next heartbeat;
 5. when more workers would not help (one could not start, or
-   ``MAX_LAUNCHES_PER_WORKER`` times the session's workers were launched), the session's
+   ``MAX_LAUNCHES_PER_WORKER`` times the session's workers were launched, not counting
+   those that died of an item in isolation: its attempts bound those), the session's
    state becomes ``stalled`` with the reason, which ``collect`` raises instead of waiting.
 
 A worker told to stop (a spot interruption) leaves the roster and runs a step itself before
@@ -128,20 +129,25 @@ class Supervisor:
         finished = {m.run_id for m in runs if _finished(m, done.get(m.run_id, set()))}
         finished |= {m.run_id for m in control.runs.values() if m.state == "cancelled"}
         active = [m for m in runs if m.run_id not in finished]
-        requeued = (
-            {m.run_id: self._end_leases(m, gone, done[m.run_id]) for m in active} if gone else {}
-        )
+        ended = {m.run_id: self._end_leases(m, gone, done[m.run_id]) for m in active if gone}
+        requeued = {r: {c: claim.holder for c, claim in e.items()} for r, e in ended.items()}
+        # Workers that died running a chunk in isolation died of an item, whose attempts
+        # bound such deaths: they do not count towards "they keep stopping".
+        pinned = {claim.holder for e in ended.values() for claim in e.values() if claim.isolate}
         live = [w for w in control.roster if w not in gone]
         ledger = {**control.ledger}
         for worker, at in stopped_at.items():
             ledger[worker] = {**ledger.get(worker, {"launched": at, "spot": False}), "stopped": at}
+            if worker in pinned:
+                ledger[worker]["item_death"] = True
         spent = ledger_cost(ledger, session.hourly, now)
         running = session.state == "open" and not session.expired(now)
         capped = running and session.max_cost is not None and spent >= session.max_cost
-        problem = self._problem(gone, infos, control, live) if running else None
+        launches = sum(not entry.get("item_death") for entry in ledger.values())
+        problem = self._problem(gone, infos, control, live, launches) if running else None
         launched: dict[str, int] = {}
         if active and running and not capped and problem is None:
-            launched = self._launch(control, live, spent)
+            launched = self._launch(control, live, spent, launches)
         if not (gone or finished or launched or capped or announced or problem):
             return []
 
@@ -150,6 +156,8 @@ class Supervisor:
                 record.roster.pop(worker, None)
                 if worker in record.ledger and record.ledger[worker].get("stopped") is None:
                     record.ledger[worker]["stopped"] = stopped_at[worker]
+                if worker in record.ledger and worker in pinned:
+                    record.ledger[worker]["item_death"] = True
             for run_id, chunks in requeued.items():
                 if chunks:
                     record.requeued.setdefault(run_id, {}).update(chunks)
@@ -240,6 +248,7 @@ class Supervisor:
         infos: dict[str, WorkerInfo],
         control: Control,
         live: list[str],
+        launches: int,
     ) -> str | None:
         """Why launching more workers would not help, if it would not."""
         session = control.session
@@ -248,7 +257,6 @@ class Supervisor:
             info = infos.get(worker)
             if info is not None and info.fault == "failed_to_start":
                 return f"worker {worker} could not start: {info.reason}"
-        launches = len(control.ledger)
         if len(live) < session.workers and launches >= MAX_LAUNCHES_PER_WORKER * session.workers:
             return (
                 f"{launches} workers were launched and they keep stopping; see "
@@ -263,22 +271,24 @@ class Supervisor:
 
     def _end_leases(
         self, manifest: RunManifest, gone: dict[str, str | None], done: set[int]
-    ) -> dict[str, str]:
-        """End the lost workers' leases in a run: chunk (as text) -> the worker that held it."""
+    ) -> dict[str, Claim]:
+        """End the lost workers' leases in a run: chunk (as text) -> the claim it had."""
         keys = self.keys.run(manifest.run_id)
-        ended: dict[str, str] = {}
+        ended: dict[str, Claim] = {}
         for key in self.store.list(keys.claims):
             chunk = RunKeys.chunk_of(key)
             if chunk not in done and (claim := end_lease(self.store, keys, chunk, gone)):
-                ended[str(chunk)] = claim.holder
+                ended[str(chunk)] = claim
         return ended
 
-    def _launch(self, control: Control, live: list[str], spent: float) -> dict[str, int]:
+    def _launch(
+        self, control: Control, live: list[str], spent: float, launches: int
+    ) -> dict[str, int]:
         """Launch workers for the missing ones, on free stripes: worker id -> stripe."""
         session = control.session
         assert session is not None
         missing = session.workers - len(live)
-        room = MAX_LAUNCHES_PER_WORKER * session.workers - len(control.ledger)
+        room = MAX_LAUNCHES_PER_WORKER * session.workers - launches
         count = min(missing, room, self._affordable(session.max_cost, session.hourly, spent))
         if count <= 0 or not self.hold(self._lease_seconds):  # still the supervisor?
             return {}
