@@ -78,7 +78,7 @@ def test_workers_that_keep_dying_give_a_clear_error_with_their_log(
     message = str(caught.value)
     assert "item 0 (input: 0)" in message and "exit code 3" in message
     assert "about to crash on 0" in message  # the tail of the worker's own log
-    assert "starburst logs sb-" in message  # where to read the rest
+    assert "session sb-" in message
 
 
 _CTRL_C_SCRIPT = textwrap.dedent(
@@ -206,7 +206,7 @@ def test_an_item_that_kills_its_worker_fails_alone(
     assert isinstance(results[13], starburst.WorkerLostError)
     message = str(results[13])
     assert "item 13 (input: 13)" in message and cause in message, message
-    assert "starburst logs sb-" in message  # where its worker's log is
+    assert "session sb-" in message  # the one-off map's session
     assert results[:13] + results[14:] == [x * x for x in range(20) if x != 13]
 
 

@@ -236,7 +236,9 @@ def test_an_item_that_kills_its_worker_fails_alone_in_a_detached_session(data_di
     session.map(square_but_13, range(20))
     results = session.collect(errors="return", timeout=120)[0]
     assert [i for i, r in enumerate(results) if isinstance(r, BaseException)] == [13]
-    assert "item 13 (input: 13)" in str(results[13]) and "exit code 3" in str(results[13])
+    message = str(results[13])
+    assert "item 13 (input: 13)" in message and "exit code 3" in message
+    assert f"`starburst logs {session.id}`" in message  # its logs stay with the session
     assert session.status().state == "done"
 
 

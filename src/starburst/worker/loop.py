@@ -489,7 +489,12 @@ class WorkerLoop:
         lease = work.lease
         assert lease.lost is not None
         index = work.start + lease.first
-        reason = f"{lease.lost}; its log: `starburst logs {self.keys.session_id}`"
+        session = self.control.session if self.control is not None else None
+        if session is not None and session.backend == "local" and session.attached:
+            where = f"session {session.session_id}"  # its logs go with it (the cause quotes one)
+        else:
+            where = f"its log: `starburst logs {self.keys.session_id}`"
+        reason = f"{lease.lost}; {where}"
         item = work.items[lease.first]
         work.failures[index] = ItemFailure.worker_lost(index, item, reason, lease.out_of_memory)
         work.done = lease.first + 1
