@@ -1,4 +1,4 @@
-"""Leases on chunks: claiming, renewal, takeover after expiry, release, and lost chunks."""
+"""Leases on chunks: claiming, renewal, takeover after expiry, release, and lost items."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
 from starburst.engine import claims
-from starburst.engine.claims import Claim, LostChunk
+from starburst.engine.claims import Claim
 from starburst.engine.control import Control
 from starburst.engine.layout import RunKeys, SessionKeys
 from starburst.engine.manifest import RunFunction, RunManifest
@@ -44,46 +45,69 @@ def test_a_live_lease_cannot_be_taken_over(local: LocalStore) -> None:
     assert claims.take_over(local, KEYS, 0, "b", lease=30, max_attempts=3) is None
 
 
-def test_an_expired_lease_is_taken_over_with_the_next_attempt(local: LocalStore) -> None:
+def test_an_expired_lease_is_taken_over_in_isolation(local: LocalStore) -> None:
     held = claims.claim_fresh(local, KEYS, 0, "a", lease=30)
     assert held is not None
     _expire(local, 0)
     taken = claims.take_over(local, KEYS, 0, "b", lease=30, max_attempts=3)
-    assert taken is not None and taken.attempt == 1
+    assert taken is not None and taken.isolate and taken.first == 0
+    assert taken.attempt == 0 and taken.lost is None  # the item that killed "a" is not known
     assert not claims.renew(local, held, lease=30)  # the old holder has lost it
     assert claims.renew(local, taken, lease=30)
 
 
-def test_a_released_chunk_keeps_its_attempt_number(local: LocalStore) -> None:
-    held = claims.claim_fresh(local, KEYS, 0, "a", lease=30)
-    assert held is not None and claims.release(local, held)
-    taken = claims.take_over(local, KEYS, 0, "b", lease=30, max_attempts=1)
-    assert taken is not None and taken.attempt == 0
-
-
-def test_a_chunk_is_recorded_lost_when_attempts_run_out(local: LocalStore) -> None:
+def test_a_takeover_starts_after_the_items_the_parts_hold(local: LocalStore) -> None:
     claims.claim_fresh(local, KEYS, 0, "a", lease=30)
+    local.put(KEYS.part(0, 0, 4), b"")
+    local.put(KEYS.part(0, 4, 6), b"")
+    local.put(KEYS.part(0, 8, 9), b"")  # after a gap: not a place to start from
     _expire(local, 0)
-    assert claims.take_over(local, KEYS, 0, "b", lease=30, max_attempts=1) is None
-    lost = loads(local.get(KEYS.output(0)))
-    assert isinstance(lost, LostChunk) and lost.attempts == 1
+    taken = claims.take_over(local, KEYS, 0, "b", lease=30, max_attempts=3)
+    assert taken is not None and taken.first == 6
+
+
+def test_a_chunk_whose_end_is_written_is_not_taken_over(local: LocalStore) -> None:
+    claims.claim_fresh(local, KEYS, 0, "a", lease=30)
+    local.put(KEYS.output(0), b"")
+    _expire(local, 0)
+    assert claims.take_over(local, KEYS, 0, "b", lease=30, max_attempts=3) is None
+
+
+def test_an_item_is_lost_once_it_stopped_its_isolated_workers_every_attempt(
+    local: LocalStore,
+) -> None:
+    claims.claim_fresh(local, KEYS, 0, "a.0", lease=30)
+    claims.end_lease(local, KEYS, 0, {"a": "worker a: exit code 3"})
+    isolated = claims.take_over(local, KEYS, 0, "b.0", lease=30, max_attempts=2)
+    assert isolated is not None and isolated.isolate and isolated.attempt == 0
+    local.put(KEYS.part(0, 0, 1), b"")  # "b" wrote item 0, then died on item 1
+    claims.end_lease(local, KEYS, 0, {"b": "worker b: killed by SIGSEGV"})
+    again = claims.take_over(local, KEYS, 0, "c.0", lease=30, max_attempts=2)
+    assert again is not None and (again.first, again.attempt, again.lost) == (1, 1, None)
+    claims.end_lease(local, KEYS, 0, {"c": "worker c: killed by SIGSEGV"})
+    last = claims.take_over(local, KEYS, 0, "d.0", lease=30, max_attempts=2)
+    assert last is not None and (last.first, last.attempt) == (1, 2)
+    assert last.lost == "it stopped its worker 2 times (worker c: killed by SIGSEGV)"
+    assert claims.restart(local, last, 2, lease=30)  # recorded lost: on after it, afresh
+    assert Claim.decode(local.get(KEYS.claim(0))) == Claim("d.0", 0, ANY, at=2, isolate=False)
 
 
 def test_expiring_a_dead_workers_claims_touches_only_that_worker(local: LocalStore) -> None:
     claims.claim_fresh(local, KEYS, 0, "w0001.0", lease=30)
     claims.claim_fresh(local, KEYS, 1, "w0002.0", lease=30)
     claims.claim_fresh(local, KEYS, 2, "w00010.0", lease=30)  # a prefix, not the same worker
-    stopped = {"w0001": True}
-    ended = [c for c in (0, 1, 2) if claims.end_lease(local, KEYS, c, stopped) == "w0001"]
+    stopped: dict[str, str | None] = {"w0001": "worker w0001: exit code 1"}
+    ended = [c for c in (0, 1, 2) if claims.end_lease(local, KEYS, c, stopped)]
     assert ended == [0]
-    assert claims.take_over(local, KEYS, 0, "x", lease=30, max_attempts=3).attempt == 1
+    assert claims.take_over(local, KEYS, 0, "x", lease=30, max_attempts=3).isolate
     assert claims.take_over(local, KEYS, 1, "x", lease=30, max_attempts=3) is None
 
 
 def test_an_interrupted_workers_claims_do_not_use_up_attempts(local: LocalStore) -> None:
     claims.claim_fresh(local, KEYS, 0, "w0001.0", lease=30)
-    assert claims.end_lease(local, KEYS, 0, {"w0001": False}) == "w0001"
-    assert claims.take_over(local, KEYS, 0, "x", lease=30, max_attempts=1).attempt == 0
+    assert claims.end_lease(local, KEYS, 0, {"w0001": None}).holder == "w0001"
+    taken = claims.take_over(local, KEYS, 0, "x", lease=30, max_attempts=1)
+    assert taken.attempt == 0 and not taken.isolate
 
 
 def _detached_run(
@@ -131,11 +155,12 @@ def test_a_worker_takes_over_a_chunk_whose_holder_died(local: LocalStore) -> Non
     local.put(run.claim(0), Claim("ghost.0", 0, expires=time.time() + 1.5).encode())
 
     output, _ = _worker(local).communicate(timeout=60)
-    taken: ChunkOutput = loads(local.get(run.output(0)))
+    taken = [loads(local.get(key)) for key in local.list(run.output(0))]
     fresh: ChunkOutput = loads(local.get(run.output(1)))
-    assert taken.worker == "w0000.0" and taken.attempt == 1, output
-    assert taken.results == [0, 1, 4] and fresh.results == [9, 16, 25]
-    assert fresh.attempt == 0
+    assert {part.worker for part in taken} == {"w0000.0"}, output
+    # run in isolation (its holder's death is pinned on an item): a part after every item
+    assert sorted((part.offset, part.results) for part in taken) == [(0, [0]), (1, [1]), (2, [4])]
+    assert fresh.results == [9, 16, 25] and fresh.attempt == 0
 
 
 def test_a_worker_takes_a_requeued_chunk_at_once(local: LocalStore) -> None:
@@ -144,7 +169,7 @@ def test_a_worker_takes_a_requeued_chunk_at_once(local: LocalStore) -> None:
     control = Control(requeued={"r": {"0": "ghost"}})
     run, control = _detached_run(local, 2, control, lease=3600.0, orphan_scan=60.0)
     held = claims.claim_fresh(local, run, 0, "ghost.0", lease=3600)
-    assert held is not None and claims.end_lease(local, run, 0, {"ghost": False}) == "ghost"
+    assert held is not None and claims.end_lease(local, run, 0, {"ghost": None})
 
     worker = _worker(local)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import boto3
@@ -75,15 +76,23 @@ def test_a_small_vcpu_quota_runs_with_the_workers_that_fit(aws, capsys) -> None:
 def hungry(x: int) -> int:
     import time
 
-    time.sleep(30)  # killed here by the injected out-of-memory fault
+    if x == 0:
+        time.sleep(30)  # killed here by the injected out-of-memory fault
     return x
 
 
-def test_an_out_of_memory_kill_names_the_memory_limit(aws) -> None:
+def test_an_item_that_runs_out_of_memory_fails_alone_naming_the_memory_limit(aws) -> None:
     starburst.setup(say=_quiet)
-    aws.faults.oom_kill(after=1.0)
-    with pytest.raises(starburst.OutOfMemoryError, match=r"memory=2 GB.*memory='4GB'"):
-        starburst.map(hungry, range(4), workers=1, backend="fargate", cpu=1, memory="2GB")
+    aws.faults.oom_kill(after=5.0, count=2)  # item 0 is killed twice: retries=0 is spent
+    results = starburst.map(
+        hungry, [0, 1], workers=1, backend="fargate", cpu=1, memory="2GB", retries=0,
+        errors="return",
+    )  # fmt: skip
+    assert isinstance(results[0], starburst.OutOfMemoryError)
+    assert isinstance(results[0], starburst.WorkerLostError)
+    message = str(results[0])
+    assert re.search(r"item 0 \(input: 0\).*memory=2 GB.*memory='4GB'", message), message
+    assert results[1] == 1
     assert _running_tasks() == []
 
 

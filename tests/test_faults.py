@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -72,11 +73,12 @@ def test_workers_that_keep_dying_give_a_clear_error_with_their_log(
         print("about to crash on", x, flush=True)
         os._exit(3)
 
-    with pytest.raises(starburst.WorkerStartError) as caught:
-        starburst.map(die, range(4), workers=1, timeout=120)
+    with pytest.raises(starburst.WorkerLostError) as caught:
+        starburst.map(die, range(4), workers=1, retries=0, timeout=120)
     message = str(caught.value)
-    assert "exited with code 3" in message
-    assert "about to crash on" in message  # the tail of the worker's own log
+    assert "item 0 (input: 0)" in message and "exit code 3" in message
+    assert "about to crash on 0" in message  # the tail of the worker's own log
+    assert "session sb-" in message
 
 
 _CTRL_C_SCRIPT = textwrap.dedent(
@@ -177,3 +179,148 @@ def test_workers_stop_themselves_when_the_client_vanishes(tmp_path: Path, start:
     while any(alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(pid) for pid in worker_pids), "workers outlived their client"
+
+
+def _exit_3() -> None:
+    os._exit(3)
+
+
+def _segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+@pytest.mark.parametrize(("crash", "cause"), [(_exit_3, "exit code 3"), (_segfault, "SIGSEGV")])
+def test_an_item_that_kills_its_worker_fails_alone(
+    start_method: str, crash: Callable[[], None], cause: str
+) -> None:
+    def square_but_13(x: int) -> int:
+        if x == 13:
+            crash()
+        return x * x
+
+    results = starburst.map(square_but_13, range(20), workers=2, errors="return", timeout=120)
+    failed = [i for i, result in enumerate(results) if isinstance(result, BaseException)]
+    assert failed == [13], results  # the culprit alone: its chunk's other items are computed
+    assert isinstance(results[13], starburst.WorkerLostError)
+    message = str(results[13])
+    assert "item 13 (input: 13)" in message and cause in message, message
+    assert "session sb-" in message  # the one-off map's session
+    assert results[:13] + results[14:] == [x * x for x in range(20) if x != 13]
+
+
+def test_an_item_that_kills_its_worker_is_the_one_raised(start_method: str) -> None:
+    def square_but_13(x: int) -> int:
+        if x == 13:
+            os._exit(3)
+        return x * x
+
+    with pytest.raises(starburst.WorkerLostError, match=r"item 13 \(input: 13\)") as caught:
+        starburst.map(square_but_13, range(20), workers=2, timeout=120)
+    assert "exit code 3" in str(caught.value)
+    kept = caught.value.starburst_results.done  # type: ignore[attr-defined]
+    assert all(kept[x] == x * x for x in kept) and 13 not in kept
+
+
+def _finished_items(folder: Path) -> set[int]:
+    return {int(path.name) for path in folder.iterdir()}
+
+
+def test_a_timeout_keeps_every_finished_item(tmp_path: Path, start_method: str) -> None:
+    """The items that finished in chunks still running when the call timed out are kept: the
+    workers write what they finished as they go, and when they are stopped."""
+
+    def slow(x: int) -> int:
+        time.sleep(0.2)
+        (tmp_path / str(x)).touch()  # finished (a worker stopped now loses this one only)
+        return x
+
+    with pytest.raises(starburst.RunTimeoutError) as caught:
+        starburst.map(slow, range(200), workers=2, timeout=4, progress=False)
+    finished = _finished_items(tmp_path)
+    kept = caught.value.starburst_results.done  # type: ignore[attr-defined]
+    assert len(finished) >= 10  # the workers had the time (the chunks in hand were bigger)
+    assert set(kept) <= finished and len(kept) >= len(finished) - 2  # the 2 items in hand
+    assert all(kept[x] == x for x in kept)
+
+
+_CTRL_C_KEEPS_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import starburst
+
+    done = Path(sys.argv[1])
+
+    def slow(x):
+        time.sleep(0.2)
+        (done / str(x)).touch()
+        return x
+
+    try:
+        starburst.map(slow, range(200), workers=2, progress=False)
+    except KeyboardInterrupt as exc:
+        print("kept", *sorted(exc.starburst_results.done), flush=True)
+        raise SystemExit(130)
+    """
+)
+
+
+def test_ctrl_c_keeps_every_finished_item(tmp_path: Path, start_method: str) -> None:
+    script = tmp_path / "client.py"
+    script.write_text(_CTRL_C_KEEPS_SCRIPT)
+    done = tmp_path / "done"
+    done.mkdir()
+    client = subprocess.Popen(
+        [sys.executable, str(script), str(done)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while len(list(done.iterdir())) < 16 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.send_signal(signal.SIGINT)
+    output, _ = client.communicate(timeout=60)
+    assert client.returncode == 130, output
+    kept = {int(x) for x in output.split("kept", 1)[1].split()}
+    finished = _finished_items(done)
+    assert len(finished) >= 16
+    assert kept <= finished and len(kept) >= len(finished) - 2, output
+
+
+def test_results_of_slow_items_arrive_as_they_finish(tmp_path: Path, start_method: str) -> None:
+    """A function never seen before, with slow items: its results do not wait for the end of
+    the large chunks of the guided schedule (a part of a chunk's output is written as items
+    finish)."""
+
+    def slow(x: int) -> int:
+        time.sleep(0.3)
+        (tmp_path / str(x)).touch()
+        return x
+
+    lags = []
+    with starburst.Cluster(workers=2, progress=False) as cluster:
+        for received, _ in enumerate(cluster.imap_unordered(slow, range(60)), 1):
+            lags.append(len(_finished_items(tmp_path)) - received)
+    # Items finished but not received yet: about the items of one part per worker (the
+    # whole of a 15-item chunk when outputs were written only at the end of a chunk).
+    assert max(lags) < 12, lags
+
+
+def test_workers_that_die_after_completing_items_are_not_start_failures(start_method: str) -> None:
+    """Each worker process dies at its fourth item, having written its first two (a part of
+    its chunk): workers that completed items are not start failures, so the map completes
+    rather than failing with "workers stopped without completing any work"."""
+    calls: list[int] = []  # each worker process has its own copy
+
+    def slow_square_then_die(x: int) -> int:
+        calls.append(x)
+        if len(calls) > 3:
+            os._exit(3)
+        time.sleep(0.3)  # two items fill the time between two parts (0.5 s)
+        return x * x
+
+    results = starburst.map(slow_square_then_die, range(20), workers=2, chunk_size=10)
+    assert results == [x * x for x in range(20)]

@@ -192,6 +192,50 @@ def test_failures_are_recorded_per_item_with_their_remote_traceback(data_dir: Pa
     assert set(info.value.starburst_results[0].failed) == set(failing)
 
 
+def slow_flaky(x: int) -> int:
+    time.sleep(0.1)
+    if x % 5 == 0:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def test_status_and_collect_count_the_parts_of_a_chunk_still_running(data_dir: Path) -> None:
+    session = starburst.session(workers=1, ttl="1h")
+    session.map(slow_flaky, range(60), chunk_size=60)  # one chunk of about 6 s
+
+    def midway() -> bool:
+        run = session.status().runs[0]
+        return run.done + run.failed >= 10 and run.pending > 0
+
+    _wait_for(midway, timeout=60, what="the finished items of a chunk still running")
+    run = session.status().runs[0]  # items come in order: the parts hold 0 .. finished - 1
+    finished = run.done + run.failed
+    assert run.pending == 60 - finished and finished < 60
+    assert run.failed == len([x for x in range(finished) if x % 5 == 0])
+    results = session.collect(wait=False, errors="return")[0]
+    landed = [i for i, value in enumerate(results) if value is not starburst.PENDING]
+    assert landed[:finished] == list(range(finished))  # what status counts, collect has
+    assert all(results[i] == i for i in landed if i % 5)
+
+
+def square_but_13(x: int) -> int:
+    if x == 13:
+        os._exit(3)
+    return x * x
+
+
+def test_an_item_that_kills_its_worker_fails_alone_in_a_detached_session(data_dir: Path) -> None:
+    """With one worker, the deaths the culprit causes (its attempts) do not stall the session."""
+    session = starburst.session(workers=1, ttl="1h")
+    session.map(square_but_13, range(20))
+    results = session.collect(errors="return", timeout=120)[0]
+    assert [i for i, r in enumerate(results) if isinstance(r, BaseException)] == [13]
+    message = str(results[13])
+    assert "item 13 (input: 13)" in message and "exit code 3" in message
+    assert f"`starburst logs {session.id}`" in message  # its logs stay with the session
+    assert session.status().state == "done"
+
+
 def test_ttl_expiry_stops_the_workers_and_attach_says_so(data_dir: Path) -> None:
     session = starburst.session(workers=2, ttl=3)
     session.map(slow_square, range(2000), chunk_size=5)  # ~20 s of work: more than the ttl

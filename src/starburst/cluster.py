@@ -215,8 +215,9 @@ class Cluster:
         shown = self.progress if progress is None else progress
         display = make_progress(shown, header(self.spec, driver.session.session_id))
         return Collector(
-            run, plan.options, display, self._workers_and_cost, keep_results, plan.timing_key
-        )
+            run, plan.options, display, self._workers_and_cost, keep_results, plan.timing_key,
+            recall=driver.recall,
+        )  # fmt: skip
 
     def _workers_and_cost(self) -> str:
         """What the progress display shows about the workers: their phases and the cost."""

@@ -6,6 +6,7 @@ per item, so collecting a hundred thousand tiny results costs next to nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from .engine.outcome import ChunkOutput
 from .engine.pacing import ITEM_TIMES
 from .engine.run import Run
-from .errors import PartialResults, attach_partial
+from .errors import PartialResults, StarburstError, attach_partial
 from .options import RunOptions
 from .progress import Progress
 
@@ -29,8 +30,10 @@ class Collector:
         workers: Callable[[], str],
         keep_results: bool,
         timing_key: Hashable | None = None,
+        recall: Callable[[Run], None] | None = None,
     ) -> None:
         self.run = run
+        self._recall = recall
         self._timing_key = timing_key
         self.options = options
         self.progress = progress
@@ -62,10 +65,18 @@ class Collector:
         self.progress.update(run.items_delivered, run.n_items, self._workers())
 
     def _fail(self, exc: BaseException) -> None:
-        """Cancel the run and attach what completed to ``exc``."""
-        self.run.cancel()
-        if getattr(exc, "starburst_results", None) is None:
-            attach_partial(exc, self.partial_results())
+        """Cancel the run and attach what completed to ``exc``: what landed, and what the
+        workers still running the run finished (``recall`` stops them, and they write it).
+        A store that fails meanwhile leaves what landed before."""
+        with contextlib.suppress(StarburstError, OSError):  # (a store that takes no writes)
+            self.run.cancel()
+        if getattr(exc, "starburst_results", None) is not None:
+            return
+        if self._keep and self._recall is not None:
+            with contextlib.suppress(StarburstError, OSError):
+                self._recall(self.run)
+                self._kept += self.run.last_poll()
+        attach_partial(exc, self.partial_results())
 
     def partial_results(self) -> PartialResults:
         """What has completed so far (only results kept by ``map``; ``imap`` yielded its own)."""

@@ -26,11 +26,12 @@ class ResultUnpicklingError(SerializationError, pickle.UnpicklingError):
 
 
 class WorkerLostError(StarburstError):
-    """A chunk's workers died more often than ``retries`` allows."""
+    """An item stopped its workers more often than ``retries`` allows (the message says how)."""
 
 
-class OutOfMemoryError(StarburstError, MemoryError):
-    """A worker was killed for using more memory than it was given (the message says how much)."""
+class OutOfMemoryError(WorkerLostError, MemoryError):
+    """An item's workers were killed for using more memory than they were given (the message
+    says how much)."""
 
 
 class WorkerStartError(StarburstError):

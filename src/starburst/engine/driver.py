@@ -19,16 +19,17 @@ import math
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from ..backends import Backend, LaunchRequest, Placement, WorkerInfo, place
 from ..backends.local import import_folders
 from ..cost.guard import CostGuard, CostLimits
-from ..errors import OutOfMemoryError, SessionNotFoundError, StarburstError, WorkerStartError
+from ..errors import SessionNotFoundError, StarburstError, WorkerStartError
 from ..options import RunOptions, WorkerSpec
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 from .chunking import ChunkStream
-from .claims import end_lease
+from .claims import Claim, end_lease, stop_cause
 from .control import Control, ControlWriter
 from .layout import from_json
 from .manifest import CallStyle, RunManifest
@@ -38,8 +39,10 @@ from .supervisor import Supervisor
 
 log = logging.getLogger("starburst")
 
-#: Workers that stop without completing any chunk, in a row, before the driver gives up.
+#: Workers that stop without completing any item, in a row, before the driver gives up.
 MAX_FRUITLESS_EXITS = 3
+#: How long a recall waits for the recalled workers to stop (locally, ``stop`` waits itself).
+_RECALL_WAIT_SECONDS = 10.0
 #: How long removing a session waits for its workers to be gone before deleting its data.
 _REMOVAL_WAIT_SECONDS = 120.0
 #: The order in which worker phases are shown.
@@ -76,6 +79,7 @@ class Driver:
         self._next_index = 0
         self._next_run = 0
         self._fruitless_exits = 0
+        self._recalled: set[str] = set()  # workers stopped to hand back a failed run's items
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._monitor: BareThread | None = None
@@ -390,9 +394,12 @@ class Driver:
     def _on_workers_stopped(self, infos: list[WorkerInfo]) -> None:
         """Free the stopped workers' stripes, offer their chunks to the others, judge faults."""
         active = [run for run in self.runs if run.outstanding]
-        # A spot interruption is the platform's doing: it uses up no attempt.
-        penalise = {info.worker_id: info.fault != "interrupted" for info in infos}
-        requeued = {run.run_id: self._end_leases(run, penalise) for run in active}
+        # A spot interruption is the platform's doing, a recall ours: they use up no attempt.
+        causes = {info.worker_id: self._cause(info) for info in infos}
+        ended = {run.run_id: self._end_leases(run, causes) for run in active}
+        requeued = {r: {c: claim.holder for c, claim in e.items()} for r, e in ended.items()}
+        # A worker that died running a chunk in isolation died of an item: its attempts count.
+        pinned = {claim.holder for e in ended.values() for claim in e.values() if claim.isolate}
         for info in infos:
             self._free_stripes.append(self._stripe_of.pop(info.worker_id))
 
@@ -410,45 +417,65 @@ class Driver:
             self.store.ring(self.keys.work_bell)
         holders = {h for run in active if run.blames_items for h in requeued[run.run_id].values()}
         for info in infos if active else ():
-            self._judge_stop(info, working=info.worker_id in holders)
+            if causes[info.worker_id] is not None:
+                self._judge_stop(info, blamed=info.worker_id in pinned | holders)
 
-    def _end_leases(self, run: Run, stopped: dict[str, bool]) -> dict[str, str]:
-        """End the leases the stopped workers held in a run: chunk (as text) -> worker."""
+    def _cause(self, info: WorkerInfo) -> str | None:
+        """How a stopped worker stopped, for the claims it held (``end_lease``); ``None``
+        when the stop uses up no attempt (a spot interruption, a recall)."""
+        if info.fault == "interrupted" or info.worker_id in self._recalled:
+            return None
+        return stop_cause(info, self.spec.memory_mib, self.backend.log_tail(info.worker_id, 5))
+
+    def _end_leases(self, run: Run, stopped: dict[str, str | None]) -> dict[str, Claim]:
+        """End the leases the stopped workers held in a run: chunk (as text) -> its claim."""
         chunks = run.in_flight()
-        holders = run.map_parallel(
+        claims = run.map_parallel(
             lambda chunk: end_lease(self.store, run.keys, chunk, stopped), chunks
         )
-        return {str(chunk): holder for chunk, holder in zip(chunks, holders, strict=True) if holder}
+        return {str(chunk): claim for chunk, claim in zip(chunks, claims, strict=True) if claim}
 
-    def _judge_stop(self, info: WorkerInfo, working: bool) -> None:
-        """Raise the fault a stopped worker shows, or count it towards giving up. A worker
-        that died ``working`` on a chunk of a run that ``blames_items`` had started well:
-        the chunk's retries judge the chunk (a submitted call that kills its worker fails
-        alone), not the workers' start."""
+    def recall(self, run: Run) -> None:
+        """Stop the workers holding the run's chunks, and wait for them to write what they
+        finished (a failed or interrupted call keeps every finished item)."""
+        holders = set()
+        for claim in run.map_parallel(self._claim_of(run), run.in_flight()):
+            if claim is not None and not claim.released:
+                holders.add(claim.holder)
+        with self._lock:
+            holders &= {worker for worker, up in self.workers.items() if up}
+            self._recalled |= holders
+        if holders:
+            self.backend.stop(sorted(holders))
+            deadline = time.monotonic() + _RECALL_WAIT_SECONDS
+            while time.monotonic() < deadline and any(
+                info.state != "stopped" for info in self.backend.describe(sorted(holders))
+            ):
+                time.sleep(self.backend.check_interval)
+
+    def _claim_of(self, run: Run) -> Callable[[int], Claim | None]:
+        def read(chunk: int) -> Claim | None:
+            try:
+                return Claim.decode(self.store.get(run.keys.claim(chunk)))
+            except NotFound:
+                return None
+
+        return read
+
+    def _judge_stop(self, info: WorkerInfo, blamed: bool) -> None:
+        """Raise the fault a stopped worker shows, or count it towards giving up, unless its
+        death is ``blamed`` on what it ran: an item in isolation, or a chunk of a run that
+        ``blames_items`` (a submitted call that kills its worker fails alone). Those
+        deaths are counted by the items' attempts, not against the workers' start."""
         reason = info.reason or f"exit code {info.exit_code}"
         log.info("worker %s stopped (%s) while work remains", info.worker_id, reason)
-        if info.fault == "out_of_memory":
-            self.failure = OutOfMemoryError(
-                f"worker {info.worker_id} ran out of memory with {self._memory_text()} "
-                f"({reason}). Give each worker more: {self._memory_advice()}"
-            )
-        elif info.fault == "failed_to_start":
+        if info.fault == "failed_to_start":
             self.failure = WorkerStartError(
                 f"worker {info.worker_id} could not start: {reason}. Check the image "
                 "(`starburst config show`) and that `starburst setup` has run in this region."
             )
-        elif working:
-            self._fruitless_exits = 0
-        elif info.fault != "interrupted":
+        elif not blamed:
             self._count_fruitless(info.worker_id, reason)
-
-    def _memory_text(self) -> str:
-        mib = self.spec.memory_mib
-        return "the default memory" if mib is None else f"memory={mib / 1024:g} GB"
-
-    def _memory_advice(self) -> str:
-        current = self.spec.memory_mib or 2048
-        return f"e.g. memory='{2 * current / 1024:g}GB' (with a larger cpu= if Fargate needs it)."
 
     def _count_fruitless(self, worker_id: str, reason: str) -> None:
         """Give up when workers keep stopping before they complete anything."""
@@ -463,10 +490,10 @@ class Driver:
             )
 
     def _worker_did_work(self, worker_id: str) -> bool:
-        """Whether any process of the worker completed a chunk, from its heartbeats."""
+        """Whether any process of the worker completed an item, from its heartbeats."""
         for key in self.store.list(f"{self.keys.workers_prefix}{worker_id}."):
             try:
-                if from_json(self.store.get(key)).get("chunks_done", 0) > 0:
+                if from_json(self.store.get(key)).get("items_done", 0) > 0:
                     return True
             except Exception:
                 continue

@@ -9,8 +9,9 @@ sessions/<sid>/logs/<wid>.log          a local worker's output
 data/<sid>/<rid>/fn.bin                the function, uploaded once
 data/<sid>/<rid>/in/<chunk>            a chunk's items
 data/<sid>/<rid>/claim/<chunk>         who holds the chunk, attempt, lease expiry (JSON)
-data/<sid>/<rid>/out/<chunk>           the chunk's results and per-item errors
-data/<sid>/<rid>/failed/<chunk>        which items of the chunk failed (JSON), for status
+data/<sid>/<rid>/out/<chunk>           the chunk's last results and per-item errors (its end)
+data/<sid>/<rid>/out/<chunk>.<lo>-<hi> a part: the results of the chunk's items lo..hi-1
+data/<sid>/<rid>/failed/<chunk>[...]   which items of an output failed (JSON), for status
 data/<sid>/<rid>/chunks.json           a detached run's chunk starts (JSON), for status
 sessions/<sid>/supervisor.json         who supervises a detached session (a lease, JSON)
 sessions/<sid>/procs/<wid>.json        a local worker's process id
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -173,8 +174,9 @@ class RunKeys:
         """Markers of the chunks that have failed items: ``failed/<chunk>`` (JSON)."""
         return f"{self.prefix}failed/"
 
-    def failure_marker(self, chunk: int) -> str:
-        return self.failed + chunk_name(chunk)
+    def failure_marker(self, output_key: str) -> str:
+        """The marker of the output at ``output_key`` (a chunk's end or one of its parts)."""
+        return self.failed + output_key.rsplit("/", 1)[1]
 
     @property
     def inputs(self) -> str:
@@ -195,9 +197,39 @@ class RunKeys:
         return self.claims + chunk_name(chunk)
 
     def output(self, chunk: int) -> str:
+        """The output that ends a chunk: its results from where its last writer began."""
         return self.outputs + chunk_name(chunk)
+
+    def part(self, chunk: int, lo: int, hi: int) -> str:
+        """A part of a chunk's output: the results of its items ``lo`` to ``hi - 1`` (offsets
+        in the chunk), written while the chunk runs on."""
+        return f"{self.output(chunk)}.{lo:0{CHUNK_DIGITS}d}-{hi:0{CHUNK_DIGITS}d}"
+
+    def outputs_after(self, chunk: int) -> str:
+        """A listing's ``start_after`` that skips the outputs (ends and parts) of every chunk
+        up to ``chunk``."""
+        return f"{self.output(chunk)}~"  # "~" sorts after the "." of a part
 
     @staticmethod
     def chunk_of(key: str) -> int:
-        """The chunk number at the end of an ``in/``, ``claim/`` or ``out/`` key."""
-        return int(key.rsplit("/", 1)[1])
+        """The chunk number at the end of an ``in/``, ``claim/``, ``out/`` or ``failed/`` key."""
+        return int(key.rsplit("/", 1)[1].split(".", 1)[0])
+
+    @staticmethod
+    def part_span(key: str) -> tuple[int, int] | None:
+        """The items ``(lo, hi)`` of a part's key; ``None`` for a chunk's end."""
+        _, dot, span = key.rsplit("/", 1)[1].partition(".")
+        if not dot:
+            return None
+        lo, _, hi = span.partition("-")
+        return int(lo), int(hi)
+
+
+def chain_end(spans: Iterable[tuple[int, int]]) -> int:
+    """How many of a chunk's items, from its first, the parts ``spans`` cover without a gap."""
+    end = 0
+    for lo, hi in sorted(spans):
+        if lo > end:
+            break
+        end = max(end, hi)
+    return end

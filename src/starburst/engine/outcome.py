@@ -17,6 +17,7 @@ from typing import Any
 import cloudpickle
 
 from ..errors import (
+    OutOfMemoryError,
     RemoteBaseException,
     RemoteError,
     RemoteKeyboardInterrupt,
@@ -70,9 +71,13 @@ class ItemFailure:
         )
 
     @classmethod
-    def worker_lost(cls, index: int, reason: str) -> ItemFailure:
-        """Record an item whose chunk could not be completed because its workers died."""
-        return cls(index, "WorkerLostError", reason, "", "", "", lost=True)
+    def worker_lost(
+        cls, index: int, item: Any, reason: str, out_of_memory: bool = False
+    ) -> ItemFailure:
+        """Record an item that stopped every worker that ran it (``reason`` says how)."""
+        where = f"item {index} (input: {_safe_repr(item)})"
+        kind = "OutOfMemoryError" if out_of_memory else "WorkerLostError"
+        return cls(index, kind, reason, "", where, "", lost=True)
 
     def to_exception(self, as_raised: bool = False) -> BaseException:
         """The exception to hand to the user, chained to its remote traceback.
@@ -86,9 +91,10 @@ class ItemFailure:
         if self.unloadable:
             return ResultUnpicklingError(self.message)
         if self.lost:
-            return WorkerLostError(
-                f"item {self.index} was not computed: {self.message}. Raise retries= to try "
-                "more often, or look at the workers' logs for why they died."
+            lost = OutOfMemoryError if self.type_name == "OutOfMemoryError" else WorkerLostError
+            return lost(
+                f"{self.where or f'item {self.index}'} was not computed: {self.message}. "
+                "Raise retries= to try more often, or read the workers' logs for why they died."
             )
         exc: BaseException | None = None
         if self.exception is not None:
@@ -180,7 +186,7 @@ def _safe_repr(item: Any) -> str:
 
 
 def decode_output(payload: Buffer) -> Any:
-    """A chunk's output record (a ``ChunkOutput``, or a lost chunk's record) from its payload.
+    """A chunk's output record (a ``ChunkOutput``: its end, or one of its parts) from its payload.
 
     A result the client cannot unpickle (its class exists only on the worker, or its own
     unpickling fails) fails its item with ``ResultUnpicklingError``, and the chunk's other
@@ -204,11 +210,31 @@ def decode_output(payload: Buffer) -> Any:
 
 @dataclass
 class ChunkOutput:
-    """The record at ``out/<chunk>``: one slot per item, and the failures by index."""
+    """The record at ``out/<chunk>`` (the chunk's end) or at one of its parts: one slot per
+    item from item ``start`` (the ``offset``-th of its chunk), and the failures by index."""
 
     start: int
     results: list[Any]
     failures: dict[int, ItemFailure] = field(default_factory=dict)
     worker: str = ""
     attempt: int = 0
-    seconds: float = 0.0  # how long the chunk's items took, wall clock (``engine/pacing.py``)
+    seconds: float = 0.0  # how long its items took, wall clock (``engine/pacing.py``)
+    offset: int = 0  # where ``results`` begin in the chunk
+
+    @property
+    def end(self) -> int:
+        """The chunk offset after its last item."""
+        return self.offset + len(self.results)
+
+    def from_offset(self, offset: int) -> ChunkOutput:
+        """The same output without its items before chunk offset ``offset`` (another output
+        delivered those already)."""
+        skip = offset - self.offset
+        if skip <= 0:
+            return self
+        start = self.start + skip
+        failures = {i: f for i, f in self.failures.items() if i >= start}
+        seconds = self.seconds * (len(self.results) - skip) / max(1, len(self.results))
+        return ChunkOutput(
+            start, self.results[skip:], failures, self.worker, self.attempt, seconds, offset
+        )

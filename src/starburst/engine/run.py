@@ -7,6 +7,7 @@ reading each new output exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -15,17 +16,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
-from ..errors import CancelledError, RunTimeoutError, SerializationError
-from ..serialize import dumps_parts, loads, unsendable_item_error
+from ..errors import CancelledError, RunTimeoutError
+from ..serialize import dumps_parts, unsendable_item_error
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 from .chunking import Chunk, ChunkStream
-from .claims import LostChunk
 from .layout import RunKeys, SessionKeys, to_json
 from .manifest import RunManifest
-from .outcome import ChunkOutput, ItemFailure, decode_output
+from .outcome import ChunkOutput, decode_output
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 class Run:
@@ -61,7 +62,10 @@ class Run:
         self._lock = threading.Lock()
         self._uploaded = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
-        self._downloads: dict[int, Future[ChunkOutput]] = {}  # chunk -> its output, coming
+        self._downloads: dict[str, Future[ChunkOutput]] = {}  # output key -> the output, coming
+        self._seen: dict[int, set[str]] = {}  # undelivered chunk -> its outputs listed so far
+        self._landed: dict[int, list[tuple[ChunkOutput, bool]]] = {}  # -> (output, is its end)
+        self._front: dict[int, int] = {}  # undelivered chunk -> its items delivered so far
         self._next_listing = 0.0  # time.monotonic() of the next listing of out/
         self._listing_pause = store.poll_interval
         self._rings_listed = -1  # the news bell's ring count at the last listing
@@ -274,7 +278,7 @@ class Run:
         return [c for c in claimed if c not in self.delivered and (end is None or c < end)]
 
     def poll(self) -> list[ChunkOutput]:
-        """The chunk outputs downloaded since the last poll; each is delivered once.
+        """The outputs downloaded since the last poll, each item delivered once.
 
         A poll lists ``out/`` from the lowest chunk not yet delivered, and starts downloading
         what is new, when a worker has rung the news bell since the last listing (whichever
@@ -282,18 +286,16 @@ class Run:
         ``poll_interval`` apart, backing off to ``max_poll_interval`` while nothing lands
         (or for good, once rings are heard). Downloads run on in the background while the
         caller handles what it got.
+
+        A chunk's output may come in parts (``out/<chunk>.<lo>-<hi>``) before its end
+        (``out/<chunk>``); each is delivered once the items before it were, without the
+        items another output delivered already (two workers may both have run a chunk).
         """
         now = time.monotonic()
         rings = self.store.times_rung(self._news_bell)
         if now >= self._next_listing or rings != self._rings_listed:
             self._rings_listed = rings
-            start = self.keys.output(self._lowest_pending - 1) if self._lowest_pending else None
-            found = False
-            for key in self.store.list(self.keys.outputs, start_after=start):
-                chunk = RunKeys.chunk_of(key)
-                if chunk not in self.delivered and chunk not in self._downloads:
-                    self._downloads[chunk] = self._start(self._read_output, chunk)
-                    found = True
+            found = self._list_outputs()
             # Once this process has heard the bell, rings bring the news: a landing need not
             # bring the listings back to their quickest (as it must where nobody rings).
             pause = self._listing_pause * 1.5
@@ -302,18 +304,59 @@ class Run:
             self._listing_pause = min(self._listing_pause, self.store.max_poll_interval)
             self._next_listing = now + self._listing_pause
         landed: list[ChunkOutput] = []
-        for chunk, download in list(self._downloads.items()):
+        for key, download in list(self._downloads.items()):
             if download.done():
-                del self._downloads[chunk]
-                record = download.result()
-                self.delivered.add(chunk)
-                self.items_delivered += len(record.results)
-                landed.append(record)
+                del self._downloads[key]
+                chunk = RunKeys.chunk_of(key)
+                end = RunKeys.part_span(key) is None
+                self._landed.setdefault(chunk, []).append((download.result(), end))
+                landed += self._deliverable(chunk)
         while self._lowest_pending in self.delivered:
             self._lowest_pending += 1
         if self.complete:
             self.close()
         return landed
+
+    def last_poll(self) -> list[ChunkOutput]:
+        """List now and wait for every download: what the workers wrote before they stopped."""
+        self._next_listing = 0.0
+        landed = self.poll()
+        for download in list(self._downloads.values()):
+            with contextlib.suppress(Exception):
+                download.result()
+        return landed + self.poll()
+
+    def _list_outputs(self) -> bool:
+        """Start downloading the outputs listed since the last listing; say if there were."""
+        start = self.keys.outputs_after(self._lowest_pending - 1) if self._lowest_pending else None
+        found = False
+        for key in self.store.list(self.keys.outputs, start_after=start):
+            chunk = RunKeys.chunk_of(key)
+            seen = self._seen.setdefault(chunk, set()) if chunk not in self.delivered else None
+            if seen is not None and key not in seen:
+                seen.add(key)
+                self._downloads[key] = self._start(self._read_output, key)
+                found = True
+        return found
+
+    def _deliverable(self, chunk: int) -> list[ChunkOutput]:
+        """The landed outputs of ``chunk`` that follow what it delivered, trimmed of what it
+        delivered already; the chunk is delivered once its end is."""
+        landed, front, ready = self._landed[chunk], self._front.get(chunk, 0), []
+        landed.sort(key=lambda pair: pair[0].offset)
+        while landed and landed[0][0].offset <= front:
+            output, end = landed.pop(0)
+            if output.end > front:
+                ready.append(output.from_offset(front))
+                self.items_delivered += output.end - front
+                front = output.end
+            if end:
+                self.delivered.add(chunk)
+                for table in (self._landed, self._front, self._seen):
+                    table.pop(chunk, None)
+                return ready
+        self._front[chunk] = front
+        return ready
 
     def wait(self) -> None:
         """Wait until the next listing is due, a download completes, or a worker rings to
@@ -324,7 +367,7 @@ class Run:
         elif self.store.times_rung(self._news_bell) == self._rings_listed:
             self.store.wait_for_ring(self._news_bell, timeout)
 
-    def _start(self, fn: Callable[[int], T], chunk: int) -> Future[T]:
+    def _start(self, fn: Callable[[K], T], chunk: K) -> Future[T]:
         """Run ``fn(chunk)`` in the background where the store gains from it, else now."""
         if self.store.parallelism < 2:
             done: Future[T] = Future()
@@ -349,40 +392,11 @@ class Run:
         if pool is not None:
             pool.shutdown(wait=False)
 
-    def _read_output(self, chunk: int) -> ChunkOutput:
-        data = self.store.get(self.keys.output(chunk))
-        try:  # results that cannot be unpickled here fail alone (``decode_output``)
-            record = decode_output(data)
-        except (Exception, SystemExit) as exc:  # not even the salvage could read it
-            return self._unreadable_output(chunk, exc)
-        return self._lost_output(chunk, record) if isinstance(record, LostChunk) else record
-
-    def _lost_output(self, chunk: int, lost: LostChunk) -> ChunkOutput:
-        """A lost chunk as an output whose every item failed with ``WorkerLostError``."""
-        start, count = self._span(chunk)
-        failures = {i: ItemFailure.worker_lost(i, lost.reason) for i in range(start, start + count)}
-        return ChunkOutput(start=start, results=[None] * count, failures=failures)
-
-    def _unreadable_output(self, chunk: int, exc: BaseException) -> ChunkOutput:
-        """An output this process cannot unpickle, as one whose every item failed with a
-        ``SerializationError`` that says why."""
-        start, count = self._span(chunk)
-        problem = SerializationError(
-            f"the results of items {start} to {start + count - 1} cannot be unpickled here "
-            f"({type(exc).__name__}: {exc}). Return plain data (numbers, arrays, dicts), or "
-            "classes this process can import."
-        )
-        failures = {
-            i: ItemFailure.from_exception(i, "?", problem, "?") for i in range(start, start + count)
-        }
-        return ChunkOutput(start=start, results=[None] * count, failures=failures)
-
-    def _span(self, chunk: int) -> tuple[int, int]:
-        with self._lock:
-            if chunk in self.spans:
-                return self.spans[chunk]
-        payload = loads(self.store.get(self.keys.input(chunk)))
-        return payload["start"], len(payload["items"])
+    def _read_output(self, key: str) -> ChunkOutput:
+        """An output, as ``decode_output`` reads it: a result that cannot be unpickled here
+        fails its own item only."""
+        output: ChunkOutput = decode_output(self.store.get(key))
+        return output
 
     def outputs(
         self, deadline: float | None, on_poll: Callable[[Run], None] | None = None

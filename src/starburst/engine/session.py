@@ -65,7 +65,8 @@ class Timings:
     orphan_scan: float  # seconds between an idle worker's scans for expired leases
     idle_timeout: float  # an idle worker exits after this long
     client_timeout: float | None  # workers exit when the client is silent this long
-    stop_grace: float  # on SIGTERM, seconds a worker may finish its chunk before releasing it
+    stop_grace: float  # on SIGTERM, seconds a worker may finish its item before it stops
+    flush: float = 3.0  # seconds of a chunk's work between the parts of its output
 
     @classmethod
     def for_store(cls, store: Store, *, attached: bool) -> Timings:
@@ -74,12 +75,12 @@ class Timings:
             return cls(
                 lease=15.0, heartbeat=1.0, poll=store.poll_interval, max_poll=0.02,
                 orphan_scan=0.2, idle_timeout=300.0 if attached else 60.0,
-                client_timeout=10.0 if attached else None, stop_grace=0.0,
+                client_timeout=10.0 if attached else None, stop_grace=0.0, flush=0.5,
             )  # fmt: skip
         return cls(
             lease=90.0, heartbeat=20.0, poll=store.poll_interval, max_poll=5.0,
             orphan_scan=30.0, idle_timeout=300.0,
-            client_timeout=180.0 if attached else None, stop_grace=90.0,
+            client_timeout=180.0 if attached else None, stop_grace=90.0, flush=3.0,
         )  # fmt: skip
 
 

@@ -27,7 +27,7 @@ STATES = {
     "waiting": "work left, no worker up: attaching relaunches them",
     "done": "every item has a result or an error",
     "capped": "stopped at max_cost",
-    "stalled": "more workers would not help (out of memory, or workers keep dying)",
+    "stalled": "more workers would not help (they cannot start, or keep dying)",
     "expired": "past its deadline: its workers stopped",
     "attached": "a Cluster or map whose client is alive",
     "abandoned": "a Cluster or map whose client died: `starburst sessions cleanup` removes it",
@@ -210,16 +210,23 @@ def run_status(store: Store, keys: SessionKeys, manifest: RunManifest, now: floa
     run_keys = keys.run(manifest.run_id)
     kind = "call" if manifest.call == "task" else "map"
     items = manifest.n_items or 0
-    outputs = [RunKeys.chunk_of(k) for k in store.list(run_keys.outputs)]
+    ended: set[int] = set()  # chunks whose output's end is written
+    parts: dict[int, list[tuple[int, int]]] = {}  # other chunks: the items their parts hold
+    for key in store.list(run_keys.outputs):
+        span = RunKeys.part_span(key)
+        if span is None:
+            ended.add(RunKeys.chunk_of(key))
+        else:
+            parts.setdefault(RunKeys.chunk_of(key), []).append(span)
     sizes = _chunk_sizes(store, run_keys, manifest)
-    failed = 0
+    failed_items: set[int] = set()  # (two workers may have written the same items)
     for key in store.list(run_keys.failed):  # written by the output's writer, after it
-        marker = from_json(store.get(key))
-        chunk = RunKeys.chunk_of(key)
-        failed += sizes.get(chunk, 0) if marker.get("lost") else len(marker["items"])
-    finished = sum(sizes.get(chunk, 0) for chunk in outputs)
+        failed_items.update(from_json(store.get(key))["items"])
+    failed = len(failed_items)
+    finished = sum(sizes.get(chunk, 0) for chunk in ended)
     if not sizes and manifest.n_chunks:  # no chunk sizes stored: count chunks as average
-        finished = round(items * len(outputs) / manifest.n_chunks)
+        finished = round(items * len(ended) / manifest.n_chunks)
+    finished += sum(_covered(spans) for chunk, spans in parts.items() if chunk not in ended)
     pending = max(0, items - finished)
     state = "cancelled" if manifest.state == "cancelled" else "running" if pending else "done"
     eta = None
@@ -229,6 +236,15 @@ def run_status(store: Store, keys: SessionKeys, manifest: RunManifest, now: floa
         manifest.run_id, kind, state, items, finished - failed, failed, pending,
         manifest.created, eta,
     )  # fmt: skip
+
+
+def _covered(spans: list[tuple[int, int]]) -> int:
+    """How many items the parts ``spans`` of one chunk hold (they may overlap)."""
+    covered = end = 0
+    for lo, hi in sorted(spans):
+        covered += max(0, hi - max(lo, end))
+        end = max(end, hi)
+    return covered
 
 
 def _chunk_sizes(store: Store, keys: RunKeys, manifest: RunManifest) -> dict[int, int]:

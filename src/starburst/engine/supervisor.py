@@ -15,8 +15,9 @@ the backend reports:
    as many as ``max_cost`` still allows (each bills at least a minute);
 4. once the ledger's cost reaches ``max_cost``, the session's state becomes ``capped`` and
    its deadline now: every worker leaves at its next heartbeat;
-5. when more workers would not help (one ran out of memory, one could not start, or
-   ``MAX_LAUNCHES_PER_WORKER`` times the session's workers were launched), the session's
+5. when more workers would not help (one could not start, or
+   ``MAX_LAUNCHES_PER_WORKER`` times the session's workers were launched, not counting
+   those that died of an item in isolation: its attempts bound those), the session's
    state becomes ``stalled`` with the reason, which ``collect`` raises instead of waiting.
 
 A worker told to stop (a spot interruption) leaves the roster and runs a step itself before
@@ -37,10 +38,11 @@ import time
 from ..backends.base import Backend, LaunchRequest, WorkerInfo
 from ..cost.billing import ledger_cost, workers_affordable
 from ..store import NotFound, PreconditionFailed, Store
-from .claims import Claim, end_lease
+from .claims import Claim, end_lease, stop_cause
 from .control import Control, ControlWriter
 from .layout import RunKeys, SessionKeys
 from .manifest import RunManifest
+from .session import SessionRecord
 from .status import worker_heartbeats
 
 log = logging.getLogger("starburst")
@@ -117,7 +119,7 @@ class Supervisor:
             return []
         now = time.time()
         infos = {info.worker_id: info for info in self._find(control)}
-        gone = self._lost_workers(control, infos, session.backend, now)
+        gone = self._lost_workers(control, infos, session, now)
         stopped_at = self._stop_times(gone, infos, now)
         announced = self._announce_missing(control)
         runs = [m for m in control.runs.values() if m.state != "cancelled"] + announced
@@ -127,20 +129,25 @@ class Supervisor:
         finished = {m.run_id for m in runs if _finished(m, done.get(m.run_id, set()))}
         finished |= {m.run_id for m in control.runs.values() if m.state == "cancelled"}
         active = [m for m in runs if m.run_id not in finished]
-        requeued = (
-            {m.run_id: self._end_leases(m, gone, done[m.run_id]) for m in active} if gone else {}
-        )
+        ended = {m.run_id: self._end_leases(m, gone, done[m.run_id]) for m in active if gone}
+        requeued = {r: {c: claim.holder for c, claim in e.items()} for r, e in ended.items()}
+        # Workers that died running a chunk in isolation died of an item, whose attempts
+        # bound such deaths: they do not count towards "they keep stopping".
+        pinned = {claim.holder for e in ended.values() for claim in e.values() if claim.isolate}
         live = [w for w in control.roster if w not in gone]
         ledger = {**control.ledger}
         for worker, at in stopped_at.items():
             ledger[worker] = {**ledger.get(worker, {"launched": at, "spot": False}), "stopped": at}
+            if worker in pinned:
+                ledger[worker]["item_death"] = True
         spent = ledger_cost(ledger, session.hourly, now)
         running = session.state == "open" and not session.expired(now)
         capped = running and session.max_cost is not None and spent >= session.max_cost
-        problem = self._problem(gone, infos, control, live) if running else None
+        launches = sum(not entry.get("item_death") for entry in ledger.values())
+        problem = self._problem(gone, infos, control, live, launches) if running else None
         launched: dict[str, int] = {}
         if active and running and not capped and problem is None:
-            launched = self._launch(control, live, spent)
+            launched = self._launch(control, live, spent, launches)
         if not (gone or finished or launched or capped or announced or problem):
             return []
 
@@ -149,6 +156,8 @@ class Supervisor:
                 record.roster.pop(worker, None)
                 if worker in record.ledger and record.ledger[worker].get("stopped") is None:
                     record.ledger[worker]["stopped"] = stopped_at[worker]
+                if worker in record.ledger and worker in pinned:
+                    record.ledger[worker]["item_death"] = True
             for run_id, chunks in requeued.items():
                 if chunks:
                     record.requeued.setdefault(run_id, {}).update(chunks)
@@ -186,25 +195,26 @@ class Supervisor:
         return self.backend.find(self.keys.session_id) if control.roster else []
 
     def _lost_workers(
-        self, control: Control, infos: dict[str, WorkerInfo], backend: str, now: float
-    ) -> dict[str, bool]:
-        """Roster workers the backend no longer runs, each with whether its stop uses up an
-        attempt (not for a spot interruption)."""
-        show_up = _SHOW_UP_SECONDS.get(backend, 60.0)
-        gone: dict[str, bool] = {}
+        self, control: Control, infos: dict[str, WorkerInfo], session: SessionRecord, now: float
+    ) -> dict[str, str | None]:
+        """Roster workers the backend no longer runs, each with how it stopped, or ``None``
+        when its stop uses up no attempt (a spot interruption)."""
+        show_up, memory_mib = _SHOW_UP_SECONDS.get(session.backend, 60.0), session.memory_mib
+        gone: dict[str, str | None] = {}
         for worker in control.roster:
             info = infos.get(worker)
             if info is None:
                 launched = control.ledger.get(worker, {}).get("launched", 0.0)
                 if now - launched > show_up:
-                    gone[worker] = True
+                    gone[worker] = f"worker {worker}: vanished"
             elif info.state == "stopped":
-                gone[worker] = info.fault != "interrupted"
+                interrupted = info.fault == "interrupted"
+                gone[worker] = None if interrupted else stop_cause(info, memory_mib, "")
                 log.info("worker %s stopped: %s", worker, info.reason)
         return gone
 
     def _stop_times(
-        self, gone: dict[str, bool], infos: dict[str, WorkerInfo], now: float
+        self, gone: dict[str, str | None], infos: dict[str, WorkerInfo], now: float
     ) -> dict[str, float]:
         """When each lost worker stopped: as the backend says, else its last heartbeat (a
         step may come long after: the cost must not grow in between)."""
@@ -233,22 +243,20 @@ class Supervisor:
         return missing
 
     def _problem(
-        self, gone: dict[str, bool], infos: dict[str, WorkerInfo], control: Control, live: list[str]
+        self,
+        gone: dict[str, str | None],
+        infos: dict[str, WorkerInfo],
+        control: Control,
+        live: list[str],
+        launches: int,
     ) -> str | None:
         """Why launching more workers would not help, if it would not."""
         session = control.session
         assert session is not None
         for worker in gone:
             info = infos.get(worker)
-            if info is not None and info.fault == "out_of_memory":
-                memory = f"{session.memory_mib / 1024:g} GB" if session.memory_mib else "default"
-                return (
-                    f"worker {worker} ran out of memory ({info.reason}) with memory={memory}; "
-                    "open a session with more memory and submit the unfinished work there"
-                )
             if info is not None and info.fault == "failed_to_start":
                 return f"worker {worker} could not start: {info.reason}"
-        launches = len(control.ledger)
         if len(live) < session.workers and launches >= MAX_LAUNCHES_PER_WORKER * session.workers:
             return (
                 f"{launches} workers were launched and they keep stopping; see "
@@ -257,29 +265,30 @@ class Supervisor:
         return None
 
     def _outputs(self, manifest: RunManifest) -> set[int]:
-        """The chunks of a run that have their output."""
-        return {
-            RunKeys.chunk_of(k) for k in self.store.list(self.keys.run(manifest.run_id).outputs)
-        }
+        """The chunks of a run that are done (their output's end is written)."""
+        keys = self.store.list(self.keys.run(manifest.run_id).outputs)
+        return {RunKeys.chunk_of(k) for k in keys if RunKeys.part_span(k) is None}
 
     def _end_leases(
-        self, manifest: RunManifest, gone: dict[str, bool], done: set[int]
-    ) -> dict[str, str]:
-        """End the lost workers' leases in a run: chunk (as text) -> the worker that held it."""
+        self, manifest: RunManifest, gone: dict[str, str | None], done: set[int]
+    ) -> dict[str, Claim]:
+        """End the lost workers' leases in a run: chunk (as text) -> the claim it had."""
         keys = self.keys.run(manifest.run_id)
-        ended: dict[str, str] = {}
+        ended: dict[str, Claim] = {}
         for key in self.store.list(keys.claims):
             chunk = RunKeys.chunk_of(key)
-            if chunk not in done and (holder := end_lease(self.store, keys, chunk, gone)):
-                ended[str(chunk)] = holder
+            if chunk not in done and (claim := end_lease(self.store, keys, chunk, gone)):
+                ended[str(chunk)] = claim
         return ended
 
-    def _launch(self, control: Control, live: list[str], spent: float) -> dict[str, int]:
+    def _launch(
+        self, control: Control, live: list[str], spent: float, launches: int
+    ) -> dict[str, int]:
         """Launch workers for the missing ones, on free stripes: worker id -> stripe."""
         session = control.session
         assert session is not None
         missing = session.workers - len(live)
-        room = MAX_LAUNCHES_PER_WORKER * session.workers - len(control.ledger)
+        room = MAX_LAUNCHES_PER_WORKER * session.workers - launches
         count = min(missing, room, self._affordable(session.max_cost, session.hourly, spent))
         if count <= 0 or not self.hold(self._lease_seconds):  # still the supervisor?
             return {}

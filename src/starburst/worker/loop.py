@@ -43,6 +43,10 @@ _HAND_OFF_SECONDS = 30.0
 #: The supervisor lease a stopping worker takes: short, because the platform may kill it
 #: mid-step, and the others cannot supervise until its lease runs out.
 _HAND_OFF_LEASE_SECONDS = 10.0
+#: A block of items between two reads of the clock lasts about this long, or up to
+#: ``_MAX_STRIDE`` items.
+_BLOCK_SECONDS = 0.002
+_MAX_STRIDE = 4096
 #: With many slots, a thief picks (by its slot) among up to this many of the lowest
 #: unclaimed chunks (one per eight slots).
 _STEAL_SPREAD = 16
@@ -54,6 +58,41 @@ class SessionClosed(Exception):
 
 class WorkerTerminated(BaseException):
     """Raised inside the worker when it is told to stop (SIGTERM) and may not finish."""
+
+
+class _RunOver(Exception):
+    """The run of the chunk in hand was cancelled, or another worker completed the chunk."""
+
+
+@dataclass
+class _Chunk:
+    """A chunk in hand: its items, their results so far, and how far they are written."""
+
+    lease: claims.Lease
+    run_id: str
+    start: int  # the index of the chunk's first item
+    items: list[Any]
+    results: list[Any] = field(init=False)
+    failures: dict[int, ItemFailure] = field(default_factory=dict)  # not written yet
+    written: int = field(init=False)  # items (from the chunk's first) in its outputs
+    done: int = field(init=False)  # items (from the chunk's first) finished
+    clock: float = field(default_factory=time.perf_counter)  # when ``written`` last moved
+
+    def __post_init__(self) -> None:
+        self.results = [None] * len(self.items)
+        self.written = self.done = self.lease.first
+
+    def take(self, worker: str) -> ChunkOutput:
+        """The output of the items finished since the last one taken."""
+        lo, done, now = self.written, self.done, time.perf_counter()
+        whole = lo == 0 and done == len(self.results)
+        results = self.results if whole else self.results[lo:done]
+        output = ChunkOutput(
+            self.start + lo, results, self.failures, worker, self.lease.attempt,
+            now - self.clock, lo,
+        )  # fmt: skip
+        self.failures, self.written, self.clock = {}, done, now
+        return output
 
 
 @dataclass
@@ -71,6 +110,7 @@ class _RunState:
     tried_requeued: set[tuple[int, str]] = field(default_factory=set)
     next_scan: float = 0.0
     finished: bool = False
+    stride: int = 1  # items run between two reads of the clock (``WorkerLoop._run_items``)
 
 
 class WorkerLoop:
@@ -106,6 +146,7 @@ class WorkerLoop:
         self.chunks_done = 0
         self.items_done = 0
         self._terminating = False
+        self._flush_due = 0.0  # time.monotonic() when the chunk in hand writes its next part
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
         self._supervisor: Any = None  # built on first use, by the first process only
@@ -155,7 +196,8 @@ class WorkerLoop:
         self.stop_reason = "terminated"
         if self.current is None or self._terminating or self.timings.stop_grace <= 0:
             raise WorkerTerminated
-        self._terminating = True  # finish the chunk in hand if it fits in the grace period
+        self._terminating = True  # finish the item in hand if it fits in the grace period,
+        self._flush_due = 0.0  # then write what is finished and give the rest back
         timer = threading.Timer(self.timings.stop_grace, os.kill, (os.getpid(), signal.SIGTERM))
         timer.daemon = True
         timer.start()
@@ -310,7 +352,8 @@ class WorkerLoop:
             return None
         state.next_scan = now + self.timings.orphan_scan
         total = state.manifest.n_chunks
-        done = {RunKeys.chunk_of(k) for k in self.store.list(state.keys.outputs)}
+        outputs = self.store.list(state.keys.outputs)
+        done = {RunKeys.chunk_of(k) for k in outputs if RunKeys.part_span(k) is None}
         if state.manifest.state == "sealed" and total is not None and len(done) >= total:
             state.finished = True
             return None
@@ -333,22 +376,28 @@ class WorkerLoop:
             with self._lock:
                 self.current = None
             return
-        start, items = payload["start"], payload["items"]
-        output = ChunkOutput(start=start, results=[None] * len(items), worker=self.worker_id)
-        output.attempt = lease.attempt
+        work = _Chunk(lease, manifest.run_id, payload["start"], payload["items"])
         try:
-            function = self._function(state)
-        except Exception as exc:
-            self._fail_all(output, items, exc)
-        else:
-            started = time.perf_counter()
-            self._run_items(function, manifest, output, items)
-            output.seconds = time.perf_counter() - started
-        self._write_output(lease, output)
+            if lease.lost is not None:
+                self._record_lost(work)
+            try:
+                function = self._function(state)
+            except Exception as exc:
+                self._fail_all(work, exc)
+            else:
+                self._run_items(function, state, work)
+            self._write(work, end=True)
+        except _RunOver:  # cancelled, or done by another worker: the rest is not wanted
+            self._give_back()
+            return
+        except WorkerTerminated:  # told to stop: hand back what is finished, then the chunk
+            self._terminating = True
+            with contextlib.suppress(StoreError):
+                self._write(work, end=False)
+            raise
         with self._lock:
             self.current = None
         self.chunks_done += 1
-        self.items_done += len(items)
         if self._terminating:
             raise WorkerTerminated
 
@@ -371,36 +420,101 @@ class WorkerLoop:
             time.sleep(pause)
             pause = min(pause * 2, self.timings.max_poll)
 
-    def _run_items(
-        self, function: RunFunction, manifest: RunManifest, output: ChunkOutput, items: list[Any]
-    ) -> None:
-        """Run the function on each item, catching each item's exception with its traceback."""
-        call = _caller(function, manifest)
-        results, seed = output.results, manifest.seed
-        for offset, item in enumerate(items):
-            index = output.start + offset
-            if seed is not None:
-                seed_item(seed, index)
-            try:
-                results[offset] = call(item)
-            except WorkerTerminated:
-                raise
-            except BaseException as exc:
-                output.failures[index] = ItemFailure.from_exception(
-                    index, item, exc, self.worker_id, task=manifest.call == "task"
-                )
+    def _run_items(self, function: RunFunction, state: _RunState, output: _Chunk) -> None:
+        """Run the function on each item, catching each item's exception with its traceback,
+        and write the finished items as a part of the chunk's output every ``flush`` seconds
+        (after every item in isolation).
 
-    def _fail_all(self, output: ChunkOutput, items: list[Any], cause: Exception) -> None:
-        """Record every item of a chunk as failed because its function would not load."""
+        The clock is read between blocks of items, not after each (it would double the cost
+        of a tiny item): a block lasts a few milliseconds, as the run's items showed so far.
+        """
+        manifest = state.manifest
+        call = _caller(function, manifest)
+        results, seed, items, n = output.results, manifest.seed, output.items, len(output.items)
+        isolate = output.lease.isolate or self._terminating
+        stride = 1 if isolate else state.stride
+        clock = time.monotonic
+        self._flush_due = 0.0 if isolate else clock() + self.timings.flush
+        lo = offset = output.done
+        last = clock()
+        output.clock = time.perf_counter()  # (``seconds`` of its outputs paces the next runs)
+        try:
+            while lo < n:
+                hi = min(n, lo + stride)
+                for offset, item in enumerate(items[lo:hi] if lo or hi < n else items, lo):
+                    index = output.start + offset
+                    if seed is not None:
+                        seed_item(seed, index)
+                    try:
+                        results[offset] = call(item)
+                    except WorkerTerminated:
+                        raise
+                    except BaseException as exc:
+                        output.failures[index] = ItemFailure.from_exception(
+                            index, item, exc, self.worker_id, task=manifest.call == "task"
+                        )
+                lo = offset = hi
+                now = clock()
+                if not isolate:  # blocks of a few milliseconds
+                    took, last = now - last, now
+                    if took < _BLOCK_SECONDS:
+                        stride = min(2 * stride, _MAX_STRIDE)
+                    elif took > 4 * _BLOCK_SECONDS:
+                        stride = max(1, stride // 2)
+                if now >= self._flush_due and hi < n:
+                    output.done = hi
+                    self._flush(output)
+        except WorkerTerminated:
+            output.done = max(output.done, offset)  # the item in hand is not finished
+            raise
+        finally:
+            if not isolate:
+                state.stride = stride  # the run's next chunk starts where this one got to
+        output.done = n
+
+    def _flush(self, work: _Chunk) -> None:
+        """Write the items finished since the last part; stop if told to, or if the run is
+        over (cancelled, or done by another worker)."""
+        self._write(work, end=False)
+        self._flush_due = 0.0 if work.lease.isolate else time.monotonic() + self.timings.flush
+        if self._terminating:
+            raise WorkerTerminated
+        control = self.control  # as the heartbeat last read it
+        manifest = control.runs.get(work.run_id) if control is not None else None
+        if manifest is None or manifest.state == "cancelled":
+            raise _RunOver
+
+    def _record_lost(self, work: _Chunk) -> None:
+        """Record the item that stopped every worker that ran it, then go on after it."""
+        lease = work.lease
+        assert lease.lost is not None
+        index = work.start + lease.first
+        session = self.control.session if self.control is not None else None
+        if session is not None and session.backend == "local" and session.attached:
+            where = f"session {session.session_id}"  # its logs go with it (the cause quotes one)
+        else:
+            where = f"its log: `starburst logs {self.keys.session_id}`"
+        reason = f"{lease.lost}; {where}"
+        item = work.items[lease.first]
+        work.failures[index] = ItemFailure.worker_lost(index, item, reason, lease.out_of_memory)
+        work.done = lease.first + 1
+        self._write(work, end=False)
+        with self._lock:
+            if not claims.restart(self.store, lease, work.done, self.timings.lease):
+                raise _RunOver  # another worker took the chunk meanwhile
+
+    def _fail_all(self, work: _Chunk, cause: Exception) -> None:
+        """Record every item left as failed because the function would not load."""
         problem = SerializationError(
             f"the worker could not load the function: {type(cause).__name__}: {cause}. "
             "Everything the function refers to must be importable on the workers."
         )
-        for offset, item in enumerate(items):
-            index = output.start + offset
-            output.failures[index] = ItemFailure.from_exception(
-                index, item, problem, self.worker_id
+        for offset in range(work.done, len(work.items)):
+            index = work.start + offset
+            work.failures[index] = ItemFailure.from_exception(
+                index, work.items[offset], problem, self.worker_id
             )
+        work.done = len(work.items)
 
     def _function(self, state: _RunState) -> RunFunction:
         run_id = state.manifest.run_id
@@ -409,7 +523,15 @@ class WorkerLoop:
             self.functions[run_id] = loads(self.store.get(state.keys.function))
         return self.functions[run_id]
 
-    def _write_output(self, lease: claims.Lease, output: ChunkOutput) -> None:
+    def _write(self, work: _Chunk, *, end: bool) -> None:
+        """Write the chunk's items finished since the last write: as the chunk's end
+        (``out/<chunk>``), or as a part (``out/<chunk>.<lo>-<hi>``) while it runs on."""
+        lease, done = work.lease, work.done
+        if not end and done <= work.written:
+            return
+        output = work.take(self.worker_id)
+        chunk = lease.chunk
+        key = lease.keys.output(chunk) if end else lease.keys.part(chunk, output.offset, done)
         compress = self.store.compress
         try:
             data = dumps(output, compress=compress, to_client=True)
@@ -418,15 +540,19 @@ class WorkerLoop:
         except BaseException:  # a result failed to pickle, or raised (even SystemExit) doing so
             data = dumps(_without_unpicklable(output), compress=compress, to_client=True)
         try:
-            self.store.put_if_absent(lease.keys.output(lease.chunk), data)
+            self.store.put_if_absent(key, data)
         except PreconditionFailed:
             log.info("chunk %s was already completed by another worker", lease.chunk)
         else:
             if output.failures:  # only the output's writer says which of its items failed
                 marker = {"items": sorted(output.failures), "worker": self.worker_id}
-                self.store.put(lease.keys.failure_marker(lease.chunk), to_json(marker))
+                self.store.put(lease.keys.failure_marker(key), to_json(marker))
             self.store.ring(self.keys.news_bell)
-        if self.store.frees_inputs:
+        first = self.items_done == 0
+        self.items_done += len(output.results)
+        if first and self.items_done:  # at once: the client judges a worker that dies by it
+            self._write_heartbeat(state="running")
+        if end and self.store.frees_inputs:
             self.store.delete(lease.keys.input(lease.chunk))
 
     # Heartbeat -----------------------------------------------------------------------------
