@@ -523,6 +523,26 @@ def record_in(folder, x):
     return x
 
 
+class CrashAtUnpickle:
+    """Unpickles by reading address 0: it kills the worker reading it (a segfault)."""
+
+    def __reduce__(self):
+        import ctypes
+
+        return (ctypes.string_at, (0,))
+
+
+class ErrorAtUnpickle:
+    """Unpickles by raising an ordinary exception."""
+
+    def __reduce__(self):
+        return (_raise_lookup_error, ("cannot build this here",))
+
+
+def _raise_lookup_error(text):
+    raise LookupError(text)
+
+
 class ExitAtUnpickle:
     """Unpickles by calling ``sys.exit``: as an argument it kills the worker reading it; as a
     result it raises ``SystemExit`` in the client reading it."""
@@ -615,7 +635,7 @@ def test_map_iterated_after_shutdown_without_wait_gives_every_result():
     [
         pytest.param(lambda ex: ex.submit(os._exit, 3), id="os._exit"),
         pytest.param(lambda ex: ex.submit(segfault), id="segfault"),
-        pytest.param(lambda ex: ex.submit(identity, ExitAtUnpickle()), id="argument-unpickling"),
+        pytest.param(lambda ex: ex.submit(identity, CrashAtUnpickle()), id="argument-unpickling"),
     ],
 )
 def test_a_call_that_kills_its_worker_fails_alone(killer):
@@ -625,6 +645,18 @@ def test_a_call_that_kills_its_worker_fails_alone(killer):
         assert "the call " in str(error)  # names the call
         # The executor is not broken: later calls work.
         assert [ex.submit(square, x).result(timeout=RESULT_TIMEOUT) for x in range(3)] == [0, 1, 4]
+
+
+@pytest.mark.parametrize("argument", [ExitAtUnpickle(), ErrorAtUnpickle()], ids=["exit", "error"])
+def test_an_argument_that_cannot_be_unpickled_fails_its_call_alone(argument):
+    with starburst.Executor(workers=1, progress=False) as ex:
+        calls = [ex.submit(square, 1), ex.submit(identity, argument), ex.submit(square, 2)]
+        error = calls[1].exception(timeout=RESULT_TIMEOUT)
+        assert isinstance(error, starburst.SerializationError), repr(error)
+        assert "could not be unpickled on the worker" in str(error)
+        assert any("the call identity(" in note for note in error.__notes__)
+        # The calls sent with it, in the same chunk, are computed.
+        assert [calls[0].result(), calls[2].result()] == [1, 4]
 
 
 def test_a_result_raising_system_exit_while_pickled_fails_its_call_alone(executor):

@@ -300,9 +300,9 @@ def check_function(fn: Any) -> None:
         )
 
 
-def plan_tasks(spec: WorkerSpec, tasks: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> Plan:
-    """Plan submitted calls ``(fn, args, kwargs)`` (each already checked to pickle) as one
-    run; the items carry their own functions."""
+def plan_tasks(spec: WorkerSpec, tasks: list[bytes]) -> Plan:
+    """Plan submitted calls, each pickled on its own (``serialize.pickle_call``), as one run;
+    the items carry their own functions."""
     payload = dumps(RunFunction(None), compress=spec.backend != "local")
     per_slot = chunks_per_slot(spec.backend)
     n_items, chunks = iter_chunks(tasks, len(tasks), spec.slots, None, per_slot)

@@ -27,8 +27,8 @@ from .engine.manifest import CallStyle
 from .engine.outcome import ChunkOutput, describe_call
 from .engine.pacing import ITEM_TIMES
 from .engine.run import Run
-from .errors import CancelledError, WorkerLostError
-from .serialize import unsendable_call_error
+from .errors import CancelledError, SerializationError, WorkerLostError
+from .serialize import pickle_call
 
 #: While calls are in flight, how long the dispatcher waits for more calls to join a batch.
 BATCH_WINDOW_SECONDS = 0.002
@@ -168,6 +168,8 @@ class _CallBatch:
                     "say more; the executor goes on with the other calls."
                 ))  # fmt: skip
             else:
+                if call is not None:  # the worker had the call pickled: name it here
+                    failure.where = describe_call(call)
                 future.resolve(error=failure.to_exception(as_raised=True))
 
     def fail(self, exc: BaseException) -> None:
@@ -421,17 +423,19 @@ class SubmitBatcher:
         return self._dispatching
 
     def _dispatch(self, calls: list[_Call]) -> None:
-        tasks, futures, sent = [], {}, {}
+        tasks: list[bytes] = []
+        futures, sent = {}, {}
         for future, fn, args, kwargs in calls:
             if future.cancelled():
                 continue
-            problem = unsendable_call_error(fn, args, kwargs)
-            if problem is not None:
+            try:
+                pickled = pickle_call(fn, args, kwargs)
+            except SerializationError as problem:
                 future.resolve(error=problem)
                 continue
             futures[len(tasks)] = future
             sent[len(tasks)] = (fn, args, kwargs)
-            tasks.append((fn, args, kwargs))
+            tasks.append(pickled)
         if tasks:
             plan = plan_tasks(self._driver.spec, tasks)
             try:

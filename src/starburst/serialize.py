@@ -230,19 +230,33 @@ def unpicklable_function_error(fn: Any, exc: Exception) -> SerializationError:
     )
 
 
-def unsendable_call_error(
-    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> SerializationError | None:
-    """The error for a submitted call ``fn(*args, **kwargs)`` that cannot be pickled for the
-    workers, or None when it can."""
+def pickle_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+    """A submitted call ``fn(*args, **kwargs)`` pickled on its own: the item a worker gets.
+
+    The worker unpickles it as it runs it (``load_call``), so that an argument that cannot be
+    unpickled there, or kills the process doing so, fails that call alone rather than the
+    calls sent with it. Raises ``SerializationError`` when the call cannot be pickled.
+    """
     try:
-        cloudpickle.dumps((fn, args, kwargs))
-    except Exception as exc:
-        return SerializationError(
+        return dumps((fn, args, kwargs), compress=False)
+    except PICKLING_ERRORS as exc:
+        raise SerializationError(
             f"cannot send the call {_describe(fn)}(...) to the workers "
             f"({type(exc).__name__}: {exc})"
-        )
-    return None
+        ) from exc
+
+
+def load_call(payload: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """The call ``pickle_call`` sent; one that cannot be unpickled here (even by an argument
+    that raises ``SystemExit``) raises ``SerializationError`` saying so."""
+    try:
+        fn, args, kwargs = loads(payload)
+    except PICKLING_ERRORS as exc:
+        raise SerializationError(
+            f"the call's arguments could not be unpickled on the worker ({type(exc).__name__}: "
+            f"{exc}). Pass plain data, or objects whose classes the workers can import."
+        ) from exc
+    return fn, args, kwargs
 
 
 def unsendable_item_error(start: int, items: list[Any], exc: Exception) -> SerializationError:

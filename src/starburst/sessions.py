@@ -49,7 +49,7 @@ from .errors import (
 )
 from .options import RunOptions, WorkerSpec
 from .progress import Progress, make_progress
-from .serialize import unsendable_call_error
+from .serialize import pickle_call
 from .store import NotFound, Store
 
 #: How often a waiting ``collect`` rereads the session's state (expired, capped, removed).
@@ -225,10 +225,7 @@ class Session:
         self._check_open()
         if not callable(fn):
             raise StarburstError(f"{fn!r} is not callable; pass a function as the first argument")
-        problem = unsendable_call_error(fn, args, kwargs)
-        if problem is not None:
-            raise problem
-        return self._submit(plan_tasks(self._driver.spec, [(fn, args, kwargs)]))
+        return self._submit(plan_tasks(self._driver.spec, [pickle_call(fn, args, kwargs)]))
 
     def _submit(self, plan: Plan) -> RunHandle:
         run = self._driver.submit(plan.payload, plan.chunks, plan.n_items, plan.call, plan.options)

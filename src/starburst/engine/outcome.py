@@ -162,7 +162,11 @@ def _user_traceback(exc: BaseException) -> str:
 
 
 def describe_call(task: Any) -> str:
-    """A submitted call ``(fn, args, kwargs)`` as users wrote it: ``the call f(1, b=2)``."""
+    """A submitted call ``(fn, args, kwargs)`` as users wrote it: ``the call f(1, b=2)``.
+    A call still pickled (as workers get it) is not unpickled to say so: the client, which
+    holds the call, names it."""
+    if isinstance(task, bytes):
+        return "a submitted call"
     try:
         fn, args, kwargs = task
         shown = [_safe_repr(a) for a in args] + [f"{k}={_safe_repr(v)}" for k, v in kwargs.items()]

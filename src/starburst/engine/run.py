@@ -420,8 +420,9 @@ class Run:
             self._health_check()
             if deadline is not None and time.monotonic() >= deadline:
                 raise RunTimeoutError(
-                    f"run {self.run_id} did not finish within its timeout: "
-                    f"{self.items_delivered} items completed"
+                    f"run {self.run_id} did not finish within its timeout; what completed "
+                    "is kept (the note below says how much), and the items in "
+                    "`exc.starburst_results.pending` are what is left to run"
                 )
             if not batch:
                 self.wait()

@@ -32,7 +32,7 @@ from ..engine.manifest import RunFunction, RunManifest
 from ..engine.outcome import ChunkOutput, ItemFailure
 from ..engine.seeding import seed_item
 from ..errors import SerializationError, StoreError
-from ..serialize import dumps, loads
+from ..serialize import dumps, load_call, loads
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 
@@ -679,7 +679,7 @@ def _caller(function: RunFunction, manifest: RunManifest) -> Callable[[Any], Any
     """The function that runs one item, resolved once per chunk (the per-item path is hot)."""
     fn = function.fn
     if manifest.call == "task":
-        call: Callable[[Any], Any] = lambda task: task[0](*task[1], **task[2])  # noqa: E731
+        call: Callable[[Any], Any] = _run_call
     elif manifest.call == "star":
         call = lambda args: fn(*args)  # noqa: E731
     else:
@@ -699,6 +699,12 @@ def _caller(function: RunFunction, manifest: RunManifest) -> Callable[[Any], Any
         raise AssertionError("unreachable")
 
     return with_retries
+
+
+def _run_call(task: bytes) -> Any:
+    """Run a submitted call, unpickled here as one item (``serialize.pickle_call``)."""
+    fn, args, kwargs = load_call(task)
+    return fn(*args, **kwargs)
 
 
 def _without_unpicklable(output: ChunkOutput) -> ChunkOutput:
