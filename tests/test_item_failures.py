@@ -322,3 +322,24 @@ def test_functions_of_one_cell_bring_their_lines_to_a_process_without_the_cell(
     assert first.__code__.co_filename == cell_name
     assert linecache.getline(cell_name, 2) == "    return x + 1\n"
     assert linecache.getline(cell_name, 6) == "    return x + 2\n"
+
+
+def _refuse_to_build(text: str) -> None:
+    raise LookupError(text)
+
+
+class BuiltOnlyHere:
+    """An input the workers cannot unpickle: rebuilding it raises."""
+
+    def __reduce__(self):
+        return (_refuse_to_build, ("cannot build this on a worker",))
+
+
+def test_an_item_that_cannot_be_unpickled_on_the_worker_fails_alone() -> None:
+    # Before, every worker that read its chunk died loading it, and the call hung.
+    items = [1, 2, BuiltOnlyHere(), 4]
+    results = starburst.map(str, items, workers=1, errors="return", timeout=120)
+    assert results[:2] == ["1", "2"] and results[3] == "4"
+    assert isinstance(results[2], starburst.SerializationError)
+    assert "could not be unpickled on the worker" in str(results[2])
+    assert "LookupError: cannot build this on a worker" in str(results[2])

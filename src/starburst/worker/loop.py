@@ -32,7 +32,8 @@ from ..engine.manifest import RunFunction, RunManifest
 from ..engine.outcome import ChunkOutput, ItemFailure
 from ..engine.seeding import seed_item
 from ..errors import SerializationError, StoreError
-from ..serialize import dumps, load_call, loads
+from ..salvage import find_unloadable, loads_salvaging
+from ..serialize import PICKLING_ERRORS, dumps, load_call, loads
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 
@@ -77,6 +78,8 @@ class _Chunk:
     written: int = field(init=False)  # items (from the chunk's first) in its outputs
     done: int = field(init=False)  # items (from the chunk's first) finished
     clock: float = field(default_factory=time.perf_counter)  # when ``written`` last moved
+    #: Some items could not be unpickled here (``salvage.Unloadable`` stand-ins in them).
+    salvaged: bool = False
 
     def __post_init__(self) -> None:
         self.results = [None] * len(self.items)
@@ -376,7 +379,10 @@ class WorkerLoop:
             with self._lock:
                 self.current = None
             return
-        work = _Chunk(lease, manifest.run_id, payload["start"], payload["items"])
+        work = _Chunk(
+            lease, manifest.run_id, payload["start"], payload["items"],
+            salvaged=payload.get("salvaged", False),
+        )  # fmt: skip
         try:
             if lease.lost is not None:
                 self._record_lost(work)
@@ -406,9 +412,14 @@ class WorkerLoop:
         pause = self.timings.poll
         while True:
             try:
-                return loads(self.store.get_view(lease.keys.input(lease.chunk)))
+                payload = self.store.get_view(lease.keys.input(lease.chunk))
             except NotFound:
                 pass
+            else:
+                try:
+                    return loads(payload)
+                except PICKLING_ERRORS:  # an item cannot be unpickled here: salvage the rest
+                    return {**loads_salvaging(payload), "salvaged": True}
             # Missing: not uploaded yet, beyond the run's end, or done (inputs are deleted).
             # The control record says which; it is read again once the wait grows long.
             control = self._read_control() if pause >= self.timings.max_poll else self.control
@@ -430,6 +441,8 @@ class WorkerLoop:
         """
         manifest = state.manifest
         call = _caller(function, manifest)
+        if output.salvaged:
+            call = _refusing_unloadable(call)
         results, seed, items, n = output.results, manifest.seed, output.items, len(output.items)
         isolate = output.lease.isolate or self._terminating
         stride = 1 if isolate else state.stride
@@ -699,6 +712,22 @@ def _caller(function: RunFunction, manifest: RunManifest) -> Callable[[Any], Any
         raise AssertionError("unreachable")
 
     return with_retries
+
+
+def _refusing_unloadable(call: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``call``, except that an item that could not be unpickled here (an ``Unloadable``
+    stand-in in it) fails with a ``SerializationError`` that says why."""
+
+    def refusing(item: Any) -> Any:
+        problem = find_unloadable(item)
+        if problem is not None:
+            raise SerializationError(
+                f"the item could not be unpickled on the worker: {problem}. Pass plain data, "
+                "or objects whose classes the workers can import."
+            ) from problem.error
+        return call(item)
+
+    return refusing
 
 
 def _run_call(task: bytes) -> Any:
