@@ -540,3 +540,17 @@ def test_a_client_stopped_by_sigterm_stops_its_workers_and_removes_its_scratch_s
         time.sleep(0.05)
     assert not alive(worker)
     assert list(scratch.iterdir()) == []  # not left in memory for a later sweep
+
+
+def test_forks_of_a_client_keep_sigterms_default_action() -> None:
+    # A pool's terminate() SIGTERMs its workers: one stuck on a lock another thread held at
+    # the fork cannot run a Python handler, and it hung the pool (test_store_contract's
+    # races, after the maps here had installed the client's handler).
+    import multiprocessing
+    import signal
+
+    assert starburst.map(abs, [-1, -2], workers=1) == [1, 2]
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        child = pool.apply(signal.getsignal, (signal.SIGTERM,))
+    assert child == signal.SIG_DFL

@@ -8,6 +8,7 @@ worker starts, and collect through the same engine.
 from __future__ import annotations
 
 import inspect
+import os
 import signal
 import threading
 import weakref
@@ -246,10 +247,25 @@ def exit_cleanly_on_sigterm() -> None:
         return
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        if not _forks_restore_sigterm:
+            os.register_at_fork(after_in_child=_restore_default_sigterm)
+            _forks_restore_sigterm.append(True)
+
+
+#: Whether forks of this process get SIGTERM's default action back (registered once).
+_forks_restore_sigterm: list[bool] = []
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)  # the status a shell reports for a process killed by it
+
+
+def _restore_default_sigterm() -> None:
+    """In a fork of the client (a ``multiprocessing`` pool's worker, say), SIGTERM kills as
+    by default: a Python handler cannot run in a child stuck on a lock another thread of the
+    client held at the fork, and its ``terminate()`` would then never return."""
+    if signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def plan_call(
