@@ -66,6 +66,37 @@ def test_a_worker_killed_mid_chunk_loses_no_result(tmp_path: Path, start_method:
     assert len(attempts_at_five) == 2  # item 5 ran again after the kill
 
 
+def test_a_hung_worker_is_stopped_and_replaced(
+    tmp_path: Path, start_method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STARBURST_LEASE", "3")  # a worker silent for 3 s counts as hung
+    pid_file = tmp_path / "victim"
+
+    def work(x: int) -> int:
+        if x == 5 and not pid_file.exists():
+            pid_file.write_text(str(os.getpid()))
+            time.sleep(120)  # frozen here by SIGSTOP: alive, but its heartbeats stop
+        time.sleep(0.05)  # work remains for a while after the hang: a replacement is due
+        return x * x
+
+    def freeze() -> None:
+        os.kill(_wait_for_pid(pid_file), signal.SIGSTOP)
+
+    thread = threading.Thread(target=freeze)
+    thread.start()
+    with starburst.Cluster(workers=2, progress=False) as cluster:
+        results = cluster.map(work, range(80), chunk_size=2, timeout=100)
+        launched = len(cluster.driver.workers)
+        frozen = int(pid_file.read_text())
+        deadline = time.monotonic() + 10  # (the kernel may take a moment)
+        while alive(frozen) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not alive(frozen), "the hung worker was left running"
+    thread.join()
+    assert results == [x * x for x in range(80)]  # every result, once, in order
+    assert launched == 3  # the hung worker was replaced
+
+
 def test_workers_that_keep_dying_give_a_clear_error_with_their_log(
     tmp_path: Path, start_method: str
 ) -> None:

@@ -49,6 +49,17 @@ def _dollars(value: Any, from_text: bool) -> float:
     return float(value)
 
 
+def _lease_seconds(value: Any, from_text: bool) -> float:
+    if from_text and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise BadValue("must be a number of seconds of at least 1, e.g. 15") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value < math.inf:
+        raise BadValue("must be a number of seconds of at least 1, e.g. 15")
+    return float(value)
+
+
 def _choice(choices: Sequence[Any], what: str) -> Callable[[Any, bool], Any]:
     def check(value: Any, from_text: bool) -> Any:
         if from_text and isinstance(value, str) and isinstance(choices[0], int):
@@ -115,6 +126,9 @@ SETTINGS: dict[str, Setting] = {
                 "workers get too, for access to your own data"),
         Setting("log_retention_days", _choice(LOG_RETENTION_DAYS, "a retention CloudWatch "
                 "Logs accepts"), help="how long workers' logs are kept"),
+        Setting("lease", _lease_seconds, "STARBURST_LEASE", in_config_file=False,
+                help="seconds a claim lasts unrenewed; a worker silent this long is stopped "
+                "and replaced (default: 15 locally, 90 on S3)"),
         Setting("local_start", _choice(LOCAL_STARTS, "a way to start local workers"),
                 "STARBURST_LOCAL_START", in_config_file=False),
         Setting("data_dir", _folder, "STARBURST_DATA_DIR", in_config_file=False),

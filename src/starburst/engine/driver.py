@@ -39,6 +39,7 @@ from ..threads import BareThread
 from .chunking import ChunkStream
 from .claims import Claim, end_lease, stop_cause
 from .control import Control, ControlWriter
+from .hangs import stop_hung_workers
 from .layout import from_json
 from .manifest import CallStyle, RunManifest
 from .run import Run
@@ -110,6 +111,8 @@ class Driver:
         self._fruitless_exits = 0
         self._recalled: set[str] = set()  # workers stopped to hand back a failed run's items
         self._trouble: LaunchTrouble | None = None  # launches falling short, if they are
+        self._hung: dict[str, str] = {}  # workers stopped for missing heartbeats -> cause
+        self._next_hang_check = 0.0  # (time.monotonic): heartbeats are read every lease/3
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._monitor: BareThread | None = None
@@ -413,8 +416,8 @@ class Driver:
             if not live:
                 self._ensure_workers()
                 return self.live_workers > 0  # (launched some)
-            stopped = []
-            infos = self.backend.describe(live)
+            stopped = [WorkerInfo(w, "stopped", reason=c) for w, c in self._stop_hung(live)]
+            infos = self.backend.describe([w for w in live if w not in self._hung])
             phases = dict(self._phases)
             if self.failure is None and (capped := self.cost.observe(infos)) is not None:
                 self.failure = capped  # stop at the cap: collectors raise it with what is done
@@ -429,6 +432,19 @@ class Driver:
             self._prune_finished_runs()
             self._ensure_workers()
             return bool(stopped) or phases != self._phases or self.live_workers != len(live)
+
+    def _stop_hung(self, live: list[str]) -> list[tuple[str, str]]:
+        """Stop the live workers whose heartbeats stopped (looked for every third of a
+        lease); they count as stopped now, with their cause."""
+        if time.monotonic() < self._next_hang_check or self._closed.is_set():
+            return []
+        timings = self.session.timings
+        self._next_hang_check = time.monotonic() + timings.lease / 3
+        hung = stop_hung_workers(self.store, self.keys, self.backend, live, timings)
+        self._hung.update(hung)
+        for worker_id in hung:
+            self.workers[worker_id] = False
+        return list(hung.items())
 
     def _on_workers_stopped(self, infos: list[WorkerInfo]) -> None:
         """Free the stopped workers' stripes, offer their chunks to the others, judge faults."""
@@ -455,8 +471,8 @@ class Driver:
         if any(requeued.values()):
             self.store.ring(self.keys.work_bell)
         holders = {h for run in active if run.blames_items for h in requeued[run.run_id].values()}
-        for info in infos if active else ():
-            if causes[info.worker_id] is not None:
+        for info in infos if active else ():  # (a hung worker's hang is not its start's fault)
+            if causes[info.worker_id] is not None and info.worker_id not in self._hung:
                 self._judge_stop(info, blamed=info.worker_id in pinned | holders)
 
     def _cause(self, info: WorkerInfo) -> str | None:
@@ -464,6 +480,8 @@ class Driver:
         when the stop uses up no attempt (a spot interruption, a recall)."""
         if info.fault == "interrupted" or info.worker_id in self._recalled:
             return None
+        if info.worker_id in self._hung:  # an item's death only if it ran in isolation
+            return self._hung[info.worker_id]
         return stop_cause(info, self.spec.memory_mib, self.backend.log_tail(info.worker_id, 5))
 
     def _end_leases(self, run: Run, stopped: dict[str, str | None]) -> dict[str, Claim]:
