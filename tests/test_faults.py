@@ -38,7 +38,11 @@ def _wait_for_pid(path: Path, limit: float = 60.0) -> int:
     raise AssertionError(f"{path} never got a pid")
 
 
-def test_a_worker_killed_mid_chunk_loses_no_result(tmp_path: Path, start_method: str) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "hung"])
+def test_a_worker_killed_or_hung_mid_chunk_loses_no_result_and_is_replaced(
+    tmp_path: Path, start_method: str, signum: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STARBURST_LEASE", "3")  # a worker silent for 3 s counts as hung
     pid_file = tmp_path / "victim"
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -47,54 +51,28 @@ def test_a_worker_killed_mid_chunk_loses_no_result(tmp_path: Path, start_method:
         (runs / f"{x}-{os.getpid()}-{time.monotonic_ns()}").touch()
         if x == 5 and not pid_file.exists():
             pid_file.write_text(str(os.getpid()))
-            time.sleep(120)  # killed here, mid-chunk
-        time.sleep(0.02)  # work remains for a while after the kill: a replacement is due
+            time.sleep(120)  # killed, or frozen (SIGSTOP: alive, heartbeats stop), here
+        time.sleep(0.05)  # work remains for a while after the fault: a replacement is due
         return x * x
 
-    def killer() -> None:
-        os.kill(_wait_for_pid(pid_file), signal.SIGKILL)
+    def fault() -> None:
+        os.kill(_wait_for_pid(pid_file), signum)
 
-    thread = threading.Thread(target=killer)
-    thread.start()
-    with starburst.Cluster(workers=2, progress=False) as cluster:
-        results = cluster.map(work, range(40), chunk_size=2)
-        launched = len(cluster.driver.workers)
-    thread.join()
-    assert results == [x * x for x in range(40)]  # every result, once, in order
-    assert launched == 3  # the dead worker was replaced
-    attempts_at_five = [p for p in runs.iterdir() if p.name.startswith("5-")]
-    assert len(attempts_at_five) == 2  # item 5 ran again after the kill
-
-
-def test_a_hung_worker_is_stopped_and_replaced(
-    tmp_path: Path, start_method: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("STARBURST_LEASE", "3")  # a worker silent for 3 s counts as hung
-    pid_file = tmp_path / "victim"
-
-    def work(x: int) -> int:
-        if x == 5 and not pid_file.exists():
-            pid_file.write_text(str(os.getpid()))
-            time.sleep(120)  # frozen here by SIGSTOP: alive, but its heartbeats stop
-        time.sleep(0.05)  # work remains for a while after the hang: a replacement is due
-        return x * x
-
-    def freeze() -> None:
-        os.kill(_wait_for_pid(pid_file), signal.SIGSTOP)
-
-    thread = threading.Thread(target=freeze)
+    thread = threading.Thread(target=fault)
     thread.start()
     with starburst.Cluster(workers=2, progress=False) as cluster:
         results = cluster.map(work, range(80), chunk_size=2, timeout=100)
         launched = len(cluster.driver.workers)
-        frozen = int(pid_file.read_text())
+        victim = int(pid_file.read_text())
         deadline = time.monotonic() + 10  # (the kernel may take a moment)
-        while alive(frozen) and time.monotonic() < deadline:
+        while alive(victim) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert not alive(frozen), "the hung worker was left running"
+        assert not alive(victim), "the worker was left running"
     thread.join()
     assert results == [x * x for x in range(80)]  # every result, once, in order
-    assert launched == 3  # the hung worker was replaced
+    assert launched == 3  # the worker was replaced
+    attempts_at_five = [p for p in runs.iterdir() if p.name.startswith("5-")]
+    assert len(attempts_at_five) == 2  # item 5 ran again after the fault
 
 
 def test_workers_that_keep_dying_give_a_clear_error_with_their_log(

@@ -38,26 +38,27 @@ def _text(value: Any, from_text: bool) -> str:
     return value.strip()
 
 
-def _dollars(value: Any, from_text: bool) -> float:
-    if from_text and isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise BadValue("must be a positive number of dollars, e.g. 10") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise BadValue("must be a positive number of dollars, e.g. 10")
-    return float(value)
+def _number(at_least: float, refusal: str) -> Callable[[Any, bool], float]:
+    """A check of a number (text too, from the environment) of at least ``at_least``
+    (above 0 when that is 0), which says ``refusal`` otherwise."""
+
+    def check(value: Any, from_text: bool) -> float:
+        if from_text and isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise BadValue(refusal) from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BadValue(refusal)
+        if not (at_least <= value < math.inf and value > 0):
+            raise BadValue(refusal)
+        return float(value)
+
+    return check
 
 
-def _lease_seconds(value: Any, from_text: bool) -> float:
-    if from_text and isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise BadValue("must be a number of seconds of at least 1, e.g. 15") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value < math.inf:
-        raise BadValue("must be a number of seconds of at least 1, e.g. 15")
-    return float(value)
+_dollars = _number(0, "must be a positive number of dollars, e.g. 10")
+_lease_seconds = _number(1, "must be a number of seconds of at least 1, e.g. 15")
 
 
 def _choice(choices: Sequence[Any], what: str) -> Callable[[Any, bool], Any]:
