@@ -165,12 +165,14 @@ _VANISHING_CLIENT = textwrap.dedent(
 
 
 @pytest.mark.parametrize("start", ["launcher", "fork"])
-def test_workers_stop_themselves_when_the_client_vanishes(tmp_path: Path, start: str) -> None:
+def test_workers_of_a_killed_client_stop_and_remove_its_scratch_store(
+    tmp_path: Path, start: str
+) -> None:
     script = tmp_path / "client.py"
     script.write_text(_VANISHING_CLIENT)
     pids = tmp_path / "pids"
     pids.mkdir()
-    scratch = tmp_path / "scratch"  # the killed client cannot remove its store: keep it here
+    scratch = tmp_path / "scratch"  # the killed client cannot remove its store: its workers do
     scratch.mkdir()
     environment = {
         **os.environ, "STARBURST_SCRATCH_DIR": str(scratch), "STARBURST_LOCAL_START": start,
@@ -188,6 +190,10 @@ def test_workers_stop_themselves_when_the_client_vanishes(tmp_path: Path, start:
     while any(alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(alive(pid) for pid in worker_pids), "workers outlived their client"
+    deadline = time.monotonic() + 10  # the last worker removed the scratch store as it left
+    while list(scratch.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(scratch.iterdir()) == [], "the killed client's scratch store was left"
 
 
 def _exit_3() -> None:
