@@ -204,9 +204,13 @@ class Driver:
         if work is not None:
             self._expect_work(*work)
         if launch and self.supervisor is None:
-            self._launch(self._target_workers)
+            try:
+                self._launch(self._target_workers)
+                self.check_health()  # (no quota at all for a single worker)
+            except BaseException:  # leave nothing running, nothing stored
+                self.close()
+                raise
         self._start_monitor()
-        self.check_health()  # (no quota at all for a single worker)
 
     def _join_monitor(self) -> None:
         """Wait for the monitor to stop, unless this is the monitor (a finalizer the
