@@ -155,45 +155,76 @@ _VANISHING_CLIENT = textwrap.dedent(
 
     pids = Path(sys.argv[1])
 
-    def slow(x):
+    def slow(x, seconds=float(sys.argv[2])):
         (pids / str(os.getpid())).touch()
-        time.sleep(300)
+        time.sleep(seconds)
+        return x
 
-    starburst.map(slow, range(4), workers=2, chunk_size=1, progress=False)
+    assert starburst.map(slow, range(8), workers=2, chunk_size=1, progress=False) == [*range(8)]
+    print("done")
     """
 )
+
+
+def _client_with_two_workers(
+    tmp_path: Path, start: str, seconds_per_item: float
+) -> tuple[subprocess.Popen[str], list[int], Path]:
+    """A client script mapping over two workers (items of ``seconds_per_item``), once both
+    work; its worker pids; the folder its scratch store is in."""
+    script = tmp_path / "client.py"
+    script.write_text(_VANISHING_CLIENT)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    environment = {
+        **os.environ, "STARBURST_SCRATCH_DIR": str(scratch), "STARBURST_LOCAL_START": start,
+    }  # fmt: skip
+    client = subprocess.Popen(
+        [sys.executable, str(script), str(pids), str(seconds_per_item)],
+        env=environment, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker_pids = [int(p.name) for p in pids.iterdir()]
+    assert len(worker_pids) == 2, "the workers never started"
+    return client, worker_pids, scratch
+
+
+def _wait_gone(pids: list[int], limit: float = 90.0) -> None:
+    deadline = time.monotonic() + limit
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in pids), "workers outlived their client's silence"
 
 
 @pytest.mark.parametrize("start", ["launcher", "fork"])
 def test_workers_of_a_killed_client_stop_and_remove_its_scratch_store(
     tmp_path: Path, start: str
 ) -> None:
-    script = tmp_path / "client.py"
-    script.write_text(_VANISHING_CLIENT)
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    scratch = tmp_path / "scratch"  # the killed client cannot remove its store: its workers do
-    scratch.mkdir()
-    environment = {
-        **os.environ, "STARBURST_SCRATCH_DIR": str(scratch), "STARBURST_LOCAL_START": start,
-    }  # fmt: skip
-    client = subprocess.Popen([sys.executable, str(script), str(pids)], env=environment)
-    deadline = time.monotonic() + 60
-    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    worker_pids = [int(p.name) for p in pids.iterdir()]
-    assert len(worker_pids) == 2, "the workers never started"
+    client, worker_pids, scratch = _client_with_two_workers(tmp_path, start, 300)
     client.kill()  # no cleanup runs in the client
     client.wait()
     assert any(alive(pid) for pid in worker_pids)  # orphaned, still working
-    deadline = time.monotonic() + 90
-    while any(alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(alive(pid) for pid in worker_pids), "workers outlived their client"
+    _wait_gone(worker_pids)
     deadline = time.monotonic() + 10  # the last worker removed the scratch store as it left
     while list(scratch.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert list(scratch.iterdir()) == [], "the killed client's scratch store was left"
+
+
+def test_a_suspended_client_finds_its_scratch_store_when_it_resumes(tmp_path: Path) -> None:
+    client, worker_pids, scratch = _client_with_two_workers(tmp_path, "launcher", 1.0)
+    os.kill(client.pid, signal.SIGSTOP)  # Ctrl-Z: silent, but not gone
+    try:
+        _wait_gone(worker_pids)  # they leave after 10 s of silence...
+        assert list(scratch.iterdir()) != []  # ...and leave the store to its client
+    finally:
+        os.kill(client.pid, signal.SIGCONT)
+    output, _ = client.communicate(timeout=120)
+    assert client.returncode == 0 and output.strip() == "done"
+    assert list(scratch.iterdir()) == []  # (the client removed it as it finished)
 
 
 def _exit_3() -> None:

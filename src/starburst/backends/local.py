@@ -300,12 +300,16 @@ def remove_scratch_if_last(store: LocalStore, keys: SessionKeys) -> bool:
     (heartbeat records, and the worker records of ``procs/``) has exited or is gone.
 
     Each leaving process writes its exit before it looks, so the last one to look sees
-    every other's. Only a scratch folder (one session's, named ``starburst-*``) is removed;
-    a write that comes later fails rather than re-create it (``LocalStore``). Returns
-    whether it removed the store.
+    every other's. Only a scratch folder (one session's, named ``starburst-<client pid>-*``)
+    is removed, and only once its client is gone: one that is merely silent (suspended with
+    Ctrl-Z, say) finds its store when it resumes. A write that comes later fails rather than
+    re-create it (``LocalStore``). Returns whether it removed the store.
     """
     root = store.root
-    if not root.name.startswith(SCRATCH_PREFIX):
+    client = root.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+    if not root.name.startswith(SCRATCH_PREFIX) or not client.isdigit():
+        return False
+    if _alive(int(client), None):
         return False
     me, exited = os.getpid(), set()
     for key in store.list(keys.workers_prefix):
@@ -324,7 +328,12 @@ def remove_scratch_if_last(store: LocalStore, keys: SessionKeys) -> bool:
             continue
         if _alive(record["pid"], record.get("ticks")):
             return False  # (a worker still starting: it has no heartbeat yet)
-    shutil.rmtree(root, ignore_errors=True)
+    removing = root.with_name(f"{root.name}.removing-{me}")
+    try:  # at once and by one process only (two last workers may race): then remove it
+        os.rename(root, removing)
+    except FileNotFoundError:
+        return False  # (another did)
+    shutil.rmtree(removing, ignore_errors=True)
     return True
 
 
