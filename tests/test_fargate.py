@@ -199,3 +199,48 @@ def test_the_executor_runs_on_fargate(aws) -> None:
         }
         assert list(executor.map(square, range(5))) == [0, 1, 4, 9, 16]
     assert _running_tasks() == []
+
+
+def test_a_launch_that_never_finds_capacity_fails_within_its_timeout_naming_the_cause(
+    aws, monkeypatch
+) -> None:
+    from starburst.engine import driver
+
+    monkeypatch.setattr(driver, "LAUNCH_GIVE_UP_SECONDS", 2.0)
+    starburst.setup(say=_quiet)
+    aws.faults.limit_capacity(0)
+    began = time.monotonic()
+    with pytest.raises(starburst.LaunchError) as caught:
+        starburst.map(square, range(10), workers=2, backend="fargate", timeout=60)
+    assert time.monotonic() - began < 60
+    message = str(caught.value)
+    assert "no worker could start" in message and "Capacity is unavailable" in message
+    assert "fewer or smaller workers" in message and "another region" in message
+    assert 2 <= aws.calls["RunTask"] < 10  # asked again, with pauses between
+    assert _running_tasks() == []
+
+
+def test_a_run_task_quota_failure_with_no_worker_is_a_quota_error(aws) -> None:
+    starburst.setup(say=_quiet)
+    aws.faults.runtask_failures("quota", times=1_000)
+    with pytest.raises(starburst.QuotaError, match=r"limit on the number of vCPUs.*fewer"):
+        starburst.map(square, range(10), workers=2, backend="fargate", timeout=30)
+    assert aws.calls["RunTask"] == 1
+
+
+def test_results_arrive_while_the_workers_without_capacity_are_still_being_launched(
+    aws, monkeypatch, capsys
+) -> None:
+    from starburst.engine import driver
+
+    monkeypatch.setattr(driver, "LAUNCH_NOTICE_SECONDS", 0.5)
+    starburst.setup(say=_quiet)
+    aws.faults.limit_capacity(2)  # 2 of the 3 workers start; the third never finds room
+    results = starburst.map(slow_square, range(100), workers=3, backend="fargate", timeout=90)
+    assert results == [x * x for x in range(100)]
+    err = capsys.readouterr().err
+    assert err.count("could not start") == 1, err  # said once, on one line
+    assert "1 of 3 workers could not start" in err and "2 running" in err
+    assert "keeps trying" in err
+    assert aws.calls["RunTask"] >= 2  # launching went on while the two worked
+    assert _running_tasks() == []

@@ -38,7 +38,11 @@ def _wait_for_pid(path: Path, limit: float = 60.0) -> int:
     raise AssertionError(f"{path} never got a pid")
 
 
-def test_a_worker_killed_mid_chunk_loses_no_result(tmp_path: Path, start_method: str) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "hung"])
+def test_a_worker_killed_or_hung_mid_chunk_loses_no_result_and_is_replaced(
+    tmp_path: Path, start_method: str, signum: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STARBURST_LEASE", "3")  # a worker silent for 3 s counts as hung
     pid_file = tmp_path / "victim"
     runs = tmp_path / "runs"
     runs.mkdir()
@@ -47,23 +51,28 @@ def test_a_worker_killed_mid_chunk_loses_no_result(tmp_path: Path, start_method:
         (runs / f"{x}-{os.getpid()}-{time.monotonic_ns()}").touch()
         if x == 5 and not pid_file.exists():
             pid_file.write_text(str(os.getpid()))
-            time.sleep(120)  # killed here, mid-chunk
-        time.sleep(0.02)  # work remains for a while after the kill: a replacement is due
+            time.sleep(120)  # killed, or frozen (SIGSTOP: alive, heartbeats stop), here
+        time.sleep(0.05)  # work remains for a while after the fault: a replacement is due
         return x * x
 
-    def killer() -> None:
-        os.kill(_wait_for_pid(pid_file), signal.SIGKILL)
+    def fault() -> None:
+        os.kill(_wait_for_pid(pid_file), signum)
 
-    thread = threading.Thread(target=killer)
+    thread = threading.Thread(target=fault)
     thread.start()
     with starburst.Cluster(workers=2, progress=False) as cluster:
-        results = cluster.map(work, range(40), chunk_size=2)
+        results = cluster.map(work, range(80), chunk_size=2, timeout=100)
         launched = len(cluster.driver.workers)
+        victim = int(pid_file.read_text())
+        deadline = time.monotonic() + 10  # (the kernel may take a moment)
+        while alive(victim) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not alive(victim), "the worker was left running"
     thread.join()
-    assert results == [x * x for x in range(40)]  # every result, once, in order
-    assert launched == 3  # the dead worker was replaced
+    assert results == [x * x for x in range(80)]  # every result, once, in order
+    assert launched == 3  # the worker was replaced
     attempts_at_five = [p for p in runs.iterdir() if p.name.startswith("5-")]
-    assert len(attempts_at_five) == 2  # item 5 ran again after the kill
+    assert len(attempts_at_five) == 2  # item 5 ran again after the fault
 
 
 def test_workers_that_keep_dying_give_a_clear_error_with_their_log(
@@ -146,39 +155,76 @@ _VANISHING_CLIENT = textwrap.dedent(
 
     pids = Path(sys.argv[1])
 
-    def slow(x):
+    def slow(x, seconds=float(sys.argv[2])):
         (pids / str(os.getpid())).touch()
-        time.sleep(300)
+        time.sleep(seconds)
+        return x
 
-    starburst.map(slow, range(4), workers=2, chunk_size=1, progress=False)
+    assert starburst.map(slow, range(8), workers=2, chunk_size=1, progress=False) == [*range(8)]
+    print("done")
     """
 )
 
 
-@pytest.mark.parametrize("start", ["launcher", "fork"])
-def test_workers_stop_themselves_when_the_client_vanishes(tmp_path: Path, start: str) -> None:
+def _client_with_two_workers(
+    tmp_path: Path, start: str, seconds_per_item: float
+) -> tuple[subprocess.Popen[str], list[int], Path]:
+    """A client script mapping over two workers (items of ``seconds_per_item``), once both
+    work; its worker pids; the folder its scratch store is in."""
     script = tmp_path / "client.py"
     script.write_text(_VANISHING_CLIENT)
     pids = tmp_path / "pids"
     pids.mkdir()
-    scratch = tmp_path / "scratch"  # the killed client cannot remove its store: keep it here
+    scratch = tmp_path / "scratch"
     scratch.mkdir()
     environment = {
         **os.environ, "STARBURST_SCRATCH_DIR": str(scratch), "STARBURST_LOCAL_START": start,
     }  # fmt: skip
-    client = subprocess.Popen([sys.executable, str(script), str(pids)], env=environment)
+    client = subprocess.Popen(
+        [sys.executable, str(script), str(pids), str(seconds_per_item)],
+        env=environment, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     deadline = time.monotonic() + 60
     while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     worker_pids = [int(p.name) for p in pids.iterdir()]
     assert len(worker_pids) == 2, "the workers never started"
+    return client, worker_pids, scratch
+
+
+def _wait_gone(pids: list[int], limit: float = 90.0) -> None:
+    deadline = time.monotonic() + limit
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in pids), "workers outlived their client's silence"
+
+
+@pytest.mark.parametrize("start", ["launcher", "fork"])
+def test_workers_of_a_killed_client_stop_and_remove_its_scratch_store(
+    tmp_path: Path, start: str
+) -> None:
+    client, worker_pids, scratch = _client_with_two_workers(tmp_path, start, 300)
     client.kill()  # no cleanup runs in the client
     client.wait()
     assert any(alive(pid) for pid in worker_pids)  # orphaned, still working
-    deadline = time.monotonic() + 90
-    while any(alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not any(alive(pid) for pid in worker_pids), "workers outlived their client"
+    _wait_gone(worker_pids)
+    deadline = time.monotonic() + 10  # the last worker removed the scratch store as it left
+    while list(scratch.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert list(scratch.iterdir()) == [], "the killed client's scratch store was left"
+
+
+def test_a_suspended_client_finds_its_scratch_store_when_it_resumes(tmp_path: Path) -> None:
+    client, worker_pids, scratch = _client_with_two_workers(tmp_path, "launcher", 1.0)
+    os.kill(client.pid, signal.SIGSTOP)  # Ctrl-Z: silent, but not gone
+    try:
+        _wait_gone(worker_pids)  # they leave after 10 s of silence...
+        assert list(scratch.iterdir()) != []  # ...and leave the store to its client
+    finally:
+        os.kill(client.pid, signal.SIGCONT)
+    output, _ = client.communicate(timeout=120)
+    assert client.returncode == 0 and output.strip() == "done"
+    assert list(scratch.iterdir()) == []  # (the client removed it as it finished)
 
 
 def _exit_3() -> None:

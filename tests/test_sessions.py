@@ -121,13 +121,17 @@ def test_runs_finished_with_no_client_attached_leave_the_control_record(
     assert results == [[x * x for x in range(40)], 6]
 
 
-def test_a_worker_killed_while_no_client_is_attached_is_replaced_and_the_work_completes(
-    tmp_path: Path, data_dir: Path
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "hung"])
+def test_a_worker_killed_or_hung_while_no_client_is_attached_is_replaced_and_the_work_completes(
+    tmp_path: Path, data_dir: Path, signum: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("STARBURST_LEASE", "3")  # (the client's): silent for 3 s is hung
     session_id = _submit_and_exit(tmp_path, 0.05, 200)  # ~5 s of work for two workers
-    _wait_for(lambda: "w0000" in _worker_pids(data_dir, session_id), what="the first worker")
+    workers = _session_dir(data_dir, session_id) / "workers"
+    _wait_for(lambda: list(workers.glob("w0000.*")), what="the first worker's heartbeat")
     killed_at = time.time()
-    os.kill(_worker_pids(data_dir, session_id)["w0000"], signal.SIGKILL)
+    victim = _worker_pids(data_dir, session_id)["w0000"]
+    os.kill(victim, signum)
     # No client is attached: the surviving worker supervises, and launches a replacement.
     _wait_for(lambda: "w0002" in _worker_pids(data_dir, session_id), what="a replacement")
     ledger = _control(data_dir, session_id)["ledger"]
@@ -141,6 +145,7 @@ def test_a_worker_killed_while_no_client_is_attached_is_replaced_and_the_work_co
     assert results == [[x * x for x in range(200)], 6]
     log = (_session_dir(data_dir, session_id) / "logs" / "w0002.log").read_text()
     assert "starting 1 processes" in log  # the replacement really ran
+    assert not alive(victim)  # (a hung worker is stopped, not only replaced)
 
 
 def test_collect_without_waiting_mid_run_is_a_consistent_partial_result(data_dir: Path) -> None:

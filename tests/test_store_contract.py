@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from starburst.errors import StoreError
 from starburst.store import LocalStore, NotFound, PreconditionFailed, Store, open_store
 
 
@@ -246,6 +247,26 @@ def test_a_local_write_recreates_a_folder_removed_under_it(tmp_path: Path) -> No
     assert store.get("data/s1/r1/claim/00000000") == b"c"
     assert store.get("data/s1/r1/in/00000000") == b"ab"
     assert leftover.read_bytes() == b"from a writer that died"
+
+
+def test_a_removed_local_store_stays_removed(tmp_path: Path) -> None:
+    """A write that comes after its store was removed (a worker's last heartbeat, as the
+    last worker of a killed client removes the scratch store) fails instead of bringing the
+    tree back, as does a worker that opens the store late."""
+    root = tmp_path / "store"
+    store = LocalStore(root)
+    store.put("sessions/s1/control.json", b"{}")
+    written = store._write_temp(b"late")  # a write under way as the store is removed
+    shutil.rmtree(root)
+    with pytest.raises(FileNotFoundError):
+        store._publish(os.replace, written, store._path("sessions/s1/workers/w0.0.json"))
+    assert not root.exists()
+    with pytest.raises(StoreError, match="could not write"):
+        store.put("sessions/s1/workers/w0.0.json", b"late")
+    late = open_store(store.url)  # a worker's
+    with pytest.raises(NotFound):
+        late.get("sessions/s1/control.json")
+    assert not root.exists()
 
 
 def _ring_after_a_moment(url: str, bell: str) -> None:

@@ -11,10 +11,11 @@ import inspect
 import os
 import signal
 import threading
+import time
 import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .collect import Collector
@@ -45,6 +46,8 @@ class Plan:
     timing_key: Hashable | None = None
     #: Seconds an item of this function took in this process's earlier calls, if any.
     item_seconds: float | None = None
+    #: When the call began (``time.monotonic``): its ``timeout`` counts from here.
+    started: float = field(default_factory=time.monotonic)
 
 
 class Cluster:
@@ -204,7 +207,9 @@ class Cluster:
         **run_options: Any,
     ) -> Plan | None:
         """Validate a call and plan its chunks; ``None`` when there is nothing to do."""
+        started = time.monotonic()  # the call's timeout covers planning and launching too
         plan = plan_call(self.spec, fn, iterables, call, strict=strict, **run_options)
+        plan.started = started
         return None if plan.n_items == 0 else plan
 
     def collector(self, plan: Plan, progress: bool | None, keep_results: bool) -> Collector:
@@ -217,7 +222,7 @@ class Cluster:
         display = make_progress(shown, header(self.spec, driver.session.session_id))
         return Collector(
             run, plan.options, display, self._workers_and_cost, keep_results, plan.timing_key,
-            recall=driver.recall,
+            recall=driver.recall, started=plan.started,
         )  # fmt: skip
 
     def _workers_and_cost(self) -> str:

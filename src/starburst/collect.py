@@ -31,7 +31,10 @@ class Collector:
         keep_results: bool,
         timing_key: Hashable | None = None,
         recall: Callable[[Run], None] | None = None,
+        started: float | None = None,
     ) -> None:
+        """``started`` (``time.monotonic``) is when the call began: its ``timeout`` counts from
+        then, so planning and launching use it up too (default: now)."""
         self.run = run
         self._recall = recall
         self._timing_key = timing_key
@@ -40,7 +43,8 @@ class Collector:
         self._workers = workers
         self._keep = keep_results
         self._kept: list[ChunkOutput] = []
-        self._deadline = time.monotonic() + options.timeout if options.timeout is not None else None
+        started = time.monotonic() if started is None else started
+        self._deadline = None if options.timeout is None else started + options.timeout
 
     # Landing chunks ------------------------------------------------------------------------
 

@@ -38,6 +38,11 @@ class WorkerStartError(StarburstError):
     """Workers keep exiting before they do any work (the message carries their log)."""
 
 
+class LaunchError(StarburstError):
+    """No worker could be launched for a bounded time (the message quotes the platform's
+    reason and says what to change)."""
+
+
 class CredentialsError(StarburstError):
     """No usable AWS credentials (missing, expired or invalid)."""
 

@@ -38,15 +38,27 @@ def _text(value: Any, from_text: bool) -> str:
     return value.strip()
 
 
-def _dollars(value: Any, from_text: bool) -> float:
-    if from_text and isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise BadValue("must be a positive number of dollars, e.g. 10") from None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise BadValue("must be a positive number of dollars, e.g. 10")
-    return float(value)
+def _number(at_least: float, refusal: str) -> Callable[[Any, bool], float]:
+    """A check of a number (text too, from the environment) of at least ``at_least``
+    (above 0 when that is 0), which says ``refusal`` otherwise."""
+
+    def check(value: Any, from_text: bool) -> float:
+        if from_text and isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise BadValue(refusal) from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise BadValue(refusal)
+        if not (at_least <= value < math.inf and value > 0):
+            raise BadValue(refusal)
+        return float(value)
+
+    return check
+
+
+_dollars = _number(0, "must be a positive number of dollars, e.g. 10")
+_lease_seconds = _number(1, "must be a number of seconds of at least 1, e.g. 15")
 
 
 def _choice(choices: Sequence[Any], what: str) -> Callable[[Any, bool], Any]:
@@ -115,6 +127,9 @@ SETTINGS: dict[str, Setting] = {
                 "workers get too, for access to your own data"),
         Setting("log_retention_days", _choice(LOG_RETENTION_DAYS, "a retention CloudWatch "
                 "Logs accepts"), help="how long workers' logs are kept"),
+        Setting("lease", _lease_seconds, "STARBURST_LEASE", in_config_file=False,
+                help="seconds a claim lasts unrenewed; a worker silent this long is stopped "
+                "and replaced (default: 15 locally, 90 on S3)"),
         Setting("local_start", _choice(LOCAL_STARTS, "a way to start local workers"),
                 "STARBURST_LOCAL_START", in_config_file=False),
         Setting("data_dir", _folder, "STARBURST_DATA_DIR", in_config_file=False),

@@ -57,6 +57,7 @@ class Faults:
         self._errors: list[ErrorRule] = []
         self._runtask_failures: list[list] = []  # [reason, remaining]
         self.vcpu_quota_enforced = False
+        self.task_capacity: int | None = None
 
     # ---- API faults (answered by the layer) --------------------------------------------
 
@@ -123,6 +124,11 @@ class Faults:
                 self._runtask_failures.pop(0)
             return entry[0]
 
+    def limit_capacity(self, tasks: int | None) -> None:
+        """RunTask starts tasks only while fewer than ``tasks`` run (of any session); each
+        task beyond is a failure for capacity, as Fargate lists it (None: no limit)."""
+        self.task_capacity = tasks
+
     def enforce_vcpu_quota(self, on: bool = True) -> None:
         """RunTask launches only what fits under the Fargate vCPU quotas (``aws.quotas``)."""
         self.vcpu_quota_enforced = on
@@ -166,3 +172,4 @@ class Faults:
             self._errors.clear()
             self._runtask_failures.clear()
             self.vcpu_quota_enforced = False
+            self.task_capacity = None

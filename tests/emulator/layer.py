@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, unquote
 from moto.ecs.models import ecs_backends
 from moto.s3.models import s3_backends
 
-from emulator.faults import QUOTA_REASON, Faults
+from emulator.faults import CAPACITY_REASON, QUOTA_REASON, Faults
 from emulator.pricing import Prices
 from emulator.quotas import ON_DEMAND, SPOT, Quotas
 from emulator.wire import ApiError, Call, decode_token, encode_token, request_id
@@ -181,8 +181,8 @@ class EmulatorLayer:
             if reason is not None:
                 failures = [{"reason": reason} for _ in range(count)]
                 return _json(start_response, 200, {"tasks": [], "failures": failures})
-            if self.faults.vcpu_quota_enforced:
-                return self._run_task_under_quota(call, environ, start_response)
+            if self.faults.vcpu_quota_enforced or self.faults.task_capacity is not None:
+                return self._run_task_within_limits(call, environ, start_response)
         return self.app(environ, start_response)
 
     def _describe_tasks(
@@ -223,9 +223,11 @@ class EmulatorLayer:
             body = json.dumps(answer).encode()
         return _relay(start_response, status, headers, body)
 
-    def _run_task_under_quota(
+    def _run_task_within_limits(
         self, call: Call, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Any:
+        """RunTask that starts only what fits under the vCPU quota (when enforced) and the
+        injected capacity (``Faults.limit_capacity``); the rest are listed as failures."""
         backend = ecs_backends[call.account_id][call.region]
         p = dict(call.params)
         count = int(p.get("count") or 1)
@@ -249,8 +251,17 @@ class EmulatorLayer:
                 and (t.capacity_provider_name == "FARGATE_SPOT") == spot
             )
             fits = max(0, math.floor((quota - used) / vcpus + 1e-9)) if vcpus > 0 else count
+            if not self.faults.vcpu_quota_enforced:
+                fits = count
             launch = min(count, fits)
             failures = [{"reason": QUOTA_REASON} for _ in range(count - launch)]
+            if self.faults.task_capacity is not None:
+                running = sum(
+                    t.last_status != "STOPPED" for ts in backend.tasks.values() for t in ts.values()
+                )
+                room = max(0, min(launch, self.faults.task_capacity - running))
+                failures += [{"reason": CAPACITY_REASON} for _ in range(launch - room)]
+                launch = room
             if launch == 0:
                 return _json(start_response, 200, {"tasks": [], "failures": failures})
             p["count"] = launch

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -80,7 +81,7 @@ def place(spec: WorkerSpec, session_id: str, detached: bool = False) -> Placemen
         return local_placement(store, session_id)
     parent = scratch_dir()
     _sweep_now_and_then(Path(parent or tempfile.gettempdir()))
-    root = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
+    root = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent))
     backend = LocalBackend(root / "sessions" / session_id)
     return Placement(LocalStore(root), backend, lambda: shutil.rmtree(root, ignore_errors=True))
 

@@ -33,6 +33,19 @@ class WorkerInfo:
 
 
 @dataclass(frozen=True)
+class LaunchShortfall:
+    """Why a launch started fewer workers than it was asked for, in the platform's words.
+
+    ``kind`` is ``"capacity"`` (none to spare now: worth asking again later), ``"quota"``
+    (the account's limit: asking again starts no more until workers stop) or ``"refused"``
+    (asking again would not help).
+    """
+
+    reason: str
+    kind: str
+
+
+@dataclass(frozen=True)
 class LaunchRequest:
     """Everything a worker needs to be told: pointers only, never payloads or credentials.
 
@@ -51,9 +64,13 @@ class Backend(ABC):
 
     name: str
 
+    #: Why the last ``launch`` started fewer workers than asked (None: it started them all).
+    shortfall: LaunchShortfall | None = None
+
     @abstractmethod
     def launch(self, request: LaunchRequest, stripes: list[int]) -> list[str]:
-        """Start one worker per stripe; return their ids (in the same order).
+        """Start one worker per stripe, in one bounded attempt; return the ids of those that
+        started (in the same order), and say in ``shortfall`` why any did not.
 
         A backend that can tell each worker its stripe does (``--index``); the others'
         workers read it from the control record's roster.

@@ -4,6 +4,8 @@ Tasks get only pointers (store URL, session id, processes) in their command; cre
 come from the task role. Tasks are launched at most ten per call, paced under ECS's launch
 rate, and RunTask's ``failures`` are handled: capacity is retried (spot falls back to
 on-demand after repeated failures), a vCPU quota shortfall runs with the workers that fit.
+A launch is one pass: what does not start is reported in ``shortfall``, and the driver asks
+again later (never a wait here, which would hold up the call).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from ..errors import SetupRequiredError, StarburstError
 from ..settings import resolve
 from ..store import Store
 from ..store.s3 import S3Store, account_bucket
-from .base import Backend, LaunchRequest, WorkerInfo
+from .base import Backend, LaunchRequest, LaunchShortfall, WorkerInfo
 
 if TYPE_CHECKING:
     from ..options import WorkerSpec
@@ -47,6 +49,7 @@ RUN_TASK_BATCH = 10
 _CALLS_PER_SECOND = 20.0
 _LAUNCH_BURST = 100.0
 _LAUNCHES_PER_SECOND = 20.0
+#: Launches in a row that found no spot capacity before spot falls back to on-demand.
 _CAPACITY_RETRIES = 3
 _QUOTA_REASON = "vcpu"
 _CONTAINER = "worker"
@@ -75,6 +78,7 @@ class FargateBackend(Backend):
         self._launch_tokens = _LAUNCH_BURST
         self._refilled = time.monotonic()
         self._notices: list[str] = []
+        self._capacity_failures = 0  # launches in a row that found no capacity
         self.spot_fallback = False
 
     @classmethod
@@ -158,7 +162,7 @@ class FargateBackend(Backend):
         ]  # fmt: skip
         ids: list[str] = []
         wanted = len(stripes)
-        capacity_failures = 0
+        self.shortfall = None
         while len(ids) < wanted:
             batch = min(RUN_TASK_BATCH, wanted - len(ids))
             try:
@@ -172,18 +176,23 @@ class FargateBackend(Backend):
                 self._notices.append(f"started {len(ids)} of {wanted} workers, then: {exc}")
                 break
             ids += started
-            if any(_QUOTA_REASON in reason.lower() for reason in reasons):
-                self._notices.append(quota_notice(wanted, len(self._arns), spec.cpu))
+            if reasons:  # the next batches would fail alike: the driver asks again later
+                self.shortfall = LaunchShortfall(reasons[0], _failure_kind(reasons))
+                if self.shortfall.kind == "capacity":
+                    self._note_no_capacity(spec.spot)
+                elif self.shortfall.kind == "quota" and self._arns:  # (none: QuotaError)
+                    self._notices.append(quota_notice(wanted, len(self._arns), spec.cpu))
                 break
-            if reasons:
-                capacity_failures += 1
-                if capacity_failures >= _CAPACITY_RETRIES and spec.spot and not self.spot_fallback:
-                    self.spot_fallback = True
-                    self._notices.append(
-                        "Fargate Spot has no capacity right now: using on-demand workers."
-                    )
-                time.sleep(min(2.0**capacity_failures * 0.1, 5.0))
+        if self.shortfall is None:
+            self._capacity_failures = 0
         return ids
+
+    def _note_no_capacity(self, spot: bool) -> None:
+        """Count launches without capacity; spot falls back to on-demand after a few."""
+        self._capacity_failures += 1
+        if self._capacity_failures >= _CAPACITY_RETRIES and spot and not self.spot_fallback:
+            self.spot_fallback = True
+            self._notices.append("Fargate Spot has no capacity right now: using on-demand workers.")
 
     def take_notices(self) -> list[str]:
         notices, self._notices = self._notices, []
@@ -320,6 +329,17 @@ class FargateBackend(Backend):
         except botocore.exceptions.ClientError:
             return ""
         return "\n".join(event["message"] for event in events)
+
+
+def _failure_kind(reasons: list[str]) -> str:
+    """What RunTask's failure reasons say: ``quota`` (the vCPU limit), ``capacity`` (none to
+    spare now: "Capacity is unavailable...", ``RESOURCE:...``), else ``refused``."""
+    texts = [reason.lower() for reason in reasons]
+    if any(_QUOTA_REASON in text for text in texts):
+        return "quota"
+    if any("capacity" in text or text.startswith("resource") for text in texts):
+        return "capacity"
+    return "refused"
 
 
 def _once_the_role_is_seen(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -25,14 +25,19 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..settings import resolve
+from ..store import NotFound
 from ..store.local import PRIVATE_FILE_MODE, make_private_folder, replace_private_file
 from ..threads import BareThread
 from .base import Backend, LaunchRequest, WorkerInfo
 from .forked import become_worker
 from .launcher import Launcher, LauncherFailed, shared_launcher
+
+if TYPE_CHECKING:
+    from ..engine.layout import SessionKeys
+    from ..store.local import LocalStore
 
 _STOP_WAIT_SECONDS = 1.5
 
@@ -287,6 +292,49 @@ def sweep_abandoned(parent: Path, now: float | None = None) -> list[Path]:
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(Path(entry.path))
     return removed
+
+
+def remove_scratch_if_last(store: LocalStore, keys: SessionKeys) -> bool:
+    """Remove a session's scratch store if the calling worker process, which has written
+    its heartbeat as exited, is the last of the session's: every other worker process
+    (heartbeat records, and the worker records of ``procs/``) has exited or is gone.
+
+    Each leaving process writes its exit before it looks, so the last one to look sees
+    every other's. Only a scratch folder (one session's, named ``starburst-<client pid>-*``)
+    is removed, and only once its client is gone: one that is merely silent (suspended with
+    Ctrl-Z, say) finds its store when it resumes. A write that comes later fails rather than
+    re-create it (``LocalStore``). Returns whether it removed the store.
+    """
+    root = store.root
+    client = root.name[len(SCRATCH_PREFIX) :].split("-", 1)[0]
+    if not root.name.startswith(SCRATCH_PREFIX) or not client.isdigit():
+        return False
+    if _alive(int(client), None):
+        return False
+    me, exited = os.getpid(), set()
+    for key in store.list(keys.workers_prefix):
+        try:
+            record = json.loads(store.get(key))
+        except (NotFound, ValueError):
+            continue
+        pid = record.get("pid")
+        if record.get("state") == "exited":
+            exited.add(pid)
+        elif pid != me and isinstance(pid, int) and _alive(pid, None):
+            return False
+    for path in (root / keys.prefix / "procs").glob("*.json"):
+        record = _read_record(path)
+        if record is None or record["pid"] in exited | {me}:
+            continue
+        if _alive(record["pid"], record.get("ticks")):
+            return False  # (a worker still starting: it has no heartbeat yet)
+    removing = root.with_name(f"{root.name}.removing-{me}")
+    try:  # at once and by one process only (two last workers may race): then remove it
+        os.rename(root, removing)
+    except FileNotFoundError:
+        return False  # (another did)
+    shutil.rmtree(removing, ignore_errors=True)
+    return True
 
 
 def scratch_dir() -> str | None:

@@ -20,17 +20,26 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ..backends import Backend, LaunchRequest, Placement, WorkerInfo, place
+from ..backends.base import LaunchShortfall
 from ..backends.local import import_folders
 from ..cost.guard import CostGuard, CostLimits
-from ..errors import SessionNotFoundError, StarburstError, WorkerStartError
+from ..errors import (
+    LaunchError,
+    QuotaError,
+    SessionNotFoundError,
+    StarburstError,
+    WorkerStartError,
+)
 from ..options import RunOptions, WorkerSpec
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 from .chunking import ChunkStream
 from .claims import Claim, end_lease, stop_cause
 from .control import Control, ControlWriter
+from .hangs import stop_hung_workers
 from .layout import from_json
 from .manifest import CallStyle, RunManifest
 from .run import Run
@@ -45,8 +54,29 @@ MAX_FRUITLESS_EXITS = 3
 _RECALL_WAIT_SECONDS = 10.0
 #: How long removing a session waits for its workers to be gone before deleting its data.
 _REMOVAL_WAIT_SECONDS = 120.0
+#: After launches have started fewer workers than wanted for this long, the user is told once.
+LAUNCH_NOTICE_SECONDS = 60.0
+#: With no worker running after launches failed for this long, the call fails (LaunchError).
+LAUNCH_GIVE_UP_SECONDS = 300.0
+#: The pause before asking again after a launch short of capacity doubles up to the second.
+RELAUNCH_PAUSES = (1.0, 30.0)
 #: The order in which worker phases are shown.
 _PHASE_ORDER = ("requested", "provisioning", "pulling image", "starting", "pending", "running")
+
+
+@dataclass
+class LaunchTrouble:
+    """Launches that keep starting fewer workers than wanted: since when, the platform's
+    latest reason, and when to ask again (backing off, so the platform is not hammered)."""
+
+    since: float  # time.monotonic() of the first launch that fell short
+    reason: str
+    pause: float = RELAUNCH_PAUSES[0]
+    next_try: float = 0.0
+    told: bool = False  # the user heard about it (once)
+
+    def waited(self, now: float) -> float:
+        return now - self.since
 
 
 class Driver:
@@ -80,6 +110,9 @@ class Driver:
         self._next_run = 0
         self._fruitless_exits = 0
         self._recalled: set[str] = set()  # workers stopped to hand back a failed run's items
+        self._trouble: LaunchTrouble | None = None  # launches falling short, if they are
+        self._hung: dict[str, str] = {}  # workers stopped for missing heartbeats -> cause
+        self._next_hang_check = 0.0  # (time.monotonic): heartbeats are read every lease/3
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._monitor: BareThread | None = None
@@ -171,7 +204,12 @@ class Driver:
         if work is not None:
             self._expect_work(*work)
         if launch and self.supervisor is None:
-            self._launch(self._target_workers)
+            try:
+                self._launch(self._target_workers)
+                self.check_health()  # (no quota at all for a single worker)
+            except BaseException:  # leave nothing running, nothing stored
+                self.close()
+                raise
         self._start_monitor()
 
     def _join_monitor(self) -> None:
@@ -350,7 +388,7 @@ class Driver:
         quiet = self.backend.quiet_check_interval or busy
         if self.supervisor is not None:
             interval = self.session.timings.heartbeat
-        while not self._closed.wait(interval):
+        while not self._closed.wait(self._until_next_launch(interval)):
             try:
                 if self.supervisor is not None:
                     self._supervise()
@@ -361,6 +399,14 @@ class Driver:
             except Exception as exc:  # keep watching; report the first fatal problem
                 log.exception("monitor error")
                 self.failure = self.failure or exc
+
+    def _until_next_launch(self, interval: float) -> float:
+        """The pause before the monitor's next look: ``interval``, or less when a launch
+        that fell short is due to be tried again sooner."""
+        trouble = self._trouble
+        if trouble is None:
+            return interval
+        return min(interval, max(0.05, trouble.next_try - time.monotonic()))
 
     def _beat_if_due(self) -> None:
         if time.time() - self.control.control.heartbeat >= self.session.timings.heartbeat:
@@ -374,8 +420,8 @@ class Driver:
             if not live:
                 self._ensure_workers()
                 return self.live_workers > 0  # (launched some)
-            stopped = []
-            infos = self.backend.describe(live)
+            stopped = [WorkerInfo(w, "stopped", reason=c) for w, c in self._stop_hung(live)]
+            infos = self.backend.describe([w for w in live if w not in self._hung])
             phases = dict(self._phases)
             if self.failure is None and (capped := self.cost.observe(infos)) is not None:
                 self.failure = capped  # stop at the cap: collectors raise it with what is done
@@ -390,6 +436,19 @@ class Driver:
             self._prune_finished_runs()
             self._ensure_workers()
             return bool(stopped) or phases != self._phases or self.live_workers != len(live)
+
+    def _stop_hung(self, live: list[str]) -> list[tuple[str, str]]:
+        """Stop the live workers whose heartbeats stopped (looked for every third of a
+        lease); they count as stopped now, with their cause."""
+        if time.monotonic() < self._next_hang_check or self._closed.is_set():
+            return []
+        timings = self.session.timings
+        self._next_hang_check = time.monotonic() + timings.lease / 3
+        hung = stop_hung_workers(self.store, self.keys, self.backend, live, timings)
+        self._hung.update(hung)
+        for worker_id in hung:
+            self.workers[worker_id] = False
+        return list(hung.items())
 
     def _on_workers_stopped(self, infos: list[WorkerInfo]) -> None:
         """Free the stopped workers' stripes, offer their chunks to the others, judge faults."""
@@ -416,8 +475,8 @@ class Driver:
         if any(requeued.values()):
             self.store.ring(self.keys.work_bell)
         holders = {h for run in active if run.blames_items for h in requeued[run.run_id].values()}
-        for info in infos if active else ():
-            if causes[info.worker_id] is not None:
+        for info in infos if active else ():  # (a hung worker's hang is not its start's fault)
+            if causes[info.worker_id] is not None and info.worker_id not in self._hung:
                 self._judge_stop(info, blamed=info.worker_id in pinned | holders)
 
     def _cause(self, info: WorkerInfo) -> str | None:
@@ -425,6 +484,8 @@ class Driver:
         when the stop uses up no attempt (a spot interruption, a recall)."""
         if info.fault == "interrupted" or info.worker_id in self._recalled:
             return None
+        if info.worker_id in self._hung:  # an item's death only if it ran in isolation
+            return self._hung[info.worker_id]
         return stop_cause(info, self.spec.memory_mib, self.backend.log_tail(info.worker_id, 5))
 
     def _end_leases(self, run: Run, stopped: dict[str, str | None]) -> dict[str, Claim]:
@@ -540,7 +601,13 @@ class Driver:
             self._launch(missing)
 
     def _launch(self, count: int) -> None:
-        """Start ``count`` workers, on the stripes of stopped workers first, then on new ones."""
+        """Start ``count`` workers, on the stripes of stopped workers first, then on new ones.
+
+        One bounded attempt: those the platform cannot start now are asked for again by the
+        monitor (``_ensure_workers``), after a pause that grows while launches fall short.
+        """
+        if self._trouble is not None and time.monotonic() < self._trouble.next_try:
+            return
         wanted, count = count, self.cost.affordable(count)
         if count <= 0 < wanted and not self.live_workers:
             self.failure = self.cost.cap_error()  # not one more worker fits under max_cost
@@ -559,8 +626,17 @@ class Driver:
             self._stripe_of[worker_id] = stripe
         self._free_stripes += stripes[len(started) :]
         self.cost.launched(started)
-        if len(started) < count:  # the platform allows fewer (a quota): work with those
-            self._target_workers = max(1, self.live_workers)
+        if len(started) < count:
+            self._fell_short(count - len(started), self.backend.shortfall)
+        else:
+            self._trouble = None
+        if started:
+            self._record_launched(started)
+        for notice in self.backend.take_notices():
+            print(f"starburst: {notice}", file=sys.stderr)
+
+    def _record_launched(self, started: list[str]) -> None:
+        """Give the started workers their stripes (the roster) and a line in the ledger."""
         total = max(self._stripe_of.values(), default=0) + 1
         roster = {worker_id: self._stripe_of[worker_id] for worker_id in started}
         now, spot = time.time(), self.spec.spot
@@ -573,8 +649,50 @@ class Driver:
             control.stripes = max(total, self._target_workers) * self.spec.processes
 
         self.control.change(edit)
-        for notice in self.backend.take_notices():
-            print(f"starburst: {notice}", file=sys.stderr)
+
+    def _fell_short(self, missing: int, shortfall: LaunchShortfall | None) -> None:
+        """A launch started ``missing`` fewer workers than asked. A quota: work with those
+        that run (none: ``QuotaError``). No capacity: ask again later, tell the user once
+        after ``LAUNCH_NOTICE_SECONDS``, and with no worker at all after
+        ``LAUNCH_GIVE_UP_SECONDS`` (or at once, for a reason that is neither), fail the call."""
+        live = self.live_workers
+        if shortfall is None or shortfall.kind == "quota":
+            if not live and shortfall is not None:
+                self.failure = QuotaError(
+                    f'no worker could start: {self.backend.name} answered "{shortfall.reason}". '
+                    "Use fewer or smaller workers (workers=, cpu=), stop other tasks of the "
+                    "account, or ask for a higher quota (`starburst quota request VCPUS`)."
+                )
+            self._target_workers = max(1, live)  # the platform allows fewer: work with those
+            return
+        now = time.monotonic()
+        trouble = self._trouble or LaunchTrouble(since=now, reason=shortfall.reason)
+        self._trouble = trouble
+        trouble.reason = shortfall.reason
+        trouble.next_try = now + trouble.pause
+        trouble.pause = min(2 * trouble.pause, RELAUNCH_PAUSES[1])
+        waited = trouble.waited(now)
+        hopeless = shortfall.kind != "capacity"
+        if not live and (hopeless or waited >= LAUNCH_GIVE_UP_SECONDS):
+            self.failure = LaunchError(self._launch_failure_message(waited, trouble.reason))
+        elif waited >= LAUNCH_NOTICE_SECONDS and not trouble.told:
+            trouble.told = True
+            print(
+                f"starburst: {missing} of {self._target_workers} workers could not start for "
+                f'{waited:.0f} s ({self.backend.name}: "{trouble.reason}"); {live} running, '
+                "and starburst keeps trying to start the rest.",
+                file=sys.stderr,
+            )
+
+    def _launch_failure_message(self, waited: float, reason: str) -> str:
+        """Why no worker runs, and what the user can change."""
+        spot = "on-demand workers instead of spot (spot=False), " if self.spec.spot else ""
+        return (
+            f"no worker could start in {waited:.0f} s: {self.backend.name} answered "
+            f'"{reason}" for all {self._target_workers} workers. Try fewer or smaller '
+            f"workers (workers=, cpu=, memory=), {spot}another region (the `region` "
+            "setting, after `starburst setup` there), or again later."
+        )
 
 
 def workers_for(spec: WorkerSpec, n_items: int | None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import re
 import secrets
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 from ..errors import ConfigurationError, SessionNotFoundError
 from ..options import WorkerSpec
+from ..settings import resolve
 from ..store import Store
 from .layout import SessionKeys, from_json, record_of, to_json
 from .manifest import runtime_versions
@@ -70,7 +72,19 @@ class Timings:
 
     @classmethod
     def for_store(cls, store: Store, *, attached: bool) -> Timings:
-        """Timings that suit the store: tight on a local disk, relaxed on a network store."""
+        """Timings that suit the store: tight on a local disk, relaxed on a network store;
+        the ``lease`` setting (``STARBURST_LEASE``) chooses the lease, and with it how long a
+        silent worker has before it counts as hung (a heartbeat comes at least thrice a lease)."""
+        timings = cls._defaults(store, attached)
+        lease = resolve("lease")
+        if lease is None:
+            return timings
+        return dataclasses.replace(
+            timings, lease=lease, heartbeat=min(timings.heartbeat, lease / 3)
+        )
+
+    @classmethod
+    def _defaults(cls, store: Store, attached: bool) -> Timings:
         if store.poll_interval < 0.1:  # a local store: polling is nearly free
             return cls(
                 lease=15.0, heartbeat=1.0, poll=store.poll_interval, max_poll=0.02,

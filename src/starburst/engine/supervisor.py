@@ -6,9 +6,11 @@ put-if-absent and renewed with put-if-match, like a chunk's claim). Whoever hold
 session whose laptop is closed still has one. A step reconciles the control record with what
 the backend reports:
 
-1. roster workers that the backend no longer runs have their leases ended and their chunks
-   offered to the others (a spot interruption uses up no attempt), their stripes freed, and
-   their stop time (the backend's, else their last heartbeat) written to the ledger;
+1. roster workers that the backend no longer runs, and those it runs that stopped writing
+   heartbeats (hung: they are stopped, ``hangs.py``), have their leases ended and their
+   chunks offered to the others (a spot interruption uses up no attempt), their stripes
+   freed, and their stop time (the backend's, else their last heartbeat) written to the
+   ledger;
 2. sealed runs the record does not list (a client died between storing and announcing one)
    are announced; runs whose every chunk has an output, and cancelled ones, leave it;
 3. while work remains and workers are missing, new ones are launched on the free stripes,
@@ -40,6 +42,7 @@ from ..cost.billing import ledger_cost, workers_affordable
 from ..store import NotFound, PreconditionFailed, Store
 from .claims import Claim, end_lease, stop_cause
 from .control import Control, ControlWriter
+from .hangs import stop_hung_workers
 from .layout import RunKeys, SessionKeys
 from .manifest import RunManifest
 from .session import SessionRecord
@@ -120,6 +123,10 @@ class Supervisor:
         now = time.time()
         infos = {info.worker_id: info for info in self._find(control)}
         gone = self._lost_workers(control, infos, session, now)
+        running = [w for w in control.roster if w not in gone and w in infos]
+        gone.update(
+            stop_hung_workers(self.store, self.keys, self.backend, running, session.timings)
+        )
         stopped_at = self._stop_times(gone, infos, now)
         announced = self._announce_missing(control)
         runs = [m for m in control.runs.values() if m.state != "cancelled"] + announced

@@ -15,8 +15,8 @@ def open_store(url: str) -> Store:
     """Open the store a URL names: ``file:///path/to/dir`` or ``s3://bucket/prefix`` (with
     ``?owner=ACCOUNT`` when the bucket must belong to that account)."""
     parsed = urlparse(url)
-    if parsed.scheme == "file":
-        return LocalStore(unquote(parsed.path))
+    if parsed.scheme == "file":  # (a worker's: a removed store stays removed)
+        return LocalStore(unquote(parsed.path), create=False)
     if parsed.scheme == "s3":
         from .s3 import S3Store
 

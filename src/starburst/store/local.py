@@ -29,11 +29,14 @@ PRIVATE_FOLDER_MODE = 0o700
 PRIVATE_FILE_MODE = 0o600
 
 
-def make_private_folder(path: str | os.PathLike[str]) -> None:
+def make_private_folder(path: str | os.PathLike[str], within: str | None = None) -> None:
     """Create the folder ``path`` and its missing parents, each readable by this user only
     (0700 whatever the umask; ``os.makedirs`` gives parents the umask's mode). A folder
-    that exists is left as it is."""
+    that exists is left as it is. With ``within``, folders are made only below it: when
+    ``within`` itself is missing, ``FileNotFoundError``."""
     path = os.fspath(path)
+    if path == within and not os.path.isdir(path):
+        raise FileNotFoundError(f"{path} was removed")
     try:
         os.mkdir(path, PRIVATE_FOLDER_MODE)
     except FileExistsError:
@@ -44,7 +47,7 @@ def make_private_folder(path: str | os.PathLike[str]) -> None:
         parent = os.path.dirname(path.rstrip("/"))
         if not parent or parent == path:
             raise
-        make_private_folder(parent)
+        make_private_folder(parent, within)
         try:
             os.mkdir(path, PRIVATE_FOLDER_MODE)
         except FileExistsError:  # another process made it meanwhile
@@ -90,13 +93,17 @@ class LocalStore(Store):
     compress = False
     parallelism = 1
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], create: bool = True) -> None:
+        """The store in folder ``root``, created if missing unless ``create`` is false (a
+        worker opens its session's store: one that was removed stays removed, and every
+        write to it fails)."""
         super().__init__()
         self._base = os.path.realpath(root)
         self._tmp = f"{self._base}/.tmp"
         self._locks = f"{self._base}/.locks"
-        for folder in (self._tmp, self._locks):  # (and so the root)
-            if not os.path.isdir(folder):  # (a worker opens a store that exists: a stat)
+        for folder in (self._tmp, self._locks):  # (and so the root, if ``create``)
+            # (a worker opens a store that exists: a stat)
+            if not os.path.isdir(folder) and (create or os.path.isdir(self._base)):
                 make_private_folder(folder)
         self._temp_numbers = itertools.count()
         self._bells: dict[str, _Bell] = {}
@@ -134,11 +141,13 @@ class LocalStore(Store):
         return tmp
 
     def _publish(self, publish: Callable[[str, str], None], tmp: str, path: str) -> None:
-        """``publish(tmp, path)`` (a rename or a link), creating ``path``'s folder if missing."""
+        """``publish(tmp, path)`` (a rename or a link), creating ``path``'s folder if missing,
+        but never the store's root: a write to a removed store fails (``FileNotFoundError``)
+        rather than bring its tree back."""
         try:
             publish(tmp, path)
         except FileNotFoundError:
-            make_private_folder(os.path.dirname(path))
+            make_private_folder(os.path.dirname(path), within=self._base)
             publish(tmp, path)
 
     @contextmanager

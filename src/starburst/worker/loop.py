@@ -594,6 +594,8 @@ class WorkerLoop:
                 self.stop_reason = reason
                 log.warning("stopping: %s", reason)
                 self._write_heartbeat(state="exited")
+                if reason.startswith(_CLIENT_SILENT):
+                    self._remove_scratch_if_last()
                 os._exit(0)
             self._supervise()
 
@@ -662,8 +664,23 @@ class WorkerLoop:
             return "the session reached its deadline"
         timeout = self.timings.client_timeout
         if timeout is not None and time.time() - control.heartbeat > timeout:
-            return f"the client has been silent for over {timeout:.0f} s"
+            return f"{_CLIENT_SILENT} for over {timeout:.0f} s"
         return None
+
+    def _remove_scratch_if_last(self) -> None:
+        """The client of this attached session went silent (killed outright): the last of
+        its worker processes to leave removes a local session's scratch store, which would
+        otherwise hold memory (``/dev/shm``) until a later session's sweep."""
+        from ..store.local import LocalStore
+
+        if isinstance(self.store, LocalStore):
+            from ..backends.local import remove_scratch_if_last
+
+            try:
+                if remove_scratch_if_last(self.store, self.keys):
+                    log.warning("removed the session's scratch store %s", self.store.root)
+            except Exception as exc:  # the sweep of a later session still removes it
+                log.warning("could not remove the scratch store: %s", exc)
 
     def _write_heartbeat(self, state: str) -> None:
         if state == "exited":
@@ -686,6 +703,10 @@ class WorkerLoop:
             self.store.put(self.keys.worker(self.worker_id), to_json(record))
         except Exception as exc:  # a missed heartbeat is not fatal
             log.warning("heartbeat failed: %s", exc)
+
+
+#: How the reason to quit of a worker whose client went silent begins.
+_CLIENT_SILENT = "the client has been silent"
 
 
 def _caller(function: RunFunction, manifest: RunManifest) -> Callable[[Any], Any]:
