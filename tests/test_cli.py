@@ -9,13 +9,7 @@ import starburst
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "starburst", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return _run_with({}, *args)
 
 
 def test_help_lists_the_commands() -> None:

@@ -112,22 +112,31 @@ _CTRL_C_SCRIPT = textwrap.dedent(
 )
 
 
-def test_ctrl_c_stops_the_run_and_leaves_no_worker_behind(
-    tmp_path: Path, start_method: str
-) -> None:
+def _client_once_files(
+    tmp_path: Path, source: str, folder: str, count: int
+) -> tuple[subprocess.Popen[str], Path]:
+    """Start the client script ``source`` with a new folder as its argument, and wait (a
+    minute at most) until its workers have put ``count`` files there."""
     script = tmp_path / "client.py"
-    script.write_text(_CTRL_C_SCRIPT)
-    pids = tmp_path / "pids"
-    pids.mkdir()
+    script.write_text(source)
+    files = tmp_path / folder
+    files.mkdir()
     client = subprocess.Popen(
-        [sys.executable, str(script), str(pids)],
+        [sys.executable, str(script), str(files)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     deadline = time.monotonic() + 60
-    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+    while len(list(files.iterdir())) < count and time.monotonic() < deadline:
         time.sleep(0.05)
+    return client, files
+
+
+def test_ctrl_c_stops_the_run_and_leaves_no_worker_behind(
+    tmp_path: Path, start_method: str
+) -> None:
+    client, pids = _client_once_files(tmp_path, _CTRL_C_SCRIPT, "pids", 2)
     worker_pids = [int(p.name) for p in pids.iterdir()]
     assert len(worker_pids) == 2, "the workers never started"
     client.send_signal(signal.SIGINT)
@@ -314,19 +323,7 @@ _CTRL_C_KEEPS_SCRIPT = textwrap.dedent(
 
 
 def test_ctrl_c_keeps_every_finished_item(tmp_path: Path, start_method: str) -> None:
-    script = tmp_path / "client.py"
-    script.write_text(_CTRL_C_KEEPS_SCRIPT)
-    done = tmp_path / "done"
-    done.mkdir()
-    client = subprocess.Popen(
-        [sys.executable, str(script), str(done)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while len(list(done.iterdir())) < 16 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    client, done = _client_once_files(tmp_path, _CTRL_C_KEEPS_SCRIPT, "done", 16)
     client.send_signal(signal.SIGINT)
     output, _ = client.communicate(timeout=60)
     assert client.returncode == 130, output
