@@ -94,12 +94,27 @@ class EmulatorLayer:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         try:
-            return self._dispatch(environ, start_response)
+            return self._dispatch_read_again(environ, start_response)
         except Exception:
             text = traceback.format_exc()
             self.internal_errors.append(text)
             body = json.dumps({"__type": "InternalFailure", "message": text}).encode()
             return _reply(start_response, 500, body, "application/x-amz-json-1.1")
+
+    def _dispatch_read_again(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Any:
+        """``_dispatch``, reading again where moto's read raced an overwrite of the same
+        object (it closes the old version's buffer while a GET still reads it; S3 serves
+        either version). A read has no body to replay, so reading again is safe."""
+        attempts = 3 if environ.get("REQUEST_METHOD") in ("GET", "HEAD") else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._dispatch(environ, start_response)
+            except ValueError as exc:
+                if "closed file" not in str(exc) or attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     def _dispatch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
