@@ -75,12 +75,9 @@ def _choice(choices: Sequence[Any], what: str) -> Callable[[Any, bool], Any]:
 
 def _region(value: Any, from_text: bool) -> str:
     name = _text(value, from_text)
-    import boto3  # only when a region is chosen: a local map never imports boto3
+    from .aws.session import known_regions  # boto3, only when a region is chosen
 
-    session = boto3.Session()
-    known = session.get_available_regions("ecs") + session.get_available_regions(
-        "ecs", partition_name="aws-us-gov"
-    )
+    known = known_regions()
     if known and name not in known:
         raise BadValue(f"is not an AWS region; use one of: {', '.join(sorted(known))}")
     return name

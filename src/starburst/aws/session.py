@@ -88,14 +88,20 @@ def connect(region: str | None = None, profile: str | None = None) -> Aws:
             "no AWS region is configured: run `starburst config set region us-east-1` "
             "(or set AWS_REGION or AWS_DEFAULT_REGION)"
         )
-    known = session.get_available_regions("ecs") + session.get_available_regions(
-        "ecs", partition_name="aws-us-gov"
-    )
+    known = known_regions(session)
     if known and chosen not in known:
         raise ConfigurationError(
             f"unknown AWS region {chosen!r}; use one of: {', '.join(sorted(known))}"
         )
     return Aws(session=session, region=chosen)
+
+
+def known_regions(session: boto3.Session | None = None) -> list[str]:
+    """The regions where ECS runs, as this botocore knows them (empty if it knows none)."""
+    session = session or boto3.Session()
+    return session.get_available_regions("ecs") + session.get_available_regions(
+        "ecs", partition_name="aws-us-gov"
+    )
 
 
 def _botocore_session() -> botocore.session.Session:
