@@ -102,7 +102,7 @@ def say(message: str) -> None:
 
 
 def key_kind(key: str) -> str:
-    """What a starburst store key (or list prefix) is, from its layout (engine/layout.py)."""
+    """What a starburst store key (or list prefix) is, from its layout (engine/keys.py)."""
     if key.endswith("/session.json"):
         return "session"
     if key.endswith("/control.json"):

@@ -34,7 +34,7 @@ def detached_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("STARBURST_DATA_DIR", str(folder))
     yield folder
     import starburst
-    from starburst.sessions import remove_session
+    from starburst.detached import remove_session
 
     for status in starburst.list_sessions():
         remove_session(status.session_id)

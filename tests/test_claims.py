@@ -14,10 +14,10 @@ import pytest
 from starburst.engine import claims
 from starburst.engine.claims import Claim
 from starburst.engine.control import Control
-from starburst.engine.layout import RunKeys, SessionKeys
+from starburst.engine.keys import RunKeys, SessionKeys
 from starburst.engine.manifest import RunFunction, RunManifest
 from starburst.engine.outcome import ChunkOutput
-from starburst.engine.session import SessionRecord, Timings
+from starburst.engine.session_record import SessionRecord, Timings
 from starburst.serialize import dumps, loads
 from starburst.store import LocalStore
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from starburst.engine.control import Control, ControlWriter
-from starburst.engine.layout import SessionKeys
+from starburst.engine.keys import SessionKeys
 from starburst.engine.manifest import RunManifest
-from starburst.engine.session import SessionRecord, Timings
+from starburst.engine.session_record import SessionRecord, Timings
 from starburst.store import NotFound, Store
 
 KEYS = SessionKeys("sb-test")

@@ -23,7 +23,7 @@ from emulator.images import ImageReader
 from emulator.registry import ECR_PASSWORD, ECR_USER, RegistryServer, registry_available
 
 import starburst
-from starburst.aws.session import connect
+from starburst.aws.connection import connect
 from starburst.env.build import BuiltImage, ensure_image
 from starburst.env.capture import capture
 from starburst.env.registry import Registry

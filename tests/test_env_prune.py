@@ -76,7 +76,7 @@ def test_prune_keeps_recent_images(aws) -> None:
 
 
 def _expired_session_record(session_id: str) -> bytes:
-    from starburst.engine.session import SessionRecord, Timings
+    from starburst.engine.session_record import SessionRecord, Timings
 
     timings = Timings.for_store(S3Store("unused", ""), attached=False)
     record = SessionRecord(session_id, "fargate", 1, 1.0, None, timings, deadline=1.0)

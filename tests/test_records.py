@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 import starburst
 from starburst.cli import main
+from starburst.detached import remove_session
 from starburst.engine.claims import Claim, claim_fresh, take_over
-from starburst.engine.layout import SessionKeys
-from starburst.sessions import remove_session
+from starburst.engine.keys import SessionKeys
 from starburst.store import LocalStore
 
 

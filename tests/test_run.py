@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from starburst.engine.chunking import iter_chunks
-from starburst.engine.layout import SessionKeys
+from starburst.engine.keys import SessionKeys
 from starburst.engine.manifest import RunManifest
 from starburst.engine.run import Run
 from starburst.store import Store

@@ -24,9 +24,9 @@ from click.testing import CliRunner
 
 import starburst
 from starburst.cli import main
+from starburst.detached import remove_session
 from starburst.env.registry import Registry
 from starburst.errors import SessionNotFoundError
-from starburst.sessions import remove_session
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,7 @@ import starburst
 from starburst.aws import provision
 from starburst.aws import resources as r
 from starburst.config import Config
-from starburst.engine.session import SessionRecord, Timings
+from starburst.engine.session_record import SessionRecord, Timings
 from starburst.errors import ConfigurationError, SetupRequiredError, StoreError
 from starburst.store import Store, open_store
 from starburst.store.s3 import _MULTIPART_BYTES, S3Store

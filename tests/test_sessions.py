@@ -342,7 +342,7 @@ def test_the_supervisor_stops_a_detached_session_at_its_cost_cap(data_dir: Path)
     _wait_for(lambda: session.status().workers == 1, what="the worker")
     # Price the session at $1 a second with a $100 cap, and let its worker have run 200 s.
     from starburst.engine.control import ControlWriter
-    from starburst.engine.layout import SessionKeys
+    from starburst.engine.keys import SessionKeys
     from starburst.store import LocalStore
 
     writer = ControlWriter(LocalStore(data_dir / "store"), SessionKeys(session.id))
@@ -405,7 +405,7 @@ def test_a_run_stored_but_never_announced_is_picked_up(data_dir: Path) -> None:
     session.map(slow_square, range(20))
     session.collect(timeout=60)
     from starburst.engine.control import ControlWriter
-    from starburst.engine.layout import SessionKeys
+    from starburst.engine.keys import SessionKeys
     from starburst.store import LocalStore
 
     store = LocalStore(data_dir / "store")

@@ -11,7 +11,7 @@ from pathlib import Path
 import cloudpickle
 
 from starburst.engine.control import Control
-from starburst.engine.session import SessionRecord, Timings
+from starburst.engine.session_record import SessionRecord, Timings
 from starburst.store import LocalStore
 
 

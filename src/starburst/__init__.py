@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the public names, imported on first use (workers need none 
     from .cluster import Cluster
     from .cost.estimate import estimate
     from .cost.guard import RunReport
+    from .detached import PENDING, RunHandle, Session, attach, list_sessions, session
     from .engine.status import RunStatus, SessionStatus
     from .errors import (
         CancelledError,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:  # the public names, imported on first use (workers need none 
         WorkerStartError,
     )
     from .executor import Executor
-    from .sessions import PENDING, RunHandle, Session, attach, list_sessions, session
 
 _HOMES = {
     "map": "api", "starmap": "api", "imap": "api", "imap_unordered": "api",
@@ -59,8 +59,8 @@ _HOMES = {
     "setup": "aws.provision", "status": "aws.provision", "teardown": "aws.provision",
     "quota": "aws.quotas", "request_quota": "aws.quotas", "quota_request": "aws.quotas",
     "estimate": "cost.estimate", "RunReport": "cost.guard",
-    "session": "sessions", "attach": "sessions", "list_sessions": "sessions",
-    "Session": "sessions", "RunHandle": "sessions", "PENDING": "sessions",
+    "session": "detached", "attach": "detached", "list_sessions": "detached",
+    "Session": "detached", "RunHandle": "detached", "PENDING": "detached",
     "SessionStatus": "engine.status", "RunStatus": "engine.status",
 }  # fmt: skip
 

@@ -48,7 +48,7 @@ def _first_paragraph(command: click.Command) -> str:
 
 def _aws_failure(exc: Exception) -> str:
     """What an AWS error that escaped a command's own handling means, as a sentence."""
-    from .aws.session import translate_errors
+    from .aws.connection import translate_errors
 
     try:
         with translate_errors("run this command"):
@@ -198,7 +198,7 @@ def config_unset(key: str) -> None:
 def logs(session_id: str, worker: str | None, tail: int, follow: bool) -> None:
     """Show the output of a session's workers (local log files, or CloudWatch Logs)."""
     from .aws import logs as worker_logs
-    from .sessions import local_log_files
+    from .detached import local_log_files
 
     files = local_log_files(session_id, worker)
     if files is not None:
@@ -328,7 +328,7 @@ def env_show() -> None:
 @click.option("--force", is_flag=True, help="Build and push even if the image exists.")
 def env_build(force: bool) -> None:
     """Build the worker image of this environment and push it (once per environment)."""
-    from .aws.session import connect
+    from .aws.connection import connect
     from .config import Config
     from .env.build import ensure_image
 
@@ -363,7 +363,7 @@ def sessions() -> None:
 
 
 def _attach(session_id: str, allow_expired: bool = True) -> Any:
-    from .sessions import attach
+    from .detached import attach
 
     return attach(session_id, allow_expired=allow_expired)
 
@@ -375,7 +375,7 @@ def sessions_ls(as_json: bool) -> None:
     import json
     import time
 
-    from .sessions import list_sessions
+    from .detached import list_sessions
 
     found = list_sessions()
     if as_json:
@@ -401,7 +401,7 @@ def sessions_status(session_id: str, as_json: bool) -> None:
     """Per run: items done, failed and pending, ETA; workers up; cost so far."""
     import json
 
-    from .sessions import session_status
+    from .detached import session_status
 
     status = session_status(session_id)
     click.echo(json.dumps(status.to_dict(), indent=1) if as_json else str(status))
@@ -423,7 +423,7 @@ def sessions_collect(session_id: str, output: str, wait: bool, timeout: float | 
 
     import cloudpickle
 
-    from .sessions import PENDING
+    from .detached import PENDING
 
     results = _attach(session_id).collect(wait=wait, timeout=timeout, errors="return")
     flat = [r for run in results for r in (run if isinstance(run, list) else [run])]
@@ -467,7 +467,7 @@ def sessions_cleanup(session_ids: tuple[str, ...], expired: bool) -> None:
     import time
 
     from .aws.resources import RUN_DATA_EXPIRY_DAYS
-    from .sessions import list_sessions
+    from .detached import list_sessions
 
     chosen = list(session_ids)
     if expired:  # never a "done" session's uncollected results, until its data expires
@@ -485,6 +485,6 @@ def sessions_cleanup(session_ids: tuple[str, ...], expired: bool) -> None:
 
 def _remove(session_id: str) -> None:
     """Clean up any session, attachable or not (an abandoned Cluster's too)."""
-    from .sessions import remove_session
+    from .detached import remove_session
 
     remove_session(session_id)

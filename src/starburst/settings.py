@@ -75,7 +75,7 @@ def _choice(choices: Sequence[Any], what: str) -> Callable[[Any, bool], Any]:
 
 def _region(value: Any, from_text: bool) -> str:
     name = _text(value, from_text)
-    from .aws.session import known_regions  # boto3, only when a region is chosen
+    from .aws.connection import known_regions  # boto3, only when a region is chosen
 
     known = known_regions()
     if known and name not in known:

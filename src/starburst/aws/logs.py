@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import SetupRequiredError
-from .session import Aws, connect, translate_errors
+from .connection import Aws, connect, translate_errors
 
 
 def _group_and_client() -> tuple[str, Any]:

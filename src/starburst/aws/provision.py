@@ -18,7 +18,7 @@ from ..config import Config
 from ..errors import SetupRequiredError
 from ..settings import resolve
 from . import resources as r
-from .session import Aws, connect, translate_errors
+from .connection import Aws, connect, translate_errors
 from .session_roles import delete_role, leftover_session_roles
 
 Say = Callable[[str], None]

@@ -13,8 +13,8 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from . import resources as r
+from .connection import Aws, connect, translate_errors
 from .provision import read_quotas
-from .session import Aws, connect, translate_errors
 
 SERVICE_CODE = "fargate"
 #: Worker sizes (vCPUs) shown by ``starburst quota``.

@@ -27,7 +27,7 @@ IMAGE_TAG_MUTABILITY = "IMMUTABLE"
 RUN_DATA_EXPIRY_DAYS = 7
 #: Session records outlive their run data, so that `sessions ls` still shows a finished
 #: session, but not for ever: one that nobody cleaned up (its client was killed) goes after
-#: this long, a week after its data. No session lives past 6 days (engine/session.py).
+#: this long, a week after its data. No session lives past 6 days (engine/session_record.py).
 SESSION_RECORD_EXPIRY_DAYS = 14
 DEFAULT_LOG_RETENTION_DAYS = 14
 

@@ -16,7 +16,7 @@ import botocore.exceptions
 
 from ..errors import ConfigurationError
 from . import resources as r
-from .session import Aws, translate_errors
+from .connection import Aws, translate_errors
 
 
 def create_session_role(aws: Aws, names: r.Names, session_id: str, also: str | None = None) -> str:

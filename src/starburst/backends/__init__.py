@@ -125,7 +125,7 @@ def local_placement(store: LocalStore, session_id: str) -> Placement:
     folders. Its workers are started fresh (``python -m starburst.worker``), never forked:
     a forked worker would keep the client's whole memory alive for as long as it runs,
     long after the client has gone."""
-    from ..engine.session import check_session_id
+    from ..engine.session_record import check_session_id
 
     check_session_id(session_id, "a local session's folder")
     folders = [store.root / "sessions" / session_id, store.root / "data" / session_id]
@@ -141,7 +141,7 @@ def remove_unreadable(store: Store, session_id: str) -> None:
     """Remove a session whose records cannot be read (damaged, or from a newer starburst):
     delete its control record (its workers leave at their next heartbeat), stop local
     workers by their process records, and delete its data."""
-    from ..engine.layout import SessionKeys
+    from ..engine.keys import SessionKeys
 
     store.delete(SessionKeys(session_id).control)
     if isinstance(store, LocalStore):

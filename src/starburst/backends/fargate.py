@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import botocore.exceptions
 
 from ..aws import resources as r
+from ..aws.connection import Aws, connect, translate_errors
 from ..aws.quotas import fargate_quotas, quota_notice
-from ..aws.session import Aws, connect, translate_errors
 from ..aws.session_roles import create_session_role, remove_session_role
 from ..aws.sizes import fargate_size
 from ..config import Config

@@ -36,7 +36,7 @@ from .forked import become_worker
 from .launcher import Launcher, LauncherFailed, shared_launcher
 
 if TYPE_CHECKING:
-    from ..engine.layout import SessionKeys
+    from ..engine.keys import SessionKeys
     from ..store.local import LocalStore
 
 _STOP_WAIT_SECONDS = 1.5

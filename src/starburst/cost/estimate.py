@@ -167,7 +167,7 @@ def _price_book(spec: WorkerSpec) -> PriceBook | None:
     """Prices for ``spec``'s backend without starting anything (``None``: free)."""
     if spec.backend != "fargate":
         return None
-    from ..aws.session import connect
+    from ..aws.connection import connect
     from .prices import fargate_prices
 
     try:

@@ -20,7 +20,7 @@ from .billing import Rate
 from .model import cache_dir, read_json, write_json
 
 if TYPE_CHECKING:
-    from ..aws.session import Aws
+    from ..aws.connection import Aws
 
 #: How long fetched prices are trusted before they are fetched again.
 CACHE_SECONDS = 24 * 3600

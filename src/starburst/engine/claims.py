@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import DamagedRecordError
 from ..store import NotFound, PreconditionFailed, Store
-from .layout import RunKeys, chain_end, decode_record, to_json
+from .keys import RunKeys, chain_end
+from .records import decode_record, to_json
 
 if TYPE_CHECKING:
     from ..backends.base import WorkerInfo

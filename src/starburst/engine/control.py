@@ -29,9 +29,10 @@ from typing import Any
 
 from ..errors import DamagedRecordError
 from ..store import NotFound, PreconditionFailed, Store
-from .layout import SessionKeys, decode_record, record_of, to_json
+from .keys import SessionKeys
 from .manifest import RunManifest
-from .session import SessionRecord
+from .records import decode_record, record_of, to_json
+from .session_record import SessionRecord
 
 
 @dataclass

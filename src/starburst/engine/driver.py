@@ -40,10 +40,10 @@ from .chunking import ChunkStream
 from .claims import Claim, end_lease, stop_cause
 from .control import Control, ControlWriter
 from .hangs import stop_hung_workers
-from .layout import from_json
 from .manifest import CallStyle, RunManifest
+from .records import from_json
 from .run import Run
-from .session import SessionRecord, Timings, new_session_id
+from .session_record import SessionRecord, Timings, new_session_id
 from .supervisor import Supervisor
 
 log = logging.getLogger("starburst")

@@ -16,8 +16,8 @@ from collections.abc import Iterable
 
 from ..backends.base import Backend
 from ..store import Store
-from .layout import SessionKeys
-from .session import Timings
+from .keys import SessionKeys
+from .session_record import Timings
 from .status import worker_heartbeats
 
 log = logging.getLogger("starburst")

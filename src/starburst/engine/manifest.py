@@ -10,7 +10,7 @@ from typing import Any, Literal
 import cloudpickle
 
 from .._version import __version__
-from .layout import decode_record, to_json
+from .records import decode_record, to_json
 
 #: How a worker calls the function on an item: ``fn(item)``, ``fn(*item)``, or an item that
 #: carries its own function and arguments (``Executor.submit``).

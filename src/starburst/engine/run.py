@@ -21,9 +21,10 @@ from ..serialize import dumps_parts, unsendable_item_error
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 from .chunking import Chunk, ChunkStream
-from .layout import RunKeys, SessionKeys, to_json
+from .keys import RunKeys, SessionKeys
 from .manifest import RunManifest
 from .outcome import ChunkOutput, decode_output
+from .records import to_json
 
 T = TypeVar("T")
 K = TypeVar("K")

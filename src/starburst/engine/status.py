@@ -16,9 +16,10 @@ from ..cost.billing import ledger_cost
 from ..errors import DamagedRecordError, NewerRecordError
 from ..store import NotFound, Store
 from .control import Control
-from .layout import RunKeys, SessionKeys, from_json
+from .keys import RunKeys, SessionKeys
 from .manifest import RunManifest
-from .session import SessionRecord, created_from_id
+from .records import from_json
+from .session_record import SessionRecord, created_from_id
 
 #: Session states, as ``status`` and ``list_sessions`` show them.
 STATES = {

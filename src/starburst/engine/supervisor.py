@@ -43,9 +43,9 @@ from ..store import NotFound, PreconditionFailed, Store
 from .claims import Claim, end_lease, stop_cause
 from .control import Control, ControlWriter
 from .hangs import stop_hung_workers
-from .layout import RunKeys, SessionKeys
+from .keys import RunKeys, SessionKeys
 from .manifest import RunManifest
-from .session import SessionRecord
+from .session_record import SessionRecord
 from .status import worker_heartbeats
 
 log = logging.getLogger("starburst")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..aws.session import Aws, connect, translate_errors
+from ..aws.connection import Aws, connect, translate_errors
 from ..config import Config
 from ..errors import SetupRequiredError
 from .capture import Environment, capture

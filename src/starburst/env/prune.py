@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..aws.session import Aws, translate_errors
-from ..engine.layout import SessionKeys
-from ..engine.session import SessionRecord
+from ..aws.connection import Aws, translate_errors
+from ..engine.keys import SessionKeys
+from ..engine.session_record import SessionRecord
 from ..store import NotFound, Store
 
 #: Tags of images starburst built (see ``fingerprint.image_tag``).
@@ -117,7 +117,7 @@ def prune_images(
 
 def prune(older_than_days: float, say: Callable[[str], None]) -> list[str]:
     """``starburst env prune``: prune the configured account's repository."""
-    from ..aws.session import connect
+    from ..aws.connection import connect
     from ..config import Config
     from ..errors import SetupRequiredError
     from ..store.s3 import account_bucket

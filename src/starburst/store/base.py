@@ -178,7 +178,7 @@ class Store(ABC):
         """Let go of what the store holds open (the store's data stays)."""
 
     def ring(self, bell: str) -> None:  # noqa: B027 - most stores cannot ring: waiters poll
-        """Wake the processes waiting on ``bell`` (a name from ``engine/layout.py``)."""
+        """Wake the processes waiting on ``bell`` (a name from ``engine/keys.py``)."""
 
     def times_rung(self, bell: str) -> int:
         """How many rings of ``bell`` this process has heard so far (0 where rings are not

@@ -4,7 +4,7 @@ Conditional writes use S3's own: ``If-None-Match: *`` creates only if absent and
 ``If-Match: <etag>`` swaps only the version that was read; a lost race answers 412 (and a
 concurrent conditional write may answer 409, which is retried). Large payloads go up as
 parallel multipart uploads. Throttling and 503 Slow Down are retried with backoff by the
-client (``aws.session``).
+client (``aws.connection``).
 
 A store that knows its bucket's ``owner`` (the account ``starburst setup`` ran in) names it
 in every request (``ExpectedBucketOwner``): S3 then refuses a bucket of the same name that
@@ -46,7 +46,7 @@ class S3Store(Store):
     ) -> None:
         super().__init__()
         if client is None:
-            from ..aws.session import connect
+            from ..aws.connection import connect
 
             client = connect().client("s3")
         self.bucket = bucket

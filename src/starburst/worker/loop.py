@@ -27,9 +27,10 @@ from typing import Any
 
 from ..engine import claims
 from ..engine.control import Control, ControlWriter
-from ..engine.layout import RunKeys, SessionKeys, to_json
+from ..engine.keys import RunKeys, SessionKeys
 from ..engine.manifest import RunFunction, RunManifest
 from ..engine.outcome import ChunkOutput, ItemFailure
+from ..engine.records import to_json
 from ..engine.seeding import seed_item
 from ..errors import SerializationError, StoreError
 from ..salvage import find_unloadable, loads_salvaging

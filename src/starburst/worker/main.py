@@ -11,7 +11,7 @@ import sys
 import time
 
 from ..engine.control import Control
-from ..engine.layout import SessionKeys
+from ..engine.keys import SessionKeys
 from ..store import NotFound, open_store
 from .loop import SessionClosed, WorkerLoop
 

@@ -14,8 +14,9 @@ from ..errors import ConfigurationError, SessionNotFoundError
 from ..options import WorkerSpec
 from ..settings import resolve
 from ..store import Store
-from .layout import SessionKeys, from_json, record_of, to_json
+from .keys import SessionKeys
 from .manifest import runtime_versions
+from .records import from_json, record_of, to_json
 
 DEFAULT_TTL_SECONDS = 24 * 3600
 #: The longest a session may live: run data expires from the bucket after seven days

@@ -33,7 +33,7 @@ from .engine.driver import Driver
 from .engine.manifest import RunManifest
 from .engine.outcome import ChunkOutput
 from .engine.run import Run
-from .engine.session import SessionRecord, check_session_id, parse_duration, parse_ttl
+from .engine.session_record import SessionRecord, check_session_id, parse_duration, parse_ttl
 from .engine.status import RunStatus, SessionStatus, read_status, run_manifests, run_status
 from .errors import (
     CancelledError,
