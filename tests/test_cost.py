@@ -155,13 +155,13 @@ def test_estimate_rejects_bad_input() -> None:
 def test_the_guard_stops_at_the_cap_and_alerts_once(tmp_path) -> None:
     import time
 
-    from starburst.backends import LocalBackend
+    from starburst.backends import LocalFleet
     from starburst.cost.guard import CostGuard
     from starburst.options import WorkerSpec
 
     said: list[str] = []
     spec = WorkerSpec.build(backend="local", workers=2, cpu=1, memory=None)
-    guard = CostGuard("sb-test", spec, LocalBackend(tmp_path), CostLimits(2.5, 1.0), said.append)
+    guard = CostGuard("sb-test", spec, LocalFleet(tmp_path), CostLimits(2.5, 1.0), said.append)
     guard.meter = CostMeter({False: 60.0, True: 30.0})  # $1 a minute per worker
     started = time.time() - 30
     guard.meter.launched(["a", "b"], spot=False, at=started)
@@ -176,13 +176,13 @@ def test_the_guard_stops_at_the_cap_and_alerts_once(tmp_path) -> None:
 
 
 def test_a_run_too_short_for_any_look_still_says_its_cost_alert(tmp_path) -> None:
-    from starburst.backends import LocalBackend
+    from starburst.backends import LocalFleet
     from starburst.cost.guard import CostGuard
     from starburst.options import WorkerSpec
 
     said: list[str] = []
     spec = WorkerSpec.build(backend="local", workers=1, cpu=1, memory=None)
-    guard = CostGuard("sb-test", spec, LocalBackend(tmp_path), CostLimits(None, 0.5), said.append)
+    guard = CostGuard("sb-test", spec, LocalFleet(tmp_path), CostLimits(None, 0.5), said.append)
     guard.meter = CostMeter({False: 60.0, True: 30.0})  # $1 a minute per worker
     guard.meter.launched(["a"], spot=False)
     guard.finish(list)  # ended before any look at the workers: its first minute is billed

@@ -15,12 +15,12 @@ from starburst.options import parse_memory
 @pytest.fixture(autouse=True)
 def nothing_starts(monkeypatch: pytest.MonkeyPatch):
     """Every call here must fail before a worker is launched."""
-    from starburst.backends.local import LocalBackend
+    from starburst.backends.local import LocalFleet
 
     def refuse(*args, **kwargs):
         raise AssertionError("a worker was launched for a bad call")
 
-    monkeypatch.setattr(LocalBackend, "launch", refuse)
+    monkeypatch.setattr(LocalFleet, "launch", refuse)
 
 
 def square(x: int) -> int:

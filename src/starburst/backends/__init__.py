@@ -23,13 +23,13 @@ from ..options import WorkerSpec
 from ..settings import resolve
 from ..store import LocalStore, NotFound, Store
 from ..store.local import close_to_others
-from .base import Backend, LaunchRequest, WorkerInfo
-from .local import SCRATCH_PREFIX, LocalBackend, scratch_dir, sweep_abandoned
+from .base import Fleet, LaunchRequest, WorkerInfo
+from .local import SCRATCH_PREFIX, LocalFleet, scratch_dir, sweep_abandoned
 
 __all__ = [
     "Backend",
     "LaunchRequest",
-    "LocalBackend",
+    "LocalFleet",
     "Placement",
     "WorkerInfo",
     "detached_root",
@@ -44,7 +44,7 @@ class Placement:
     """Where a session lives: its store, its backend, and how to remove its data."""
 
     store: Store
-    backend: Backend
+    fleet: Fleet
     discard: Callable[[], None]
     #: What a supervisor needs to launch more workers (``SessionRecord.launch``).
     launch: dict[str, Any] = field(default_factory=dict)
@@ -82,7 +82,7 @@ def place(spec: WorkerSpec, session_id: str, detached: bool = False) -> Placemen
     parent = scratch_dir()
     _sweep_now_and_then(Path(parent or tempfile.gettempdir()))
     root = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=parent))
-    backend = LocalBackend(root / "sessions" / session_id)
+    backend = LocalFleet(root / "sessions" / session_id)
     return Placement(LocalStore(root), backend, lambda: shutil.rmtree(root, ignore_errors=True))
 
 
@@ -134,7 +134,7 @@ def local_placement(store: LocalStore, session_id: str) -> Placement:
         for folder in folders:
             shutil.rmtree(folder, ignore_errors=True)
 
-    return Placement(store, LocalBackend(folders[0], fork=False), discard)
+    return Placement(store, LocalFleet(folders[0], fork=False), discard)
 
 
 def remove_unreadable(store: Store, session_id: str) -> None:
@@ -146,8 +146,8 @@ def remove_unreadable(store: Store, session_id: str) -> None:
     store.delete(SessionKeys(session_id).control)
     if isinstance(store, LocalStore):
         placement = local_placement(store, session_id)
-        found = placement.backend.find(session_id)
-        placement.backend.stop([info.worker_id for info in found if info.state != "stopped"])
+        found = placement.fleet.find(session_id)
+        placement.fleet.stop([info.worker_id for info in found if info.state != "stopped"])
         placement.discard()
     else:
         from .fargate import discard_session
@@ -158,9 +158,9 @@ def remove_unreadable(store: Store, session_id: str) -> None:
 def reopen(backend: str, session_id: str, store: Store, launch: dict[str, Any]) -> Placement:
     """The placement of an existing session, rebuilt from its record in any process."""
     if backend == "fargate":
-        from .fargate import FargateBackend, discard_session
+        from .fargate import FargateFleet, discard_session
 
-        fargate = FargateBackend.from_launch(launch)
+        fargate = FargateFleet.from_launch(launch)
         discard = functools.partial(discard_session, store, fargate, session_id)
         return Placement(store, fargate, discard, launch)
     assert isinstance(store, LocalStore)

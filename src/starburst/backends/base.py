@@ -59,7 +59,7 @@ class LaunchRequest:
     busy_seconds: float | None = None
 
 
-class Backend(ABC):
+class Fleet(ABC):
     """Where workers run."""
 
     name: str

@@ -34,7 +34,7 @@ from ..errors import SetupRequiredError, StarburstError
 from ..settings import resolve
 from ..store import Store
 from ..store.s3 import S3Store, account_bucket
-from .base import Backend, LaunchRequest, LaunchShortfall, WorkerInfo
+from .base import Fleet, LaunchRequest, LaunchShortfall, WorkerInfo
 
 if TYPE_CHECKING:
     from ..options import WorkerSpec
@@ -60,7 +60,7 @@ _ROLE_PROPAGATION_SECONDS = 60.0
 _NEW_ROLE_REFUSALS = ("Role is not valid", "unable to assume the role")
 
 
-class FargateBackend(Backend):
+class FargateFleet(Fleet):
     """Workers as ECS tasks on Fargate (or Fargate Spot)."""
 
     name = "fargate"
@@ -82,7 +82,7 @@ class FargateBackend(Backend):
         self.spot_fallback = False
 
     @classmethod
-    def from_launch(cls, launch: dict[str, Any]) -> FargateBackend:
+    def from_launch(cls, launch: dict[str, Any]) -> FargateFleet:
         """The backend a session's record describes (``place_on_fargate``'s ``launch``)."""
         resources = launch["resources"]
         backend = cls(connect(resources.get("region")), resources, launch["image"])
@@ -437,7 +437,7 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
         "task_role_arn": create_session_role(aws, names, session_id, resolve("worker_policy")),
         "task_family": names.session_task_family(session_id),
     }
-    backend = FargateBackend(aws, session_resources, image)
+    backend = FargateFleet(aws, session_resources, image)
     discard = functools.partial(discard_session, store, backend, session_id)
     size = fargate_size(spec.cpu, spec.memory_mib)
     try:
@@ -454,7 +454,7 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
     return Placement(store, backend, discard, launch)
 
 
-def discard_session(store: Store, backend: FargateBackend, session_id: str) -> None:
+def discard_session(store: Store, backend: FargateFleet, session_id: str) -> None:
     """Delete a session's records and data from the bucket, its task definitions and its
     workers' role."""
     for prefix in (f"sessions/{session_id}/", f"data/{session_id}/"):

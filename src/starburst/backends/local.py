@@ -31,7 +31,7 @@ from ..settings import resolve
 from ..store import NotFound
 from ..store.local import PRIVATE_FILE_MODE, make_private_folder, replace_private_file
 from ..threads import BareThread
-from .base import Backend, LaunchRequest, WorkerInfo
+from .base import Fleet, LaunchRequest, WorkerInfo
 from .forked import become_worker
 from .launcher import Launcher, LauncherFailed, shared_launcher
 
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 _STOP_WAIT_SECONDS = 1.5
 
 
-class LocalBackend(Backend):
+class LocalFleet(Fleet):
     """Workers as local processes; ``session_dir`` holds their logs and process records."""
 
     name = "local"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..backends.base import Backend, WorkerInfo
+from ..backends.base import Fleet, WorkerInfo
 from ..errors import CostCapError, QuotaError, StarburstError
 from ..options import WorkerSpec
 from .billing import MINIMUM_SECONDS, workers_affordable
@@ -87,13 +87,13 @@ class CostGuard:
         self,
         session_id: str,
         spec: WorkerSpec,
-        backend: Backend,
+        fleet: Fleet,
         limits: CostLimits,
         say: Say = _stderr,
     ) -> None:
         self.session_id = session_id
         self.spec = spec
-        self.backend = backend
+        self.fleet = fleet
         self.limits = limits
         self.say = say
         self.book: PriceBook | None = None
@@ -114,7 +114,7 @@ class CostGuard:
         (nothing has been launched then).
         """
         wanted = self._fit_quota(wanted)
-        self.book = self.backend.price_book()
+        self.book = self.fleet.price_book()
         if self.book is None:
             return wanted
         size = self.spec.memory_mib or 0
@@ -152,7 +152,7 @@ class CostGuard:
 
     def _fit_quota(self, wanted: int) -> int:
         """``wanted``, or the fewer workers the quota lets start (and one line that says so)."""
-        room = self.backend.quota_room(self.spec)
+        room = self.fleet.quota_room(self.spec)
         if room is None or room[0] >= wanted:
             return wanted
         fits, about = room
@@ -242,7 +242,7 @@ class CostGuard:
             self.meter.observe(describe())
         except StarburstError as exc:  # workers not seen stopped count up to now
             log.warning("could not read the workers' final state for the cost: %s", exc)
-        record_startups(self.backend.name, self.meter.startup_seconds())
+        record_startups(self.fleet.name, self.meter.startup_seconds())
         self._alert_if_past(self.meter.cost(self.closed))  # a run too short for any look
         self.say(f"session {self.session_id}: {self.report()}")
 

@@ -1,7 +1,7 @@
 """Fargate prices: live from the AWS Pricing API, cached on disk for a day, with a built-in
 table when the API cannot be reached. Every ``PriceBook`` says where its prices came from.
 
-A backend that bills offers its prices through ``Backend.price_book``; an EC2 backend would
+A backend that bills offers its prices through ``Fleet.price_book``; an EC2 backend would
 build its own ``PriceBook`` (instance prices as per-vCPU and per-GB rates) the same way.
 """
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..backends import Backend, LaunchRequest, Placement, WorkerInfo, place
+from ..backends import Fleet, LaunchRequest, Placement, WorkerInfo, place
 from ..backends.base import LaunchShortfall
 from ..backends.local import import_folders
 from ..cost.guard import CostGuard, CostLimits
@@ -88,15 +88,15 @@ class Driver:
         self.spec = session.spec
         self._placement = placement
         self.store: Store = placement.store
-        self.backend: Backend = placement.backend
+        self.fleet: Fleet = placement.fleet
         self.session = session
         self.keys = session.keys
         self.control = ControlWriter(self.store, self.keys)
-        self.cost = CostGuard(session.session_id, self.spec, self.backend, limits or CostLimits())
+        self.cost = CostGuard(session.session_id, self.spec, self.fleet, limits or CostLimits())
         self.supervisor = (
             None
             if session.attached
-            else Supervisor(self.store, self.keys, self.backend, f"client-{new_session_id()}")
+            else Supervisor(self.store, self.keys, self.fleet, f"client-{new_session_id()}")
         )
         self.runs: list[Run] = []
         self.workers: dict[str, bool] = {}  # worker id -> still live
@@ -241,10 +241,10 @@ class Driver:
             self.workers = dict.fromkeys(self.workers, False)
 
             def after_stop() -> None:
-                self.cost.finish(lambda: self.backend.describe(workers))
+                self.cost.finish(lambda: self.fleet.describe(workers))
                 self._placement.discard()  # once no worker can write any more
 
-            self.backend.stop_then(workers, busy, after_stop)
+            self.fleet.stop_then(workers, busy, after_stop)
 
     def _detach(self) -> None:
         """Let go of a detached session: stop watching and uploading; the workers go on."""
@@ -265,13 +265,13 @@ class Driver:
             run.cancelled = True
             run.close()
         self.store.delete(self.keys.control)
-        found = self.backend.find(self.keys.session_id)
-        self.backend.stop([info.worker_id for info in found if info.state != "stopped"])
+        found = self.fleet.find(self.keys.session_id)
+        self.fleet.stop([info.worker_id for info in found if info.state != "stopped"])
         deadline = time.monotonic() + _REMOVAL_WAIT_SECONDS
         while time.monotonic() < deadline and any(  # no worker may write after the deletion
-            info.state != "stopped" for info in self.backend.find(self.keys.session_id)
+            info.state != "stopped" for info in self.fleet.find(self.keys.session_id)
         ):
-            time.sleep(self.backend.check_interval)
+            time.sleep(self.fleet.check_interval)
         self._placement.discard()
         self.store.close()
 
@@ -384,8 +384,8 @@ class Driver:
     # Monitor -----------------------------------------------------------------------------------
 
     def _watch(self) -> None:
-        interval = busy = self.backend.check_interval
-        quiet = self.backend.quiet_check_interval or busy
+        interval = busy = self.fleet.check_interval
+        quiet = self.fleet.quiet_check_interval or busy
         if self.supervisor is not None:
             interval = self.session.timings.heartbeat
         while not self._closed.wait(self._until_next_launch(interval)):
@@ -421,11 +421,11 @@ class Driver:
                 self._ensure_workers()
                 return self.live_workers > 0  # (launched some)
             stopped = [WorkerInfo(w, "stopped", reason=c) for w, c in self._stop_hung(live)]
-            infos = self.backend.describe([w for w in live if w not in self._hung])
+            infos = self.fleet.describe([w for w in live if w not in self._hung])
             phases = dict(self._phases)
             if self.failure is None and (capped := self.cost.observe(infos)) is not None:
                 self.failure = capped  # stop at the cap: collectors raise it with what is done
-                self.backend.stop(live)
+                self.fleet.stop(live)
             for info in infos:
                 self._phases[info.worker_id] = info.phase or info.state
                 if info.state == "stopped" and not self._closed.is_set():
@@ -444,7 +444,7 @@ class Driver:
             return []
         timings = self.session.timings
         self._next_hang_check = time.monotonic() + timings.lease / 3
-        hung = stop_hung_workers(self.store, self.keys, self.backend, live, timings)
+        hung = stop_hung_workers(self.store, self.keys, self.fleet, live, timings)
         self._hung.update(hung)
         for worker_id in hung:
             self.workers[worker_id] = False
@@ -486,7 +486,7 @@ class Driver:
             return None
         if info.worker_id in self._hung:  # an item's death only if it ran in isolation
             return self._hung[info.worker_id]
-        return stop_cause(info, self.spec.memory_mib, self.backend.log_tail(info.worker_id, 5))
+        return stop_cause(info, self.spec.memory_mib, self.fleet.log_tail(info.worker_id, 5))
 
     def _end_leases(self, run: Run, stopped: dict[str, str | None]) -> dict[str, Claim]:
         """End the leases the stopped workers held in a run: chunk (as text) -> its claim."""
@@ -507,12 +507,12 @@ class Driver:
             holders &= {worker for worker, up in self.workers.items() if up}
             self._recalled |= holders
         if holders:
-            self.backend.stop(sorted(holders))
+            self.fleet.stop(sorted(holders))
             deadline = time.monotonic() + _RECALL_WAIT_SECONDS
             while time.monotonic() < deadline and any(
-                info.state != "stopped" for info in self.backend.describe(sorted(holders))
+                info.state != "stopped" for info in self.fleet.describe(sorted(holders))
             ):
-                time.sleep(self.backend.check_interval)
+                time.sleep(self.fleet.check_interval)
 
     def _claim_of(self, run: Run) -> Callable[[int], Claim | None]:
         def read(chunk: int) -> Claim | None:
@@ -547,7 +547,7 @@ class Driver:
             self.failure = WorkerStartError(
                 f"{self._fruitless_exits} workers in a row stopped without completing any work "
                 f"(last: {worker_id}, {reason}). Its log ends with:\n"
-                f"{self.backend.log_tail(worker_id) or '(empty log)'}"
+                f"{self.fleet.log_tail(worker_id) or '(empty log)'}"
             )
 
     def _worker_did_work(self, worker_id: str) -> bool:
@@ -583,7 +583,7 @@ class Driver:
         """One supervision step of a detached session, if no one else holds the role."""
         assert self.supervisor is not None
         self.supervisor.try_step(3 * self.session.timings.heartbeat)
-        for notice in self.supervisor.notices + self.backend.take_notices():
+        for notice in self.supervisor.notices + self.fleet.take_notices():
             print(f"starburst: {notice}", file=sys.stderr)
         self.supervisor.notices.clear()
 
@@ -620,19 +620,19 @@ class Driver:
         request = LaunchRequest(
             self.store.url, self.session.session_id, self.spec, self._busy_seconds
         )
-        started = self.backend.launch(request, stripes)
+        started = self.fleet.launch(request, stripes)
         for worker_id, stripe in zip(started, stripes, strict=False):
             self.workers[worker_id] = True
             self._stripe_of[worker_id] = stripe
         self._free_stripes += stripes[len(started) :]
         self.cost.launched(started)
         if len(started) < count:
-            self._fell_short(count - len(started), self.backend.shortfall)
+            self._fell_short(count - len(started), self.fleet.shortfall)
         else:
             self._trouble = None
         if started:
             self._record_launched(started)
-        for notice in self.backend.take_notices():
+        for notice in self.fleet.take_notices():
             print(f"starburst: {notice}", file=sys.stderr)
 
     def _record_launched(self, started: list[str]) -> None:
@@ -659,7 +659,7 @@ class Driver:
         if shortfall is None or shortfall.kind == "quota":
             if not live and shortfall is not None:
                 self.failure = QuotaError(
-                    f'no worker could start: {self.backend.name} answered "{shortfall.reason}". '
+                    f'no worker could start: {self.fleet.name} answered "{shortfall.reason}". '
                     "Use fewer or smaller workers (workers=, cpu=), stop other tasks of the "
                     "account, or ask for a higher quota (`starburst quota request VCPUS`)."
                 )
@@ -679,7 +679,7 @@ class Driver:
             trouble.told = True
             print(
                 f"starburst: {missing} of {self._target_workers} workers could not start for "
-                f'{waited:.0f} s ({self.backend.name}: "{trouble.reason}"); {live} running, '
+                f'{waited:.0f} s ({self.fleet.name}: "{trouble.reason}"); {live} running, '
                 "and starburst keeps trying to start the rest.",
                 file=sys.stderr,
             )
@@ -688,7 +688,7 @@ class Driver:
         """Why no worker runs, and what the user can change."""
         spot = "on-demand workers instead of spot (spot=False), " if self.spec.spot else ""
         return (
-            f"no worker could start in {waited:.0f} s: {self.backend.name} answered "
+            f"no worker could start in {waited:.0f} s: {self.fleet.name} answered "
             f'"{reason}" for all {self._target_workers} workers. Try fewer or smaller '
             f"workers (workers=, cpu=, memory=), {spot}another region (the `region` "
             "setting, after `starburst setup` there), or again later."

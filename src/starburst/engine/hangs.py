@@ -3,7 +3,7 @@
 Such a worker still runs for the backend, so nothing else notices it: its heartbeats stop
 (``workers/<wid>.<p>.json``), and its leases run out and are taken over, but it would hold
 its stripe, and be billed, for ever. Once every process of it has been silent for longer than
-a lease, it is stopped (``Backend.stop`` without grace: SIGKILL locally, which also ends a
+a lease, it is stopped (``Fleet.stop`` without grace: SIGKILL locally, which also ends a
 stopped process) so that its chunks are offered at once and it is replaced while work
 remains. The attached client's monitor and a detached session's supervisor both use this.
 """
@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from ..backends.base import Backend
+from ..backends.base import Fleet
 from ..store import Store
 from .keys import SessionKeys
 from .session_record import Timings
@@ -24,7 +24,7 @@ log = logging.getLogger("starburst")
 
 
 def stop_hung_workers(
-    store: Store, keys: SessionKeys, backend: Backend, workers: Iterable[str], timings: Timings
+    store: Store, keys: SessionKeys, fleet: Fleet, workers: Iterable[str], timings: Timings
 ) -> dict[str, str]:
     """Stop those of ``workers`` that have not written a heartbeat for longer than a lease
     (one that wrote none yet is starting, not hung); return each one's id and cause."""
@@ -44,5 +44,5 @@ def stop_hung_workers(
     if hung:
         for cause in hung.values():
             log.warning("%s", cause)
-        backend.stop(sorted(hung), grace=False)
+        fleet.stop(sorted(hung), grace=False)
     return hung

@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 
-from ..backends.base import Backend, LaunchRequest, WorkerInfo
+from ..backends.base import Fleet, LaunchRequest, WorkerInfo
 from ..cost.billing import ledger_cost, workers_affordable
 from ..store import NotFound, PreconditionFailed, Store
 from .claims import Claim, end_lease, stop_cause
@@ -59,10 +59,10 @@ _SHOW_UP_SECONDS = {"local": 10.0, "fargate": 180.0}
 class Supervisor:
     """Runs supervision steps for one session while it holds the supervisor lease."""
 
-    def __init__(self, store: Store, keys: SessionKeys, backend: Backend, holder: str) -> None:
+    def __init__(self, store: Store, keys: SessionKeys, fleet: Fleet, holder: str) -> None:
         self.store = store
         self.keys = keys
-        self.backend = backend
+        self.fleet = fleet
         self.holder = holder
         self.writer = ControlWriter(store, keys)
         self.notices: list[str] = []
@@ -125,7 +125,7 @@ class Supervisor:
         gone = self._lost_workers(control, infos, session, now)
         running = [w for w in control.roster if w not in gone and w in infos]
         gone.update(
-            stop_hung_workers(self.store, self.keys, self.backend, running, session.timings)
+            stop_hung_workers(self.store, self.keys, self.fleet, running, session.timings)
         )
         stopped_at = self._stop_times(gone, infos, now)
         announced = self._announce_missing(control)
@@ -199,7 +199,7 @@ class Supervisor:
     # Steps -------------------------------------------------------------------------------
 
     def _find(self, control: Control) -> list[WorkerInfo]:
-        return self.backend.find(self.keys.session_id) if control.roster else []
+        return self.fleet.find(self.keys.session_id) if control.roster else []
 
     def _lost_workers(
         self, control: Control, infos: dict[str, WorkerInfo], session: SessionRecord, now: float
@@ -302,7 +302,7 @@ class Supervisor:
         taken = {control.roster[w] for w in live}
         stripes = [s for s in range(session.workers) if s not in taken][:count]
         request = LaunchRequest(self.store.url, session.session_id, session.spec)
-        started = self.backend.launch(request, stripes)
+        started = self.fleet.launch(request, stripes)
         log.info("supervisor %s launched %s", self.holder, ", ".join(started) or "nothing")
         return dict(zip(started, stripes, strict=False))
 

@@ -624,7 +624,7 @@ class WorkerLoop:
 
             session = control.session
             placement = reopen(session.backend, session.session_id, self.store, session.launch)
-            backend = placement.backend
+            backend = placement.fleet
             self._supervisor = Supervisor(self.store, self.keys, backend, self.base_id)
         return self._supervisor
 
