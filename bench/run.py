@@ -57,7 +57,7 @@ import workloads as wl  # noqa: E402
 from joblib.externals.loky import reusable_executor as _loky_reusable  # noqa: E402
 
 import starburst  # noqa: E402
-from starburst.backends.local import scratch_dir  # noqa: E402
+from starburst.backends.local.fleet import scratch_dir  # noqa: E402
 from starburst.engine.pacing import ITEM_TIMES  # noqa: E402
 
 WORKERS = 2

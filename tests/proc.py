@@ -33,7 +33,7 @@ def _processes() -> list[tuple[int, int, str, bytes]]:
 def launcher_of(pid: int) -> int | None:
     """The pid of the launcher process ``pid`` started, if it has one."""
     for child, parent, state, cmdline in _processes():
-        if parent == pid and state != "Z" and b"starburst.backends.launcher" in cmdline:
+        if parent == pid and state != "Z" and b"starburst.backends.local.launcher" in cmdline:
             return child
     return None
 

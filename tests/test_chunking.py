@@ -7,14 +7,14 @@ import itertools
 
 import pytest
 
+from starburst.backends import backend_named
 from starburst.engine.chunking import (
+    DEFAULT_CHUNKS_PER_SLOT,
     LOOKAHEAD_ITEMS,
     MAX_CHUNK_BYTES,
-    MAX_CHUNKS_PER_SLOT,
     LengthMismatchError,
     Pace,
     chunk_sizes,
-    chunks_per_slot,
     iter_chunks,
     zip_inputs,
 )
@@ -48,13 +48,13 @@ def test_guided_schedule_starts_small_then_shrinks_towards_the_end() -> None:
 
 
 def test_the_floor_bounds_the_number_of_chunks() -> None:
-    assert len(_plan(100_000, 2)) <= 2 * MAX_CHUNKS_PER_SLOT["local"]
+    assert len(_plan(100_000, 2)) <= 2 * DEFAULT_CHUNKS_PER_SLOT
     assert len(_plan(100_000, 2)) >= 4  # but enough chunks to balance two slots
 
 
 def test_a_network_store_gets_few_chunks_per_slot() -> None:
-    per_slot = chunks_per_slot("fargate")
-    assert per_slot < chunks_per_slot("local")
+    per_slot = backend_named("fargate").chunks_per_slot
+    assert per_slot < backend_named("local").chunks_per_slot
     _, chunks = iter_chunks(range(10_000), 10_000, 100, None, per_slot)
     sizes = [len(c.items) for c in chunks]
     assert sum(sizes) == 10_000 and 100 <= len(sizes) <= 100 * per_slot

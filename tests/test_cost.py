@@ -155,7 +155,7 @@ def test_estimate_rejects_bad_input() -> None:
 def test_the_guard_stops_at_the_cap_and_alerts_once(tmp_path) -> None:
     import time
 
-    from starburst.backends import LocalFleet
+    from starburst.backends.local.fleet import LocalFleet
     from starburst.cost.guard import CostGuard
     from starburst.options import WorkerSpec
 
@@ -176,7 +176,7 @@ def test_the_guard_stops_at_the_cap_and_alerts_once(tmp_path) -> None:
 
 
 def test_a_run_too_short_for_any_look_still_says_its_cost_alert(tmp_path) -> None:
-    from starburst.backends import LocalFleet
+    from starburst.backends.local.fleet import LocalFleet
     from starburst.cost.guard import CostGuard
     from starburst.options import WorkerSpec
 

@@ -15,8 +15,8 @@ from proc import alive, launcher_of
 from scripts import start_client
 
 import starburst
-from starburst.backends.launcher import Launcher, LauncherFailed, preloadable_modules
-from starburst.backends.local import import_folders
+from starburst.backends.local.fleet import import_folders
+from starburst.backends.local.launcher import Launcher, LauncherFailed, preloadable_modules
 
 
 def _context(_: int) -> tuple[str | None, str, str, int, int]:
@@ -178,7 +178,7 @@ _ORPHANING_CLIENT = textwrap.dedent(
     """
     import os, signal, subprocess, sys
     import starburst
-    from starburst.backends import launcher
+    from starburst.backends.local import launcher
 
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # as command-line tools often have it
     os.environ["STARBURST_LOCAL_START"] = "launcher"

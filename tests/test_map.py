@@ -16,7 +16,7 @@ from scripts import run_client
 
 import starburst
 from starburst import PartialResults, RemoteTraceback
-from starburst.backends.local import ABANDONED_AFTER_SECONDS
+from starburst.backends.local.fleet import ABANDONED_AFTER_SECONDS
 
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
@@ -457,7 +457,7 @@ def test_an_item_that_cannot_be_sent_later_in_a_stream_is_named() -> None:
 
 
 def test_more_local_workers_than_the_machine_can_run_are_capped_and_said(capsys) -> None:
-    from starburst.options import local_process_limit
+    from starburst.backends.local import local_process_limit
 
     limit = local_process_limit()
     with starburst.Cluster(workers=10**6) as cluster:

@@ -15,7 +15,7 @@ from starburst.options import parse_memory
 @pytest.fixture(autouse=True)
 def nothing_starts(monkeypatch: pytest.MonkeyPatch):
     """Every call here must fail before a worker is launched."""
-    from starburst.backends.local import LocalFleet
+    from starburst.backends.local.fleet import LocalFleet
 
     def refuse(*args, **kwargs):
         raise AssertionError("a worker was launched for a bad call")

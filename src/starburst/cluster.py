@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .collect import Collector
 from .cost.guard import CostLimits, RunReport
-from .engine.chunking import ChunkStream, chunks_per_slot, iter_chunks, zip_inputs
+from .engine.chunking import ChunkStream, iter_chunks, zip_inputs
 from .engine.driver import Driver
 from .engine.manifest import CallStyle, RunFunction
 from .engine.pacing import function_key, pace_for
@@ -288,15 +288,15 @@ def plan_call(
     if not iterables:
         raise StarburstError("map needs at least one iterable of inputs")
     try:
-        payload = dumps(RunFunction(fn, options.retry_exceptions), compress=spec.backend != "local")
+        payload = dumps(RunFunction(fn, options.retry_exceptions), compress=spec.backend.remote)
     except Exception as exc:
         raise unpicklable_function_error(fn, exc) from exc
     items, n_items = zip_inputs(iterables, strict)
     if call == "single" and len(iterables) > 1:
         call = "star"  # zipped items are tuples of arguments
-    per_slot = chunks_per_slot(spec.backend)
+    per_slot = spec.backend.chunks_per_slot
     key = function_key(fn)
-    pace = pace_for(key, spec.backend)
+    pace = pace_for(key, spec.backend.min_chunk_seconds)
     n_items, chunks = iter_chunks(items, n_items, spec.slots, options.chunk_size, per_slot, pace)
     seconds = None if pace is None else pace.item_seconds
     return Plan(payload, chunks, n_items, call, options, key, seconds)
@@ -324,8 +324,8 @@ def check_function(fn: Any) -> None:
 def plan_tasks(spec: WorkerSpec, tasks: list[bytes]) -> Plan:
     """Plan submitted calls, each pickled on its own (``serialize.pickle_call``), as one run;
     the items carry their own functions."""
-    payload = dumps(RunFunction(None), compress=spec.backend != "local")
-    per_slot = chunks_per_slot(spec.backend)
+    payload = dumps(RunFunction(None), compress=spec.backend.remote)
+    per_slot = spec.backend.chunks_per_slot
     n_items, chunks = iter_chunks(tasks, len(tasks), spec.slots, None, per_slot)
     return Plan(payload, chunks, n_items, "task", RunOptions())
 
@@ -333,13 +333,4 @@ def plan_tasks(spec: WorkerSpec, tasks: list[bytes]) -> Plan:
 def header(spec: WorkerSpec, session_id: str) -> str:
     """The line printed above the progress bar: where the work runs and how to go bigger."""
     line = f"starburst: {spec.workers} workers x {spec.cpu:g} cpu on the {spec.backend} backend"
-    if spec.backend != "local":
-        memory = f", {spec.memory_mib / 1024:g} GB" if spec.memory_mib else ""
-        kind = "spot" if spec.spot else "on-demand"
-        line += f" ({kind}{memory}; session {session_id}: `starburst logs {session_id}`)"
-    else:
-        line += (
-            " (this machine, no AWS needed). To burst to AWS: run `starburst setup`, "
-            "then pass backend='fargate'."
-        )
-    return line
+    return line + spec.backend.header(spec, session_id)

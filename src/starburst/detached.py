@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from .aws.resources import RUN_DATA_EXPIRY_DAYS
+from .backends import Backend, backend_named, backend_names
 from .cluster import Plan, plan_call, plan_tasks
 from .cost.guard import CostLimits
 from .engine.driver import Driver
+from .engine.keys import SessionKeys
 from .engine.manifest import RunManifest
 from .engine.outcome import ChunkOutput
 from .engine.run import Run
@@ -145,18 +147,22 @@ def remove_session(session_id: str) -> None:
     try:
         store, record = _locate(session_id)
     except UnreadableSessionError as exc:
-        from .backends import remove_unreadable
-
-        remove_unreadable(exc.store, session_id)
+        # Its backend is not known: delete its control record (its workers leave at their
+        # next heartbeat), then let each backend remove what it finds of the session.
+        exc.store.delete(SessionKeys(session_id).control)
+        for backend in _all_backends():
+            backend.remove_unreadable(exc.store, session_id)
         return
     _reopen(store, record).remove()
 
 
 def _reopen(store: Store, record: SessionRecord) -> Driver:
-    from .backends import reopen
-
-    placement = reopen(record.backend, record.session_id, store, record.launch)
+    placement = backend_named(record.backend).reopen(record.session_id, store, record.launch)
     return Driver.reopen(placement, record)
+
+
+def _all_backends() -> list[Backend]:
+    return [backend_named(name) for name in backend_names()]
 
 
 def list_sessions() -> list[SessionStatus]:
@@ -499,7 +505,7 @@ def _progress(views: list[_RunView]) -> str:
 def local_log_files(session_id: str, worker: str | None = None) -> list[Path] | None:
     """The log files of a local detached session's workers (or of one, by id or number);
     None when the session is not a local one."""
-    from .backends import detached_root
+    from .backends.local import detached_root
 
     folder = detached_root() / "sessions" / check_session_id(session_id) / "logs"
     if not folder.is_dir():
@@ -532,14 +538,10 @@ def _locate(session_id: str) -> tuple[Store, SessionRecord]:
 
 
 def _stores() -> list[Store]:
-    """Where sessions live: the local store, and the AWS account's bucket when set up."""
-    from .backends import detached_root, detached_store
-    from .backends.fargate import account_store
-
-    stores: list[Store] = []
-    if detached_root().is_dir():
-        stores.append(detached_store())
-    bucket = account_store()
-    if bucket is not None:
-        stores.append(bucket)
-    return stores
+    """Where sessions live: each backend's stores (the local one, and the AWS account's
+    bucket when set up), each store once."""
+    stores: dict[str, Store] = {}
+    for backend in _all_backends():
+        for store in backend.session_stores():
+            stores.setdefault(store.url, store)
+    return list(stores.values())

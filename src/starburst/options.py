@@ -6,22 +6,18 @@ Every check raises ``ConfigurationError`` naming the bad value and the fix.
 from __future__ import annotations
 
 import math
-import os
 import re
-import sys
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigurationError
 from .settings import resolve
 
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
 ErrorMode = Literal["raise", "return"]
-#: Workers started on a cloud backend when ``workers=`` is not given.
-DEFAULT_CLOUD_WORKERS = 10
 ERROR_MODES = ("raise", "return")
-#: The local backend starts at most this many worker processes per CPU of the machine: more
-#: only adds memory and switching (I/O-bound work rarely gains past it).
-LOCAL_PROCESSES_PER_CPU = 16
 
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 _UNITS_MIB = {
@@ -85,17 +81,19 @@ def show_progress(value: Any) -> bool | None:
     return value
 
 
-def choose_backend(value: str | None) -> str:
-    """The backend: the argument, else ``STARBURST_BACKEND``, else the config, else local;
-    an unknown name is refused saying where it came from."""
-    return str(resolve("backend", value, default="local"))
+def choose_backend(value: str | Backend | None) -> Backend:
+    """The backend: the argument (a name or a ``Backend``), else ``STARBURST_BACKEND``, else
+    the config, else local; an unknown name is refused saying where it came from."""
+    from .backends.registry import as_backend
+
+    return as_backend(resolve("backend", value, default="local"))
 
 
 @dataclass(frozen=True)
 class WorkerSpec:
     """How many workers to run, and what each one gets."""
 
-    backend: str
+    backend: Backend
     workers: int
     cpu: float
     memory_mib: int | None
@@ -115,14 +113,14 @@ class WorkerSpec:
     def build(
         cls,
         *,
-        backend: str | None,
+        backend: str | Backend | None,
         workers: int | None,
         cpu: int | float | None,
         memory: str | int | float | None,
         spot: bool = False,
     ) -> WorkerSpec:
         """Validate the user's choices and fill in the backend's defaults."""
-        name = choose_backend(backend)
+        chosen = choose_backend(backend)
         count = positive_int("workers", workers)
         if cpu is not None and (
             isinstance(cpu, bool) or not isinstance(cpu, int | float) or not 0 < cpu < math.inf
@@ -130,49 +128,20 @@ class WorkerSpec:
             raise ConfigurationError(f"cpu={cpu!r} must be a positive number of vCPUs, e.g. cpu=2")
         if not isinstance(spot, bool):
             raise ConfigurationError(f"spot={spot!r} must be True or False")
-        if spot and name == "local":
-            raise ConfigurationError("spot=True needs an AWS backend, e.g. backend='fargate'")
-        memory_mib = parse_memory(memory)
-        if name == "fargate":
-            from .aws.sizes import fargate_size
-
-            cpu = 1 if cpu is None else cpu
-            memory_mib = fargate_size(cpu, memory_mib)[1]
-        if count is None:
-            count = (os.cpu_count() or 1) if name == "local" else DEFAULT_CLOUD_WORKERS
-        if name == "local":
-            count, cpu = _fit_this_machine(count, cpu)
+        if spot and not chosen.offers_spot:
+            raise ConfigurationError(
+                f"spot=True needs a backend with spot capacity, e.g. backend='fargate'; the "
+                f"{chosen.name} backend has none"
+            )
+        count = chosen.default_workers() if count is None else count
+        count, cpu, memory_mib = chosen.fit(count, cpu, parse_memory(memory))
         return cls(
-            backend=name,
+            backend=chosen,
             workers=count,
             cpu=float(cpu) if cpu is not None else 1.0,
             memory_mib=memory_mib,
             spot=spot,
         )
-
-
-def local_process_limit() -> int:
-    """The most worker processes the local backend starts at once on this machine."""
-    return LOCAL_PROCESSES_PER_CPU * (os.cpu_count() or 1)
-
-
-def _fit_this_machine(workers: int, cpu: float | None) -> tuple[int, float | None]:
-    """``workers`` and ``cpu`` for the local backend, lowered (with a line on standard error
-    that says so) when they ask for more processes than this machine can run."""
-    limit = local_process_limit()
-    processes = max(1, math.floor(cpu or 1))
-    if workers * processes <= limit:
-        return workers, cpu
-    fitted_cpu = min(processes, limit)
-    fitted = max(1, limit // fitted_cpu)
-    print(
-        f"starburst: workers={workers} x cpu={cpu or 1:g} asks for {workers * processes:,} "
-        f"local processes, more than this machine can run ({os.cpu_count()} CPUs, at most "
-        f"{limit} processes); starting {fitted} x cpu={fitted_cpu:g}. For more, use an AWS "
-        "backend (backend='fargate').",
-        file=sys.stderr,
-    )
-    return fitted, None if cpu is None else float(fitted_cpu)
 
 
 @dataclass(frozen=True)

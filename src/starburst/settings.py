@@ -17,9 +17,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 
-#: The backends a user can name.
-BACKENDS = ("local", "fargate")
-#: How local workers are started (``backends/local.py``).
+#: How local workers are started (``backends/local/fleet.py``).
 LOCAL_STARTS = ("auto", "launcher", "fork", "spawn")
 #: The retention periods CloudWatch Logs accepts, in days.
 LOG_RETENTION_DAYS = (
@@ -73,6 +71,18 @@ def _choice(choices: Sequence[Any], what: str) -> Callable[[Any, bool], Any]:
     return check
 
 
+def _backend(value: Any, from_text: bool) -> Any:
+    """A backend's name that the registry knows, or a ``Backend`` instance as it is."""
+    from .backends.registry import Backend, backend_names
+
+    if isinstance(value, Backend):
+        return value
+    names = backend_names()
+    if isinstance(value, str) and value.strip() in names:
+        return value.strip()
+    raise BadValue(f"is not a backend starburst knows; choose one of {', '.join(names)}")
+
+
 def _region(value: Any, from_text: bool) -> str:
     name = _text(value, from_text)
     from .aws.connection import known_regions  # boto3, only when a region is chosen
@@ -113,7 +123,7 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     setting.name: setting
     for setting in (
-        Setting("backend", _choice(BACKENDS, "a backend starburst knows"), "STARBURST_BACKEND",
+        Setting("backend", _backend, "STARBURST_BACKEND",
                 help="where workers run"),
         Setting("region", _region, help="the AWS region"),
         Setting("profile", _text, help="the AWS profile"),

@@ -1,19 +1,25 @@
-"""The backend interface: launch workers, describe them, stop them.
+"""What a backend is: a ``Backend`` (one kind of place where workers run, registered by
+name in ``registry.py``) and the ``Fleet`` it places for each session (that session's
+workers: launch, describe, find, stop, read their logs).
 
-A backend knows nothing about runs or chunks: workers find their work in the store.
+A backend knows nothing about runs or chunks: workers find their work in the store. To add
+one, write a folder under ``backends/`` with a ``Backend`` subclass and its ``Fleet``, add
+one line to ``registry.py``'s ``BUILT_IN`` (or call ``register``), and run
+``tests/test_backend_contract.py`` against it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-from ..options import WorkerSpec
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..cost.prices import PriceBook
+    from ..engine.keys import SessionKeys
+    from ..options import WorkerSpec
+    from ..store import Store
 
 
 @dataclass
@@ -120,3 +126,90 @@ class Fleet(ABC):
         """How many more workers of ``spec`` the platform's quota lets start now, with a
         short description of that quota; ``None`` when no quota applies or it is unknown."""
         return None
+
+
+@dataclass
+class Placement:
+    """Where a session lives: its store, its fleet, and how to remove its data."""
+
+    store: Store
+    fleet: Fleet
+    discard: Callable[[], None]
+    #: What another process needs to rebuild the fleet (``Backend.reopen``), kept in the
+    #: session's record (``SessionRecord.launch``): JSON, never credentials.
+    launch: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """One kind of place where workers run (``backend="local"``, ``"fargate"``, or an
+    instance a caller passes): everything the rest of starburst asks about that kind.
+
+    Its traits say how the engine should treat its workers and its store; ``fit`` checks a
+    user's sizes; ``place`` and ``reopen`` give a session its store and ``Fleet``.
+    """
+
+    #: The name users pass and session records keep.
+    name: str
+    #: Whether workers run on other machines, across a network store: payloads are
+    #: compressed, chunks are few and long, and the client's files are not theirs.
+    remote: bool = True
+    #: Seconds a launched worker may take to appear in ``Fleet.find`` before it counts as lost.
+    show_up_seconds: float = 60.0
+    #: The most chunks per slot worth making (a chunk costs a few store requests).
+    chunks_per_slot: int = 3
+    #: Once an item's time is known, a chunk should take at least this long.
+    min_chunk_seconds: float = 1.0
+    #: Whether workers can run on spot capacity (``spot=True``).
+    offers_spot: bool = False
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<starburst backend {self.name!r}>"
+
+    def default_workers(self) -> int:
+        """Workers started when ``workers=`` is not given."""
+        return 10
+
+    def fit(
+        self, workers: int, cpu: float | None, memory_mib: int | None
+    ) -> tuple[int, float | None, int | None]:
+        """``workers``, ``cpu`` and ``memory_mib`` as this backend runs them (e.g. memory
+        rounded up to a size it offers); refuse with ``ConfigurationError`` (naming the bad
+        value and the valid ones) what it cannot run. Called before anything is launched."""
+        return workers, cpu, memory_mib
+
+    @abstractmethod
+    def place(self, spec: WorkerSpec, session_id: str, detached: bool) -> Placement:
+        """The store and fleet of a new session (``detached``: it outlives this process)."""
+
+    @abstractmethod
+    def reopen(self, session_id: str, store: Store, launch: dict[str, Any]) -> Placement:
+        """An existing session's placement, rebuilt in any process from its record."""
+
+    def session_stores(self) -> list[Store]:
+        """The stores where this backend's detached sessions live (for ``attach`` by id and
+        ``list_sessions``); none when it is not set up here."""
+        return []
+
+    def remove_unreadable(self, store: Store, session_id: str) -> None:
+        """Stop the workers and delete the data of a session in ``store`` whose record
+        cannot be read (so its backend is not known): only what this backend can find
+        (by default, nothing)."""
+        return None
+
+    def after_client_gone(self, store: Store, keys: SessionKeys) -> None:
+        """Called by each worker that leaves an attached session whose client went silent
+        (by default, nothing is left to clean up)."""
+        return None
+
+    def price_book(self) -> PriceBook | None:
+        """What its workers cost, found without launching anything (None: nothing)."""
+        return None
+
+    def header(self, spec: WorkerSpec, session_id: str) -> str:
+        """What the line above the progress bar adds after "N workers x C cpu on ..."."""
+        memory = f", {spec.memory_mib / 1024:g} GB" if spec.memory_mib else ""
+        kind = "spot" if spec.spot else "on-demand"
+        return f" ({kind}{memory}; session {session_id}: `starburst logs {session_id}`)"

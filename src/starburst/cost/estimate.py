@@ -8,14 +8,16 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigurationError, StarburstError
+from ..errors import ConfigurationError
 from ..options import WorkerSpec, positive_int
 from .billing import MINIMUM_SECONDS
 from .guard import CostLimits
 from .model import TRANSFER_SECONDS, remember_item_seconds, run_seconds, typical_startup
-from .prices import PriceBook
+
+if TYPE_CHECKING:
+    from ..backends.base import Backend
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def estimate(
     cpu: int | float | None = None,
     memory: str | int | float | None = None,
     *,
-    backend: str = "fargate",
+    backend: str | Backend = "fargate",
     spot: bool = False,
     sample: int = 10,
     max_cost: float | None = None,
@@ -132,9 +134,9 @@ def estimate(
 
     workers_used = max(1, min(spec.workers, math.ceil(len(items) / spec.processes)))
     slots = workers_used * spec.processes
-    start_s, start_source = typical_startup(spec.backend)
+    start_s, start_source = typical_startup(spec.backend.name)
     wall = run_seconds(start_s, len(items), per_item, slots)
-    book = _price_book(spec)
+    book = spec.backend.price_book()
     hourly = 0.0
     if book is not None:
         rate = book.rate(spot=spec.spot)
@@ -161,17 +163,3 @@ def estimate(
     if show:
         print(result)
     return result
-
-
-def _price_book(spec: WorkerSpec) -> PriceBook | None:
-    """Prices for ``spec``'s backend without starting anything (``None``: free)."""
-    if spec.backend != "fargate":
-        return None
-    from ..aws.connection import connect
-    from .prices import fargate_prices
-
-    try:
-        aws = connect()
-    except StarburstError as exc:
-        return PriceBook.fallback("us-east-1", f"could not open AWS: {exc}")
-    return fargate_prices(aws)

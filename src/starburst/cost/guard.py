@@ -133,7 +133,7 @@ class CostGuard:
         )
         predicted, basis = least, f"one billed minute each at {_dollars(rate)}/hour"
         if work is not None:
-            start_s, _ = typical_startup(self.spec.backend)
+            start_s, _ = typical_startup(self.spec.backend.name)
             wall = run_seconds(start_s, work[0], work[1], wanted * self.spec.processes)
             predicted = wanted * rate * max(MINIMUM_SECONDS, wall) / 3600
             basis = f"~{wall:.0f} s with start-up, {work[0]:,} items at {work[1]:.3g} s each"
@@ -252,7 +252,7 @@ class CostGuard:
         meter = self.meter
         return RunReport(
             session_id=self.session_id,
-            backend=self.spec.backend,
+            backend=self.spec.backend.name,
             wall_seconds=end - self.opened,
             workers=self.workers,
             billed_seconds=meter.billed_seconds(end) if meter is not None else 0.0,

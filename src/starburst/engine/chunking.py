@@ -21,24 +21,15 @@ from ..errors import ConfigurationError
 
 #: Items read ahead from an iterable without ``len`` to learn its length when it is short.
 LOOKAHEAD_ITEMS = 10_000
-#: The floor is sized so that a run has at most this many chunks per slot: many when the
+#: The floor is sized so that a run has at most ``per_slot`` chunks per slot: many when the
 #: store is a local disk (a chunk costs microseconds), few when it is across a network (a
 #: chunk costs the client two requests and its worker four, of tens of milliseconds each).
-MAX_CHUNKS_PER_SLOT = {"local": 256, "network": 3}
+#: Each backend says how many (``Backend.chunks_per_slot``); this is the local one's.
+DEFAULT_CHUNKS_PER_SLOT = 256
 #: A chunk should not carry more than about this many bytes of input.
 MAX_CHUNK_BYTES = 32 * 1024 * 1024
 #: A paced floor leaves at least this many chunks per slot, for the end's balancing.
 _PACED_PER_SLOT = 4
-
-
-def store_kind(backend: str) -> str:
-    """What a backend's store costs per chunk: ``"local"`` (little) or ``"network"`` (much)."""
-    return "local" if backend == "local" else "network"
-
-
-def chunks_per_slot(backend: str) -> int:
-    """The most chunks per slot worth making for a backend (whose store it implies)."""
-    return MAX_CHUNKS_PER_SLOT[store_kind(backend)]
 
 
 def chunk_sizes(
@@ -46,7 +37,7 @@ def chunk_sizes(
     slots: int,
     chunk_size: int | None = None,
     item_bytes: int = 0,
-    per_slot: int = MAX_CHUNKS_PER_SLOT["local"],
+    per_slot: int = DEFAULT_CHUNKS_PER_SLOT,
     pace: Pace | None = None,
 ) -> Iterator[int]:
     """Endless sizes of successive chunks for ``n_items`` items (``None``: not known).
@@ -174,7 +165,7 @@ def iter_chunks(
     n_items: int | None,
     slots: int,
     chunk_size: int | None,
-    per_slot: int = MAX_CHUNKS_PER_SLOT["local"],
+    per_slot: int = DEFAULT_CHUNKS_PER_SLOT,
     pace: Pace | None = None,
 ) -> tuple[int | None, ChunkStream]:
     """Split ``items`` into chunks; return the item count when it is now known, and the chunks.

@@ -22,9 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..backends import Fleet, LaunchRequest, Placement, WorkerInfo, place
-from ..backends.base import LaunchShortfall
-from ..backends.local import import_folders
+from ..backends.base import Fleet, LaunchRequest, LaunchShortfall, Placement, WorkerInfo
+from ..backends.local.fleet import import_folders
 from ..cost.guard import CostGuard, CostLimits
 from ..errors import (
     LaunchError,
@@ -128,10 +127,10 @@ class Driver:
     ) -> Driver:
         """A driver for a new session (not written anywhere until ``start``)."""
         session_id = new_session_id()
-        placement = place(spec, session_id, detached=detached)
+        placement = spec.backend.place(spec, session_id, detached)
         session = SessionRecord(
             session_id=session_id,
-            backend=spec.backend,
+            backend=spec.backend.name,
             workers=spec.workers,
             cpu=spec.cpu,
             memory_mib=spec.memory_mib,
@@ -329,7 +328,7 @@ class Driver:
                 n_chunks=chunks.n_chunks, import_paths=self._import_paths(),
             )  # fmt: skip
             try:
-                first = self.control.control.stripes if self.spec.backend == "local" else 0
+                first = 0 if self.spec.backend.remote else self.control.control.stripes
                 run = Run.submit(
                     self.store, self.keys, manifest, function_payload, chunks, n_items,
                     self.check_health, self.signal_run, announce_early=self.supervisor is None,
@@ -354,7 +353,7 @@ class Driver:
     def _import_paths(self) -> list[str]:
         """This client's import folders, for a detached local session: its workers may have
         been started by another client, with another ``sys.path``."""
-        if self.supervisor is None or self.spec.backend != "local":
+        if self.supervisor is None or self.spec.backend.remote:
             return []
         return import_folders()
 

@@ -4,7 +4,8 @@ A chunk costs a fixed overhead (a claim, an input, an output: a fraction of a mi
 the local store, tens of milliseconds on S3). Items of a few microseconds in tiny chunks spend
 most of their time on that overhead. Before a function has run, the chunk planner knows only
 the item count; once it has, each chunk's output says how long its items took, and the next
-run of the same function gets chunks that last at least ``MIN_CHUNK_SECONDS``.
+run of the same function gets chunks that last at least the backend's
+``Backend.min_chunk_seconds``.
 
 Functions are told apart by their code object (a lambda made anew each call has the same
 one), a built-in by itself, a callable object by its class.
@@ -18,11 +19,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from .chunking import Pace, store_kind
+from .chunking import Pace
 
-#: How long a chunk's items should take at least, once their time is known: long enough
-#: that a chunk's overhead stays small beside it, short enough to keep the end balanced.
-MIN_CHUNK_SECONDS = {"local": 0.004, "network": 1.0}
 #: How many functions' timings are kept (the least recently seen go first).
 _KEPT = 256
 #: Weight of the past in the running mean: the latest chunks count most.
@@ -74,9 +72,11 @@ class ItemTimes:
 ITEM_TIMES = ItemTimes()
 
 
-def pace_for(key: Hashable, backend: str) -> Pace | None:
-    """How to size chunks for the function ``key`` on ``backend``, if its items were seen."""
+def pace_for(key: Hashable, min_chunk_seconds: float) -> Pace | None:
+    """How to size chunks for the function ``key``, if its items were seen, so that each
+    chunk lasts at least ``min_chunk_seconds`` (the backend's: long enough that a chunk's
+    overhead stays small beside it, short enough to keep the end balanced)."""
     seconds = ITEM_TIMES.per_item(key)
     if seconds is None:
         return None
-    return Pace(seconds, MIN_CHUNK_SECONDS[store_kind(backend)])
+    return Pace(seconds, min_chunk_seconds)

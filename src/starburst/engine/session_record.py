@@ -168,8 +168,11 @@ class SessionRecord:
 
     @property
     def spec(self) -> WorkerSpec:
-        """The workers this session runs."""
-        return WorkerSpec(self.backend, self.workers, self.cpu, self.memory_mib, self.spot)
+        """The workers this session runs (its backend found by name in the registry)."""
+        from ..backends.registry import backend_named
+
+        backend = backend_named(self.backend)
+        return WorkerSpec(backend, self.workers, self.cpu, self.memory_mib, self.spot)
 
     def expired(self, now: float | None = None) -> bool:
         """Whether the session is past its deadline (its workers have stopped)."""

@@ -52,8 +52,6 @@ log = logging.getLogger("starburst")
 
 #: A session launches at most this many workers per worker it asked for, in all.
 MAX_LAUNCHES_PER_WORKER = 4
-#: Seconds a new worker may take to show up in the backend's list before it counts as lost.
-_SHOW_UP_SECONDS = {"local": 10.0, "fargate": 180.0}
 
 
 class Supervisor:
@@ -124,9 +122,7 @@ class Supervisor:
         infos = {info.worker_id: info for info in self._find(control)}
         gone = self._lost_workers(control, infos, session, now)
         running = [w for w in control.roster if w not in gone and w in infos]
-        gone.update(
-            stop_hung_workers(self.store, self.keys, self.fleet, running, session.timings)
-        )
+        gone.update(stop_hung_workers(self.store, self.keys, self.fleet, running, session.timings))
         stopped_at = self._stop_times(gone, infos, now)
         announced = self._announce_missing(control)
         runs = [m for m in control.runs.values() if m.state != "cancelled"] + announced
@@ -206,7 +202,7 @@ class Supervisor:
     ) -> dict[str, str | None]:
         """Roster workers the backend no longer runs, each with how it stopped, or ``None``
         when its stop uses up no attempt (a spot interruption)."""
-        show_up, memory_mib = _SHOW_UP_SECONDS.get(session.backend, 60.0), session.memory_mib
+        show_up, memory_mib = session.spec().backend.show_up_seconds, session.memory_mib
         gone: dict[str, str | None] = {}
         for worker in control.roster:
             info = infos.get(worker)

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..engine import claims
 from ..engine.control import Control, ControlWriter
@@ -38,7 +38,14 @@ from ..serialize import PICKLING_ERRORS, dumps, load_call, loads
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 
+if TYPE_CHECKING:
+    from ..backends.base import Backend
+
 log = logging.getLogger("starburst.worker")
+#: What a worker is handed to find its session's backend by name (the registry's
+#: ``backend_named``): it asks the backend to reopen its fleet when it supervises a
+#: detached session, and tells it when an attached session's client is gone.
+FindBackend = Callable[[str], "Backend"]
 
 #: How long a stopping worker of a detached session tries to hand its place on.
 _HAND_OFF_SECONDS = 30.0
@@ -125,12 +132,14 @@ class WorkerLoop:
         store: Store,
         session_id: str,
         worker_id: str,
+        find_backend: FindBackend,
         process: int = 0,
         processes: int = 1,
         index: int | None = None,
     ) -> None:
         self.store = store
         self.keys = SessionKeys(session_id)
+        self.find_backend = find_backend
         self.base_id = worker_id
         self.worker_id = f"{worker_id}.{process}"
         self.process = process
@@ -504,7 +513,11 @@ class WorkerLoop:
         assert lease.lost is not None
         index = work.start + lease.first
         session = self.control.session if self.control is not None else None
-        if session is not None and session.backend == "local" and session.attached:
+        if (
+            session is not None
+            and session.attached
+            and not self.find_backend(session.backend).remote
+        ):
             where = f"session {session.session_id}"  # its logs go with it (the cause quotes one)
         else:
             where = f"its log: `starburst logs {self.keys.session_id}`"
@@ -595,8 +608,9 @@ class WorkerLoop:
                 self.stop_reason = reason
                 log.warning("stopping: %s", reason)
                 self._write_heartbeat(state="exited")
-                if reason.startswith(_CLIENT_SILENT):
-                    self._remove_scratch_if_last()
+                session = self.control.session if self.control is not None else None
+                if reason.startswith(_CLIENT_SILENT) and session is not None:
+                    self._after_client_gone(session.backend)
                 os._exit(0)
             self._supervise()
 
@@ -619,13 +633,12 @@ class WorkerLoop:
         if control.session.attached:
             return None
         if self._supervisor is None:
-            from ..backends import reopen
             from ..engine.supervisor import Supervisor
 
             session = control.session
-            placement = reopen(session.backend, session.session_id, self.store, session.launch)
-            backend = placement.fleet
-            self._supervisor = Supervisor(self.store, self.keys, backend, self.base_id)
+            backend = self.find_backend(session.backend)
+            fleet = backend.reopen(session.session_id, self.store, session.launch).fleet
+            self._supervisor = Supervisor(self.store, self.keys, fleet, self.base_id)
         return self._supervisor
 
     def _hand_off(self) -> None:
@@ -668,20 +681,13 @@ class WorkerLoop:
             return f"{_CLIENT_SILENT} for over {timeout:.0f} s"
         return None
 
-    def _remove_scratch_if_last(self) -> None:
-        """The client of this attached session went silent (killed outright): the last of
-        its worker processes to leave removes a local session's scratch store, which would
-        otherwise hold memory (``/dev/shm``) until a later session's sweep."""
-        from ..store.local import LocalStore
-
-        if isinstance(self.store, LocalStore):
-            from ..backends.local import remove_scratch_if_last
-
-            try:
-                if remove_scratch_if_last(self.store, self.keys):
-                    log.warning("removed the session's scratch store %s", self.store.root)
-            except Exception as exc:  # the sweep of a later session still removes it
-                log.warning("could not remove the scratch store: %s", exc)
+    def _after_client_gone(self, backend_name: str) -> None:
+        """The client of this attached session went silent (killed outright): tell its
+        backend, whose last worker to leave cleans up (a local session's scratch store)."""
+        try:
+            self.find_backend(backend_name).after_client_gone(self.store, self.keys)
+        except Exception as exc:  # the sweep of a later session still removes it
+            log.warning("could not clean up after the client: %s", exc)
 
     def _write_heartbeat(self, state: str) -> None:
         if state == "exited":

@@ -13,7 +13,7 @@ import time
 from ..engine.control import Control
 from ..engine.keys import SessionKeys
 from ..store import NotFound, open_store
-from .loop import SessionClosed, WorkerLoop
+from .loop import FindBackend, SessionClosed, WorkerLoop
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -37,12 +37,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def run_slot(
     store_url: str, session_id: str, worker_id: str, index: int | None, process: int,
-    processes: int,
+    processes: int, find_backend: FindBackend,
 ) -> str:  # fmt: skip
     """Run one process's loop until it stops; return why it stopped."""
     store = open_store(store_url)
     try:
-        loop = WorkerLoop(store, session_id, worker_id, process, processes, index)
+        loop = WorkerLoop(store, session_id, worker_id, find_backend, process, processes, index)
     except SessionClosed as closed:
         return str(closed)
     return loop.run()
@@ -83,8 +83,9 @@ def version_mismatch(store_url: str, session_id: str) -> str | None:
     return control.session.version_problem() if control.session else None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run a worker until its work is drained, its deadline passes, or it is stopped.
+def main(find_backend: FindBackend, argv: list[str] | None = None) -> int:
+    """Run a worker until its work is drained, its deadline passes, or it is stopped;
+    ``find_backend`` gives its session's backend by name (the registry's ``backend_named``).
 
     A worker started this way (in a container, or spawned) first checks that it can load
     what the client pickles; one forked from the client (``work``) is the client's twin.
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if mismatch:
         logging.getLogger("starburst.worker").error("cannot start: %s", mismatch)
         return 2
-    return work(args.store, args.session, args.worker_id, args.index, args.processes)
+    return work(args.store, args.session, find_backend, args.worker_id, args.index, args.processes)
 
 
 def _configure_logging() -> None:
@@ -105,8 +106,8 @@ def _configure_logging() -> None:
 
 
 def work(
-    store_url: str, session_id: str, worker_id: str | None = None, index: int | None = None,
-    processes: int = 0,
+    store_url: str, session_id: str, find_backend: FindBackend, worker_id: str | None = None,
+    index: int | None = None, processes: int = 0,
 ) -> int:  # fmt: skip
     """What ``main`` does once its arguments are read (a forked local worker starts here)."""
     _configure_logging()
@@ -121,10 +122,10 @@ def work(
 
         context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
         for offset in range(1, processes):
-            slot = (store_url, session_id, worker_id, index, offset, processes)
+            slot = (store_url, session_id, worker_id, index, offset, processes, find_backend)
             children.append(context.Process(target=run_slot, args=slot))
             children[-1].start()
-    reason = run_slot(store_url, session_id, worker_id, index, 0, processes)
+    reason = run_slot(store_url, session_id, worker_id, index, 0, processes, find_backend)
     for child in children:
         child.join()
     logging.getLogger("starburst.worker").info("worker %s stopped: %s", worker_id, reason)

@@ -14,7 +14,8 @@ import sys
 import traceback
 from typing import NoReturn
 
-from ..worker.main import work  # imported here, so that forked workers need not import it
+from ...worker.main import work  # imported here, so that forked workers need not import it
+from ..registry import backend_named
 
 
 def become_worker(args: dict[str, str | int], log_fd: int) -> NoReturn:
@@ -38,7 +39,7 @@ def become_worker(args: dict[str, str | int], log_fd: int) -> NoReturn:
         sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
         sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
         code = work(
-            str(args["store"]), str(args["session"]), str(args["worker-id"]),
+            str(args["store"]), str(args["session"]), backend_named, str(args["worker-id"]),
             int(args["index"]), int(args["processes"]),
         )  # fmt: skip
     except BaseException:

@@ -22,23 +22,23 @@ from typing import TYPE_CHECKING, Any
 
 import botocore.exceptions
 
-from ..aws import resources as r
-from ..aws.connection import Aws, connect, translate_errors
-from ..aws.quotas import fargate_quotas, quota_notice
-from ..aws.session_roles import create_session_role, remove_session_role
-from ..aws.sizes import fargate_size
-from ..config import Config
-from ..cost.prices import PriceBook, fargate_prices
-from ..env.prune import record_session_image
-from ..errors import SetupRequiredError, StarburstError
-from ..settings import resolve
-from ..store import Store
-from ..store.s3 import S3Store, account_bucket
-from .base import Fleet, LaunchRequest, LaunchShortfall, WorkerInfo
+from ...aws import resources as r
+from ...aws.connection import Aws, connect, translate_errors
+from ...aws.quotas import fargate_quotas, quota_notice
+from ...aws.session_roles import create_session_role, remove_session_role
+from ...config import Config
+from ...cost.prices import PriceBook, fargate_prices
+from ...env.prune import record_session_image
+from ...errors import SetupRequiredError, StarburstError
+from ...settings import resolve
+from ...store import Store
+from ...store.s3 import S3Store, account_bucket
+from ..base import Fleet, LaunchRequest, LaunchShortfall, WorkerInfo
+from .sizes import fargate_size
 
 if TYPE_CHECKING:
-    from ..options import WorkerSpec
-    from . import Placement
+    from ...options import WorkerSpec
+    from ..base import Placement
 
 log = logging.getLogger("starburst")
 
@@ -149,6 +149,15 @@ class FargateFleet(Fleet):
     def task_definitions(self) -> list[str]:
         """The task definitions this backend registered or was given."""
         return sorted(set(self._task_definitions.values()))
+
+    def adopt_task_definitions(self, family: str) -> None:
+        """Take in every task definition registered under ``family`` (a session's, found by
+        its name when the session's record cannot say which)."""
+        with translate_errors(f"list the task definitions of {family}"):
+            pages = self.ecs.get_paginator("list_task_definitions").paginate(familyPrefix=family)
+            for page in pages:
+                for arn in page.get("taskDefinitionArns", []):
+                    self._task_definitions[(arn, 0, 0)] = arn
 
     # Launching -------------------------------------------------------------------------------
 
@@ -408,7 +417,7 @@ def _timestamp(value: Any) -> float | None:
 
 def _environment_image(aws: Aws) -> str:
     """The worker image of the local environment, built and pushed the first time."""
-    from ..env.build import ensure_image
+    from ...env.build import ensure_image
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -418,7 +427,7 @@ def _environment_image(aws: Aws) -> str:
 
 def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
     """The S3 store and Fargate backend of the configured account (spot runs on X86_64)."""
-    from . import Placement
+    from ..base import Placement
 
     config = Config.load()
     resources = config.aws
@@ -437,11 +446,11 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
         "task_role_arn": create_session_role(aws, names, session_id, resolve("worker_policy")),
         "task_family": names.session_task_family(session_id),
     }
-    backend = FargateFleet(aws, session_resources, image)
-    discard = functools.partial(discard_session, store, backend, session_id)
+    fleet = FargateFleet(aws, session_resources, image)
+    discard = functools.partial(discard_session, store, fleet, session_id)
     size = fargate_size(spec.cpu, spec.memory_mib)
     try:
-        definition = backend.task_definition(*size)
+        definition = fleet.task_definition(*size)
     except BaseException:
         discard()  # (the role made above)
         raise
@@ -451,19 +460,31 @@ def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
         "size": list(size),
         "task_definition": definition,
     }
-    return Placement(store, backend, discard, launch)
+    return Placement(store, fleet, discard, launch)
 
 
-def discard_session(store: Store, backend: FargateFleet, session_id: str) -> None:
+def discard_session(store: Store, fleet: FargateFleet, session_id: str) -> None:
     """Delete a session's records and data from the bucket, its task definitions and its
     workers' role."""
     for prefix in (f"sessions/{session_id}/", f"data/{session_id}/"):
         store.delete_prefix(prefix)
     with translate_errors(f"remove the task definitions of session {session_id}"):
-        for arn in backend.task_definitions():
-            backend.ecs.deregister_task_definition(taskDefinition=arn)
-    names = r.Names(backend.resources["account_id"], backend.aws.region)
-    remove_session_role(backend.aws, names, session_id)
+        for arn in fleet.task_definitions():
+            fleet.ecs.deregister_task_definition(taskDefinition=arn)
+    names = r.Names(fleet.resources["account_id"], fleet.aws.region)
+    remove_session_role(fleet.aws, names, session_id)
+
+
+def discard_unreadable(store: Store, session_id: str) -> None:
+    """Remove a session whose record cannot be read (damaged, or from a newer starburst),
+    finding what it made by name: stop its tasks, then ``discard_session``."""
+    resources = Config.load().aws
+    aws = connect(resources.get("region"))
+    family = r.Names(resources["account_id"], aws.region).session_task_family(session_id)
+    fleet = FargateFleet(aws, {**resources, "task_family": family}, image="")
+    fleet.stop([info.worker_id for info in fleet.find(session_id) if info.state != "stopped"])
+    fleet.adopt_task_definitions(family)
+    discard_session(store, fleet, session_id)
 
 
 def account_store() -> S3Store | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigurationError
+from ...errors import ConfigurationError
 
 _GIB = 1024
 

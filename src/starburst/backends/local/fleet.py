@@ -27,17 +27,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..settings import resolve
-from ..store import NotFound
-from ..store.local import PRIVATE_FILE_MODE, make_private_folder, replace_private_file
-from ..threads import BareThread
-from .base import Fleet, LaunchRequest, WorkerInfo
+from ...settings import resolve
+from ...store import NotFound
+from ...store.local import PRIVATE_FILE_MODE, make_private_folder, replace_private_file
+from ...threads import BareThread
+from ..base import Fleet, LaunchRequest, WorkerInfo
 from .forked import become_worker
 from .launcher import Launcher, LauncherFailed, shared_launcher
 
 if TYPE_CHECKING:
-    from ..engine.keys import SessionKeys
-    from ..store.local import LocalStore
+    from ...engine.keys import SessionKeys
+    from ...store.local import LocalStore
 
 _STOP_WAIT_SECONDS = 1.5
 
