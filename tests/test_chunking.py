@@ -7,11 +7,11 @@ import itertools
 
 import pytest
 
+from starburst import LengthMismatchError
 from starburst.engine.chunking import (
     LOOKAHEAD_ITEMS,
     MAX_CHUNK_BYTES,
     MAX_CHUNKS_PER_SLOT,
-    LengthMismatchError,
     Pace,
     chunk_sizes,
     chunks_per_slot,

@@ -1,0 +1,77 @@
+"""The public surface: every error a user can meet is importable from ``starburst`` and lives
+in ``errors.py``; every public name resolves."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+
+import starburst
+import starburst.errors
+
+#: Exceptions that never reach a user: each is raised and handled inside starburst.
+INTERNAL_EXCEPTIONS = {
+    # The store protocol's answers (a missing key, a lost conditional write): the engine acts
+    # on them; a user who catches the store's failures catches them as ``StoreError``.
+    "starburst.store.base.NotFound",
+    "starburst.store.base.PreconditionFailed",
+    # An S3 conflict (409) that the S3 store retries.
+    "starburst.store.s3._Conflict",
+    # The launcher could not fork a worker: the local fleet forks it from the client instead.
+    "starburst.backends.launcher.LauncherFailed",
+    # A setting's refusal, turned into a ConfigurationError naming where the value came from.
+    "starburst.settings.BadValue",
+    # Inside a worker process: its session was closed, it was told to stop, its run is over.
+    "starburst.worker.loop.SessionClosed",
+    "starburst.worker.loop.WorkerTerminated",
+    "starburst.worker.loop._RunOver",
+}
+
+
+def _exceptions_defined_in_the_package() -> dict[str, type[BaseException]]:
+    """Every exception class defined by a module of starburst, by its qualified name."""
+    found = {}
+    root = Path(starburst.__file__).parent  # files, not pkgutil: engine/ has no __init__.py
+    for path in sorted(root.rglob("*.py")):
+        if path.stem == "__main__":
+            continue  # running it is its job
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if path.stem == "__init__" else parts)
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__ == name
+            ):
+                found[f"{name}.{value.__qualname__}"] = value
+    return found
+
+
+def test_every_exception_a_user_can_meet_is_in_errors_and_exported() -> None:
+    found = _exceptions_defined_in_the_package()
+    assert found  # the walk saw the package
+    gone = INTERNAL_EXCEPTIONS - set(found)
+    assert not gone, f"allow-listed but no longer defined: {gone}"
+    for qualified, exception in found.items():
+        if qualified in INTERNAL_EXCEPTIONS:
+            continue
+        assert exception.__module__ == "starburst.errors", (
+            f"{qualified} can reach a user: define it in starburst/errors.py"
+        )
+        assert exception.__name__ in starburst.__all__, f"add {exception.__name__} to __all__"
+        assert getattr(starburst, exception.__name__) is exception
+
+
+def test_every_public_name_resolves() -> None:
+    for name in starburst.__all__:
+        assert getattr(starburst, name) is not None, name
+    assert sorted(starburst.__all__) == sorted(set(starburst.__all__))
+    assert sorted(dir(starburst)) == sorted(starburst.__all__)
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        starburst.nothing_here  # noqa: B018
