@@ -1,9 +1,11 @@
 """The public surface: every error a user can meet is importable from ``starburst`` and lives
-in ``errors.py``; every public name resolves."""
+in ``errors.py``; every public name resolves; renamed functions keep their old names, with a
+warning, for one release."""
 
 from __future__ import annotations
 
 import importlib
+import warnings
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,14 @@ INTERNAL_EXCEPTIONS = {
     "starburst.worker.loop.SessionClosed",
     "starburst.worker.loop.WorkerTerminated",
     "starburst.worker.loop._RunOver",
+}
+
+#: Old public names kept for one release: the name that replaced each, and arguments that
+#: the new function refuses before any AWS call (so that the alias is seen to pass them on).
+RENAMED = {
+    "status": ("setup_status", (), {"region": "nowhere-1"}),
+    "request_quota": ("request_quota_increase", (-1,), {}),
+    "quota_request": ("quota_increase_status", ("request-1",), {"region": "nowhere-1"}),
 }
 
 
@@ -70,6 +80,22 @@ def test_every_public_name_resolves() -> None:
         assert getattr(starburst, name) is not None, name
     assert sorted(starburst.__all__) == sorted(set(starburst.__all__))
     assert sorted(dir(starburst)) == sorted(starburst.__all__)
+
+
+@pytest.mark.parametrize("old", sorted(RENAMED))
+def test_old_names_warn_and_call_the_new_ones(old: str) -> None:
+    new, args, kwargs = RENAMED[old]
+    assert old not in starburst.__all__ and new in starburst.__all__
+    alias = getattr(starburst, old)
+    assert alias.__wrapped__ is getattr(starburst, new)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(starburst.ConfigurationError):
+            alias(*args, **kwargs)
+    assert [w.category for w in caught] == [DeprecationWarning]
+    message = str(caught[0].message)
+    assert f"starburst.{old}" in message and f"starburst.{new}" in message
+    assert caught[0].filename == __file__  # the warning points at the caller's line
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

@@ -17,8 +17,8 @@ from ._version import __version__
 if TYPE_CHECKING:  # the public names, imported on first use (workers need none of them)
     from .api import imap, imap_unordered, map, starmap
     from .aws.logs import logs
-    from .aws.provision import setup, status, teardown
-    from .aws.quotas import quota, quota_request, request_quota
+    from .aws.provision import setup, setup_status, teardown
+    from .aws.quotas import quota, quota_increase_status, request_quota_increase
     from .cluster import Cluster
     from .cost.estimate import estimate
     from .cost.guard import RunReport
@@ -63,13 +63,21 @@ _HOMES = {
     "map": "api", "starmap": "api", "imap": "api", "imap_unordered": "api",
     "Cluster": "cluster", "Executor": "executor",
     "logs": "aws.logs",
-    "setup": "aws.provision", "status": "aws.provision", "teardown": "aws.provision",
-    "quota": "aws.quotas", "request_quota": "aws.quotas", "quota_request": "aws.quotas",
+    "setup": "aws.provision", "setup_status": "aws.provision", "teardown": "aws.provision",
+    "quota": "aws.quotas", "request_quota_increase": "aws.quotas",
+    "quota_increase_status": "aws.quotas",
     "estimate": "cost.estimate", "RunReport": "cost.guard",
     "session": "detached", "attach": "detached", "list_sessions": "detached",
     "Session": "detached", "RunHandle": "detached", "PENDING": "detached",
     "SessionStatus": "engine.status", "RunStatus": "engine.status",
 }  # fmt: skip
+
+#: Old names kept for one release: each calls its new name after a ``DeprecationWarning``.
+_RENAMED = {
+    "status": "setup_status",
+    "request_quota": "request_quota_increase",
+    "quota_request": "quota_increase_status",
+}
 
 __all__ = [
     "PENDING",
@@ -120,18 +128,20 @@ __all__ = [
     "logs",
     "map",
     "quota",
-    "quota_request",
-    "request_quota",
+    "quota_increase_status",
+    "request_quota_increase",
     "session",
     "setup",
+    "setup_status",
     "starmap",
-    "status",
     "teardown",
 ]
 
 
 def __getattr__(name: str) -> Any:
     """Import a public name's module the first time the name is used."""
+    if name in _RENAMED:
+        return _renamed(name, _RENAMED[name])
     if name not in __all__:
         raise AttributeError(f"module 'starburst' has no attribute {name!r}")
     module = importlib.import_module(f".{_HOMES.get(name, 'errors')}", __name__)
@@ -142,3 +152,22 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+def _renamed(old: str, new: str) -> Any:
+    """``new``, under its old name ``old``: calling it warns that the name is going."""
+    import functools
+    import warnings
+
+    function = __getattr__(new)
+
+    @functools.wraps(function)
+    def alias(*args: Any, **kwargs: Any) -> Any:
+        warnings.warn(
+            f"starburst.{old} is now starburst.{new}; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return function(*args, **kwargs)
+
+    return alias
