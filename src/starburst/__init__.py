@@ -4,7 +4,10 @@
     results = starburst.map(simulate, range(10_000), workers=4)
 
 ``backend="local"`` (the default) runs on processes of this machine; after a one-time
-``starburst setup``, ``backend="fargate"`` runs the same engine and protocol on AWS Fargate.
+``starburst setup``, ``backend="fargate"`` runs the same engine and protocol on AWS Fargate,
+in a worker image built from this environment, within a cost cap (``max_cost``).
+``starburst.session`` starts work that goes on while the client is away, and
+``starburst.attach`` collects it later, from any process.
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ def _aws_failure(exc: Exception) -> str:
 @click.version_option(__version__, prog_name="starburst")
 def main() -> None:
     """Burst a slow Python loop onto many workers: processes on this machine, or AWS
-    Fargate after `starburst setup`.
+    Fargate after `starburst setup` (your environment as the worker image, a cost cap,
+    sessions that run on while you are away).
 
     In Python: results = starburst.map(fn, items, workers=8)
     """
