@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from .aws.resources import RUN_DATA_EXPIRY_DAYS
-from .cluster import Plan, plan_call, plan_tasks
 from .cost.guard import CostLimits
 from .engine.driver import Driver
 from .engine.manifest import RunManifest
@@ -48,6 +47,7 @@ from .errors import (
     UnreadableSessionError,
 )
 from .options import RunOptions, WorkerSpec
+from .planning import Plan, plan_call, plan_tasks
 from .progress import Progress, make_progress
 from .serialize import pickle_call
 from .store import NotFound, Store

@@ -21,13 +21,13 @@ from concurrent.futures import Future
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
 from typing import Any
 
-from .cluster import plan_call, plan_tasks
 from .engine.driver import Driver
 from .engine.manifest import CallStyle
 from .engine.outcome import ChunkOutput, describe_call
 from .engine.pacing import ITEM_TIMES
 from .engine.run import Run
 from .errors import CancelledError, SerializationError, WorkerLostError
+from .planning import plan_call, plan_tasks
 from .serialize import pickle_call
 
 #: While calls are in flight, how long the dispatcher waits for more calls to join a batch.
