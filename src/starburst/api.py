@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .cluster import Cluster
-from .cost.model import item_seconds
 from .engine.driver import workers_for
+from .engine.item_times import ITEM_TIMES
 from .engine.manifest import CallStyle
 from .errors import ConfigurationError
 
@@ -104,7 +104,7 @@ def _one_off(
     if plan is None:
         empty = [] if mode == "as_list" else iter(())
         return (empty, None) if return_run else empty
-    per_item = item_seconds(fn)
+    per_item = ITEM_TIMES.measured(fn)
     work = (plan.n_items, per_item) if plan.n_items and per_item is not None else None
     cluster.start(workers_for(cluster.spec, plan.n_items), lazy=True, work=work)
     try:

@@ -22,9 +22,9 @@ from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED, PENDING, 
 from typing import Any
 
 from .engine.driver import Driver
+from .engine.item_times import ITEM_TIMES
 from .engine.manifest import CallStyle
 from .engine.outcome import ChunkOutput, describe_call
-from .engine.pacing import ITEM_TIMES
 from .engine.run import Run
 from .errors import CancelledError, SerializationError, WorkerLostError
 from .planning import plan_call, plan_tasks

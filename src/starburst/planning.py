@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .engine.chunking import ChunkStream, chunks_per_slot, iter_chunks, zip_inputs
+from .engine.item_times import function_key, pace_for
 from .engine.manifest import CallStyle, RunFunction
-from .engine.pacing import function_key, pace_for
 from .errors import StarburstError
 from .options import RunOptions, WorkerSpec
 from .serialize import dumps, unpicklable_function_error
@@ -29,7 +29,7 @@ class Plan:
     n_items: int | None
     call: CallStyle
     options: RunOptions
-    #: Which function's item times the run's outputs teach (``engine/pacing.py``).
+    #: Which function's item times the run's outputs teach (``engine/item_times.py``).
     timing_key: Hashable | None = None
     #: Seconds an item of this function took in this process's earlier calls, if any.
     item_seconds: float | None = None
