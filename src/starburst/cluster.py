@@ -14,7 +14,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Unpack
 
 from .collect import Collector
 from .cost.guard import CostLimits, RunReport
@@ -22,7 +22,15 @@ from .engine.driver import Driver
 from .engine.manifest import CallStyle
 from .errors import StarburstError
 from .futures import SubmitBatcher, refuse_if_exiting
-from .options import WorkerSpec, show_progress
+from .options import (
+    CallKeywords,
+    RunKeywords,
+    RunOptions,
+    WorkerSpec,
+    pick,
+    show_progress,
+    takes,
+)
 from .planning import Plan, plan_call
 from .progress import make_progress
 
@@ -117,32 +125,42 @@ class Cluster:
 
     # Front ends --------------------------------------------------------------------------------
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any) -> list[Any]:
+    @takes(CallKeywords)
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Unpack[CallKeywords]
+    ) -> list[Any]:
         """``fn`` over the items (several iterables are zipped), as a list in input order.
 
         Options: ``chunk_size``, ``errors`` ("raise" or "return"), ``retries``,
         ``retry_exceptions``, ``timeout`` (seconds for the whole call), ``seed``, ``strict``
-        (iterables of different lengths are an error) and ``progress``.
+        (iterables of different lengths are an error) and ``progress`` (``None``: the
+        cluster's), as for ``starburst.map``.
         """
         collector = self._collect(fn, iterables, "single", options, keep_results=True)
         return collector.as_list() if collector is not None else []
 
+    @takes(CallKeywords)
     def starmap(
-        self, fn: Callable[..., Any], iterable: Iterable[Iterable[Any]], **options: Any
+        self,
+        fn: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        **options: Unpack[CallKeywords],
     ) -> list[Any]:
         """Like ``map``, calling ``fn(*args)`` for each tuple of arguments."""
         collector = self._collect(fn, (iterable,), "star", options, keep_results=True)
         return collector.as_list() if collector is not None else []
 
+    @takes(CallKeywords)
     def imap(
-        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Unpack[CallKeywords]
     ) -> Iterator[Any]:
         """Results in input order, each yielded as soon as it (and those before it) landed."""
         collector = self._collect(fn, iterables, "single", options, keep_results=False)
         return collector.ordered() if collector is not None else iter(())
 
+    @takes(CallKeywords)
     def imap_unordered(
-        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Unpack[CallKeywords]
     ) -> Iterator[Any]:
         """Results in the order they land."""
         collector = self._collect(fn, iterables, "single", options, keep_results=False)
@@ -177,13 +195,11 @@ class Cluster:
         fn: Callable[..., Any],
         iterables: tuple[Iterable[Any], ...],
         call: CallStyle,
-        *,
-        strict: bool = True,
-        **run_options: Any,
+        options: RunOptions | None = None,
     ) -> Plan | None:
         """Validate a call and plan its chunks; ``None`` when there is nothing to do."""
         started = time.monotonic()  # the call's timeout covers planning and launching too
-        plan = plan_call(self.spec, fn, iterables, call, strict=strict, **run_options)
+        plan = plan_call(self.spec, fn, iterables, call, options or RunOptions())
         plan.started = started
         return None if plan.n_items == 0 else plan
 
@@ -210,11 +226,11 @@ class Cluster:
         fn: Callable[..., Any],
         iterables: tuple[Iterable[Any], ...],
         call: CallStyle,
-        options: dict[str, Any],
+        options: CallKeywords,
         keep_results: bool,
     ) -> Collector | None:
-        progress = show_progress(options.pop("progress", None))
-        plan = self.plan(fn, iterables, call, **options)
+        progress = show_progress(options.get("progress"))
+        plan = self.plan(fn, iterables, call, RunOptions.build(**pick(RunKeywords, options)))
         return None if plan is None else self.collector(plan, progress, keep_results)
 
 

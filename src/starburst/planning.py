@@ -42,12 +42,10 @@ def plan_call(
     fn: Callable[..., Any],
     iterables: tuple[Iterable[Any], ...],
     call: CallStyle,
-    *,
-    strict: bool = True,
-    **run_options: Any,
+    options: RunOptions,
 ) -> Plan:
-    """Validate a call for workers of ``spec`` and plan its chunks (nothing is launched)."""
-    options = RunOptions.build(**run_options)
+    """Validate a call for workers of ``spec`` and plan its chunks (nothing is launched);
+    ``options`` were validated by ``RunOptions.build``."""
     check_function(fn)
     if not iterables:
         raise StarburstError("map needs at least one iterable of inputs")
@@ -55,7 +53,7 @@ def plan_call(
         payload = dumps(RunFunction(fn, options.retry_exceptions), compress=spec.backend != "local")
     except Exception as exc:
         raise unpicklable_function_error(fn, exc) from exc
-    items, n_items = zip_inputs(iterables, strict)
+    items, n_items = zip_inputs(iterables, options.strict)
     if call == "single" and len(iterables) > 1:
         call = "star"  # zipped items are tuples of arguments
     per_slot = chunks_per_slot(spec.backend)
