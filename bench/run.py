@@ -58,7 +58,7 @@ from joblib.externals.loky import reusable_executor as _loky_reusable  # noqa: E
 
 import starburst  # noqa: E402
 from starburst.backends.local.fleet import scratch_dir  # noqa: E402
-from starburst.engine.pacing import ITEM_TIMES  # noqa: E402
+from starburst.engine.item_times import ITEM_TIMES  # noqa: E402
 
 WORKERS = 2
 STARBURST = "starburst"
@@ -589,7 +589,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--first-runs",
         action="store_true",
         help="time every starburst call as a first run: forget the item times it learnt "
-        "from earlier calls of the same function (engine/pacing.py)",
+        "from earlier calls of the same function (engine/item_times.py)",
     )
     parser.add_argument(
         "--profile",

@@ -18,7 +18,7 @@ from starburst.engine.chunking import (
     iter_chunks,
     zip_inputs,
 )
-from starburst.engine.pacing import ItemTimes, function_key
+from starburst.engine.item_times import ItemTimes, function_key
 
 
 def _plan(n: int, slots: int, chunk_size: int | None = None) -> list[int]:
@@ -151,14 +151,14 @@ def test_slow_items_keep_the_guided_schedule() -> None:
 
 def test_item_times_follow_the_latest_chunks_and_tell_functions_apart() -> None:
     times = ItemTimes()
-    assert times.per_item("f") is None
+    assert times.seen("f") is None
     times.observe("f", seconds=1.0, items=100)
-    assert times.per_item("f") == pytest.approx(0.01)
+    assert times.seen("f") == pytest.approx(0.01)
     for _ in range(10):  # the function got faster: the estimate follows
         times.observe("f", seconds=0.1, items=100)
-    assert times.per_item("f") == pytest.approx(0.001, rel=0.01)
+    assert times.seen("f") == pytest.approx(0.001, rel=0.01)
     times.observe("g", seconds=0.0, items=5)  # nothing measured: nothing learnt
-    assert times.per_item("g") is None
+    assert times.seen("g") is None
 
 
 def test_a_function_made_anew_each_call_keeps_its_key() -> None:

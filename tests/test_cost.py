@@ -15,6 +15,7 @@ from starburst.cost.guard import CostLimits
 from starburst.cost.meter import CostMeter
 from starburst.cost.model import cache_dir
 from starburst.cost.prices import FALLBACK, PriceBook
+from starburst.engine.item_times import ItemTimes, function_key
 from starburst.errors import ConfigurationError
 
 T0 = 1_700_000_000.0  # a fixed epoch second
@@ -143,6 +144,16 @@ def test_estimate_learns_start_up_from_past_workers(aws) -> None:
     assert found.startup_seconds == 40 and "median of 3" in found.startup_source
     assert not found.local_is_better and found.verdict.startswith("Burst")
     assert json.loads((cache_dir() / "startup-fargate.json").read_text()) == [30, 40, 50]
+
+
+def test_estimate_keeps_its_time_per_item_for_later_processes() -> None:
+    found = starburst.estimate(slow_identity, range(10), backend="local", sample=2, show=False)
+    kept = json.loads((cache_dir() / "item-seconds.json").read_text())
+    assert kept == {f"{slow_identity.__module__}.slow_identity": found.seconds_per_item}
+    assert ItemTimes().measured(slow_identity) == found.seconds_per_item  # a new process's view
+    assert ItemTimes().seen(function_key(slow_identity)) is None  # what it saw is its own
+    starburst.estimate(lambda x: x, [1], backend="local", show=False)
+    assert json.loads((cache_dir() / "item-seconds.json").read_text()) == kept  # no stable name
 
 
 def test_estimate_rejects_bad_input() -> None:

@@ -8,34 +8,19 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Unpack
 
 from .cluster import Cluster
-from .cost.model import item_seconds
 from .engine.driver import workers_for
+from .engine.item_times import ITEM_TIMES
 from .engine.manifest import CallStyle
 from .errors import ConfigurationError
+from .options import ClusterKeywords, OneOffKeywords, RunKeywords, RunOptions, pick, takes
 
 
+@takes(OneOffKeywords)
 def map(
-    fn: Callable[..., Any],
-    *iterables: Iterable[Any],
-    workers: int | None = None,
-    cpu: int | float | None = None,
-    memory: str | int | float | None = None,
-    backend: str | None = None,
-    spot: bool = False,
-    chunk_size: int | None = None,
-    errors: str = "raise",
-    retries: int = 2,
-    retry_exceptions: bool | tuple[type[BaseException], ...] = False,
-    timeout: float | None = None,
-    seed: int | None = None,
-    strict: bool = True,
-    progress: bool | None = None,
-    max_cost: float | None = None,
-    cost_alert: float | None = None,
-    return_run: bool = False,
+    fn: Callable[..., Any], *iterables: Iterable[Any], **options: Unpack[OneOffKeywords]
 ) -> Any:
     """Run ``fn`` over the items on ``workers`` workers; return the results in input order.
 
@@ -48,40 +33,34 @@ def map(
     ``max_cost`` stops the workers when they have cost that many dollars (``CostCapError``,
     keeping completed results); ``cost_alert`` warns once past its amount. With
     ``return_run=True`` the call returns ``(results, starburst.RunReport)``: wall time and
-    actual cost.
+    actual cost. ``workers``, ``cpu``, ``memory``, ``backend``, ``spot`` and ``progress`` are
+    as for ``Cluster``.
     """
-    options = {k: v for k, v in locals().items() if k not in ("fn", "iterables")}
     return _one_off("as_list", fn, iterables, "single", options)
 
 
-def starmap(fn: Callable[..., Any], iterable: Iterable[Iterable[Any]], **options: Any) -> list[Any]:
+@takes(OneOffKeywords)
+def starmap(
+    fn: Callable[..., Any], iterable: Iterable[Iterable[Any]], **options: Unpack[OneOffKeywords]
+) -> Any:
     """Like ``map``, calling ``fn(*args)`` for each tuple of arguments in ``iterable``."""
     return _one_off("as_list", fn, (iterable,), "star", options)
 
 
-def imap(fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any) -> Iterator[Any]:
+@takes(OneOffKeywords)
+def imap(
+    fn: Callable[..., Any], *iterables: Iterable[Any], **options: Unpack[OneOffKeywords]
+) -> Iterator[Any]:
     """Like ``map``, but an iterator that yields each result, in input order, as it lands."""
     return _one_off("ordered", fn, iterables, "single", options)
 
 
+@takes(OneOffKeywords)
 def imap_unordered(
-    fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any
+    fn: Callable[..., Any], *iterables: Iterable[Any], **options: Unpack[OneOffKeywords]
 ) -> Iterator[Any]:
     """Like ``imap``, but yields results in the order they land."""
     return _one_off("unordered", fn, iterables, "single", options)
-
-
-#: The options that choose the workers; the rest are the run's.
-_CLUSTER_OPTIONS = (
-    "workers",
-    "cpu",
-    "memory",
-    "backend",
-    "spot",
-    "progress",
-    "max_cost",
-    "cost_alert",
-)
 
 
 def _one_off(
@@ -89,26 +68,24 @@ def _one_off(
     fn: Callable[..., Any],
     iterables: tuple[Iterable[Any], ...],
     call: CallStyle,
-    options: dict[str, Any],
+    options: OneOffKeywords,
 ) -> Any:
-    chosen = {k: options.pop(k) for k in _CLUSTER_OPTIONS if k in options}
-    return_run = options.pop("return_run", False)
+    return_run = options.get("return_run", False)
     if return_run is not False and (mode != "as_list" or return_run is not True):
         raise ConfigurationError(
             f"return_run={return_run!r}: use return_run=True with map or starmap (an "
             "iterator's run report is `Cluster.report`)"
         )
-    progress = chosen.pop("progress", None)
-    cluster = Cluster(**chosen, progress=progress)
-    plan = cluster.plan(fn, iterables, call, **options)
+    cluster = Cluster(**pick(ClusterKeywords, options))
+    plan = cluster.plan(fn, iterables, call, RunOptions.build(**pick(RunKeywords, options)))
     if plan is None:
         empty = [] if mode == "as_list" else iter(())
         return (empty, None) if return_run else empty
-    per_item = item_seconds(fn)
+    per_item = ITEM_TIMES.measured(fn)
     work = (plan.n_items, per_item) if plan.n_items and per_item is not None else None
     cluster.start(workers_for(cluster.spec, plan.n_items), lazy=True, work=work)
     try:
-        collector = cluster.collector(plan, progress, keep_results=mode == "as_list")
+        collector = cluster.collector(plan, None, keep_results=mode == "as_list")
     except BaseException:
         cluster.close()
         raise

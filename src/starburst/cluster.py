@@ -7,47 +7,32 @@ worker starts, and collect through the same engine.
 
 from __future__ import annotations
 
-import inspect
 import os
 import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Unpack
 
 from .collect import Collector
 from .cost.guard import CostLimits, RunReport
-from .engine.chunking import ChunkStream, iter_chunks, zip_inputs
 from .engine.driver import Driver
-from .engine.manifest import CallStyle, RunFunction
-from .engine.pacing import function_key, pace_for
+from .engine.manifest import CallStyle
 from .errors import StarburstError
-from .options import RunOptions, WorkerSpec, show_progress
+from .futures import SubmitBatcher, refuse_if_exiting
+from .options import (
+    CallKeywords,
+    RunKeywords,
+    RunOptions,
+    WorkerSpec,
+    pick,
+    show_progress,
+    takes,
+)
+from .planning import Plan, plan_call
 from .progress import make_progress
-from .serialize import dumps, unpicklable_function_error
-
-if TYPE_CHECKING:
-    from .futures import SubmitBatcher
-
-
-@dataclass
-class Plan:
-    """A validated call, ready to submit: nothing has been launched yet."""
-
-    payload: bytes
-    chunks: ChunkStream
-    n_items: int | None
-    call: CallStyle
-    options: RunOptions
-    #: Which function's item times the run's outputs teach (``engine/pacing.py``).
-    timing_key: Hashable | None = None
-    #: Seconds an item of this function took in this process's earlier calls, if any.
-    item_seconds: float | None = None
-    #: When the call began (``time.monotonic``): its ``timeout`` counts from here.
-    started: float = field(default_factory=time.monotonic)
 
 
 class Cluster:
@@ -140,32 +125,42 @@ class Cluster:
 
     # Front ends --------------------------------------------------------------------------------
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any) -> list[Any]:
+    @takes(CallKeywords)
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Unpack[CallKeywords]
+    ) -> list[Any]:
         """``fn`` over the items (several iterables are zipped), as a list in input order.
 
         Options: ``chunk_size``, ``errors`` ("raise" or "return"), ``retries``,
         ``retry_exceptions``, ``timeout`` (seconds for the whole call), ``seed``, ``strict``
-        (iterables of different lengths are an error) and ``progress``.
+        (iterables of different lengths are an error) and ``progress`` (``None``: the
+        cluster's), as for ``starburst.map``.
         """
         collector = self._collect(fn, iterables, "single", options, keep_results=True)
         return collector.as_list() if collector is not None else []
 
+    @takes(CallKeywords)
     def starmap(
-        self, fn: Callable[..., Any], iterable: Iterable[Iterable[Any]], **options: Any
+        self,
+        fn: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        **options: Unpack[CallKeywords],
     ) -> list[Any]:
         """Like ``map``, calling ``fn(*args)`` for each tuple of arguments."""
         collector = self._collect(fn, (iterable,), "star", options, keep_results=True)
         return collector.as_list() if collector is not None else []
 
+    @takes(CallKeywords)
     def imap(
-        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Unpack[CallKeywords]
     ) -> Iterator[Any]:
         """Results in input order, each yielded as soon as it (and those before it) landed."""
         collector = self._collect(fn, iterables, "single", options, keep_results=False)
         return collector.ordered() if collector is not None else iter(())
 
+    @takes(CallKeywords)
     def imap_unordered(
-        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Unpack[CallKeywords]
     ) -> Iterator[Any]:
         """Results in the order they land."""
         collector = self._collect(fn, iterables, "single", options, keep_results=False)
@@ -178,8 +173,6 @@ class Cluster:
     @property
     def submitter(self) -> SubmitBatcher:
         """What batches this cluster's ``submit`` calls (started on first use)."""
-        from .futures import SubmitBatcher, refuse_if_exiting
-
         refuse_if_exiting()  # before anything starts
         if self._batcher is None:
             self._batcher = SubmitBatcher(self.driver)
@@ -202,13 +195,11 @@ class Cluster:
         fn: Callable[..., Any],
         iterables: tuple[Iterable[Any], ...],
         call: CallStyle,
-        *,
-        strict: bool = True,
-        **run_options: Any,
+        options: RunOptions | None = None,
     ) -> Plan | None:
         """Validate a call and plan its chunks; ``None`` when there is nothing to do."""
         started = time.monotonic()  # the call's timeout covers planning and launching too
-        plan = plan_call(self.spec, fn, iterables, call, strict=strict, **run_options)
+        plan = plan_call(self.spec, fn, iterables, call, options or RunOptions())
         plan.started = started
         return None if plan.n_items == 0 else plan
 
@@ -235,11 +226,11 @@ class Cluster:
         fn: Callable[..., Any],
         iterables: tuple[Iterable[Any], ...],
         call: CallStyle,
-        options: dict[str, Any],
+        options: CallKeywords,
         keep_results: bool,
     ) -> Collector | None:
-        progress = show_progress(options.pop("progress", None))
-        plan = self.plan(fn, iterables, call, **options)
+        progress = show_progress(options.get("progress"))
+        plan = self.plan(fn, iterables, call, RunOptions.build(**pick(RunKeywords, options)))
         return None if plan is None else self.collector(plan, progress, keep_results)
 
 
@@ -271,63 +262,6 @@ def _restore_default_sigterm() -> None:
     client held at the fork, and its ``terminate()`` would then never return."""
     if signal.getsignal(signal.SIGTERM) is _exit_on_sigterm:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def plan_call(
-    spec: WorkerSpec,
-    fn: Callable[..., Any],
-    iterables: tuple[Iterable[Any], ...],
-    call: CallStyle,
-    *,
-    strict: bool = True,
-    **run_options: Any,
-) -> Plan:
-    """Validate a call for workers of ``spec`` and plan its chunks (nothing is launched)."""
-    options = RunOptions.build(**run_options)
-    check_function(fn)
-    if not iterables:
-        raise StarburstError("map needs at least one iterable of inputs")
-    try:
-        payload = dumps(RunFunction(fn, options.retry_exceptions), compress=spec.backend.remote)
-    except Exception as exc:
-        raise unpicklable_function_error(fn, exc) from exc
-    items, n_items = zip_inputs(iterables, strict)
-    if call == "single" and len(iterables) > 1:
-        call = "star"  # zipped items are tuples of arguments
-    per_slot = spec.backend.chunks_per_slot
-    key = function_key(fn)
-    pace = pace_for(key, spec.backend.min_chunk_seconds)
-    n_items, chunks = iter_chunks(items, n_items, spec.slots, options.chunk_size, per_slot, pace)
-    seconds = None if pace is None else pace.item_seconds
-    return Plan(payload, chunks, n_items, call, options, key, seconds)
-
-
-def check_function(fn: Any) -> None:
-    """Refuse what workers cannot run item by item: a non-callable, a coroutine function
-    (each item would return an un-awaited coroutine) or a generator function (a generator
-    cannot travel back)."""
-    if not callable(fn):
-        raise StarburstError(f"{fn!r} is not callable; pass a function as the first argument")
-    name = getattr(fn, "__qualname__", repr(fn))
-    if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-        raise StarburstError(
-            f"{name} is an async function: workers call functions, not coroutines. Wrap it: "
-            f"`def run(x): return asyncio.run({name}(x))`, and map `run`"
-        )
-    if inspect.isgeneratorfunction(fn):
-        raise StarburstError(
-            f"{name} is a generator function: its generators cannot be sent back. Wrap it: "
-            f"`def run(x): return list({name}(x))`, and map `run`"
-        )
-
-
-def plan_tasks(spec: WorkerSpec, tasks: list[bytes]) -> Plan:
-    """Plan submitted calls, each pickled on its own (``serialize.pickle_call``), as one run;
-    the items carry their own functions."""
-    payload = dumps(RunFunction(None), compress=spec.backend.remote)
-    per_slot = spec.backend.chunks_per_slot
-    n_items, chunks = iter_chunks(tasks, len(tasks), spec.slots, None, per_slot)
-    return Plan(payload, chunks, n_items, "task", RunOptions())
 
 
 def header(spec: WorkerSpec, session_id: str) -> str:

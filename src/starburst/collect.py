@@ -11,8 +11,8 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
+from .engine.item_times import ITEM_TIMES
 from .engine.outcome import ChunkOutput
-from .engine.pacing import ITEM_TIMES
 from .engine.run import Run
 from .errors import PartialResults, StarburstError, attach_partial
 from .options import RunOptions

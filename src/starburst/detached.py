@@ -24,11 +24,10 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from .aws.resources import RUN_DATA_EXPIRY_DAYS
 from .backends import Backend, backend_named, backend_names
-from .cluster import Plan, plan_call, plan_tasks
 from .cost.guard import CostLimits
 from .engine.driver import Driver
 from .engine.keys import SessionKeys
@@ -49,7 +48,8 @@ from .errors import (
     StarburstError,
     UnreadableSessionError,
 )
-from .options import RunOptions, WorkerSpec
+from .options import RunKeywords, RunOptions, WorkerSpec, takes
+from .planning import Plan, plan_call, plan_tasks
 from .progress import Progress, make_progress
 from .serialize import pickle_call
 from .store import NotFound, Store
@@ -211,20 +211,29 @@ class Session:
 
     # Submitting --------------------------------------------------------------------------
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Any) -> RunHandle:
+    @takes(RunKeywords)
+    def map(
+        self, fn: Callable[..., Any], *iterables: Iterable[Any], **options: Unpack[RunKeywords]
+    ) -> RunHandle:
         """Submit ``fn`` over the items (several iterables are zipped); returns a run handle
         once every input is stored. Options: ``chunk_size``, ``retries``,
-        ``retry_exceptions``, ``seed``, ``strict``."""
+        ``retry_exceptions``, ``seed``, ``strict``, as for ``starburst.map`` (``errors`` and
+        ``timeout`` are checked here, and chosen when collecting: ``collect``)."""
         self._check_open()
-        plan = plan_call(self._driver.spec, fn, iterables, "single", **options)
-        return self._submit(plan)
+        chosen = RunOptions.build(**options)
+        return self._submit(plan_call(self._driver.spec, fn, iterables, "single", chosen))
 
+    @takes(RunKeywords)
     def starmap(
-        self, fn: Callable[..., Any], iterable: Iterable[Iterable[Any]], **options: Any
+        self,
+        fn: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        **options: Unpack[RunKeywords],
     ) -> RunHandle:
         """Like ``map``, calling ``fn(*args)`` for each tuple of arguments."""
         self._check_open()
-        return self._submit(plan_call(self._driver.spec, fn, (iterable,), "star", **options))
+        chosen = RunOptions.build(**options)
+        return self._submit(plan_call(self._driver.spec, fn, (iterable,), "star", chosen))
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> RunHandle:
         """Submit one call ``fn(*args, **kwargs)``; its run's result is the call's value."""

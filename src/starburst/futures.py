@@ -21,13 +21,14 @@ from concurrent.futures import Future
 from concurrent.futures._base import CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
 from typing import Any
 
-from .cluster import plan_call, plan_tasks
 from .engine.driver import Driver
+from .engine.item_times import ITEM_TIMES
 from .engine.manifest import CallStyle
 from .engine.outcome import ChunkOutput, describe_call
-from .engine.pacing import ITEM_TIMES
 from .engine.run import Run
 from .errors import CancelledError, SerializationError, WorkerLostError
+from .options import RunOptions
+from .planning import plan_call, plan_tasks
 from .serialize import pickle_call
 
 #: While calls are in flight, how long the dispatcher waits for more calls to join a batch.
@@ -324,7 +325,8 @@ class SubmitBatcher:
         single = len(iterables) == 1
         items = list(iterables[0]) if single else list(zip(*iterables, strict=False))
         call: CallStyle = "single" if single else "star"
-        plan = plan_call(self._driver.spec, fn, (items,), call, chunk_size=chunk_size)
+        options = RunOptions.build(chunk_size=chunk_size)
+        plan = plan_call(self._driver.spec, fn, (items,), call, options)
         with self._wakeup:
             self._refuse_if_closing()
         if not items:

@@ -1,20 +1,31 @@
-"""Validation of everything a user passes, before anything is launched.
+"""Everything a user passes: the front ends' keyword options, typed once, and their
+validation, before anything is launched.
+
+The options are declared once, as typed dictionaries (``RunKeywords``, ``ClusterKeywords``
+and their unions below) that the front ends take as ``**options: Unpack[...]``: a type
+checker and an IDE see every option by name and type. ``@takes(...)`` writes the same options,
+with their defaults (``DEFAULTS``), into the front end's signature for ``help()`` and
+``inspect.signature``, and refuses a keyword it does not know, naming the ones it does. The
+options then travel validated: ``RunOptions`` (per call, e.g. ``chunk_size`` to planning and
+on to the chunks the workers claim) and ``WorkerSpec`` (per cluster).
 
 Every check raises ``ConfigurationError`` naming the bad value and the fix.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import math
 import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, TypedDict, TypeVar, get_type_hints
 
+from .backends.base import Backend
 from .errors import ConfigurationError
 from .settings import resolve
-
-if TYPE_CHECKING:
-    from .backends.base import Backend
 
 ErrorMode = Literal["raise", "return"]
 ERROR_MODES = ("raise", "return")
@@ -146,7 +157,8 @@ class WorkerSpec:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """Per-call choices: chunking, error handling, retries, seeding, timeout."""
+    """Per-call choices: chunking, error handling, retries, seeding, timeout, and whether
+    zipped iterables must be of equal length."""
 
     chunk_size: int | None = None
     errors: ErrorMode = "raise"
@@ -154,6 +166,7 @@ class RunOptions:
     retry_exceptions: bool | tuple[type[BaseException], ...] = False
     timeout: float | None = None
     seed: int | None = None
+    strict: bool = True
 
     @classmethod
     def build(
@@ -165,6 +178,7 @@ class RunOptions:
         retry_exceptions: Any = False,
         timeout: Any = None,
         seed: Any = None,
+        strict: Any = True,
     ) -> RunOptions:
         """Validate the per-call options."""
         if errors not in ERROR_MODES:
@@ -180,6 +194,7 @@ class RunOptions:
             retry_exceptions=_exception_types(retry_exceptions),
             timeout=positive_seconds("timeout", timeout),
             seed=seed,
+            strict=strict,
         )
 
 
@@ -193,3 +208,107 @@ def _exception_types(value: Any) -> bool | tuple[type[BaseException], ...]:
             "e.g. retry_exceptions=(ConnectionError,)"
         )
     return tuple(types)
+
+
+class RunKeywords(TypedDict, total=False):
+    """A call's options, as every ``map`` takes them (validated into ``RunOptions``)."""
+
+    chunk_size: int | None
+    errors: ErrorMode
+    retries: int
+    retry_exceptions: bool | tuple[type[BaseException], ...]
+    timeout: float | None
+    seed: int | None
+    strict: bool
+
+
+class ClusterKeywords(TypedDict, total=False):
+    """The keyword options of a ``Cluster``: its workers, progress display and cost limits."""
+
+    workers: int | None
+    cpu: int | float | None
+    memory: str | int | float | None
+    backend: str | Backend | None
+    spot: bool
+    progress: bool | None
+    max_cost: float | None
+    cost_alert: float | None
+
+
+class CallKeywords(RunKeywords, total=False):
+    """The options of ``Cluster.map`` and its kin: a call's, and its own progress display
+    (``None``: the cluster's)."""
+
+    progress: bool | None
+
+
+class OneOffKeywords(RunKeywords, ClusterKeywords, total=False):
+    """The options of a one-off ``starburst.map`` and its kin: a call's, the workers' opened
+    for it, and ``return_run`` (``True``, with ``map`` or ``starmap`` only: also return the
+    call's ``RunReport``, its wall time and cost)."""
+
+    return_run: bool
+
+
+#: What each option is when a call leaves it out, in the order signatures list them.
+DEFAULTS: dict[str, Any] = {
+    "workers": None,
+    "cpu": None,
+    "memory": None,
+    "backend": None,
+    "spot": False,
+    **{field.name: field.default for field in fields(RunOptions)},
+    "progress": None,
+    "max_cost": None,
+    "cost_alert": None,
+    "return_run": False,
+}
+
+_Function = TypeVar("_Function", bound=Callable[..., Any])
+_Keywords = TypeVar("_Keywords")
+
+
+def pick(keywords: type[_Keywords], options: Mapping[str, Any]) -> _Keywords:
+    """The options among ``options`` that ``keywords`` (one of the typed dictionaries above)
+    declares: a one-off call's ``Cluster`` options, say, or its call's."""
+    names = keywords.__required_keys__ | keywords.__optional_keys__  # type: ignore[attr-defined]
+    return {name: options[name] for name in names if name in options}  # type: ignore[return-value]
+
+
+def takes(keywords: type) -> Callable[[_Function], _Function]:
+    """Let a front end declared with ``**options: Unpack[keywords]`` show those options, with
+    their types and defaults, in its signature (``help()``, ``inspect.signature``), and
+    refuse any other keyword with a ``TypeError`` that lists the options it takes."""
+    types = get_type_hints(keywords)
+    names = [name for name in DEFAULTS if name in types]
+
+    def declare(function: _Function) -> _Function:
+        signature = inspect.signature(function)
+        parameters = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
+        parameters += [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=DEFAULTS[name],
+                              annotation=types[name])
+            for name in names
+        ]  # fmt: skip
+        known = frozenset(names)
+
+        @functools.wraps(function)
+        def checked(*args: Any, **options: Any) -> Any:
+            if not known.issuperset(options):
+                raise _unknown_keyword(function.__qualname__, options.keys() - known, names)
+            return function(*args, **options)
+
+        checked.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        return checked  # type: ignore[return-value]
+
+    return declare
+
+
+def _unknown_keyword(function: str, unknown: set[str], names: list[str]) -> TypeError:
+    name = sorted(unknown)[0]
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return TypeError(
+        f"{function}() got an unexpected keyword argument {name!r}{hint}; its options are "
+        f"{', '.join(names)}"
+    )

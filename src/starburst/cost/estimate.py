@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..engine.item_times import ITEM_TIMES
 from ..errors import ConfigurationError
 from ..options import WorkerSpec, positive_int
 from .billing import MINIMUM_SECONDS
 from .guard import CostLimits
-from .model import TRANSFER_SECONDS, remember_item_seconds, run_seconds, typical_startup
+from .model import TRANSFER_SECONDS, run_seconds, typical_startup
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
@@ -130,7 +131,7 @@ def estimate(
     for item in picked:
         fn(item)
     per_item = (time.perf_counter() - began) / len(picked)
-    remember_item_seconds(fn, per_item)
+    ITEM_TIMES.remember_measured(fn, per_item)
 
     workers_used = max(1, min(spec.workers, math.ceil(len(items) / spec.processes)))
     slots = workers_used * spec.processes

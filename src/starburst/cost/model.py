@@ -1,6 +1,7 @@
 """What this account has seen, and the wall-time model built on it: worker start-up times
-(launch to running) of past sessions, the time per item ``estimate`` measured for each
-function, and the predicted wall time of a run. Kept as small JSON files in the cache."""
+(launch to running) of past sessions, and the predicted wall time of a run. Kept as small
+JSON files in the cache folder (the time per item ``estimate`` measured is kept there too,
+by ``engine/item_times.py``, the one memory of item times)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,30 +80,6 @@ def typical_startup(backend: str) -> tuple[float, str]:
         return DEFAULT_STARTUP_SECONDS, text
     median = statistics.median(history)
     return median, f"the median of {len(history)} {backend} workers this account started"
-
-
-def _function_key(fn: Callable[..., Any]) -> str | None:
-    """A stable name for a module-level function (``None`` for lambdas and closures)."""
-    name = getattr(fn, "__qualname__", "")
-    module = getattr(fn, "__module__", None)
-    return None if not name or "<" in name or module is None else f"{module}.{name}"
-
-
-def remember_item_seconds(fn: Callable[..., Any], seconds: float) -> None:
-    """Keep the time per item ``estimate`` measured for ``fn``."""
-    key = _function_key(fn)
-    if key is not None:
-        path = cache_dir() / "item-seconds.json"
-        known = read_json(path)
-        write_json(path, {**(known if isinstance(known, dict) else {}), key: seconds})
-
-
-def item_seconds(fn: Callable[..., Any]) -> float | None:
-    """The time per item ``estimate`` last measured for ``fn``, if it did."""
-    key = _function_key(fn)
-    known = read_json(cache_dir() / "item-seconds.json")
-    value = known.get(key) if isinstance(known, dict) and key is not None else None
-    return float(value) if isinstance(value, int | float) else None
 
 
 def run_seconds(startup: float, n_items: int, per_item: float, slots: int) -> float:

@@ -222,7 +222,7 @@ class ChunkOutput:
     failures: dict[int, ItemFailure] = field(default_factory=dict)
     worker: str = ""
     attempt: int = 0
-    seconds: float = 0.0  # how long its items took, wall clock (``engine/pacing.py``)
+    seconds: float = 0.0  # how long its items took, wall clock (``engine/item_times.py``)
     offset: int = 0  # where ``results`` begin in the chunk
 
     @property

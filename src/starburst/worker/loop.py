@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..engine import claims
 from ..engine.control import Control, ControlWriter
@@ -38,14 +38,25 @@ from ..serialize import PICKLING_ERRORS, dumps, load_call, loads
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 
-if TYPE_CHECKING:
-    from ..backends.base import Backend
-
 log = logging.getLogger("starburst.worker")
+
+
+class WorkerBackend(Protocol):
+    """What a worker asks of its session's backend (a ``backends.Backend``)."""
+
+    remote: bool
+
+    def reopen(self, session_id: str, store: Store, launch: dict[str, Any]) -> Any:
+        """The session's placement (its ``fleet`` launches replacements)."""
+
+    def after_client_gone(self, store: Store, keys: SessionKeys) -> None:
+        """Clean up after an attached session's client that went silent."""
+
+
 #: What a worker is handed to find its session's backend by name (the registry's
 #: ``backend_named``): it asks the backend to reopen its fleet when it supervises a
 #: detached session, and tells it when an attached session's client is gone.
-FindBackend = Callable[[str], "Backend"]
+FindBackend = Callable[[str], WorkerBackend]
 
 #: How long a stopping worker of a detached session tries to hand its place on.
 _HAND_OFF_SECONDS = 30.0
