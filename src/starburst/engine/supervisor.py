@@ -137,9 +137,8 @@ class Supervisor:
         now = time.time()
         infos = {info.worker_id: info for info in self._find(control)}
         gone = self._lost_workers(control, infos, session, now)
-        running = [w for w in control.roster if w not in gone and w in infos]
-        hung = stop_hung_workers(self.store, self.keys, self.fleet, running, session.timings)
-        gone.update(hung)
+        listed = [w for w in control.roster if w not in gone and w in infos]
+        gone.update(stop_hung_workers(self.store, self.keys, self.fleet, listed, session.timings))
         stopped_at = self._stop_times(gone, infos, now)
         announced = self._announce_missing(control)
         runs = [m for m in control.runs.values() if m.state != "cancelled"] + announced
