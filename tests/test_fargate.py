@@ -204,9 +204,9 @@ def test_the_executor_runs_on_fargate(aws) -> None:
 def test_a_launch_that_never_finds_capacity_fails_within_its_timeout_naming_the_cause(
     aws, monkeypatch
 ) -> None:
-    from starburst.engine import driver
+    from starburst.engine import fleet_policy
 
-    monkeypatch.setattr(driver, "LAUNCH_GIVE_UP_SECONDS", 2.0)
+    monkeypatch.setattr(fleet_policy, "LAUNCH_GIVE_UP_SECONDS", 2.0)
     starburst.setup(say=_quiet)
     aws.faults.limit_capacity(0)
     began = time.monotonic()
@@ -231,9 +231,9 @@ def test_a_run_task_quota_failure_with_no_worker_is_a_quota_error(aws) -> None:
 def test_results_arrive_while_the_workers_without_capacity_are_still_being_launched(
     aws, monkeypatch, capsys
 ) -> None:
-    from starburst.engine import driver
+    from starburst.engine import fleet_policy
 
-    monkeypatch.setattr(driver, "LAUNCH_NOTICE_SECONDS", 0.5)
+    monkeypatch.setattr(fleet_policy, "LAUNCH_NOTICE_SECONDS", 0.5)
     starburst.setup(say=_quiet)
     aws.faults.limit_capacity(2)  # 2 of the 3 workers start; the third never finds room
     results = starburst.map(slow_square, range(100), workers=3, backend="fargate", timeout=90)

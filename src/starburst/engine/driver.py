@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from ..backends.base import Fleet, LaunchRequest, LaunchShortfall, Placement, WorkerInfo
 from ..backends.local.fleet import import_folders
@@ -36,8 +35,19 @@ from ..options import RunOptions, WorkerSpec
 from ..store import NotFound, PreconditionFailed, Store
 from ..threads import BareThread
 from .chunking import ChunkStream
-from .claims import Claim, end_lease, stop_cause
+from .claims import Claim, end_lease
 from .control import Control, ControlWriter
+from .fleet_policy import (
+    FruitlessExits,
+    Judgement,
+    LaunchTrouble,
+    attempt_cause,
+    chunks_back,
+    judge_shortfall,
+    judge_stop,
+    launch_count,
+    stopped_workers,
+)
 from .hangs import stop_hung_workers
 from .manifest import CallStyle, RunManifest
 from .records import from_json
@@ -47,35 +57,12 @@ from .supervisor import Supervisor
 
 log = logging.getLogger("starburst")
 
-#: Workers that stop without completing any item, in a row, before the driver gives up.
-MAX_FRUITLESS_EXITS = 3
 #: How long a recall waits for the recalled workers to stop (locally, ``stop`` waits itself).
 _RECALL_WAIT_SECONDS = 10.0
 #: How long removing a session waits for its workers to be gone before deleting its data.
 _REMOVAL_WAIT_SECONDS = 120.0
-#: After launches have started fewer workers than wanted for this long, the user is told once.
-LAUNCH_NOTICE_SECONDS = 60.0
-#: With no worker running after launches failed for this long, the call fails (LaunchError).
-LAUNCH_GIVE_UP_SECONDS = 300.0
-#: The pause before asking again after a launch short of capacity doubles up to the second.
-RELAUNCH_PAUSES = (1.0, 30.0)
 #: The order in which worker phases are shown.
 _PHASE_ORDER = ("requested", "provisioning", "pulling image", "starting", "pending", "running")
-
-
-@dataclass
-class LaunchTrouble:
-    """Launches that keep starting fewer workers than wanted: since when, the platform's
-    latest reason, and when to ask again (backing off, so the platform is not hammered)."""
-
-    since: float  # time.monotonic() of the first launch that fell short
-    reason: str
-    pause: float = RELAUNCH_PAUSES[0]
-    next_try: float = 0.0
-    told: bool = False  # the user heard about it (once)
-
-    def waited(self, now: float) -> float:
-        return now - self.since
 
 
 class Driver:
@@ -107,7 +94,7 @@ class Driver:
         self._busy_seconds: float | None = None  # each worker's share of the known work
         self._next_index = 0
         self._next_run = 0
-        self._fruitless_exits = 0
+        self._fruitless = FruitlessExits()  # workers stopping in a row before any work
         self._recalled: set[str] = set()  # workers stopped to hand back a failed run's items
         self._trouble: LaunchTrouble | None = None  # launches falling short, if they are
         self._hung: dict[str, str] = {}  # workers stopped for missing heartbeats -> cause
@@ -420,14 +407,15 @@ class Driver:
                 self._ensure_workers()
                 return self.live_workers > 0  # (launched some)
             stopped = [WorkerInfo(w, "stopped", reason=c) for w, c in self._stop_hung(live)]
-            infos = self.fleet.describe([w for w in live if w not in self._hung])
+            watched = [w for w in live if w not in self._hung]
+            infos = self.fleet.describe(watched)
             phases = dict(self._phases)
             if self.failure is None and (capped := self.cost.observe(infos)) is not None:
-                self.failure = capped  # stop at the cap: collectors raise it with what is done
-                self.fleet.stop(live)
+                self._give_up(capped, stop=live)  # collectors raise it with what is done
             for info in infos:
                 self._phases[info.worker_id] = info.phase or info.state
-                if info.state == "stopped" and not self._closed.is_set():
+            if not self._closed.is_set():
+                for info in stopped_workers(watched, {i.worker_id: i for i in infos}):
                     self.workers[info.worker_id] = False
                     stopped.append(info)
             if stopped:
@@ -454,10 +442,7 @@ class Driver:
         active = [run for run in self.runs if run.outstanding]
         # A spot interruption is the platform's doing, a recall ours: they use up no attempt.
         causes = {info.worker_id: self._cause(info) for info in infos}
-        ended = {run.run_id: self._end_leases(run, causes) for run in active}
-        requeued = {r: {c: claim.holder for c, claim in e.items()} for r, e in ended.items()}
-        # A worker that died running a chunk in isolation died of an item: its attempts count.
-        pinned = {claim.holder for e in ended.values() for claim in e.values() if claim.isolate}
+        back = chunks_back({run.run_id: self._end_leases(run, causes) for run in active})
         for info in infos:
             self._free_stripes.append(self._stripe_of.pop(info.worker_id))
 
@@ -466,26 +451,29 @@ class Driver:
                 control.roster.pop(info.worker_id, None)
                 if info.worker_id in control.ledger:
                     control.ledger[info.worker_id]["stopped"] = info.stopped_at or time.time()
-            for run_id, chunks in requeued.items():
+            for run_id, chunks in back.requeued.items():
                 if chunks:
                     control.requeued.setdefault(run_id, {}).update(chunks)
 
         self.control.change(edit)
-        if any(requeued.values()):
+        if back.any:
             self.store.ring(self.keys.work_bell)
-        holders = {h for run in active if run.blames_items for h in requeued[run.run_id].values()}
-        for info in infos if active else ():  # (a hung worker's hang is not its start's fault)
-            if causes[info.worker_id] is not None and info.worker_id not in self._hung:
-                self._judge_stop(info, blamed=info.worker_id in pinned | holders)
+        holders = {h for r in active if r.blames_items for h in back.requeued[r.run_id].values()}
+        for info in infos if active else ():
+            hung, blamed = info.worker_id in self._hung, info.worker_id in back.pinned | holders
+            cause = causes[info.worker_id]
+            self._judge_stop(info, judge_stop(info, cause, hung=hung, blamed=blamed))
 
     def _cause(self, info: WorkerInfo) -> str | None:
         """How a stopped worker stopped, for the claims it held (``end_lease``); ``None``
         when the stop uses up no attempt (a spot interruption, a recall)."""
-        if info.fault == "interrupted" or info.worker_id in self._recalled:
-            return None
-        if info.worker_id in self._hung:  # an item's death only if it ran in isolation
-            return self._hung[info.worker_id]
-        return stop_cause(info, self.spec.memory_mib, self.fleet.log_tail(info.worker_id, 5))
+        return attempt_cause(
+            info,
+            self.spec.memory_mib,
+            lambda worker_id: self.fleet.log_tail(worker_id, 5),
+            hung=self._hung.get(info.worker_id),  # an item's death only if it ran in isolation
+            recalled=info.worker_id in self._recalled,
+        )
 
     def _end_leases(self, run: Run, stopped: dict[str, str | None]) -> dict[str, Claim]:
         """End the leases the stopped workers held in a run: chunk (as text) -> its claim."""
@@ -522,32 +510,39 @@ class Driver:
 
         return read
 
-    def _judge_stop(self, info: WorkerInfo, blamed: bool) -> None:
-        """Raise the fault a stopped worker shows, or count it towards giving up, unless its
-        death is ``blamed`` on what it ran: an item in isolation, or a chunk of a run that
-        ``blames_items`` (a submitted call that kills its worker fails alone). Those
-        deaths are counted by the items' attempts, not against the workers' start."""
+    def _judge_stop(self, info: WorkerInfo, judgement: Judgement) -> None:
+        """Act on a stop while work remains: give up when the worker could not start, or
+        when workers keep stopping before they complete anything. A stop ``BLAMED`` on what
+        it ran (an item in isolation, or a chunk of a run that ``blames_items``: a submitted
+        call that kills its worker fails alone) is counted by the items' attempts instead."""
+        if judgement is Judgement.EXCUSED:
+            return
         reason = info.reason or f"exit code {info.exit_code}"
         log.info("worker %s stopped (%s) while work remains", info.worker_id, reason)
-        if info.fault == "failed_to_start":
-            self.failure = WorkerStartError(
-                f"worker {info.worker_id} could not start: {reason}. Check the image "
-                "(`starburst config show`) and that `starburst setup` has run in this region."
+        if judgement is Judgement.COULD_NOT_START:
+            self._give_up(
+                WorkerStartError(
+                    f"worker {info.worker_id} could not start: {reason}. Check the image "
+                    "(`starburst config show`) and that `starburst setup` has run in this region."
+                )
             )
-        elif not blamed:
-            self._count_fruitless(info.worker_id, reason)
+        elif judgement is Judgement.FRUITLESS:
+            worked = self._worker_did_work(info.worker_id)
+            if self._fruitless.count(worked, self._target_workers):
+                self._give_up(
+                    WorkerStartError(
+                        f"{self._fruitless.in_a_row} workers in a row stopped without completing "
+                        f"any work (last: {info.worker_id}, {reason}). Its log ends with:\n"
+                        f"{self.fleet.log_tail(info.worker_id) or '(empty log)'}"
+                    )
+                )
 
-    def _count_fruitless(self, worker_id: str, reason: str) -> None:
-        """Give up when workers keep stopping before they complete anything."""
-        worked = self._worker_did_work(worker_id)
-        self._fruitless_exits = 0 if worked else self._fruitless_exits + 1
-        limit = max(MAX_FRUITLESS_EXITS, min(10, self._target_workers // 10))
-        if self._fruitless_exits >= limit:
-            self.failure = WorkerStartError(
-                f"{self._fruitless_exits} workers in a row stopped without completing any work "
-                f"(last: {worker_id}, {reason}). Its log ends with:\n"
-                f"{self.fleet.log_tail(worker_id) or '(empty log)'}"
-            )
+    def _give_up(self, error: StarburstError, stop: list[str] | None = None) -> None:
+        """End a failure of the fleet: the calls raise ``error`` (``check_health``), and the
+        ``stop`` workers are stopped. Every failure path of keeping workers up ends here."""
+        self.failure = error
+        if stop:
+            self.fleet.stop(stop)
 
     def _worker_did_work(self, worker_id: str) -> bool:
         """Whether any process of the worker completed an item, from its heartbeats."""
@@ -607,9 +602,9 @@ class Driver:
         """
         if self._trouble is not None and time.monotonic() < self._trouble.next_try:
             return
-        wanted, count = count, self.cost.affordable(count)
+        wanted, count = count, launch_count(count, self.cost.affordable(count))
         if count <= 0 < wanted and not self.live_workers:
-            self.failure = self.cost.cap_error()  # not one more worker fits under max_cost
+            self._give_up(self.cost.cap_error())  # not one more worker fits under max_cost
         if count <= 0:
             return
         reused = sorted(self._free_stripes)[:count]
@@ -650,35 +645,29 @@ class Driver:
         self.control.change(edit)
 
     def _fell_short(self, missing: int, shortfall: LaunchShortfall | None) -> None:
-        """A launch started ``missing`` fewer workers than asked. A quota: work with those
-        that run (none: ``QuotaError``). No capacity: ask again later, tell the user once
-        after ``LAUNCH_NOTICE_SECONDS``, and with no worker at all after
-        ``LAUNCH_GIVE_UP_SECONDS`` (or at once, for a reason that is neither), fail the call."""
+        """A launch started ``missing`` fewer workers than asked: act on ``judge_shortfall``'s
+        verdict (work with fewer, ask again later, tell the user once, or give up)."""
         live = self.live_workers
-        if shortfall is None or shortfall.kind == "quota":
-            if not live and shortfall is not None:
-                self.failure = QuotaError(
-                    f'no worker could start: {self.fleet.name} answered "{shortfall.reason}". '
-                    "Use fewer or smaller workers (workers=, cpu=), stop other tasks of the "
-                    "account, or ask for a higher quota (`starburst quota request VCPUS`)."
+        verdict = judge_shortfall(shortfall, live, self._trouble, time.monotonic())
+        if verdict.quota:
+            if verdict.give_up and shortfall is not None:
+                self._give_up(
+                    QuotaError(
+                        f'no worker could start: {self.fleet.name} answered "{shortfall.reason}". '
+                        "Use fewer or smaller workers (workers=, cpu=), stop other tasks of the "
+                        "account, or ask for a higher quota (`starburst quota request VCPUS`)."
+                    )
                 )
             self._target_workers = max(1, live)  # the platform allows fewer: work with those
             return
-        now = time.monotonic()
-        trouble = self._trouble or LaunchTrouble(since=now, reason=shortfall.reason)
-        self._trouble = trouble
-        trouble.reason = shortfall.reason
-        trouble.next_try = now + trouble.pause
-        trouble.pause = min(2 * trouble.pause, RELAUNCH_PAUSES[1])
-        waited = trouble.waited(now)
-        hopeless = shortfall.kind != "capacity"
-        if not live and (hopeless or waited >= LAUNCH_GIVE_UP_SECONDS):
-            self.failure = LaunchError(self._launch_failure_message(waited, trouble.reason))
-        elif waited >= LAUNCH_NOTICE_SECONDS and not trouble.told:
-            trouble.told = True
+        trouble = self._trouble = verdict.trouble
+        assert trouble is not None
+        if verdict.give_up:
+            self._give_up(LaunchError(self._launch_failure_message(verdict.waited, trouble.reason)))
+        elif verdict.tell:
             print(
                 f"starburst: {missing} of {self._target_workers} workers could not start for "
-                f'{waited:.0f} s ({self.fleet.name}: "{trouble.reason}"); {live} running, '
+                f'{verdict.waited:.0f} s ({self.fleet.name}: "{trouble.reason}"); {live} running, '
                 "and starburst keeps trying to start the rest.",
                 file=sys.stderr,
             )

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 
 from ..backends.base import Fleet
 from ..store import Store
+from .fleet_policy import hung_workers
 from .keys import SessionKeys
 from .session_record import Timings
 from .status import worker_heartbeats
@@ -27,20 +28,13 @@ def stop_hung_workers(
     store: Store, keys: SessionKeys, fleet: Fleet, workers: Iterable[str], timings: Timings
 ) -> dict[str, str]:
     """Stop those of ``workers`` that have not written a heartbeat for longer than a lease
-    (one that wrote none yet is starting, not hung); return each one's id and cause."""
+    (``hung_workers`` decides: one that wrote none yet is starting, not hung); return each
+    one's id and cause."""
     workers = list(workers)
     if not workers:
         return {}
     now = time.time()
-    beats = worker_heartbeats(store, keys)
-    hung = {}
-    for worker in workers:
-        beat, exited = beats.get(worker, (now, True))
-        if not exited and now - beat > timings.lease:
-            hung[worker] = (
-                f"worker {worker} stopped answering (no heartbeat for {now - beat:.0f} s, "
-                f"over its {timings.lease:g} s lease) and was stopped"
-            )
+    hung = hung_workers(workers, worker_heartbeats(store, keys), now, timings.lease)
     if hung:
         for cause in hung.values():
             log.warning("%s", cause)

@@ -22,6 +22,10 @@ the backend reports:
    those that died of an item in isolation: its attempts bound those), the session's
    state becomes ``stalled`` with the reason, which ``collect`` raises instead of waiting.
 
+The decisions (who stopped and why, whose chunks go back, how many to launch, when to stall
+or cap) are the fleet policy's (``fleet_policy.py``), which the attached client's monitor
+shares; this module does the reading and writing.
+
 A worker told to stop (a spot interruption) leaves the roster and runs a step itself before
 it goes (``WorkerLoop._hand_off``), so that work goes on even when every worker is
 interrupted at once. Every change is one compare-and-swap of the control record, so a
@@ -38,10 +42,22 @@ import threading
 import time
 
 from ..backends.base import Fleet, LaunchRequest, WorkerInfo
-from ..cost.billing import ledger_cost, workers_affordable
+from ..cost.billing import ledger_cost
 from ..store import NotFound, PreconditionFailed, Store
-from .claims import Claim, end_lease, stop_cause
+from .claims import Claim, end_lease
 from .control import Control, ControlWriter
+from .fleet_policy import (
+    LaunchBudget,
+    ShowUp,
+    attempt_cause,
+    cap_reached,
+    chunks_back,
+    launch_count,
+    stall_reason,
+    stop_times,
+    stopped_workers,
+    workers_within_cap,
+)
 from .hangs import stop_hung_workers
 from .keys import RunKeys, SessionKeys
 from .manifest import RunManifest
@@ -49,9 +65,6 @@ from .session_record import SessionRecord
 from .status import worker_heartbeats
 
 log = logging.getLogger("starburst")
-
-#: A session launches at most this many workers per worker it asked for, in all.
-MAX_LAUNCHES_PER_WORKER = 4
 
 
 class Supervisor:
@@ -121,8 +134,8 @@ class Supervisor:
         now = time.time()
         infos = {info.worker_id: info for info in self._find(control)}
         gone = self._lost_workers(control, infos, session, now)
-        running = [w for w in control.roster if w not in gone and w in infos]
-        gone.update(stop_hung_workers(self.store, self.keys, self.fleet, running, session.timings))
+        listed = [w for w in control.roster if w not in gone and w in infos]
+        gone.update(stop_hung_workers(self.store, self.keys, self.fleet, listed, session.timings))
         stopped_at = self._stop_times(gone, infos, now)
         announced = self._announce_missing(control)
         runs = [m for m in control.runs.values() if m.state != "cancelled"] + announced
@@ -132,25 +145,24 @@ class Supervisor:
         finished = {m.run_id for m in runs if _finished(m, done.get(m.run_id, set()))}
         finished |= {m.run_id for m in control.runs.values() if m.state == "cancelled"}
         active = [m for m in runs if m.run_id not in finished]
-        ended = {m.run_id: self._end_leases(m, gone, done[m.run_id]) for m in active if gone}
-        requeued = {r: {c: claim.holder for c, claim in e.items()} for r, e in ended.items()}
-        # Workers that died running a chunk in isolation died of an item, whose attempts
-        # bound such deaths: they do not count towards "they keep stopping".
-        pinned = {claim.holder for e in ended.values() for claim in e.values() if claim.isolate}
+        back = chunks_back(
+            {m.run_id: self._end_leases(m, gone, done[m.run_id]) for m in active if gone}
+        )
         live = [w for w in control.roster if w not in gone]
         ledger = {**control.ledger}
         for worker, at in stopped_at.items():
             ledger[worker] = {**ledger.get(worker, {"launched": at, "spot": False}), "stopped": at}
-            if worker in pinned:
+            if worker in back.pinned:  # an item's death: its attempts bound those
                 ledger[worker]["item_death"] = True
         spent = ledger_cost(ledger, session.hourly, now)
         running = session.state == "open" and not session.expired(now)
-        capped = running and session.max_cost is not None and spent >= session.max_cost
-        launches = sum(not entry.get("item_death") for entry in ledger.values())
-        problem = self._problem(gone, infos, control, live, launches) if running else None
+        capped = running and cap_reached(spent, session.max_cost)
+        budget = LaunchBudget.from_ledger(session.workers, ledger)
+        stopped = [infos[w] for w in gone if w in infos]
+        problem = stall_reason(stopped, len(live), budget, session.session_id) if running else None
         launched: dict[str, int] = {}
         if active and running and not capped and problem is None:
-            launched = self._launch(control, live, spent, launches)
+            launched = self._launch(control, live, spent, budget)
         if not (gone or finished or launched or capped or announced or problem):
             return []
 
@@ -159,9 +171,9 @@ class Supervisor:
                 record.roster.pop(worker, None)
                 if worker in record.ledger and record.ledger[worker].get("stopped") is None:
                     record.ledger[worker]["stopped"] = stopped_at[worker]
-                if worker in record.ledger and worker in pinned:
+                if worker in record.ledger and worker in back.pinned:
                     record.ledger[worker]["item_death"] = True
-            for run_id, chunks in requeued.items():
+            for run_id, chunks in back.requeued.items():
                 if chunks:
                     record.requeued.setdefault(run_id, {}).update(chunks)
             for manifest in announced:
@@ -203,33 +215,21 @@ class Supervisor:
         """Roster workers the backend no longer runs, each with how it stopped, or ``None``
         when its stop uses up no attempt (a spot interruption)."""
         show_up, memory_mib = session.spec.backend.show_up_seconds, session.memory_mib
+        launched = {w: entry.get("launched", 0.0) for w, entry in control.ledger.items()}
         gone: dict[str, str | None] = {}
-        for worker in control.roster:
-            info = infos.get(worker)
-            if info is None:
-                launched = control.ledger.get(worker, {}).get("launched", 0.0)
-                if now - launched > show_up:
-                    gone[worker] = f"worker {worker}: vanished"
-            elif info.state == "stopped":
-                interrupted = info.fault == "interrupted"
-                gone[worker] = None if interrupted else stop_cause(info, memory_mib, "")
-                log.info("worker %s stopped: %s", worker, info.reason)
+        for info in stopped_workers(control.roster, infos, ShowUp(show_up, launched, now)):
+            gone[info.worker_id] = attempt_cause(info, memory_mib)
+            if info.worker_id in infos:
+                log.info("worker %s stopped: %s", info.worker_id, info.reason)
         return gone
 
     def _stop_times(
         self, gone: dict[str, str | None], infos: dict[str, WorkerInfo], now: float
     ) -> dict[str, float]:
-        """When each lost worker stopped: as the backend says, else its last heartbeat (a
-        step may come long after: the cost must not grow in between)."""
+        """When each lost worker stopped (``stop_times``: heartbeats are read only if one is)."""
         if not gone:
             return {}
-        beats = worker_heartbeats(self.store, self.keys)
-        times = {}
-        for worker in gone:
-            info = infos.get(worker)
-            reported = info.stopped_at if info is not None else None
-            times[worker] = reported or beats.get(worker, (now, True))[0]
-        return times
+        return stop_times(gone, infos, worker_heartbeats(self.store, self.keys), now)
 
     def _announce_missing(self, control: Control) -> list[RunManifest]:
         """Sealed runs the control record does not list (their client died between storing
@@ -244,28 +244,6 @@ class Supervisor:
                     if manifest.state == "sealed":
                         missing.append(manifest)
         return missing
-
-    def _problem(
-        self,
-        gone: dict[str, str | None],
-        infos: dict[str, WorkerInfo],
-        control: Control,
-        live: list[str],
-        launches: int,
-    ) -> str | None:
-        """Why launching more workers would not help, if it would not."""
-        session = control.session
-        assert session is not None
-        for worker in gone:
-            info = infos.get(worker)
-            if info is not None and info.fault == "failed_to_start":
-                return f"worker {worker} could not start: {info.reason}"
-        if len(live) < session.workers and launches >= MAX_LAUNCHES_PER_WORKER * session.workers:
-            return (
-                f"{launches} workers were launched and they keep stopping; see "
-                f"`starburst logs {session.session_id}`"
-            )
-        return None
 
     def _outputs(self, manifest: RunManifest) -> set[int]:
         """The chunks of a run that are done (their output's end is written)."""
@@ -285,14 +263,13 @@ class Supervisor:
         return ended
 
     def _launch(
-        self, control: Control, live: list[str], spent: float, launches: int
+        self, control: Control, live: list[str], spent: float, budget: LaunchBudget
     ) -> dict[str, int]:
         """Launch workers for the missing ones, on free stripes: worker id -> stripe."""
         session = control.session
         assert session is not None
-        missing = session.workers - len(live)
-        room = MAX_LAUNCHES_PER_WORKER * session.workers - launches
-        count = min(missing, room, self._affordable(session.max_cost, session.hourly, spent))
+        affordable = workers_within_cap(session.max_cost, session.hourly, spent)
+        count = launch_count(session.workers - len(live), affordable, budget.room)
         if count <= 0 or not self.hold(self._lease_seconds):  # still the supervisor?
             return {}
         taken = {control.roster[w] for w in live}
@@ -301,13 +278,6 @@ class Supervisor:
         started = self.fleet.launch(request, stripes)
         log.info("supervisor %s launched %s", self.holder, ", ".join(started) or "nothing")
         return dict(zip(started, stripes, strict=False))
-
-    @staticmethod
-    def _affordable(max_cost: float | None, hourly: dict[str, float] | None, spent: float) -> int:
-        """How many more workers fit under ``max_cost``, each owing its first minute."""
-        if max_cost is None or not hourly:
-            return 1 << 30
-        return workers_affordable(max_cost - spent, max(hourly.values()))
 
 
 def _finished(manifest: RunManifest, done: set[int]) -> bool:
