@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..backends.base import Fleet, WorkerInfo
+from ..engine.fleet_policy import cap_reached
 from ..errors import CostCapError, QuotaError, StarburstError
 from ..options import WorkerSpec
 from .billing import MINIMUM_SECONDS, workers_affordable
@@ -190,9 +191,7 @@ class CostGuard:
         self.meter.observe(infos)
         cost = self.meter.cost()
         self._alert_if_past(cost)
-        if self.limits.max_cost is not None and cost >= self.limits.max_cost:
-            return self.cap_error(cost)
-        return None
+        return self.cap_error(cost) if cap_reached(cost, self.limits.max_cost) else None
 
     def _alert_if_past(self, cost: float) -> None:
         """Say once that the session's cost passed ``cost_alert``."""
