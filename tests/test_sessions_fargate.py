@@ -9,9 +9,11 @@ from pathlib import Path
 
 import boto3
 import pytest
+from click.testing import CliRunner
 from scripts import run_client
 
 import starburst
+from starburst.cli import main
 from starburst.config import Config
 
 pytestmark = pytest.mark.usefixtures("aws")
@@ -115,4 +117,19 @@ def test_ttl_expiry_stops_the_tasks_and_cleanup_removes_everything(aws) -> None:
     late = starburst.attach(session.id, allow_expired=True)
     assert starburst.PENDING in late.collect(wait=False)[0]
     late.cleanup()
+    assert _keys(f"sessions/{session.id}/") == [] and _keys(f"data/{session.id}/") == []
+
+
+def test_cleanup_removes_a_fargate_session_whose_record_cannot_be_read(aws) -> None:
+    starburst.setup(say=_quiet)
+    session = starburst.session(workers=1, cpu=1, backend="fargate", ttl="1h")
+    session.detach()
+    bucket = Config.load().aws["bucket"]
+    boto3.client("s3").put_object(
+        Bucket=bucket, Key=f"sessions/{session.id}/session.json", Body=b"{not json"
+    )
+    with pytest.raises(starburst.UnreadableSessionError):
+        starburst.attach(session.id)
+    cleanup = CliRunner().invoke(main, ["sessions", "cleanup", session.id])
+    assert cleanup.exit_code == 0, cleanup.output
     assert _keys(f"sessions/{session.id}/") == [] and _keys(f"data/{session.id}/") == []

@@ -11,7 +11,7 @@ import contextlib
 import io
 import pickle
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import cloudpickle
 
@@ -59,7 +59,11 @@ def _name_of(obj: Any) -> str:
 class _SalvagingUnpickler(pickle._Unpickler):
     """The pure-Python unpickler, with an ``Unloadable`` wherever building an object fails."""
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
+
+    # The pure-Python unpickler's working parts, which typeshed leaves out of its stub.
+    stack: list[Any]
+    append: Callable[[Any], None]
 
     def find_class(self, module: str, name: str) -> Any:
         try:
@@ -97,7 +101,7 @@ class _SalvagingUnpickler(pickle._Unpickler):
             self.stack.pop()  # the state of an object that is not there
             return
         try:
-            super().load_build()
+            super().load_build()  # type: ignore[misc]  # typeshed lists no load_* methods
         except PICKLING_ERRORS as exc:
             reason = f"setting the state of a {_name_of(inst)} raised {_raised(exc)}"
             self.stack[-1] = Unloadable(reason, exc)

@@ -13,7 +13,7 @@ import functools
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import botocore.exceptions
@@ -35,6 +35,9 @@ _CREDENTIAL_CODES = {
 _PERMISSION_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}
 
 
+#: The AWS services starburst calls through ``Aws.client`` (a misspelt name is a type error).
+Service = Literal["ec2", "ecr", "ecs", "iam", "logs", "s3", "service-quotas", "sts"]
+
 #: Connections a client keeps open: enough for the store's parallel transfers.
 MAX_POOL_CONNECTIONS = 32
 
@@ -46,7 +49,7 @@ class Aws:
     session: boto3.Session
     region: str
 
-    def client(self, service: str) -> Any:
+    def client(self, service: Service) -> Any:
         """A client for ``service`` in this region, retrying throttling with backoff."""
         attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
         config = BotoConfig(
@@ -122,7 +125,8 @@ def _parse_timestamp(value: str | float) -> datetime.datetime:
             return datetime.datetime.fromisoformat(value)
         except ValueError:
             pass
-    return botocore.utils.parse_timestamp(value)
+    # botocore-stubs says str, but botocore parses epoch numbers too (its docstring says so)
+    return botocore.utils.parse_timestamp(value)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager

@@ -310,7 +310,7 @@ class _Provisioner:
             created = group is None
             if created:
                 logs.create_log_group(logGroupName=name, tags={r.TAG_KEY: r.TAG_VALUE})
-            fix = created or group.get("retentionInDays") != retention
+            fix = group is None or group.get("retentionInDays") != retention
             if fix:
                 logs.put_retention_policy(logGroupName=name, retentionInDays=retention)
         self.record("log group", name, _outcome(created, fix), f"{retention} days retention")

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from .._version import __version__
 
@@ -156,12 +157,14 @@ def _installed_size(dist: metadata.Distribution) -> int:
     return sum(f.size or 0 for f in dist.files or [])
 
 
-def _direct_url(dist: metadata.Distribution) -> dict[str, object]:
+def _direct_url(dist: metadata.Distribution) -> dict[str, Any]:
+    """Where ``dist`` was installed from (its PEP 610 ``direct_url.json``; empty if none)."""
     text = dist.read_text("direct_url.json")
     try:
-        return json.loads(text) if text else {}
+        found = json.loads(text) if text else {}
     except ValueError:
         return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _local_path(url: str) -> Path:

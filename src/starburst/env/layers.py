@@ -15,7 +15,7 @@ import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 import zstandard
 
@@ -41,10 +41,14 @@ class Layer:
     media_type: str
 
 
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> object: ...
+
+
 class _Hashing:
     """A write-only stream that hashes and counts what passes through it."""
 
-    def __init__(self, sink: BinaryIO | None) -> None:
+    def __init__(self, sink: _Sink | None) -> None:
         self.sink = sink
         self.sha = hashlib.sha256()
         self.size = 0
@@ -91,14 +95,16 @@ def build_layer(files: Iterable[tuple[str, Path]], folder: Path, compression: st
     target = folder / f"layer-{os.getpid()}-{id(entries)}.tar.{compression}"
     with target.open("wb") as out:
         blob = _Hashing(out)
-        compressor: BinaryIO
+        compressor: gzip.GzipFile | zstandard.ZstdCompressionWriter
         if compression == "gzip":
-            compressor = gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0)  # type: ignore[arg-type]
+            compressor = gzip.GzipFile(filename="", mode="wb", fileobj=blob, mtime=0)
         else:
             compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL).stream_writer(
-                blob, closefd=False
-            )  # type: ignore[assignment]
+                blob,  # type: ignore[arg-type]  # its stub asks for IO[bytes]; it only writes
+                closefd=False,
+            )
         plain = _Hashing(compressor)
+        # typeshed's file protocol for tarfile wants read/seek/tell too; "w|" only writes
         with tarfile.open(fileobj=plain, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
             written: set[str] = set()
             for name, source in entries:

@@ -6,6 +6,7 @@ same guarantees; the contract tests in ``tests/test_store_contract.py`` hold the
 
 from __future__ import annotations
 
+import builtins  # annotations after `Store.list` reach the builtin `list` through it
 import errno
 import mmap
 import threading
@@ -161,7 +162,7 @@ class Store(ABC):
                 return
             start_after = keys[-1]
 
-    def list_folders(self, prefix: str) -> list[str]:
+    def list_folders(self, prefix: str) -> builtins.list[str]:
         """The names of the "folders" directly under ``prefix`` (which ends with ``/``): the
         distinct next path parts of its keys that have more parts after them, sorted."""
         self._request("list")
@@ -221,7 +222,7 @@ class Store(ABC):
     @abstractmethod
     def _list_page(
         self, prefix: str, start_after: str | None, limit: int
-    ) -> tuple[list[str], bool]: ...
+    ) -> tuple[builtins.list[str], bool]: ...
 
     @abstractmethod
-    def _list_folders(self, prefix: str) -> list[str]: ...
+    def _list_folders(self, prefix: str) -> builtins.list[str]: ...

@@ -15,6 +15,7 @@ import mmap
 import os
 import select
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -121,7 +122,7 @@ class LocalStore(Store):
     def _path(self, key: str) -> str:
         return f"{self._base}/{key}"  # keys are checked: relative, no "..", no "//"
 
-    def _write_temp(self, data: Buffer | Sequence[Buffer]) -> str:
+    def _write_temp(self, data: Buffer | list[Buffer]) -> str:
         """A new file in the store's temporary folder holding ``data``; returns its path."""
         while True:  # pid and counter are unique among live processes; a crashed one's
             tmp = f"{self._tmp}/{os.getpid()}.{next(self._temp_numbers)}"  # leftover is skipped
@@ -354,7 +355,7 @@ class _Bell:
             return False
 
 
-if os.name == "nt":  # pragma: no cover - exercised on Windows only
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     import msvcrt
 
     def _lock_file(fd: int) -> None:

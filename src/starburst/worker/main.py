@@ -134,7 +134,10 @@ def work(
     if processes > 1:
         import multiprocessing  # a one-process worker (most local ones) need not import it
 
-        context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+        fork = sys.platform == "linux"
+        context = (
+            multiprocessing.get_context("fork") if fork else multiprocessing.get_context("spawn")
+        )
         for offset in range(1, processes):
             slot = (store_url, session_id, worker_id, index, offset, processes, find_backend)
             children.append(context.Process(target=run_slot, args=slot))
