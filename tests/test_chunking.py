@@ -7,12 +7,12 @@ import itertools
 
 import pytest
 
+from starburst import LengthMismatchError
 from starburst.backends import backend_named
 from starburst.engine.chunking import (
     DEFAULT_CHUNKS_PER_SLOT,
     LOOKAHEAD_ITEMS,
     MAX_CHUNK_BYTES,
-    LengthMismatchError,
     Pace,
     chunk_sizes,
     iter_chunks,

@@ -178,11 +178,11 @@ def test_quotas_can_be_read_requested_and_followed(aws) -> None:
     assert request["QuotaCode"] == ON_DEMAND and request["DesiredValue"] == 64
     assert request["Id"] in asked.output and "PENDING" in asked.output
     aws.quotas.resolve(request["Id"], "APPROVED")
-    assert starburst.quota_request(request["Id"]).status == "APPROVED"
+    assert starburst.quota_increase_status(request["Id"]).status == "APPROVED"
     checked = CliRunner().invoke(main, ["quota", "check", request["Id"]])
     assert checked.exit_code == 0 and "APPROVED" in checked.output
-    assert starburst.request_quota(5000, spot=True).code == SPOT
+    assert starburst.request_quota_increase(5000, spot=True).code == SPOT
     refused = CliRunner().invoke(main, ["quota", "request", "10"])  # below the current 64
     assert refused.exit_code != 0 and "greater than the current quota" in refused.output
     with pytest.raises(starburst.ConfigurationError, match="vcpus=-3"):
-        starburst.request_quota(-3)
+        starburst.request_quota_increase(-3)

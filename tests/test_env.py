@@ -23,11 +23,12 @@ from emulator.images import ImageReader
 from emulator.registry import ECR_PASSWORD, ECR_USER, RegistryServer, registry_available
 
 import starburst
+from starburst import EnvironmentProblemsError
 from starburst.aws.connection import connect
 from starburst.env.build import BuiltImage, ensure_image
 from starburst.env.capture import capture
 from starburst.env.registry import Registry
-from starburst.env.wheels import EnvironmentProblemsError, uv_binary
+from starburst.env.wheels import uv_binary
 
 pytestmark = pytest.mark.skipif(
     not registry_available(), reason="docker-registry is not installed (.ci/run installs it)"

@@ -97,7 +97,7 @@ def test_a_bucket_recreated_by_another_account_after_teardown_is_never_used() ->
         starburst.list_sessions()
     with pytest.raises(SetupRequiredError, match=f"{NAMES.bucket} .* another account"):
         provision.setup(say=_quiet)
-    assert "unusable" in provision.status()["resources"]["bucket"]
+    assert "unusable" in provision.setup_status()["resources"]["bucket"]
     assert squatter.list_objects_v2(Bucket=NAMES.bucket)["KeyCount"] == 2  # nothing written
 
 

@@ -215,12 +215,12 @@ def test_teardown_keeps_what_starburst_did_not_create() -> None:
     assert any("kept" in line and NAMES.bucket in line for line in said)
 
 
-def test_status_reports_resources_quotas_and_workers(aws) -> None:
+def test_setup_status_reports_resources_quotas_and_workers(aws) -> None:
     aws.quotas.set("L-3032A538", 12)
-    before = provision.status()
+    before = provision.setup_status()
     assert before["configured"] is False and before["resources"]["bucket"] == "missing"
     provision.setup(say=_quiet)
-    after = provision.status()
+    after = provision.setup_status()
     assert after["configured"] is True
     assert set(after["resources"].values()) == {"ok"}
     assert after["quotas"]["fargate on-demand"] == 12
@@ -292,4 +292,4 @@ def test_a_bad_setting_is_refused_with_the_fix() -> None:
 def test_the_python_equivalents_exist() -> None:
     assert starburst.setup is provision.setup
     assert starburst.teardown is provision.teardown
-    assert starburst.status is provision.status
+    assert starburst.setup_status is provision.setup_status

@@ -62,7 +62,8 @@ def _aws_failure(exc: Exception) -> str:
 @click.version_option(__version__, prog_name="starburst")
 def main() -> None:
     """Burst a slow Python loop onto many workers: processes on this machine, or AWS
-    Fargate after `starburst setup`.
+    Fargate after `starburst setup` (your environment as the worker image, a cost cap,
+    sessions that run on while you are away).
 
     In Python: results = starburst.map(fn, items, workers=8)
     """
@@ -130,9 +131,9 @@ def status(region: str | None, profile: str | None, as_json: bool) -> None:
     """Show the configuration, starburst's AWS resources, quotas and running workers."""
     import json
 
-    from .aws.provision import status as read_status
+    from .aws.provision import setup_status
 
-    report = read_status(region, profile)
+    report = setup_status(region, profile)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -270,11 +271,11 @@ def quota(ctx: click.Context, region: str | None, profile: str | None) -> None:
 @click.argument("vcpus", type=float)
 @click.option("--spot", is_flag=True, help="Raise the Fargate Spot quota (default: on-demand).")
 @click.pass_obj
-def quota_request_command(where: dict[str, str | None], vcpus: float, spot: bool) -> None:
+def quota_increase_request(where: dict[str, str | None], vcpus: float, spot: bool) -> None:
     """Ask AWS to raise the Fargate vCPU quota to VCPUS; prints the request id."""
-    from .aws.quotas import request_quota
+    from .aws.quotas import request_quota_increase
 
-    request = request_quota(vcpus, spot=spot, **where)
+    request = request_quota_increase(vcpus, spot=spot, **where)
     click.echo(f"Requested: {request}")
     click.echo(f"Follow it with `starburst quota check {request.request_id}`.")
 
@@ -284,9 +285,9 @@ def quota_request_command(where: dict[str, str | None], vcpus: float, spot: bool
 @click.pass_obj
 def quota_check(where: dict[str, str | None], request_id: str) -> None:
     """Show the state of a quota increase request."""
-    from .aws.quotas import quota_request
+    from .aws.quotas import quota_increase_status
 
-    click.echo(str(quota_request(request_id, **where)))
+    click.echo(str(quota_increase_status(request_id, **where)))
 
 
 @main.group()

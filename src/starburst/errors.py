@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .env.capture import Problem
 
 
 class StarburstError(Exception):
@@ -13,6 +16,10 @@ class StarburstError(Exception):
 
 class ConfigurationError(StarburstError, ValueError):
     """A bad argument or setting, found before anything was launched."""
+
+
+class LengthMismatchError(ConfigurationError):
+    """Several iterables of different lengths were given with ``strict=True``."""
 
 
 class SerializationError(StarburstError, TypeError, pickle.PicklingError):
@@ -57,6 +64,22 @@ class SetupRequiredError(StarburstError):
 
 class AwsError(StarburstError):
     """Any other AWS failure, with the operation and AWS's own message."""
+
+
+class RegistryError(StarburstError):
+    """The image registry refused a request; the message has its answer."""
+
+
+class EnvironmentProblemsError(StarburstError):
+    """Some of the local environment cannot reach a Linux worker; the message names each."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"{len(problems)} package(s) cannot be installed on Linux workers (nothing was "
+            f"pushed):\n{lines}\nOr set `image` to an image you built yourself."
+        )
 
 
 class StoreError(StarburstError):

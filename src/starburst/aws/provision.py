@@ -593,7 +593,7 @@ def _remove_security_group(aws: Aws, names: r.Names, say: Say) -> list[str]:
     return removed
 
 
-def status(region: str | None = None, profile: str | None = None) -> dict[str, Any]:
+def setup_status(region: str | None = None, profile: str | None = None) -> dict[str, Any]:
     """Configuration, whether each resource exists and is healthy, quotas, running workers."""
     aws = connect(region, profile)
     config = Config.load()

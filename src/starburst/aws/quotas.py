@@ -128,7 +128,7 @@ def quota(region: str | None = None, profile: str | None = None) -> list[VcpuQuo
     return fargate_quotas(connect(region, profile))
 
 
-def request_quota(
+def request_quota_increase(
     vcpus: float, spot: bool = False, region: str | None = None, profile: str | None = None
 ) -> QuotaRequest:
     """Ask AWS to raise the Fargate vCPU quota to ``vcpus``; returns the request to follow."""
@@ -142,10 +142,10 @@ def request_quota(
     return _request(answer)
 
 
-def quota_request(
+def quota_increase_status(
     request_id: str, region: str | None = None, profile: str | None = None
 ) -> QuotaRequest:
-    """The current state of an increase request made with ``request_quota``."""
+    """The current state of an increase request made with ``request_quota_increase``."""
     service_quotas = connect(region, profile).client("service-quotas")
     with translate_errors(f"look up the quota increase request {request_id}"):
         answer = service_quotas.get_requested_service_quota_change(RequestId=request_id)[

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import LengthMismatchError
 
 #: Items read ahead from an iterable without ``len`` to learn its length when it is short.
 LOOKAHEAD_ITEMS = 10_000
@@ -88,10 +88,6 @@ class Chunk:
     number: int
     start: int
     items: list[Any]
-
-
-class LengthMismatchError(ConfigurationError):
-    """Several iterables of different lengths were given with ``strict=True``."""
 
 
 def zip_inputs(

@@ -202,7 +202,7 @@ class Supervisor:
     ) -> dict[str, str | None]:
         """Roster workers the backend no longer runs, each with how it stopped, or ``None``
         when its stop uses up no attempt (a spot interruption)."""
-        show_up, memory_mib = session.spec().backend.show_up_seconds, session.memory_mib
+        show_up, memory_mib = session.spec.backend.show_up_seconds, session.memory_mib
         gone: dict[str, str | None] = {}
         for worker in control.roster:
             info = infos.get(worker)

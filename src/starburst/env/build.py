@@ -20,7 +20,7 @@ from typing import Any
 
 from ..aws.connection import Aws, connect, translate_errors
 from ..config import Config
-from ..errors import SetupRequiredError
+from ..errors import EnvironmentProblemsError, RegistryError, SetupRequiredError
 from .capture import Environment, capture
 from .fingerprint import image_tag
 from .layers import COMPRESSIONS, FIXED_MTIME, Layer, build_layer
@@ -30,10 +30,9 @@ from .registry import (
     OCI_MANIFEST,
     ImageReference,
     Registry,
-    RegistryError,
     sha256_digest,
 )
-from .wheels import ARCHITECTURES, EnvironmentProblemsError, install_linux_wheels
+from .wheels import ARCHITECTURES, install_linux_wheels
 
 #: The base image: the official slim Python of the client's version, from ECR Public.
 DEFAULT_BASE = "public.ecr.aws/docker/library/python:{python}-slim"

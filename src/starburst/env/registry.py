@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 import urllib3
 
-from ..errors import StarburstError
+from ..errors import RegistryError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -38,10 +38,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urllib.parse.urlsplit(url)
     default = {"https": 443, "http": 80}.get(parts.scheme.lower())
     return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
-
-
-class RegistryError(StarburstError):
-    """The image registry refused a request; the message has its answer."""
 
 
 @dataclass(frozen=True)

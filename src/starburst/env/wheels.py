@@ -13,24 +13,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..errors import StarburstError
+from ..errors import EnvironmentProblemsError
 from .capture import Distribution, Problem
 
 #: The glibc of the official slim Python images (Debian bookworm).
 GLIBC = "2_36"
 ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64"}
-
-
-class EnvironmentProblemsError(StarburstError):
-    """Some of the local environment cannot reach a Linux worker; the message names each."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  - {problem}" for problem in problems)
-        super().__init__(
-            f"{len(problems)} package(s) cannot be installed on Linux workers (nothing was "
-            f"pushed):\n{lines}\nOr set `image` to an image you built yourself."
-        )
 
 
 def uv_binary() -> str:

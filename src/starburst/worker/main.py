@@ -6,13 +6,17 @@ import argparse
 import json
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import time
+from typing import Any
 
 from ..engine.control import Control
 from ..engine.keys import SessionKeys
 from ..store import NotFound, open_store
+from . import spot_notices as spot
 from .loop import FindBackend, SessionClosed, WorkerLoop
 
 
@@ -31,6 +35,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--processes", type=int, default=0, help="processes to run (default: one per vCPU)"
+    )
+    parser.add_argument(
+        "--spot-notices",
+        action="store_true",
+        help="watch the instance metadata for a Spot interruption notice (on EC2)",
     )
     return parser.parse_args(argv)
 
@@ -96,7 +105,10 @@ def main(find_backend: FindBackend, argv: list[str] | None = None) -> int:
     if mismatch:
         logging.getLogger("starburst.worker").error("cannot start: %s", mismatch)
         return 2
-    return work(args.store, args.session, find_backend, args.worker_id, args.index, args.processes)
+    return work(
+        args.store, args.session, find_backend, args.worker_id, args.index, args.processes,
+        spot_notices=args.spot_notices,
+    )  # fmt: skip
 
 
 def _configure_logging() -> None:
@@ -107,9 +119,11 @@ def _configure_logging() -> None:
 
 def work(
     store_url: str, session_id: str, find_backend: FindBackend, worker_id: str | None = None,
-    index: int | None = None, processes: int = 0,
+    index: int | None = None, processes: int = 0, *, spot_notices: bool = False,
 ) -> int:  # fmt: skip
-    """What ``main`` does once its arguments are read (a forked local worker starts here)."""
+    """What ``main`` does once its arguments are read (a forked local worker starts here).
+    With ``spot_notices``, a Spot interruption notice stops every process of the worker as
+    ``SIGTERM`` does: each writes what it finished and gives the rest back."""
     _configure_logging()
     processes = processes or _vcpus()
     worker_id = worker_id or _own_id()
@@ -125,7 +139,17 @@ def work(
             slot = (store_url, session_id, worker_id, index, offset, processes, find_backend)
             children.append(context.Process(target=run_slot, args=slot))
             children[-1].start()
+    watching = threading.Event()
+    if spot_notices:
+
+        def stop_all(notice: dict[str, Any]) -> None:
+            for child in children:
+                child.terminate()  # SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        spot.watch(spot.InstanceMetadata(spot.endpoint()), stop_all, watching)
     reason = run_slot(store_url, session_id, worker_id, index, 0, processes, find_backend)
+    watching.set()
     for child in children:
         child.join()
     logging.getLogger("starburst.worker").info("worker %s stopped: %s", worker_id, reason)

@@ -66,7 +66,7 @@ class LocalFleet(Fleet):
         try:
             for index in stripes:
                 worker_id = self._reserve_id()
-                args = {
+                args: dict[str, str | int] = {
                     "store": request.store_url, "session": request.session_id,
                     "worker-id": worker_id, "index": index, "processes": request.spec.processes,
                 }  # fmt: skip
@@ -272,7 +272,7 @@ def sweep_abandoned(parent: Path, now: float | None = None) -> list[Path]:
     folder would otherwise hold memory until the machine restarts. Returns what it removed.
     """
     now = time.time() if now is None else now
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = [e for e in os.scandir(parent) if e.name.startswith(SCRATCH_PREFIX)]
     except OSError:

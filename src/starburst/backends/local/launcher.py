@@ -70,7 +70,8 @@ class Launcher:
             (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
             (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
         ]
-        flags = subprocess._args_from_interpreter_flags()  # as multiprocessing's spawn does
+        # As multiprocessing's spawn does (a private helper that typeshed does not list).
+        flags: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
         argv = [sys.executable, *flags, *(["-P"] if "-P" not in flags else []), "-m", __name__]
         try:
             self.pid = os.posix_spawn(sys.executable, argv, env, file_actions=files, setsid=True)
