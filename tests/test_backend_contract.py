@@ -231,7 +231,7 @@ def test_a_crash_is_an_exit_code_and_no_fault(subject: Subject) -> None:
 
 
 def test_out_of_memory_is_classified(subject: Subject) -> None:
-    if subject.aws is None:
+    if not subject.backend.limits_memory:
         pytest.skip(f"the {subject.backend} backend does not limit a worker's memory")
     with idle_session(subject, subject.spec(memory="2GB")) as driver:
         (worker,) = launch(driver, [0])

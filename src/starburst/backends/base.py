@@ -168,6 +168,9 @@ class Backend(ABC):
     min_chunk_seconds: float = 1.0
     #: Whether workers can run on spot capacity (``spot=True``).
     offers_spot: bool = False
+    #: Whether a worker's memory is capped (``memory=``): one that runs out is stopped by the
+    #: platform, and ``WorkerInfo.fault`` says ``"out_of_memory"``.
+    limits_memory: bool = False
 
     def __str__(self) -> str:
         return self.name
