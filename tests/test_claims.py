@@ -110,6 +110,20 @@ def test_an_interrupted_workers_claims_do_not_use_up_attempts(local: LocalStore)
     assert taken.attempt == 0 and not taken.isolate
 
 
+def test_a_chunk_its_stopped_worker_gave_back_is_ended_too(local: LocalStore) -> None:
+    """A worker stopped gracefully releases its chunk; ending its leases still returns the
+    chunk (to be requeued at once, not found at the next scan for expired leases)."""
+    held = claims.claim_fresh(local, KEYS, 0, "w0001.0", lease=30)
+    claims.claim_fresh(local, KEYS, 1, "w0002.0", lease=30)
+    assert held is not None and claims.release(local, held)
+    stopped: dict[str, str | None] = {"w0001": "worker w0001: stopped by the client"}
+    ended = {c: claims.end_lease(local, KEYS, c, stopped) for c in (0, 1)}
+    assert ended[1] is None and ended[0] is not None
+    assert ended[0].holder == "w0001" and not ended[0].isolate
+    taken = claims.take_over(local, KEYS, 0, "x", lease=30, max_attempts=1)
+    assert taken is not None and taken.attempt == 0 and not taken.isolate
+
+
 def _detached_run(
     store: LocalStore, n_chunks: int, control: Control, **timings: float
 ) -> tuple[RunKeys, Control]:

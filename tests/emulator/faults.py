@@ -15,6 +15,10 @@ CAPACITY_REASON = (
     "availability zone"
 )
 QUOTA_REASON = "You've reached the limit on the number of vCPUs you can run concurrently"
+CANNOT_PULL_REASON = (
+    "CannotPullContainerError: pull image manifest has been retried 1 time(s): failed to "
+    "resolve ref docker.io/library/missing:latest: not found"
+)
 RUNTASK_REASONS = {"capacity": CAPACITY_REASON, "quota": QUOTA_REASON}
 
 THROTTLE = "__throttle__"  # code of a rule answered as each protocol throttles
@@ -161,6 +165,11 @@ class Faults:
         ``OutOfMemoryError: Container killed due to memory usage``. Targets as for
         :meth:`spot_interruption`."""
         self._need_runner().schedule("oom", task_arn, after=after, count=count, grace=0.0)
+
+    def failed_start(self, count: int = 1, reason: str = CANNOT_PULL_REASON) -> None:
+        """The next ``count`` tasks never run their container: they stop with stopCode
+        ``TaskFailedToStart`` and ``reason`` (by default, an image that cannot be pulled)."""
+        self._need_runner().fail_starts(reason, count)
 
     def slow_start(self, seconds: float, count: int | None = None) -> None:
         """Tasks launched from now on (the next ``count``, or all) stay PENDING ``seconds``."""

@@ -41,7 +41,6 @@ def aws(
     pytest's temporary base), else points at a new one. Every task process is killed when
     the test ends.
     """
-    aws_server.reset()
     existing = os.environ.get("STARBURST_CONFIG_DIR")
     base = tmp_path_factory.getbasetemp().resolve()
     if existing and Path(existing).resolve().is_relative_to(base):
@@ -49,6 +48,30 @@ def aws(
     else:
         config_dir = tmp_path / "starburst-config"
         config_dir.mkdir()
+    yield from _emulated(aws_server, monkeypatch, config_dir, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_aws(
+    aws_server: EmulatorServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Emulator]:
+    """One fresh AWS shared by every test of a module (``starburst.setup`` once, not per
+    test), set up as ``aws`` sets it up, with its own config folder. A test that uses it must
+    point ``STARBURST_CONFIG_DIR`` at ``module_aws.config_dir`` again (``private_config``
+    gives each test a fresh one)."""
+    folder = tmp_path_factory.mktemp("module-aws")
+    config_dir = folder / "starburst-config"
+    config_dir.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        yield from _emulated(aws_server, mp, config_dir, folder)
+
+
+def _emulated(
+    aws_server: EmulatorServer, monkeypatch: pytest.MonkeyPatch, config_dir: Path, tmp_path: Path
+) -> Iterator[Emulator]:
+    """Reset the server, point the environment at it, run its tasks until the caller is done;
+    fail on any internal error of the emulator."""
+    aws_server.reset()
     for name in ambient_aws_variables(os.environ):
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_ENDPOINT_URL", aws_server.url)

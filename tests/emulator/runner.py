@@ -129,6 +129,7 @@ class TaskRunner:
         self._threads: list[threading.Thread] = []
         self._auto: list[_AutoFault] = []
         self._slow: list[list[Any]] = []  # [seconds, remaining or None]
+        self._failing_starts: list[list[Any]] = []  # [reason, remaining]
         self._closed = False
 
     # ---- life of the runner --------------------------------------------------------------
@@ -232,6 +233,12 @@ class TaskRunner:
         """Tasks launched from now on (the next ``count``, or all) stay PENDING ``seconds``."""
         with self._lock:
             self._slow.append([seconds, count])
+
+    def fail_starts(self, reason: str, count: int) -> None:
+        """The next ``count`` tasks to leave PENDING stop without running: stopCode
+        ``TaskFailedToStart``, ``reason`` as the task's and the container's reason."""
+        with self._lock:
+            self._failing_starts.append([reason, count])
 
     def schedule(
         self, kind: str, task_arn: str | None, *, after: float, count: int, grace: float
@@ -492,6 +499,13 @@ class TaskRunner:
                 return
             if not argv:
                 self._finish_unstarted(run, "CannotStartContainerError: no command to run")
+                return
+            if self._failing_starts:
+                failing = self._failing_starts[0]
+                failing[1] -= 1
+                if failing[1] <= 0:
+                    self._failing_starts.pop(0)
+                self._finish_unstarted(run, failing[0])
                 return
             try:
                 run.proc = subprocess.Popen(

@@ -8,7 +8,16 @@ in any process (a client that attaches, a worker that supervises a detached sess
 
 from __future__ import annotations
 
-from .base import Backend, Fleet, LaunchRequest, LaunchShortfall, Placement, WorkerInfo
+from .base import (
+    Backend,
+    Fleet,
+    LaunchRequest,
+    LaunchShortfall,
+    Placement,
+    WorkerFault,
+    WorkerInfo,
+    WorkerState,
+)
 from .registry import as_backend, backend_named, backend_names, register
 
 __all__ = [
@@ -17,7 +26,9 @@ __all__ = [
     "LaunchRequest",
     "LaunchShortfall",
     "Placement",
+    "WorkerFault",
     "WorkerInfo",
+    "WorkerState",
     "as_backend",
     "backend_named",
     "backend_names",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from ..cost.prices import PriceBook
@@ -22,16 +22,23 @@ if TYPE_CHECKING:
     from ..store import Store
 
 
+#: Where a worker is in its life (``WorkerInfo.state``).
+WorkerState = Literal["pending", "running", "stopped"]
+#: Why a worker stopped, when the platform can tell (``WorkerInfo.fault``): the provider
+#: interrupted it (spot), it ran out of memory, or it never ran.
+WorkerFault = Literal["interrupted", "out_of_memory", "failed_to_start"]
+
+
 @dataclass
 class WorkerInfo:
     """What a backend can tell about one worker."""
 
     worker_id: str
-    state: str  # "pending", "running" or "stopped"
+    state: WorkerState
     phase: str = ""  # the platform's finer step, e.g. "provisioning", "pulling image"
     exit_code: int | None = None
     reason: str | None = None  # why it stopped, in the backend's words
-    fault: str | None = None  # "interrupted" (spot), "out_of_memory" or "failed_to_start"
+    fault: WorkerFault | None = None  # None: a stop the platform did not cause (a crash)
     started_at: float | None = None
     stopped_at: float | None = None
     billed_from: float | None = None  # when billing began (image pull), if the backend bills
@@ -161,6 +168,9 @@ class Backend(ABC):
     min_chunk_seconds: float = 1.0
     #: Whether workers can run on spot capacity (``spot=True``).
     offers_spot: bool = False
+    #: Whether a worker's memory is capped (``memory=``): one that runs out is stopped by the
+    #: platform, and ``WorkerInfo.fault`` says ``"out_of_memory"``.
+    limits_memory: bool = False
 
     def __str__(self) -> str:
         return self.name

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..errors import DamagedRecordError
@@ -210,15 +210,19 @@ def end_lease(
     ``stopped`` maps each stopped worker's id to how it stopped (e.g. ``"worker w1: exit
     code 3"``), or to ``None`` when its stop uses up no attempt (a spot interruption or a
     stop we asked for). The chunk can then be taken over at once instead of when its lease
-    would have run out.
+    would have run out. A chunk the stopped worker gave back itself (a graceful stop) is
+    returned too, as given back, not isolated: it is offered at once as well, rather than
+    at an idle worker's next scan for expired leases.
     """
     try:
         data, etag = store.get_versioned(keys.claim(chunk))
     except NotFound:
         return None
     old = Claim.decode(data)
-    if old.released or old.holder not in stopped:
+    if old.holder not in stopped:
         return None
+    if old.released:  # (its holder did not die of it: no item is to blame)
+        return replace(old, isolate=False)
     cause = stopped[old.holder]
     claim = Claim(
         old.worker, old.attempt, 0.0, cause is None, old.at, old.isolate, cause or old.cause

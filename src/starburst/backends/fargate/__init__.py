@@ -24,6 +24,7 @@ class FargateBackend(Backend):
     remote = True
     show_up_seconds = 180.0
     offers_spot = True
+    limits_memory = True
 
     def fit(
         self, workers: int, cpu: float | None, memory_mib: int | None

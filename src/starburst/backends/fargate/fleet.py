@@ -33,7 +33,7 @@ from ...errors import SetupRequiredError, StarburstError
 from ...settings import resolve
 from ...store import Store
 from ...store.s3 import S3Store, account_bucket
-from ..base import Fleet, LaunchRequest, LaunchShortfall, WorkerInfo
+from ..base import Fleet, LaunchRequest, LaunchShortfall, WorkerFault, WorkerInfo, WorkerState
 from .sizes import fargate_size
 
 if TYPE_CHECKING:
@@ -377,9 +377,11 @@ def _worker_info(worker_id: str, task: dict[str, Any] | None) -> WorkerInfo:
     if task is None:
         return WorkerInfo(worker_id, "stopped", reason="the task is no longer known to ECS")
     status = task.get("lastStatus", "")
-    state = {"RUNNING": "running", "DEACTIVATING": "running", "STOPPING": "running"}.get(
-        status, "stopped" if status in ("DEPROVISIONING", "STOPPED") else "pending"
-    )
+    state: WorkerState = "pending"
+    if status in ("RUNNING", "DEACTIVATING", "STOPPING"):
+        state = "running"
+    elif status in ("DEPROVISIONING", "STOPPED"):
+        state = "stopped"
     phase = _PHASES.get(status, state)
     container = (task.get("containers") or [{}])[0]
     stop_code = task.get("stopCode", "")
@@ -400,7 +402,7 @@ def _worker_info(worker_id: str, task: dict[str, Any] | None) -> WorkerInfo:
     )
 
 
-def _fault(stop_code: str, container: dict[str, Any]) -> str | None:
+def _fault(stop_code: str, container: dict[str, Any]) -> WorkerFault | None:
     """Why a task stopped, decided by its stop code first (spot exits look like OOM)."""
     if stop_code in ("SpotInterruption", "TerminationNotice"):
         return "interrupted"
