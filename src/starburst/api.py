@@ -79,7 +79,7 @@ def _one_off(
     cluster = Cluster(**pick(ClusterKeywords, options))
     plan = cluster.plan(fn, iterables, call, RunOptions.build(**pick(RunKeywords, options)))
     if plan is None:
-        empty = [] if mode == "as_list" else iter(())
+        empty: list[Any] | Iterator[Any] = [] if mode == "as_list" else iter(())
         return (empty, None) if return_run else empty
     per_item = ITEM_TIMES.measured(fn)
     work = (plan.n_items, per_item) if plan.n_items and per_item is not None else None

@@ -14,7 +14,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .collect import Collector
 from .cost.guard import CostLimits, RunReport
@@ -34,6 +34,9 @@ from .options import (
 from .planning import Plan, plan_call
 from .progress import make_progress
 
+if TYPE_CHECKING:
+    from .backends.base import Backend
+
 
 class Cluster:
     """Workers that stay up across calls: the second ``map`` pays no start-up.
@@ -50,7 +53,7 @@ class Cluster:
         workers: int | None = None,
         cpu: int | float | None = None,
         memory: str | int | float | None = None,
-        backend: str | None = None,
+        backend: str | Backend | None = None,
         *,
         spot: bool = False,
         progress: bool | None = None,

@@ -83,7 +83,7 @@ def session(
     workers: int | None = None,
     cpu: int | float | None = None,
     memory: str | int | float | None = None,
-    backend: str | None = None,
+    backend: str | Backend | None = None,
     *,
     spot: bool = False,
     ttl: str | float = "24h",

@@ -6,11 +6,14 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .cluster import Cluster
 from .errors import ConfigurationError
 from .futures import refuse_if_exiting
+
+if TYPE_CHECKING:
+    from .backends.base import Backend
 
 
 class Executor(concurrent.futures.Executor):
@@ -26,7 +29,7 @@ class Executor(concurrent.futures.Executor):
         workers: int | None = None,
         cpu: int | float | None = None,
         memory: str | int | float | None = None,
-        backend: str | None = None,
+        backend: str | Backend | None = None,
         *,
         max_workers: int | None = None,
         spot: bool = False,

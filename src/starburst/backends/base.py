@@ -100,7 +100,9 @@ class Fleet(ABC):
 
     @abstractmethod
     def stop(self, worker_ids: list[str], grace: bool = True) -> None:
-        """Stop workers and wait for them to go; stopping a stopped worker is harmless.
+        """Ask workers to stop; stopping a stopped worker is harmless. A local backend
+        waits for its processes to go; a cloud one returns once the platform has the
+        request (``describe`` says when they have stopped).
 
         With ``grace``, workers are asked first (SIGTERM) so that they can give back the
         chunks they hold; without it (nothing is in flight) they are stopped at once.
