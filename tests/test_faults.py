@@ -52,8 +52,8 @@ def test_a_worker_killed_or_hung_mid_chunk_loses_no_result_and_is_replaced(
         if x == 5 and not pid_file.exists():
             pid_file.write_text(str(os.getpid()))
             time.sleep(120)  # killed, or frozen (SIGSTOP: alive, heartbeats stop), here
-        time.sleep(0.05)  # work remains for a while after the fault: a replacement is due
-        return x * x
+        time.sleep(0.1)  # work remains for a while after the fault (one worker needs about
+        return x * x  # 6 s, twice the 3 s lease): a replacement is due before it ends
 
     def fault() -> None:
         os.kill(_wait_for_pid(pid_file), signum)
@@ -61,7 +61,7 @@ def test_a_worker_killed_or_hung_mid_chunk_loses_no_result_and_is_replaced(
     thread = threading.Thread(target=fault)
     thread.start()
     with starburst.Cluster(workers=2, progress=False) as cluster:
-        results = cluster.map(work, range(80), chunk_size=2, timeout=100)
+        results = cluster.map(work, range(60), chunk_size=2, timeout=100)
         launched = len(cluster.driver.workers)
         victim = int(pid_file.read_text())
         deadline = time.monotonic() + 10  # (the kernel may take a moment)
@@ -69,7 +69,7 @@ def test_a_worker_killed_or_hung_mid_chunk_loses_no_result_and_is_replaced(
             time.sleep(0.02)
         assert not alive(victim), "the worker was left running"
     thread.join()
-    assert results == [x * x for x in range(80)]  # every result, once, in order
+    assert results == [x * x for x in range(60)]  # every result, once, in order
     assert launched == 3  # the worker was replaced
     attempts_at_five = [p for p in runs.iterdir() if p.name.startswith("5-")]
     assert len(attempts_at_five) == 2  # item 5 ran again after the fault
