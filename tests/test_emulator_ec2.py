@@ -105,26 +105,36 @@ def _pool(
     return name
 
 
-def _task_definition(aws: Emulator, command: list[str], cpu: int = 1024, memory: int = 2048) -> str:
+def _task_definition(
+    aws: Emulator, command: list[str], cpu: int = 1024, memory: int = 2048, gpus: int = 0
+) -> str:
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": "python:3.11-slim",
+        "command": command,
+        "essential": True,
+    }
+    if gpus:
+        container["resourceRequirements"] = [{"type": "GPU", "value": str(gpus)}]
     answer = aws.client("ecs").register_task_definition(
         family="worker",
         requiresCompatibilities=["EC2"],
         networkMode="host",
         cpu=str(cpu),
         memory=str(memory),
-        containerDefinitions=[
-            {"name": "main", "image": "python:3.11-slim", "command": command, "essential": True}
-        ],
+        containerDefinitions=[container],
     )
     return answer["taskDefinition"]["taskDefinitionArn"]
 
 
-def _run(aws: Emulator, task_def: str, count: int, provider: str = "spot") -> dict[str, Any]:
+def _run(aws: Emulator, task_def: str, count: int, *providers: str) -> dict[str, Any]:
     return aws.client("ecs").run_task(
         cluster=CLUSTER,
         taskDefinition=task_def,
         count=count,
-        capacityProviderStrategy=[{"capacityProvider": provider, "weight": 1}],
+        capacityProviderStrategy=[
+            {"capacityProvider": p, "weight": 1} for p in providers or ("spot",)
+        ],
     )
 
 
@@ -230,33 +240,34 @@ def test_on_demand_groups_launch_the_cheapest_type(aws: Emulator) -> None:
 
 
 def test_tasks_binpack_wait_in_provisioning_and_run_when_capacity_comes(aws: Emulator) -> None:
-    group = _pool(aws, types=("c7i.xlarge",), max_size=3)
+    group = _pool(aws, types=("c7i.xlarge", "m7i.xlarge"), max_size=3)
     autoscaling = aws.client("autoscaling")
     autoscaling.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=2)
-    first_two = aws.ec2.wait_for_instances(2, group)
+    small, large = aws.ec2.wait_for_instances(2, group)  # c7i: 7985 MiB, m7i: 15970 MiB
 
-    # 1 vCPU / 2 GiB tasks: three fit the 7985 MiB a c7i.xlarge registers, not four.
-    answer = _run(aws, _task_definition(aws, ["python", "-c", WHERE_AM_I]), 7)
+    # 0.5 vCPU / 2 GiB tasks, binpacked by memory: the instance with the least memory left
+    # first, so the first three go to the c7i.xlarge (and fill it: not four, it registers
+    # less than 8 GiB), the next seven fill the m7i.xlarge; the eleventh fits nowhere.
+    task_def = _task_definition(aws, ["python", "-c", WHERE_AM_I], cpu=512)
+    first = [t["taskArn"] for t in _run(aws, task_def, 3)["tasks"]]
+    aws.runner.wait_for_tasks(first, "RUNNING")
+    assert {aws.ec2.host_of(arn) for arn in first} == {small}
+    answer = _run(aws, task_def, 8)
     assert answer["failures"] == []
-    arns = [t["taskArn"] for t in answer["tasks"]]
-    assert {t["lastStatus"] for t in answer["tasks"]} == {"PROVISIONING"}
+    assert answer["tasks"][-1]["lastStatus"] == "PROVISIONING"
     assert {t["launchType"] for t in answer["tasks"]} == {"EC2"}
-    aws.runner.wait_for_tasks(count=6, status="RUNNING")
+    arns = first + [t["taskArn"] for t in answer["tasks"]]
+    aws.runner.wait_for_tasks(arns[:10], "RUNNING")
     hosts = Counter(aws.ec2.host_of(arn) for arn in arns)
-    assert sorted(hosts.values()) == [1, 3, 3]  # two full instances, one task waiting
-    assert hosts[None] == 1
+    assert hosts == {small: 3, large: 7, None: 1}
 
     # Managed scaling adds an instance for the waiting task; it is placed there.
-    waiting = next(arn for arn in arns if aws.ec2.host_of(arn) is None)
+    waiting = arns[10]
     aws.runner.wait_for_tasks([waiting], "RUNNING")
     third = aws.ec2.host_of(waiting)
-    assert third not in first_two
-    assert (
-        autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])[
-            "AutoScalingGroups"
-        ][0]["DesiredCapacity"]
-        == 3
-    )
+    assert third not in (small, large)
+    described = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])
+    assert described["AutoScalingGroups"][0]["DesiredCapacity"] == 3
 
     # Each task's process runs, and finds its own instance through the metadata endpoint.
     for arn in arns:
@@ -265,11 +276,10 @@ def test_tasks_binpack_wait_in_provisioning_and_run_when_capacity_comes(aws: Emu
     task = aws.client("ecs").describe_tasks(cluster=CLUSTER, tasks=[waiting])["tasks"][0]
     assert task["lastStatus"] == "RUNNING" and task["capacityProviderName"] == group
     assert aws.runner.history(waiting) == ["PROVISIONING", "PENDING", "RUNNING"]
-    by_instance = {ci["ec2InstanceId"]: ci for ci in _container_instances(aws)}
-    full = by_instance[first_two[0]]
+    full = {ci["ec2InstanceId"]: ci for ci in _container_instances(aws)}[small]
     assert full["runningTasksCount"] == 3
     assert _resource(full, "remainingResources", "MEMORY") == 7985 - 3 * 2048
-    assert _resource(full, "remainingResources", "CPU") == 4096 - 3 * 1024
+    assert _resource(full, "remainingResources", "CPU") == 4096 - 3 * 512
 
     # A stopped task gives its instance's resources back.
     aws.client("ecs").stop_task(cluster=CLUSTER, task=waiting)
@@ -301,6 +311,40 @@ def test_draining_instances_take_no_new_tasks(aws: Emulator) -> None:
     big = _task_definition(aws, ["true"], cpu=1024, memory=8192)
     answer = _run(aws, big, 1)
     assert answer["failures"] == [{"arn": arn, "reason": "RESOURCE:MEMORY"}]
+
+
+def test_gpu_tasks_go_only_to_gpu_instances(aws: Emulator) -> None:
+    autoscaling = aws.client("autoscaling")
+    for group in (_pool(aws, "cpu", ("c7i.xlarge",), managed=False),
+                  _pool(aws, "gpu", ("g5.xlarge",), managed=False)):  # fmt: skip
+        autoscaling.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=1)
+    (cpu_host,) = aws.ec2.wait_for_instances(1, "cpu")
+    (gpu_host,) = aws.ec2.wait_for_instances(1, "gpu")
+    gpu_ci = next(c for c in _container_instances(aws) if c["ec2InstanceId"] == gpu_host)
+    (gpu,) = [r for r in gpu_ci["registeredResources"] if r["name"] == "GPU"]
+    assert len(gpu["stringSetValue"]) == 1  # a g5.xlarge has one GPU
+    cpu_ci = next(c for c in _container_instances(aws) if c["ec2InstanceId"] == cpu_host)
+    assert "GPU" not in {r["name"] for r in cpu_ci["registeredResources"]}
+
+    needs_gpu = _task_definition(aws, ["sleep", "60"], gpus=1)
+    answer = _run(aws, needs_gpu, 2, "cpu", "gpu")
+    (placed,) = answer["tasks"]
+    assert answer["failures"][0]["reason"] == "RESOURCE:GPU"  # one GPU, two tasks
+    aws.runner.wait_for_tasks([placed["taskArn"]], "RUNNING")
+    assert aws.ec2.host_of(placed["taskArn"]) == gpu_host
+    task = aws.client("ecs").describe_tasks(cluster=CLUSTER, tasks=[placed["taskArn"]])
+    assert task["tasks"][0]["capacityProviderName"] == "gpu"
+
+
+def test_deleting_a_group_terminates_its_instances(aws: Emulator) -> None:
+    autoscaling = aws.client("autoscaling")
+    group = _pool(aws, types=("c7i.xlarge",), managed=False)
+    autoscaling.set_desired_capacity(AutoScalingGroupName=group, DesiredCapacity=2)
+    launched = aws.ec2.wait_for_instances(2, group)
+    autoscaling.delete_auto_scaling_group(AutoScalingGroupName=group, ForceDelete=True)
+    _wait(lambda: aws.ec2.instances() == [], "the instances to go")
+    assert {_instances(aws)[i]["State"]["Name"] for i in launched} == {"terminated"}
+    assert _container_instances(aws) == []
 
 
 def test_at_most_500_tasks_wait_in_provisioning_per_cluster(aws: Emulator) -> None:

@@ -361,6 +361,8 @@ class Ec2Capacity:
         for host in list(self._hosts.values()):
             if host.gone:
                 continue
+            if self._group_deleted(host):  # DeleteAutoScalingGroup(ForceDelete=True)
+                ec2_backends[self._account_id][host.region].terminate_instances([host.id])
             if host.instance.state in ("terminated", "shutting-down", "stopped"):
                 self._lose(host, "terminated")
             elif host.container_instance is None and now >= host.ready_at:
@@ -665,6 +667,7 @@ class Ec2Capacity:
         assert ci is not None
         _deduct(ci, needs, 1)
         task.container_instance_arn = ci.container_instance_arn
+        task.capacity_provider_name = ci.capacity_provider_name or task.capacity_provider_name
         task.availability_zone = host.instance.placement.zone
         self._placed[task.task_arn] = host.id
 
@@ -725,6 +728,11 @@ class Ec2Capacity:
                     state.last_step = now
 
     # ---- lookups ------------------------------------------------------------------------
+
+    def _group_deleted(self, host: _Host) -> bool:
+        """Whether the host's group was deleted (moto keeps its protected instances)."""
+        groups = autoscaling_backends[self._account_id][host.region].autoscaling_groups
+        return groups.get(host.group.name) is not host.group
 
     def _host(self, instance_id: str) -> _Host:
         host = self._hosts.get(instance_id)
