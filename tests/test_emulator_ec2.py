@@ -361,7 +361,31 @@ def test_at_most_500_tasks_wait_in_provisioning_per_cluster(aws: Emulator) -> No
     )
     listed = aws.client("ecs").get_paginator("list_tasks").paginate(cluster=CLUSTER)
     assert sum(len(page["taskArns"]) for page in listed) == 500
-    assert aws.runner.process(aws.runner.task_arns[0]) is None  # never started
+    # A waiting task stopped by its caller stops at once, never started, and makes room.
+    first = aws.runner.task_arns[0]
+    aws.client("ecs").stop_task(cluster=CLUSTER, task=first, reason="spot is slow")
+    aws.runner.wait_for_tasks([first])
+    task = aws.client("ecs").describe_tasks(cluster=CLUSTER, tasks=[first])["tasks"][0]
+    assert task["stopCode"] == "UserInitiated" and task["stoppedReason"] == "spot is slow"
+    assert aws.runner.process(first) is None
+    assert len(_run(aws, task_def, 1)["tasks"]) == 1
+
+
+def test_managed_scaling_ignores_tasks_too_big_for_the_smallest_type(aws: Emulator) -> None:
+    autoscaling = aws.client("autoscaling")
+    group = _pool(aws, types=("c7i.xlarge", "m7i.xlarge"), step=2)
+    # 8 GiB fits an m7i.xlarge but not the 7985 MiB a c7i.xlarge registers: no scaling.
+    too_big = _run(aws, _task_definition(aws, ["true"], memory=8192), 1)["tasks"][0]["taskArn"]
+    time.sleep(1.0)
+    assert aws.ec2.instances(group) == []
+    # A task that fits every type: one step of minimumScalingStepSize instances.
+    fits = _run(aws, _task_definition(aws, ["sleep", "60"]), 1)["tasks"][0]["taskArn"]
+    aws.runner.wait_for_tasks([fits], "RUNNING")
+    described = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[group])
+    assert described["AutoScalingGroups"][0]["DesiredCapacity"] == 2
+    # Once an m7i.xlarge is up, the big task is placed there after all.
+    aws.runner.wait_for_tasks([too_big], "PENDING")
+    assert _instances(aws)[aws.ec2.host_of(too_big)]["InstanceType"] == "m7i.xlarge"
 
 
 # ---- Spot interruptions -----------------------------------------------------------------

@@ -82,6 +82,14 @@ class _Needs:
     gpus: int
     providers: list[str]
 
+    def fits_type(self, kind: InstanceType) -> bool:
+        """Whether one task fits an empty instance of ``kind``."""
+        return (
+            self.cpu <= kind.registered_cpu()
+            and self.memory <= kind.registered_memory()
+            and self.gpus <= kind.gpus
+        )
+
     def shortfall(self, ci: ContainerInstance) -> str | None:
         """RunTask's reason the task does not fit on ``ci`` (None: it fits)."""
         for name, wanted in (("MEMORY", self.memory), ("CPU", self.cpu), ("GPU", self.gpus)):
@@ -367,11 +375,11 @@ class Ec2Capacity:
                 self._lose(host, "terminated")
             elif host.container_instance is None and now >= host.ready_at:
                 self._register(host)
-        self._managed_scaling(now)
         for task in self._starting:
             self._release(task)
         self._starting.clear()
         self._place_waiting()
+        self._managed_scaling(now)
 
     # ---- launching ----------------------------------------------------------------------
 
@@ -487,8 +495,7 @@ class Ec2Capacity:
                 "The group has no launch template (not emulated: launch configurations)."
             )
         policy = group.mixed_instances_policy or {}
-        listed = (policy.get("LaunchTemplate") or {}).get("Overrides") or []
-        overrides = [o for o in listed if o.get("InstanceType")]
+        overrides = _overrides(group)
         if not overrides:
             name = template.get_version(group.launch_template_version).instance_type
             if not name:
@@ -707,11 +714,19 @@ class Ec2Capacity:
                 asg_provider = provider.auto_scaling_group_provider or {}
                 if not self._managed(ecs, provider.name):
                     continue
-                waiting = [self._needs[t.task_arn] for t in self._waiting]
-                if not any(provider.name in needs.providers for needs in waiting):
-                    continue
                 group = self._group_by_arn(region, asg_provider.get("autoScalingGroupArn", ""))
                 if group is None:
+                    continue
+                # Tasks bigger than the group's smallest type never make it scale.
+                types = _group_types(group)
+                if not types:
+                    continue
+                smallest = min(types, key=lambda t: (t.vcpus, t.memory_mib))
+                waiting = [self._needs[t.task_arn] for t in self._waiting]
+                if not any(
+                    provider.name in needs.providers and needs.fits_type(smallest)
+                    for needs in waiting
+                ):
                     continue
                 state = self._groups.setdefault(group.arn, _GroupState())
                 booting = any(
@@ -807,6 +822,22 @@ def _needs(task_def: Any, overrides: dict[str, Any] | None, providers: list[str]
         if r.get("type") == "GPU"
     )
     return _Needs(int(cpu), int(memory), gpus, providers)
+
+
+def _overrides(group: FakeAutoScalingGroup) -> list[dict[str, Any]]:
+    """The instance-type overrides of a group's MixedInstancesPolicy."""
+    policy = group.mixed_instances_policy or {}
+    listed = (policy.get("LaunchTemplate") or {}).get("Overrides") or []
+    return [o for o in listed if o.get("InstanceType")]
+
+
+def _group_types(group: FakeAutoScalingGroup) -> list[InstanceType]:
+    """The instance types a group launches (its overrides, else its template's type)."""
+    names = [o["InstanceType"] for o in _overrides(group)]
+    template = group.ec2_launch_template
+    if not names and template is not None:
+        names = [template.get_version(group.launch_template_version).instance_type]
+    return [instance_type(name) for name in names if name]
 
 
 def _names_group(arn: str, group: FakeAutoScalingGroup) -> bool:
