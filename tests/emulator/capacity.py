@@ -171,11 +171,13 @@ class Ec2Capacity:
     # ---- life ---------------------------------------------------------------------------
 
     def start(self) -> Ec2Capacity:
+        """Begin launching, registering and placing (hears from the runner of stops)."""
         self._runner.on_stopped = self._task_stopped
         self._thread.start()
         return self
 
     def shutdown(self) -> None:
+        """Stop the loop (the runner kills the task processes)."""
         self._stop.set()
         self._thread.join(timeout=10)
 
@@ -220,10 +222,12 @@ class Ec2Capacity:
     # ---- faults (through aws.faults) ----------------------------------------------------
 
     def fail_launches(self, group: str, reason: str, times: int | None) -> None:
+        """See :meth:`Faults.fail_launches`."""
         with self._lock:
             self._launch_faults[group] = [LAUNCH_REASONS.get(reason, reason), times]
 
     def clear_launch_failures(self, group: str | None) -> None:
+        """See :meth:`Faults.clear_launch_failures`."""
         with self._lock:
             if group is None:
                 self._launch_faults.clear()
@@ -231,12 +235,14 @@ class Ec2Capacity:
                 self._launch_faults.pop(group, None)
 
     def spot_notice(self, instance_id: str, seconds: float = 120.0) -> None:
+        """See :meth:`Faults.spot_notice`."""
         with self._lock:
             host = self._host(instance_id)
             when = (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
             host.notice = {"action": "terminate", "time": when}
 
     def terminate(self, instance_id: str) -> None:
+        """See :meth:`Faults.terminate_instance`."""
         with self._lock:
             host = self._host(instance_id)
             ec2_backends[self._account_id][host.region].terminate_instances([instance_id])
