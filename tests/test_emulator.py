@@ -7,7 +7,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from emulator import Emulator
+from emulator import wait_until as _wait
 from emulator.faults import CAPACITY_REASON, QUOTA_REASON
 from proc import alive
 
@@ -29,17 +29,6 @@ IGNORES_SIGTERM = [
     "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
     "print('ready', flush=True); time.sleep(60)",
 ]
-
-
-def _wait(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    """Poll until ``predicate`` is truthy; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"gave up after {timeout}s waiting for {what}")
 
 
 def _group_members(pgid: int) -> list[int]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from emulator.capacity import Ec2Capacity
 from emulator.faults import Faults
 from emulator.pricing import Prices
 from emulator.quotas import Quotas
@@ -17,17 +20,36 @@ from emulator.server import EmulatorServer
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    """Poll until ``predicate`` is truthy and return it; fail naming ``what`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"gave up after {timeout}s waiting for {what}")
+
+
 class Emulator:
     """AWS as this test sees it: endpoint, identity, and the knobs moto does not have."""
 
     region = "us-east-1"
 
-    def __init__(self, server: EmulatorServer, runner: TaskRunner, config_dir: Path) -> None:
+    def __init__(
+        self,
+        server: EmulatorServer,
+        runner: TaskRunner,
+        ec2: Ec2Capacity,
+        config_dir: Path,
+    ) -> None:
         self._server = server
         self.endpoint_url: str = server.url
         self.account_id: str = server.account_id
         self.config_dir: Path = config_dir  # STARBURST_CONFIG_DIR for this test
         self.runner: TaskRunner = runner
+        self.ec2: Ec2Capacity = ec2  # Auto Scaling launches, container instances, placement
         self.quotas: Quotas = server.quotas
         self.prices: Prices = server.prices
         self.faults: Faults = server.faults

@@ -1,4 +1,5 @@
-"""Faults a test asks for: API errors, RunTask failures, vCPU quotas, and task-level faults."""
+"""Faults a test asks for: API errors, RunTask failures, vCPU quotas, task-level faults, and
+EC2 faults (failed Auto Scaling launches, Spot interruption notices, instances terminated)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from emulator.capacity import Ec2Capacity
     from emulator.runner import TaskRunner
 
 CAPACITY_REASON = (
@@ -55,9 +57,14 @@ class ErrorAnswer:
 class Faults:
     """Fault injection. API faults are answered by the layer, task faults by the runner."""
 
-    def __init__(self, runner: Callable[[], TaskRunner | None]) -> None:
+    def __init__(
+        self,
+        runner: Callable[[], TaskRunner | None],
+        capacity: Callable[[], Ec2Capacity | None],
+    ) -> None:
         self._lock = threading.Lock()
         self._runner = runner
+        self._capacity = capacity
         self._errors: list[ErrorRule] = []
         self._runtask_failures: list[list] = []  # [reason, remaining]
         self.vcpu_quota_enforced = False
@@ -174,6 +181,36 @@ class Faults:
     def slow_start(self, seconds: float, count: int | None = None) -> None:
         """Tasks launched from now on (the next ``count``, or all) stay PENDING ``seconds``."""
         self._need_runner().slow_start(seconds, count)
+
+    # ---- EC2 faults (carried out by EC2 capacity) ---------------------------------------
+
+    def _need_capacity(self) -> Ec2Capacity:
+        capacity = self._capacity()
+        if capacity is None:
+            raise RuntimeError("no EC2 capacity is active")
+        return capacity
+
+    def fail_launches(self, group: str, reason: str = "spot", times: int | None = None) -> None:
+        """The Auto Scaling group's next ``times`` launch attempts (None: until
+        :meth:`clear_launch_failures`) fail, each a failed scaling activity whose
+        StatusMessage carries ``reason``: ``spot`` ("There is no Spot capacity available
+        that matches your request."), ``quota`` (the vCPU-limit text), or your own text."""
+        self._need_capacity().fail_launches(group, reason, times)
+
+    def clear_launch_failures(self, group: str | None = None) -> None:
+        """The group (or every group) launches again."""
+        self._need_capacity().clear_launch_failures(group)
+
+    def spot_notice(self, instance_id: str, seconds: float = 120.0) -> None:
+        """Give an instance the two-minute Spot interruption notice: its metadata's
+        ``spot/instance-action`` answers ``{"action": "terminate", "time": ...}``."""
+        self._need_capacity().spot_notice(instance_id, seconds)
+
+    def terminate_instance(self, instance_id: str) -> None:
+        """Terminate an instance as a Spot reclaim does: its tasks stop with stopCode
+        ``TerminationNotice`` ("Host EC2 (instance i-...) terminated."), its container
+        instance leaves the cluster, and its group launches a replacement."""
+        self._need_capacity().terminate(instance_id)
 
     def reset(self) -> None:
         """Forget every API fault."""

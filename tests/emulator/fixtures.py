@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator.capacity import Ec2Capacity
 from emulator.emulator import Emulator
 from emulator.runner import TaskRunner
 from emulator.server import EmulatorServer, ambient_aws_variables
@@ -87,10 +88,19 @@ def _emulated(
     monkeypatch.setenv("STARBURST_IMAGE", "public.ecr.aws/docker/library/python:3.11-slim")
     errors: list[str] = []
     runner = TaskRunner(aws_server.url, account_id=aws_server.account_id, on_error=errors.append)
-    aws_server.attach(runner.start())
+    capacity = Ec2Capacity(
+        runner,
+        endpoint_url=aws_server.url,
+        account_id=aws_server.account_id,
+        quotas=aws_server.quotas,
+        prices=aws_server.prices,
+        on_error=errors.append,
+    )
+    aws_server.attach(runner.start(), capacity.start())
     try:
-        yield Emulator(aws_server, runner, config_dir)
+        yield Emulator(aws_server, runner, capacity, config_dir)
     finally:
+        capacity.shutdown()
         runner.shutdown()
         aws_server.attach(None)
         errors += aws_server.take_internal_errors()

@@ -1,8 +1,9 @@
 """The WSGI layer in front of moto: answers what moto lacks and injects faults.
 
 Every request passes through :class:`EmulatorLayer`. It works out the service (SigV4 signing
-name), region and operation, answers injected errors, Service Quotas for Fargate and the Price
-List API itself, checks and shapes ECS RunTask, and hands everything else to moto unchanged.
+name), region and operation, answers injected errors, Service Quotas for Fargate and EC2 and
+the Price List API itself, checks and shapes ECS RunTask, serves the ECS task metadata and
+EC2 instance metadata (IMDSv2) endpoints, and hands everything else to moto unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import threading
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote
 
 from moto.ecs.models import ecs_backends
@@ -29,17 +30,31 @@ from emulator.wire import ApiError, Call, decode_token, encode_token, request_id
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Metadata = Callable[[str, str], dict[str, Any] | None]
 
+
+class Capacity(Protocol):
+    """What the layer asks of EC2 capacity (``capacity.py``)."""
+
+    def take_runtask_failures(self) -> list[dict[str, str]]: ...
+
+    def imds(
+        self, instance_id: str, method: str, path: str, headers: dict[str, str]
+    ) -> tuple[int, str]: ...
+
+
 ECS_PREFIX = "AmazonEC2ContainerServiceV20141113"
 QUOTAS_PREFIX = "ServiceQuotasV20190624"
 PRICING_PREFIX = "AWSPriceListService"
 METADATA_PATH = "/_emulator/ecs-metadata/"
+IMDS_PATH = "/_emulator/imds/"  # + instance id: its instance metadata endpoint
 
 _CREDENTIAL = re.compile(r"Credential=[^/,\s]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _STATUS_TEXT = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     403: "Forbidden",
     404: "Not Found",
+    405: "Method Not Allowed",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -85,6 +100,7 @@ class EmulatorLayer:
         self.faults = faults
         self.account_id = account_id
         self.metadata: Metadata | None = None  # set by the task runner
+        self.capacity: Capacity | None = None  # the active test's EC2 capacity
         self.calls: Counter[str] = Counter()  # operation name -> calls seen
         self.internal_errors: list[str] = []  # emulator bugs, reported at teardown
         self._runtask_lock = threading.Lock()
@@ -120,6 +136,8 @@ class EmulatorLayer:
         path = environ.get("PATH_INFO", "")
         if path.startswith(METADATA_PATH):
             return self._metadata(path[len(METADATA_PATH) :], start_response)
+        if path.startswith(IMDS_PATH):
+            return self._imds(path[len(IMDS_PATH) :], environ, start_response)
         if path.startswith("/moto-api"):
             return self.app(environ, start_response)
         call = self._identify(environ)
@@ -198,7 +216,21 @@ class EmulatorLayer:
                 return _json(start_response, 200, {"tasks": [], "failures": failures})
             if self.faults.vcpu_quota_enforced or self.faults.task_capacity is not None:
                 return self._run_task_within_limits(call, environ, start_response)
+            if self.capacity is not None:
+                return self._run_task_on_capacity(environ, start_response, self.capacity)
         return self.app(environ, start_response)
+
+    def _run_task_on_capacity(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], capacity: Capacity
+    ) -> Any:
+        """RunTask, with the failures EC2 placement listed (moto's are always empty)."""
+        status, headers, body = _call(self.app, environ)
+        failures = capacity.take_runtask_failures()
+        if failures and status.startswith("200"):
+            answer = json.loads(body)
+            answer["failures"] = list(answer.get("failures") or []) + failures
+            body = json.dumps(answer).encode()
+        return _relay(start_response, status, headers, body)
 
     def _describe_tasks(
         self, call: Call, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -296,6 +328,23 @@ class EmulatorLayer:
         if found is None:
             return _reply(start_response, 404, b"{}", "application/json")
         return _reply(start_response, 200, json.dumps(found).encode(), "application/json")
+
+    # ---- EC2 instance metadata endpoint (STARBURST_IMDS_ENDPOINT) -----------------------
+
+    def _imds(self, rest: str, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        instance_id, _, path = rest.partition("/")
+        headers = {
+            key[5:].replace("_", "-").lower(): value
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        method = environ.get("REQUEST_METHOD", "GET")
+        status, text = (
+            self.capacity.imds(instance_id, method, path, headers)
+            if self.capacity is not None
+            else (404, "Not Found")
+        )
+        return _reply(start_response, status, text.encode(), "text/plain")
 
 
 # ---- helpers ------------------------------------------------------------------------------

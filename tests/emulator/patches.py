@@ -2,6 +2,10 @@
 
 * ECS ``run_task`` / ``stop_task`` report to a listener (the task runner), so tasks start as
   PROVISIONING and StopTask signals the task's process instead of jumping to STOPPED.
+* EC2 capacity (``capacity.py``) takes over where moto stops: RunTask on EC2 capacity
+  providers, an Auto Scaling group's launches (moto's own would give every instance the
+  launch template's type, at once), DescribeScalingActivities (always empty in moto) and
+  DescribeSpotPriceHistory (a constant 0.00001 in moto).
 * IAM's AWS managed policies (``MOTO_IAM_LOAD_MANAGED_POLICIES``) are parsed once, not on
   every reset and for every partition (that cost about 1.5 s per test).
 * S3 object writes (PutObject, CopyObject, DeleteObject, multipart completion) run one at a
@@ -20,10 +24,14 @@ import functools
 import json
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from moto import backends, settings
+from moto.autoscaling.models import FakeAutoScalingGroup
+from moto.autoscaling.responses import AutoScalingResponse
+from moto.core.responses import ActionResult
+from moto.ec2.responses.spot_instances import SpotInstances
 from moto.ecs.exceptions import InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 from moto.iam.access_control import IAMPolicy, PermissionResult
@@ -43,7 +51,19 @@ class EcsListener(Protocol):
         """StopTask on ``task``; True if the listener handles it (moto must not)."""
 
 
+class Capacity(Protocol):
+    """What EC2 capacity (``capacity.py``) implements to take over from moto."""
+
+    def run_task(self, backend: EC2ContainerServiceBackend, kwargs: dict[str, Any]) -> Any:
+        """RunTask on EC2 capacity: its tasks (None: not on EC2; moto handles it)."""
+
+    def scaling_activities(self, group: str | None) -> list[dict[str, Any]]:
+        """A group's scaling activities, newest first."""
+
+
 _listener: EcsListener | None = None
+_capacity: Capacity | None = None
+_spot_price: Callable[[str, str], float] | None = None  # (instance type, zone) -> USD/h
 _originals: dict[str, Any] = {}
 
 
@@ -53,7 +73,30 @@ def set_ecs_listener(listener: EcsListener | None) -> None:
     _listener = listener
 
 
+def set_capacity(capacity: Capacity | None) -> None:
+    """Let ``capacity`` launch groups' instances and run tasks on them (None: moto's)."""
+    global _capacity
+    _capacity = capacity
+
+
+def set_spot_prices(price: Callable[[str, str], float] | None) -> None:
+    """Answer DescribeSpotPriceHistory with ``price(instance_type, zone)``."""
+    global _spot_price
+    _spot_price = price
+
+
+_RUN_TASK_ARGUMENTS = ("cluster_str", "task_definition_str", "count", "overrides", "started_by",
+                       "tags", "launch_type", "networking_configuration", "group",
+                       "platform_version", "capacity_provider_strategy")  # fmt: skip
+
+
 def _run_task(self: EC2ContainerServiceBackend, *args: Any, **kwargs: Any) -> list[Task]:
+    capacity = _capacity
+    if capacity is not None:
+        named = {**dict(zip(_RUN_TASK_ARGUMENTS, args, strict=False)), **kwargs}
+        tasks = capacity.run_task(self, named)
+        if tasks is not None:
+            return tasks
     tasks = _originals["run_task"](self, *args, **kwargs)
     listener = _listener
     if listener is not None and tasks:
@@ -77,6 +120,45 @@ def _stop_task(
     if listener is not None and listener.stop_requested(task, reason):
         return task
     return _originals["stop_task"](self, cluster_str, task_str, reason)
+
+
+def _replace_instances(self: FakeAutoScalingGroup, *args: Any, **kwargs: Any) -> None:
+    """moto launches a group's missing instances here; EC2 capacity does it instead."""
+    if _capacity is None:
+        _originals["replace_autoscaling_group_instances"](self, *args, **kwargs)
+
+
+def _describe_scaling_activities(self: AutoScalingResponse) -> ActionResult:
+    if _capacity is None:
+        return _originals["describe_scaling_activities"](self)
+    activities = _capacity.scaling_activities(self._get_param("AutoScalingGroupName"))
+    wanted = self._get_param("ActivityIds", [])
+    if wanted:
+        activities = [a for a in activities if a["ActivityId"] in wanted]
+    limit = int(self._get_param("MaxRecords") or 100)
+    start = int(self._get_param("NextToken") or 0)
+    page = activities[start : start + limit]
+    result: dict[str, Any] = {"Activities": page}
+    if start + limit < len(activities):
+        result["NextToken"] = str(start + limit)
+    return ActionResult(result)
+
+
+def _describe_spot_price_history(self: SpotInstances) -> ActionResult:
+    answer = _originals["describe_spot_price_history"](self)
+    if _spot_price is None:
+        return answer
+    zone = self._get_param("AvailabilityZone")
+    now = datetime.now(UTC)
+    history = []
+    for entry in answer.result["SpotPriceHistory"]:
+        if zone in (None, entry["AvailabilityZone"]):
+            price = _spot_price(entry["InstanceType"], entry["AvailabilityZone"])
+            history.append(
+                {**entry, "SpotPrice": f"{price:.6f}", "Timestamp": now,
+                 "ProductDescription": "Linux/UNIX"}
+            )  # fmt: skip
+    return ActionResult({"SpotPriceHistory": history})
 
 
 def _secure_transport_resolved(policy: dict[str, Any]) -> dict[str, Any]:
@@ -142,6 +224,11 @@ def _init_aws_policies(self: IAMBackend) -> list[ManagedPolicy]:
     ]
 
 
+_CAPACITY_PATCHES: tuple[tuple[type, str, Callable[..., Any]], ...] = (
+    (FakeAutoScalingGroup, "replace_autoscaling_group_instances", _replace_instances),
+    (AutoScalingResponse, "describe_scaling_activities", _describe_scaling_activities),
+    (SpotInstances, "describe_spot_price_history", _describe_spot_price_history),
+)
 _s3_write_lock = threading.RLock()
 _S3_WRITES = ("put_object", "copy_object", "delete_object", "_key_response_post")
 
@@ -165,6 +252,9 @@ def install() -> None:
     _originals["init_aws_policies"] = IAMBackend._init_aws_policies
     EC2ContainerServiceBackend.run_task = _run_task  # type: ignore[method-assign]
     EC2ContainerServiceBackend.stop_task = _stop_task  # type: ignore[method-assign]
+    for owner, name, replacement in _CAPACITY_PATCHES:
+        _originals[name] = getattr(owner, name)
+        setattr(owner, name, replacement)
     FakeBucket.get_permission = _get_permission  # type: ignore[method-assign]
     IAMBackend._init_aws_policies = _init_aws_policies  # type: ignore[method-assign]
     _originals["list_of_moto_modules"] = backends.list_of_moto_modules
@@ -186,4 +276,8 @@ def uninstall() -> None:
     backends.list_of_moto_modules = _originals.pop("list_of_moto_modules")
     for name in _S3_WRITES:
         setattr(S3Response, name, _originals.pop(f"s3.{name}"))
+    for owner, name, _ in _CAPACITY_PATCHES:
+        setattr(owner, name, _originals.pop(name))
     set_ecs_listener(None)
+    set_capacity(None)
+    set_spot_prices(None)

@@ -1,4 +1,5 @@
-"""The AWS Price List API (``GetProducts``) for Fargate, which moto lacks."""
+"""The AWS Price List API (``GetProducts``) for Fargate and EC2, which moto lacks; and the
+Spot prices EC2's DescribeSpotPriceHistory answers (moto's are a constant 0.00001)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from emulator.instance_types import ON_DEMAND_PRICES, SPOT_SHARE, instance_type
 from emulator.wire import ApiError, Call, page
 
 SERVICE_CODE = "AmazonECS"
+EC2_SERVICE_CODE = "AmazonEC2"
 SERVICE_NAME = "Amazon Elastic Container Service"
 ON_DEMAND_TERM = "JRTCKXETXF"
 RATE_CODE = "6YS6EN2CT7"
@@ -56,7 +59,8 @@ def _key(region: str, arch: str, spot: bool, kind: str) -> tuple[str, str, bool,
 
 
 class Prices:
-    """Fargate prices served by GetProducts (USD per vCPU-hour and per GB-hour)."""
+    """Prices served by GetProducts: Fargate (USD per vCPU-hour and per GB-hour) and EC2
+    on-demand Linux instances (USD per hour); and EC2 Spot prices per type and zone."""
 
     def __init__(self, fail: Callable[..., None], restore: Callable[[], None]) -> None:
         self._lock = threading.Lock()
@@ -67,6 +71,8 @@ class Prices:
     def reset(self) -> None:
         """Default prices back."""
         with self._lock:
+            self._instances: dict[tuple[str, str], float] = {}  # (region, type) -> USD/h
+            self._spot: dict[tuple[str, str | None], float] = {}  # (type, zone) -> USD/h
             self._table: dict[tuple[str, str, bool, str], float] = {}
             for region in REGIONS:
                 for arch in ARCHES:
@@ -104,6 +110,34 @@ class Prices:
         with self._lock:
             return self._table[_key(region, arch, spot, kind)]
 
+    def set_instance(self, instance_type: str, price: float, region: str = "us-east-1") -> None:
+        """Set the on-demand hourly price of an EC2 instance type in ``region``."""
+        _key(region, "x86_64", False, "vcpu")  # checks the region
+        with self._lock:
+            self._instances[(region, instance_type)] = float(price)
+
+    def instance(self, name: str, region: str = "us-east-1") -> float:
+        """The on-demand hourly price of EC2 type ``name`` (default: the catalogue's)."""
+        with self._lock:
+            if (region, name) in self._instances:
+                return self._instances[(region, name)]
+        return instance_type(name).on_demand_price()
+
+    def set_spot(self, instance_type: str, price: float, zone: str | None = None) -> None:
+        """Set the Spot price of a type in availability zone ``zone`` (None: every zone)."""
+        with self._lock:
+            self._spot[(instance_type, zone)] = float(price)
+
+    def spot(self, name: str, zone: str) -> float:
+        """The Spot price of ``name`` in ``zone`` (default: a share of on-demand)."""
+        with self._lock:
+            for key in ((name, zone), (name, None)):
+                if key in self._spot:
+                    return self._spot[key]
+        region = zone.rstrip("abcdefghijklmnopqrstuvwxyz")
+        on_demand = self.instance(name, region if region in REGIONS else "us-east-1")
+        return round(on_demand * SPOT_SHARE, 4)
+
     def fail(
         self,
         times: int | None = None,
@@ -121,8 +155,13 @@ class Prices:
 
     # ---- the API ------------------------------------------------------------------------
 
-    def products(self) -> list[dict[str, Any]]:
-        """Every Fargate product in the Price List shape (as dicts)."""
+    def products(self, service: str = SERVICE_CODE) -> list[dict[str, Any]]:
+        """Every product of ``service`` (AmazonECS: Fargate; AmazonEC2: instances) in the
+        Price List shape (as dicts)."""
+        if service == EC2_SERVICE_CODE:
+            return self._ec2_products()
+        if service != SERVICE_CODE:
+            return []
         with self._lock:
             table = dict(self._table)
         items = []
@@ -135,36 +174,44 @@ class Prices:
             items.append(_storage(region, prefix, location))
         return items
 
+    def _ec2_products(self) -> list[dict[str, Any]]:
+        with self._lock:
+            names = sorted(set(ON_DEMAND_PRICES) | {name for _, name in self._instances})
+        return [
+            _instance_product(region, prefix, location, name, self.instance(name, region))
+            for region, (prefix, location) in REGIONS.items()
+            for name in names
+        ]
+
     def answer(self, call: Call) -> dict[str, Any]:
         """The response body for a Pricing ``call``; raises :class:`ApiError`."""
         p = call.params
         if call.operation == "DescribeServices":
             services = []
-            if p.get("ServiceCode") in (None, SERVICE_CODE):
-                names = sorted(
-                    {k for item in self.products() for k in item["product"]["attributes"]}
-                )
-                services = [{"ServiceCode": SERVICE_CODE, "AttributeNames": names}]
+            for code in (SERVICE_CODE, EC2_SERVICE_CODE):
+                if p.get("ServiceCode") in (None, code):
+                    names = sorted(
+                        {k for item in self.products(code) for k in item["product"]["attributes"]}
+                    )
+                    services.append({"ServiceCode": code, "AttributeNames": names})
             items, token = page(services, p)
             return {"Services": items, "FormatVersion": "aws_v1", **_token(token)}
         if call.operation == "GetAttributeValues":
-            values = []
-            if p.get("ServiceCode") == SERVICE_CODE:
-                name = p.get("AttributeName", "")
-                values = sorted(
-                    {
-                        item["product"]["attributes"][name]
-                        for item in self.products()
-                        if name in item["product"]["attributes"]
-                    }
-                )
+            name = p.get("AttributeName", "")
+            values = sorted(
+                {
+                    item["product"]["attributes"][name]
+                    for item in self.products(p.get("ServiceCode", ""))
+                    if name in item["product"]["attributes"]
+                }
+            )
             items, token = page([{"Value": v} for v in values], p)
             return {"AttributeValues": items, **_token(token)}
         if call.operation != "GetProducts":
             raise ApiError("InvalidParameterException", f"{call.operation} is not emulated.")
         if not p.get("ServiceCode"):
             raise ApiError("InvalidParameterException", "ServiceCode is required.")
-        items = self.products() if p["ServiceCode"] == SERVICE_CODE else []
+        items = self.products(p["ServiceCode"])
         for flt in p.get("Filters") or []:
             items = [item for item in items if _matches(item, flt)]
         chosen, token = page(items, p)
@@ -211,7 +258,7 @@ def _item(
     rate = f"{sku}.{ON_DEMAND_TERM}.{RATE_CODE}"
     return {
         "product": {"productFamily": family, "attributes": attributes, "sku": sku},
-        "serviceCode": SERVICE_CODE,
+        "serviceCode": attributes["servicecode"],
         "terms": {
             "OnDemand": {
                 f"{sku}.{ON_DEMAND_TERM}": {
@@ -274,3 +321,34 @@ def _storage(region: str, prefix: str, location: str) -> dict[str, Any]:
     attributes["storagetype"] = "default"
     description = f"AWS Fargate - Ephemeral Storage - {location}"
     return _item(_sku(usagetype), "Compute", attributes, "GB-Hours", STORAGE_GB_HOUR, description)
+
+
+def _instance_product(
+    region: str, prefix: str, location: str, name: str, price: float
+) -> dict[str, Any]:
+    """An EC2 on-demand Linux instance, with the attributes a TERM_MATCH query uses."""
+    kind = instance_type(name)
+    usagetype = f"{prefix}-BoxUsage:{name}"
+    attributes = {
+        "servicename": "Amazon Elastic Compute Cloud",
+        "servicecode": EC2_SERVICE_CODE,
+        "location": location,
+        "locationType": "AWS Region",
+        "regionCode": region,
+        "usagetype": usagetype,
+        "operation": "RunInstances",
+        "instanceType": name,
+        "instanceFamily": "GPU instance" if kind.gpus else "General purpose",
+        "vcpu": str(kind.vcpus),
+        "memory": f"{kind.memory_mib / 1024:g} GiB",
+        "gpu": str(kind.gpus),
+        "processorArchitecture": "64-bit",
+        "operatingSystem": "Linux",
+        "tenancy": "Shared",
+        "preInstalledSw": "NA",
+        "licenseModel": "No License required",
+        "capacitystatus": "Used",
+        "marketoption": "OnDemand",
+    }
+    description = f"${price} per On Demand Linux {name} Instance Hour"
+    return _item(_sku(usagetype), "Compute Instance", attributes, "Hrs", price, description)

@@ -1,33 +1,93 @@
-"""Service Quotas for AWS Fargate, which moto does not know (it only has ``vpc``)."""
+"""Service Quotas for AWS Fargate and EC2 vCPUs, which moto does not know (it only has ``vpc``)."""
 
 from __future__ import annotations
 
 import json
 import threading
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from emulator.wire import ApiError, Call, epoch, page
 
-SERVICE_CODE = "fargate"
-SERVICE_NAME = "AWS Fargate"
 ON_DEMAND = "L-3032A538"
 SPOT = "L-36FBB829"
+EC2_ON_DEMAND = "L-1216C47A"
+EC2_SPOT = "L-34B43A08"
+EC2_G_ON_DEMAND = "L-DB2E81BA"
+EC2_G_SPOT = "L-3819A6DF"
 DEFAULT_VALUE = 4000.0
 
+
+@dataclass(frozen=True)
+class _Quota:
+    service: str  # the Service Quotas service code
+    name: str
+    metric_class: str  # the usage metric's Class dimension
+    description: str
+    applied: float  # the emulator's applied value
+    default: float  # AWS's default value
+
+
+_SERVICES = {  # service code -> (service name, the usage metric's Service dimension)
+    "fargate": ("AWS Fargate", "Fargate"),
+    "ec2": ("Amazon Elastic Compute Cloud (Amazon EC2)", "EC2"),
+}
+_STANDARD = "Standard (A, C, D, H, I, M, R, T, Z)"
 _QUOTAS = {
-    ON_DEMAND: (
+    ON_DEMAND: _Quota(
+        "fargate",
         "Fargate On-Demand vCPU resource count",
         "Standard/OnDemand",
         "The number of Fargate vCPUs running concurrently as Fargate On-Demand in this "
         "account in the current Region.",
+        DEFAULT_VALUE,
+        DEFAULT_VALUE,
     ),
-    SPOT: (
+    SPOT: _Quota(
+        "fargate",
         "Fargate Spot vCPU resource count",
         "Standard/Spot",
         "The number of Fargate vCPUs running concurrently as Fargate Spot in this account "
         "in the current Region.",
+        DEFAULT_VALUE,
+        DEFAULT_VALUE,
+    ),
+    # EC2: applied values as a used account has them; AWS's defaults for a new one.
+    EC2_ON_DEMAND: _Quota(
+        "ec2",
+        f"Running On-Demand {_STANDARD} instances",
+        "Standard/OnDemand",
+        f"Maximum number of vCPUs assigned to the Running On-Demand {_STANDARD} instances.",
+        640.0,
+        5.0,
+    ),
+    EC2_SPOT: _Quota(
+        "ec2",
+        f"All {_STANDARD} Spot Instance Requests",
+        "Standard/Spot",
+        f"The maximum number of vCPUs for all running or requested {_STANDARD} Spot "
+        "Instances per Region",
+        640.0,
+        5.0,
+    ),
+    EC2_G_ON_DEMAND: _Quota(
+        "ec2",
+        "Running On-Demand G and VT instances",
+        "G/OnDemand",
+        "Maximum number of vCPUs assigned to the Running On-Demand G and VT instances.",
+        64.0,
+        0.0,
+    ),
+    EC2_G_SPOT: _Quota(
+        "ec2",
+        "All G and VT Spot Instance Requests",
+        "G/Spot",
+        "The maximum number of vCPUs for all running or requested G and VT Spot Instances "
+        "per Region",
+        64.0,
+        0.0,
     ),
 }
 _OPEN = ("PENDING", "CASE_OPENED")
@@ -44,8 +104,10 @@ HANDLED = {
 
 
 class Quotas:
-    """The Fargate vCPU quotas (``L-3032A538`` on-demand, ``L-36FBB829`` spot) and the
-    increase requests made against them. Values default to 4000 and apply to every region."""
+    """The Fargate vCPU quotas (``L-3032A538`` on-demand, ``L-36FBB829`` spot; 4000 each),
+    the EC2 vCPU quotas (standard ``L-1216C47A`` on-demand and ``L-34B43A08`` Spot: 640
+    each; G and VT ``L-DB2E81BA`` on-demand and ``L-3819A6DF`` Spot: 64 each; AWS's
+    defaults 5, 5, 0, 0) and the increase requests made against them, for every region."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -54,8 +116,8 @@ class Quotas:
     def reset(self) -> None:
         """Defaults back, request history gone."""
         with self._lock:
-            self._applied = {code: DEFAULT_VALUE for code in _QUOTAS}
-            self._defaults = {code: DEFAULT_VALUE for code in _QUOTAS}
+            self._applied = {code: q.applied for code, q in _QUOTAS.items()}
+            self._defaults = {code: q.default for code, q in _QUOTAS.items()}
             self._requests: list[dict[str, Any]] = []
 
     def set(self, code: str, value: float) -> None:
@@ -100,7 +162,7 @@ class Quotas:
     @staticmethod
     def _check(code: str) -> None:
         if code not in _QUOTAS:
-            raise KeyError(f"unknown Fargate quota code {code!r}; known: {sorted(_QUOTAS)}")
+            raise KeyError(f"unknown quota code {code!r}; known: {sorted(_QUOTAS)}")
 
     # ---- the API ------------------------------------------------------------------------
 
@@ -112,7 +174,7 @@ class Quotas:
             return True
         if call.operation == "GetRequestedServiceQuotaChange":
             return True
-        return call.params.get("ServiceCode") == SERVICE_CODE
+        return call.params.get("ServiceCode") in _SERVICES
 
     def answer(self, call: Call) -> dict[str, Any]:
         """The response body for ``call``; raises :class:`ApiError`."""
@@ -127,7 +189,11 @@ class Quotas:
                 return {"Quota": self._quota(call, code, self._defaults[code])}
             if op in ("ListServiceQuotas", "ListAWSDefaultServiceQuotas"):
                 values = self._applied if op == "ListServiceQuotas" else self._defaults
-                codes = [c for c in sorted(_QUOTAS) if p.get("QuotaCode") in (None, c)]
+                codes = [
+                    c
+                    for c in sorted(_QUOTAS)
+                    if p.get("QuotaCode") in (None, c) and _QUOTAS[c].service == p["ServiceCode"]
+                ]
                 items, token = page([self._quota(call, c, values[c]) for c in codes], p)
                 return {"Quotas": items, **({"NextToken": token} if token else {})}
             if op == "RequestServiceQuotaIncrease":
@@ -152,7 +218,7 @@ class Quotas:
 
     def _known(self, params: dict[str, Any]) -> str:
         code = params.get("QuotaCode")
-        if params.get("ServiceCode") != SERVICE_CODE or code not in _QUOTAS:
+        if code not in _QUOTAS or params.get("ServiceCode") != _QUOTAS[code].service:
             raise ApiError(
                 "NoSuchResourceException",
                 f"The quota {code} could not be found for service {params.get('ServiceCode')}.",
@@ -161,16 +227,18 @@ class Quotas:
 
     @staticmethod
     def _arn(call: Call, code: str) -> str:
-        return f"arn:aws:servicequotas:{call.region}:{call.account_id}:{SERVICE_CODE}/{code}"
+        service = _QUOTAS[code].service
+        return f"arn:aws:servicequotas:{call.region}:{call.account_id}:{service}/{code}"
 
     def _quota(self, call: Call, code: str, value: float) -> dict[str, Any]:
-        name, metric_class, description = _QUOTAS[code]
+        quota = _QUOTAS[code]
+        service_name, metric_service = _SERVICES[quota.service]
         return {
-            "ServiceCode": SERVICE_CODE,
-            "ServiceName": SERVICE_NAME,
+            "ServiceCode": quota.service,
+            "ServiceName": service_name,
             "QuotaArn": self._arn(call, code),
             "QuotaCode": code,
-            "QuotaName": name,
+            "QuotaName": quota.name,
             "Value": value,
             "Unit": "None",
             "Adjustable": True,
@@ -179,15 +247,15 @@ class Quotas:
                 "MetricNamespace": "AWS/Usage",
                 "MetricName": "ResourceCount",
                 "MetricDimensions": {
-                    "Class": metric_class,
+                    "Class": quota.metric_class,
                     "Resource": "vCPU",
-                    "Service": "Fargate",
+                    "Service": metric_service,
                     "Type": "Resource",
                 },
                 "MetricStatisticRecommendation": "Maximum",
             },
             "QuotaAppliedAtLevel": "ACCOUNT",
-            "Description": description,
+            "Description": quota.description,
         }
 
     def _request(self, call: Call) -> dict[str, Any]:
@@ -209,10 +277,10 @@ class Quotas:
         now = datetime.now(UTC)
         request = {
             "Id": uuid.uuid4().hex + uuid.uuid4().hex[:8],
-            "ServiceCode": SERVICE_CODE,
-            "ServiceName": SERVICE_NAME,
+            "ServiceCode": _QUOTAS[code].service,
+            "ServiceName": _SERVICES[_QUOTAS[code].service][0],
             "QuotaCode": code,
-            "QuotaName": _QUOTAS[code][0],
+            "QuotaName": _QUOTAS[code].name,
             "DesiredValue": desired,
             "Status": "PENDING",
             "Created": now,

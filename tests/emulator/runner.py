@@ -1,10 +1,14 @@
-"""The task runner: makes moto's ECS tasks real local processes.
+"""The task runner: makes moto's ECS tasks real local processes, on Fargate and on EC2.
 
 moto records RunTask and nothing more. The runner hears about each new task in-process (see
 ``patches.py``), runs its container command as a subprocess in its own process group, pumps
 its output into the task's awslogs stream, and keeps the task's attributes as ECS reports
 them: PROVISIONING -> PENDING -> RUNNING -> STOPPED with ``startedAt``, ``stoppedAt``,
 ``stopCode``, ``stoppedReason`` and the container's ``exitCode`` / ``reason``.
+
+A Fargate task starts at once. A task on EC2 capacity is *held* in PROVISIONING until
+``capacity.py`` places it on an instance and releases it (with that instance's environment);
+when its instance goes away, ``host_lost`` stops it as ECS does.
 """
 
 from __future__ import annotations
@@ -80,6 +84,8 @@ class _Run:
     done: threading.Event = field(default_factory=threading.Event)
     last_log_ms: int = 0
     history: list[str] = field(default_factory=lambda: ["PROVISIONING"])
+    held: bool = False  # waiting for an EC2 instance (see capacity.py)
+    host_env: dict[str, str] = field(default_factory=dict)  # from its EC2 instance
 
     @property
     def arn(self) -> str:
@@ -131,6 +137,8 @@ class TaskRunner:
         self._slow: list[list[Any]] = []  # [seconds, remaining or None]
         self._failing_starts: list[list[Any]] = []  # [reason, remaining]
         self._closed = False
+        #: Called with each task that stops, under the runner's lock (must not block).
+        self.on_stopped: Callable[[Task], None] = lambda task: None
 
     # ---- life of the runner --------------------------------------------------------------
 
@@ -301,16 +309,39 @@ class TaskRunner:
 
     # ---- patches.EcsListener -------------------------------------------------------------
 
-    def tasks_created(self, backend: EC2ContainerServiceBackend, tasks: list[Task]) -> None:
-        """Dress moto's new tasks as ECS does and start running them."""
+    def tasks_created(
+        self, backend: EC2ContainerServiceBackend, tasks: list[Task], held: bool = False
+    ) -> None:
+        """Dress moto's new tasks as ECS does and start running them (``held``: not until
+        :meth:`release`)."""
         with self._lock:
             if self._closed:
                 return
             for task in tasks:
                 run = self._adopt(backend, task)
+                run.held = held
                 self._runs[run.arn] = run
-                self._spawn(self._life, run)
+                if not held:
+                    self._spawn(self._life, run)
             self._changed.notify_all()
+
+    def release(self, task_arn: str, host_env: dict[str, str]) -> None:
+        """Start a held task, with its instance's environment added to its own."""
+        with self._lock:
+            run = self._runs.get(task_arn)
+            if run is None or not run.held or self._closed:
+                return
+            run.held = False
+            run.host_env = dict(host_env)
+            self._spawn(self._life, run)
+
+    def host_lost(self, task_arn: str, reason: str) -> None:
+        """The task's EC2 instance is gone: SIGTERM, SIGKILL after the stop timeout;
+        stopCode ``TerminationNotice`` with ``reason``."""
+        with self._lock:
+            run = self._runs.get(task_arn)
+        if run is not None:
+            self._stop(run, "host", reason, self.max_stop_timeout, "TerminationNotice")
 
     def stop_requested(self, task: Task, reason: str | None) -> bool:
         """StopTask: SIGTERM, then SIGKILL after the stop timeout; stopCode UserInitiated."""
@@ -445,6 +476,7 @@ class TaskRunner:
             env["PYTHONPATH"] = os.pathsep.join(str(image.root) + p for p in paths if p)
             run.cwd = str(image.root) + (image.config["config"].get("WorkingDir") or "/")
         env.update(self.extra_env)
+        env.update(run.host_env)
         for source in (definition.get("environment"), override.get("environment")):
             env.update({e["name"]: e["value"] for e in source or []})
         metadata_uri = f"{self.endpoint_url}/_emulator/ecs-metadata/{run.task.id}"
@@ -457,7 +489,7 @@ class TaskRunner:
                 "AWS_ENDPOINT_URL": self.endpoint_url,
                 "AWS_REGION": run.region,
                 "AWS_DEFAULT_REGION": run.region,
-                "AWS_EXECUTION_ENV": "AWS_ECS_FARGATE",
+                "AWS_EXECUTION_ENV": f"AWS_ECS_{run.task.launch_type or 'FARGATE'}",
                 "ECS_CONTAINER_METADATA_URI_V4": metadata_uri,
                 "ECS_CONTAINER_METADATA_URI": metadata_uri,
             }
@@ -563,6 +595,8 @@ class TaskRunner:
                 task.stop_code, task.stopped_reason = "SpotInterruption", SPOT_REASON
             elif run.cause == "user":
                 task.stop_code, task.stopped_reason = "UserInitiated", run.reason
+            elif run.cause == "host":
+                task.stop_code, task.stopped_reason = "TerminationNotice", run.reason
             else:
                 task.stop_code, task.stopped_reason = "EssentialContainerExited", ESSENTIAL_EXITED
             self._stopped(run, now)
@@ -576,6 +610,8 @@ class TaskRunner:
                 task.stop_code, task.stopped_reason = "TaskFailedToStart", failure
             elif run.cause == "spot":
                 task.stop_code, task.stopped_reason = "SpotInterruption", SPOT_REASON
+            elif run.cause == "host":
+                task.stop_code, task.stopped_reason = "TerminationNotice", run.reason
             else:
                 task.stop_code = "UserInitiated"
                 task.stopped_reason = run.reason or USER_REASON
@@ -592,6 +628,7 @@ class TaskRunner:
         _set_status(run, "STOPPED")
         run.done.set()
         self._changed.notify_all()
+        self.on_stopped(task)
 
     def _stop(self, run: _Run, cause: str, reason: str, grace: float, code: str) -> None:
         """Begin stopping ``run``: SIGTERM now, SIGKILL after ``grace`` seconds."""
@@ -607,6 +644,9 @@ class TaskRunner:
             proc = run.proc
             if proc is None:
                 run.abort.set()
+            if run.held:  # never placed: nothing will start it
+                run.held = False
+                self._finish_unstarted(run)
             self._changed.notify_all()
         if proc is not None:
             _signal_group(proc, signal.SIGTERM)

@@ -12,6 +12,7 @@ from moto.moto_server.werkzeug_app import MotoRequestHandler
 from moto.server import ThreadedMotoServer
 
 from emulator import patches
+from emulator.capacity import Ec2Capacity
 from emulator.faults import Faults
 from emulator.layer import EmulatorLayer
 from emulator.pricing import Prices
@@ -40,8 +41,9 @@ class EmulatorServer:
     def __init__(self, account_id: str = DEFAULT_ACCOUNT_ID) -> None:
         self.account_id = account_id
         self.runner: TaskRunner | None = None  # the active test's runner
+        self.capacity: Ec2Capacity | None = None  # the active test's EC2 capacity
         self.quotas = Quotas()
-        self.faults = Faults(lambda: self.runner)
+        self.faults = Faults(lambda: self.runner, lambda: self.capacity)
         self.prices = Prices(fail=self._fail_pricing, restore=self._restore_pricing)
         self.url = ""
         self._moto: ThreadedMotoServer | None = None
@@ -50,6 +52,7 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         """Start moto on 127.0.0.1 (free port), wrap its app, freeze ECS task progression."""
         patches.install()
+        patches.set_spot_prices(self.prices.spot)
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         wsgi = self._moto._server  # werkzeug's server: swap in our app before any request
@@ -86,11 +89,15 @@ class EmulatorServer:
         if self.layer is not None:
             self.layer.calls.clear()
 
-    def attach(self, runner: TaskRunner | None) -> None:
-        """Make ``runner`` the one that task faults and the task metadata endpoint use."""
+    def attach(self, runner: TaskRunner | None, capacity: Ec2Capacity | None = None) -> None:
+        """Make ``runner`` and ``capacity`` the ones that faults, moto's EC2 side and the
+        metadata endpoints use (None: the test is over)."""
         self.runner = runner
+        self.capacity = capacity
+        patches.set_capacity(capacity)
         if self.layer is not None:
             self.layer.metadata = runner.metadata if runner is not None else None
+            self.layer.capacity = capacity
 
     def take_internal_errors(self) -> list[str]:
         """Tracebacks of emulator bugs seen since the last call."""
