@@ -98,11 +98,17 @@ _profile = click.option("--profile", default=None, help="AWS profile (default: c
 @main.command()
 @_region
 @_profile
-def setup(region: str | None, profile: str | None) -> None:
+@click.option(
+    "--ec2",
+    is_flag=True,
+    help="Also set up the ec2 backend: instance role, cluster, launch templates, Spot and "
+    "on-demand Auto Scaling groups (empty until a run), S3 endpoint. Free while idle.",
+)
+def setup(region: str | None, profile: str | None, ec2: bool) -> None:
     """Create everything starburst needs in your AWS account (safe to run again)."""
     from .aws.provision import setup as run_setup
 
-    run_setup(region, profile, say=click.echo)
+    run_setup(region, profile, say=click.echo, ec2=ec2)
 
 
 @main.command()
