@@ -285,3 +285,22 @@ def test_cli_setup_ec2_and_status_show_it() -> None:
     assert shown.exit_code == 0, shown.output
     assert "starburst-ec2" in shown.output
     assert "starburst-spot" in shown.output and "ok: 0 instances" in shown.output
+
+
+def test_quota_shows_the_ec2_quotas_once_set_up(aws) -> None:
+    runner = CliRunner()
+    assert "EC2" not in runner.invoke(main, ["quota"]).output
+    provision.setup(say=_quiet, ec2=True)
+    boto3.client("ec2").run_instances(
+        ImageId="ami-12c6146b", MinCount=2, MaxCount=2, InstanceType="c7i.xlarge"
+    )
+    shown = runner.invoke(main, ["quota"])
+    assert shown.exit_code == 0, shown.output
+    for label, code in [
+        ("EC2 standard On-Demand", "L-1216C47A"),
+        ("EC2 standard Spot", "L-34B43A08"),
+        ("EC2 G and VT On-Demand", "L-DB2E81BA"),
+        ("EC2 G and VT Spot", "L-3819A6DF"),
+    ]:
+        assert f"{label} ({code}): limit unknown" in shown.output
+    assert "EC2 standard On-Demand (L-1216C47A): limit unknown, 8 vCPUs in use" in shown.output

@@ -28,7 +28,8 @@ from ..backends.ec2.instances import (
 from ..errors import SetupRequiredError
 from . import resources as r
 from .connection import Aws, translate_errors
-from .provision import Say, _error_code, _outcome, _Provisioner, _skip, _tagged, read_quota
+from .provision import Say, _error_code, _outcome, _Provisioner, _skip, _tagged
+from .quotas import ec2_quota_limits
 from .session_roles import delete_role
 
 T = TypeVar("T")
@@ -209,10 +210,7 @@ class Ec2Provisioner:
             for kind in r.EC2_TEMPLATE_KINDS
         }
         self.s3_endpoint(subnets)
-        limits = {
-            label: read_quota(self.aws.client("service-quotas"), "ec2", code)
-            for label, code, _, _ in r.EC2_QUOTAS
-        }
+        limits = ec2_quota_limits(self.aws)
         capacity_providers = {}
         for capacity in r.EC2_CAPACITIES:
             quota = limits[f"ec2 standard {capacity}"]
@@ -510,6 +508,11 @@ def teardown_ec2(aws: Aws, names: r.Names, say: Say, clock: Clock = SYSTEM_CLOCK
     ecs, autoscaling = aws.client("ecs"), aws.client("autoscaling")
     removed: list[str] = []
     with translate_errors("remove the ec2 backend's resources"):
+        cluster = _our_ec2_cluster(ecs, names, say)
+        if cluster:  # (ECS keeps instances with tasks protected from scale-in)
+            for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster):
+                for arn in page["taskArns"]:
+                    ecs.stop_task(cluster=cluster, task=arn, reason="starburst teardown")
         groups = _our_groups(autoscaling, names, say)
         _empty_groups(autoscaling, groups, clock)
         providers = _our_providers(ecs, names, say)
@@ -521,7 +524,14 @@ def teardown_ec2(aws: Aws, names: r.Names, say: Say, clock: Clock = SYSTEM_CLOCK
             autoscaling.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
             removed.append(_said(say, "scaling group", name, arn))
         removed += _remove_launch_templates(aws.client("ec2"), names, say)
-        removed += _remove_ec2_cluster(ecs, names, say)
+        if cluster:
+            for page in ecs.get_paginator("list_container_instances").paginate(cluster=cluster):
+                for arn in page["containerInstanceArns"]:
+                    ecs.deregister_container_instance(
+                        cluster=cluster, containerInstance=arn, force=True
+                    )
+            ecs.delete_cluster(cluster=cluster)
+            removed.append(_said(say, "cluster", names.ec2_cluster, cluster))
         removed += _remove_s3_endpoint(aws.client("ec2"), say)
         removed += _remove_instance_profile(aws.client("iam"), names, say)
     return removed
@@ -622,25 +632,19 @@ def _remove_launch_templates(ec2: Any, names: r.Names, say: Say) -> list[str]:
     return removed
 
 
-def _remove_ec2_cluster(ecs: Any, names: r.Names, say: Say) -> list[str]:
-    name = names.ec2_cluster
+def _our_ec2_cluster(ecs: Any, names: r.Names, say: Say) -> str | None:
+    """The ec2 cluster's ARN when it is there and starburst's."""
     clusters = [
         c
-        for c in ecs.describe_clusters(clusters=[name], include=["TAGS"])["clusters"]
+        for c in ecs.describe_clusters(clusters=[names.ec2_cluster], include=["TAGS"])["clusters"]
         if c.get("status") == "ACTIVE"
     ]
     if not clusters:
-        return []
+        return None
     if not _tagged({t["key"]: t["value"] for t in clusters[0].get("tags", [])}):
-        return _skip(say, f"cluster {name}")
-    for page in ecs.get_paginator("list_tasks").paginate(cluster=name):
-        for arn in page["taskArns"]:
-            ecs.stop_task(cluster=name, task=arn, reason="starburst teardown")
-    for page in ecs.get_paginator("list_container_instances").paginate(cluster=name):
-        for arn in page["containerInstanceArns"]:
-            ecs.deregister_container_instance(cluster=name, containerInstance=arn, force=True)
-    ecs.delete_cluster(cluster=name)
-    return [_said(say, "cluster", name, clusters[0]["clusterArn"])]
+        _skip(say, f"cluster {names.ec2_cluster}")
+        return None
+    return str(clusters[0]["clusterArn"])
 
 
 def _remove_s3_endpoint(ec2: Any, say: Say) -> list[str]:
