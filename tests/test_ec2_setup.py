@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from starburst.aws import ec2_setup, provision
 from starburst.aws import resources as r
+from starburst.backends.ec2.instances import CATALOGUE
 from starburst.cli import main
 from starburst.config import Config
 from starburst.errors import SetupRequiredError
@@ -246,8 +247,14 @@ def test_other_group_errors_are_not_retried(aws) -> None:
 
 def test_teardown_removes_everything_setup_ec2_made() -> None:
     provision.setup(say=_quiet, ec2=True)
+    # Instances up (protected from scale-in, as ECS keeps busy ones): teardown empties
+    # the groups before it deletes them.
+    boto3.client("autoscaling").set_desired_capacity(
+        AutoScalingGroupName=NAMES.capacity("spot"), DesiredCapacity=2
+    )
     made = _tagged_everywhere()
-    assert all(made[k] for k in made if k != "instances"), made
+    assert all(made.values()), made
+    assert len(made["instances"]) == 2
     provision.teardown(say=_quiet, clock=FakeClock())
     assert {k: v for k, v in _tagged_everywhere().items() if v} == {}
     assert provision.teardown(say=_quiet, clock=FakeClock()) == []
@@ -304,3 +311,10 @@ def test_quota_shows_the_ec2_quotas_once_set_up(aws) -> None:
     ]:
         assert f"{label} ({code}): limit unknown" in shown.output
     assert "EC2 standard On-Demand (L-1216C47A): limit unknown, 8 vCPUs in use" in shown.output
+
+
+def test_group_size_follows_the_vcpu_quota() -> None:
+    types = [CATALOGUE["c7i.xlarge"], CATALOGUE["c7i.8xlarge"]]
+    assert ec2_setup.max_instances(640, types) == 20  # 640 vCPUs of the largest (32)
+    assert ec2_setup.max_instances(5, types) == 1  # a new account's 5 vCPUs: never 0
+    assert ec2_setup.max_instances(None, types) == ec2_setup.DEFAULT_MAX_INSTANCES
