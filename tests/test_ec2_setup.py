@@ -110,7 +110,7 @@ def test_setup_ec2_creates_each_resource_with_its_settings() -> None:
         "resolve:ssm:/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
     )
     assert "amazon-linux-2023/arm64/" in data["arm64"]["ImageId"]
-    assert "/gpu/" in data["gpu"]["ImageId"]
+    assert "amazon-linux-2023/gpu/" in data["gpu"]["ImageId"]
     for kind, template in data.items():
         assert template["MetadataOptions"]["HttpTokens"] == "required"
         assert template["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
@@ -263,24 +263,28 @@ def test_teardown_removes_everything_setup_ec2_made() -> None:
 def test_teardown_keeps_what_starburst_did_not_make() -> None:
     provision.setup(say=_quiet, ec2=True)
     ec2 = boto3.client("ec2")
-    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
-    # Someone's own S3 endpoint on another VPC, and a launch template of the same name
-    # made by hand after starburst's went: both stay.
+    # Someone's own S3 endpoint on another VPC, and a launch template of starburst's name
+    # that someone made by hand in place of starburst's: both stay.
     other_vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
     theirs = ec2.create_vpc_endpoint(
         VpcId=other_vpc, ServiceName="com.amazonaws.us-east-1.s3", VpcEndpointType="Gateway"
     )["VpcEndpoint"]["VpcEndpointId"]
-    provision.teardown(say=_quiet, clock=FakeClock())
-    ec2.create_launch_template(
-        LaunchTemplateName=NAMES.launch_template("x86_64"), LaunchTemplateData={"ImageId": "ami-1"}
-    )
+    name = NAMES.launch_template("x86_64")
+    ec2.delete_launch_template(LaunchTemplateName=name)
+    ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData={"ImageId": "ami-1"})
     said: list[str] = []
     provision.teardown(say=said.append, clock=FakeClock())
-    assert ec2.describe_launch_templates(LaunchTemplateNames=[NAMES.launch_template("x86_64")])
+    assert ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"]
+    assert any(f"kept      launch template {name}" in line for line in said)
     left = ec2.describe_vpc_endpoints()["VpcEndpoints"]
     assert [e["VpcEndpointId"] for e in left if e["State"].lower() != "deleted"] == [theirs]
-    assert any("kept      launch template" in line for line in said)
-    assert vpc
+
+
+def test_a_fargate_teardown_asks_nothing_of_auto_scaling(aws) -> None:
+    provision.setup(say=_quiet)
+    aws.faults.error("DescribeAutoScalingGroups", "AccessDenied", times=None)
+    provision.teardown(say=_quiet, clock=FakeClock())
+    aws.faults.clear_errors("DescribeAutoScalingGroups")
 
 
 def test_cli_setup_ec2_and_status_show_it() -> None:

@@ -38,8 +38,9 @@ T = TypeVar("T")
 AMI_PARAMETERS = {
     "x86_64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
     "arm64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id",
-    # The GPU variant EC2_FACTS §4 names (NVIDIA driver and container toolkit included).
-    "gpu": "/aws/service/ecs/optimized-ami/amazon-linux-2/gpu/recommended/image_id",
+    # NVIDIA driver and container toolkit included. EC2_FACTS §4 names only AL2's GPU AMI;
+    # AL2 reached its end of support in 2026, and public setups resolve this AL2023 one.
+    "gpu": "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id",
 }
 ROOT_VOLUME_GIB = 30
 #: How long a new instance profile may stay unusable ("Invalid IAM Instance Profile"):
@@ -203,8 +204,8 @@ class Ec2Provisioner:
 
     def run(self, subnets: list[str], security_group: str) -> dict[str, Any]:
         """Every step; returns what the ec2 backend needs to know (kept in the config)."""
+        cluster = self.cluster()  # first: teardown looks for the rest when it is there
         profile_arn = self.instance_profile()
-        cluster = self.cluster()
         templates = {
             kind: self.launch_template(kind, profile_arn, security_group)
             for kind in r.EC2_TEMPLATE_KINDS
@@ -429,6 +430,8 @@ class Ec2Provisioner:
                 return str(group["AutoScalingGroupARN"])
             group = groups["AutoScalingGroups"][0]
             drifted = {k: v for k, v in settings.items() if group.get(k) != v}
+            if set(group["VPCZoneIdentifier"].split(",")) == set(subnets):
+                drifted.pop("VPCZoneIdentifier", None)  # (AWS may list them in its order)
             current = group.get("MixedInstancesPolicy", {})
             if "LaunchTemplate" not in current or any(
                 current["InstancesDistribution"].get(k) != v for k, v in distribution.items()
@@ -500,15 +503,22 @@ class Ec2Provisioner:
         self.work.record("cluster", name, "updated", "capacity providers " + ", ".join(providers))
 
 
-def teardown_ec2(aws: Aws, names: r.Names, say: Say, clock: Clock = SYSTEM_CLOCK) -> list[str]:
-    """Remove what ``setup --ec2`` made, in the order AWS needs (EC2_FACTS §8.4): empty the
-    groups, take the capacity providers off the cluster, delete them, the groups, the
-    launch templates, the cluster (after its leftover container instances), the S3
-    endpoint, and last the instance role and profile. Whatever lacks starburst's tag stays."""
+def teardown_ec2(
+    aws: Aws, names: r.Names, say: Say, set_up: bool, clock: Clock = SYSTEM_CLOCK
+) -> list[str]:
+    """Remove what ``setup --ec2`` made, in the order AWS needs (EC2_FACTS §8.4): stop the
+    cluster's tasks, empty the groups, take the capacity providers off the cluster, delete
+    them, the groups, the launch templates, the cluster (after its leftover container
+    instances), the S3 endpoint, and last the instance role and profile. Whatever lacks
+    starburst's tag stays. Nothing is asked of Auto Scaling or EC2 unless the config says
+    the ec2 part was set up (``set_up``) or its cluster, which setup makes first, is there:
+    a Fargate user's teardown needs no permission of theirs."""
     ecs, autoscaling = aws.client("ecs"), aws.client("autoscaling")
     removed: list[str] = []
     with translate_errors("remove the ec2 backend's resources"):
         cluster = _our_ec2_cluster(ecs, names, say)
+        if not (cluster or set_up):
+            return []
         if cluster:  # (ECS keeps instances with tasks protected from scale-in)
             for page in ecs.get_paginator("list_tasks").paginate(cluster=cluster):
                 for arn in page["taskArns"]:

@@ -476,13 +476,14 @@ def teardown(
 
     aws = connect(region, profile)
     names = r.Names(aws.account_id, aws.region)
-    removed: list[str] = teardown_ec2(aws, names, say, clock or SYSTEM_CLOCK)
+    config = Config.load()
+    set_up = bool(config.aws.get("ec2"))
+    removed: list[str] = teardown_ec2(aws, names, say, set_up, clock or SYSTEM_CLOCK)
     for remove in (_remove_cluster, _remove_bucket, _remove_repository, _remove_log_group):
         removed += remove(aws, names, say)
     for role in (names.execution_role, names.former_task_role, *leftover_session_roles(aws)):
         removed += _remove_role(aws, role, say)
     removed += _remove_security_group(aws, names, say)
-    config = Config.load()
     if config.aws:
         config.aws = {}
         config.save()
