@@ -207,10 +207,27 @@ def test_setup_ec2_repairs_what_drifted() -> None:
     boto3.client("iam").detach_role_policy(
         RoleName=NAMES.instance_role, PolicyArn=r.INSTANCE_ROLE_POLICY_ARN
     )
+    ec2 = boto3.client("ec2")
+    template = NAMES.launch_template("arm64")
+    opened = ec2.create_launch_template_version(
+        LaunchTemplateName=template,
+        SourceVersion="1",
+        LaunchTemplateData={"MetadataOptions": {"HttpTokens": "optional"}},
+    )["LaunchTemplateVersion"]["VersionNumber"]
+    ec2.modify_launch_template(LaunchTemplateName=template, DefaultVersion=str(opened))
     again = provision.setup(say=_quiet, ec2=True)
     fixed = {(s.resource, s.name) for s in again.steps if s.outcome == "updated"}
-    assert ("scaling group", name) in fixed and ("instance role", NAMES.instance_role) in fixed
+    assert fixed >= {
+        ("scaling group", name),
+        ("instance role", NAMES.instance_role),
+        ("launch template", template),
+    }
     assert _groups()[name]["NewInstancesProtectedFromScaleIn"] is True
+    default = ec2.describe_launch_template_versions(
+        LaunchTemplateName=template, Versions=["$Default"]
+    )["LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    assert default["MetadataOptions"]["HttpTokens"] == "required"
+    assert not provision.setup(say=_quiet, ec2=True).changed
 
 
 def test_the_new_profile_is_retried_until_aws_knows_it(aws) -> None:

@@ -42,7 +42,8 @@ AMI_PARAMETERS = {
     # AL2 reached its end of support in 2026, and public setups resolve this AL2023 one.
     "gpu": "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id",
 }
-ROOT_VOLUME_GIB = 30
+#: Root volume sizes (gp3): images are cached there; CUDA images are larger.
+ROOT_VOLUME_GIB = {"x86_64": 30, "arm64": 30, "gpu": 100}
 #: How long a new instance profile may stay unusable ("Invalid IAM Instance Profile"):
 #: users report up to about 2 minutes (EC2_FACTS §4).
 PROFILE_PROPAGATION_SECONDS = 180.0
@@ -112,7 +113,7 @@ def launch_template_data(
                 "DeviceName": "/dev/xvda",
                 "Ebs": {
                     "VolumeType": "gp3",
-                    "VolumeSize": ROOT_VOLUME_GIB,
+                    "VolumeSize": ROOT_VOLUME_GIB[kind],
                     "Encrypted": True,
                     "DeleteOnTermination": True,
                 },
@@ -272,7 +273,7 @@ class Ec2Provisioner:
             except self.iam.exceptions.NoSuchEntityException:
                 profile = self.iam.create_instance_profile(InstanceProfileName=name, Tags=_tags())
                 profile, made_profile = profile["InstanceProfile"], True
-            if name not in {role["RoleName"] for role in profile.get("Roles", [])}:
+            if name not in {member["RoleName"] for member in profile.get("Roles", [])}:
                 self.iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
                 if not made_profile:
                     fixed.append("role added to the profile")
