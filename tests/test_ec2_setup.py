@@ -313,6 +313,14 @@ def test_cli_setup_ec2_and_status_show_it() -> None:
     assert shown.exit_code == 0, shown.output
     assert "starburst-ec2" in shown.output
     assert "starburst-spot" in shown.output and "ok: 0 instances" in shown.output
+    boto3.client("ecs").put_cluster_capacity_providers(
+        cluster=NAMES.ec2_cluster, capacityProviders=[], defaultCapacityProviderStrategy=[]
+    )
+    broken = provision.status()["resources"]
+    assert broken[NAMES.capacity("spot")].startswith("unhealthy: its capacity provider")
+    assert broken[NAMES.capacity("spot")].endswith("(run starburst setup --ec2)")
+    provision.setup(say=_quiet, ec2=True)
+    assert provision.status()["resources"][NAMES.capacity("spot")].startswith("ok")
 
 
 def test_quota_shows_the_ec2_quotas_once_set_up(aws) -> None:

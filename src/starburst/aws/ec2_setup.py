@@ -695,36 +695,34 @@ def _remove_instance_profile(iam: Any, names: r.Names, say: Say) -> list[str]:
 
 
 def ec2_status(aws: Aws, names: r.Names) -> dict[str, str]:
-    """Whether each resource of ``setup --ec2`` is there (``status``'s ec2 lines)."""
+    """Whether each resource of ``setup --ec2`` is there (``status``'s ec2 lines), and how
+    many instances each group runs."""
     ecs, autoscaling, iam = aws.client("ecs"), aws.client("autoscaling"), aws.client("iam")
+    fix = " (run starburst setup --ec2)"
     checks: dict[str, str] = {}
     with translate_errors("check the ec2 backend's resources"):
         active = [
             c for c in ecs.describe_clusters(clusters=[names.ec2_cluster])["clusters"]
             if c.get("status") == "ACTIVE"
         ]  # fmt: skip
-        checks[names.ec2_cluster] = "ok" if active else "missing"
+        checks[names.ec2_cluster] = "ok" if active else "missing" + fix
         try:
             iam.get_instance_profile(InstanceProfileName=names.instance_role)
-            checks[f"profile {names.instance_role}"] = "ok"
+            checks[names.instance_role] = "ok"
         except iam.exceptions.NoSuchEntityException:
-            checks[f"profile {names.instance_role}"] = "missing"
+            checks[names.instance_role] = "missing" + fix
         attached = active[0].get("capacityProviders", []) if active else []
-        for capacity in r.EC2_CAPACITIES:
-            name = names.capacity(capacity)
-            groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
-                "AutoScalingGroups"
-            ]
-            if not groups:
-                checks[name] = "missing"
-                continue
-            group = groups[0]
-            checks[name] = (
-                f"ok: {len(group.get('Instances', []))} instances (max {group['MaxSize']})"
-                if name in attached
-                else "unhealthy: its capacity provider is not on the cluster"
-            )
-    if any(state != "ok" and not state.startswith("ok:") for state in checks.values()):
-        checks = {k: v if v.startswith("ok") else f"{v} (run starburst setup --ec2)"
-                  for k, v in checks.items()}  # fmt: skip
+        wanted = [names.capacity(c) for c in r.EC2_CAPACITIES]
+        found = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=wanted)
+        groups = {g["AutoScalingGroupName"]: g for g in found["AutoScalingGroups"]}
+        for name in wanted:
+            group = groups.get(name)
+            if group is None:
+                checks[name] = "missing" + fix
+            elif name not in attached:
+                checks[name] = "unhealthy: its capacity provider is not on the cluster" + fix
+            else:
+                checks[name] = (
+                    f"ok: {len(group.get('Instances', []))} instances (max {group['MaxSize']})"
+                )
     return checks
