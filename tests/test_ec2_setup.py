@@ -11,7 +11,7 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from starburst.aws import ec2_setup, provision
+from starburst.aws import ec2_resources, ec2_setup, provision
 from starburst.aws import resources as r
 from starburst.backends.ec2.instances import CATALOGUE
 from starburst.cli import main
@@ -137,7 +137,7 @@ def test_setup_ec2_creates_each_resource_with_its_settings() -> None:
     for capacity in r.EC2_CAPACITIES:
         group = groups[NAMES.capacity(capacity)]
         assert (group["MinSize"], group["DesiredCapacity"]) == (0, 0)
-        assert group["MaxSize"] == ec2_setup.DEFAULT_MAX_INSTANCES  # quota unknown here
+        assert group["MaxSize"] == ec2_resources.DEFAULT_MAX_INSTANCES  # quota unknown here
         assert group["NewInstancesProtectedFromScaleIn"] is True
         assert sorted(group["VPCZoneIdentifier"].split(",")) == subnets
         policy = group["MixedInstancesPolicy"]
@@ -344,6 +344,6 @@ def test_quota_shows_the_ec2_quotas_once_set_up(aws) -> None:
 
 def test_group_size_follows_the_vcpu_quota() -> None:
     types = [CATALOGUE["c7i.xlarge"], CATALOGUE["c7i.8xlarge"]]
-    assert ec2_setup.max_instances(640, types) == 20  # 640 vCPUs of the largest (32)
-    assert ec2_setup.max_instances(5, types) == 1  # a new account's 5 vCPUs: never 0
-    assert ec2_setup.max_instances(None, types) == ec2_setup.DEFAULT_MAX_INSTANCES
+    assert ec2_resources.max_instances(640, types) == 20  # 640 vCPUs of the largest (32)
+    assert ec2_resources.max_instances(5, types) == 1  # a new account's 5 vCPUs: never 0
+    assert ec2_resources.max_instances(None, types) == ec2_resources.DEFAULT_MAX_INSTANCES

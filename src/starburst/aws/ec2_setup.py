@@ -11,44 +11,27 @@ starburst's tag.
 
 from __future__ import annotations
 
-import base64
 import json
-import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar
 
 import botocore.exceptions
 
-from ..backends.ec2.instances import (
-    ECS_RESERVED_MEMORY_MIB,
-    InstanceType,
-    choose_instance_types,
-)
+from ..backends.ec2.instances import choose_instance_types
 from ..errors import SetupRequiredError
 from . import resources as r
 from .connection import Aws, translate_errors
+from .ec2_resources import launch_template_data, max_instances, overrides, tags
 from .provision import Say, _error_code, _outcome, _Provisioner, _skip, _tagged
 from .quotas import ec2_quota_limits
 from .session_roles import delete_role
 
 T = TypeVar("T")
 
-#: The ECS-optimised AMIs, resolved by EC2 at each launch (always the recommended one).
-AMI_PARAMETERS = {
-    "x86_64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
-    "arm64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id",
-    # NVIDIA driver and container toolkit included. EC2_FACTS §4 names only AL2's GPU AMI;
-    # AL2 reached its end of support in 2026, and public setups resolve this AL2023 one.
-    "gpu": "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id",
-}
-#: Root volume sizes (gp3): images are cached there; CUDA images are larger.
-ROOT_VOLUME_GIB = {"x86_64": 30, "arm64": 30, "gpu": 100}
 #: How long a new instance profile may stay unusable ("Invalid IAM Instance Profile"):
 #: users report up to about 2 minutes (EC2_FACTS §4).
 PROFILE_PROPAGATION_SECONDS = 180.0
-#: Instances an Auto Scaling group may have when the vCPU quota cannot be read.
-DEFAULT_MAX_INSTANCES = 20
 #: How long teardown waits for the groups' instances to terminate.
 TERMINATION_WAIT_SECONDS = 600.0
 #: The worker size the groups' instance types are chosen for at setup; each run sets its own.
@@ -69,95 +52,6 @@ class _SystemClock:
 
 
 SYSTEM_CLOCK: Clock = _SystemClock()
-
-
-def user_data(cluster: str, gpu: bool = False) -> str:
-    """The instance's boot script (base64): the ECS agent's settings (EC2_FACTS §4)."""
-    settings = [
-        f"ECS_CLUSTER={cluster}",
-        "ECS_ENABLE_TASK_IAM_ROLE=true",
-        "ECS_ENABLE_TASK_IAM_ROLE_NETWORK_HOST=true",
-        "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true",
-        f"ECS_RESERVED_MEMORY={ECS_RESERVED_MEMORY_MIB}",
-        "ECS_ENGINE_TASK_CLEANUP_WAIT_DURATION=10m",
-        "ECS_IMAGE_PULL_BEHAVIOR=prefer-cached",
-        "ECS_CONTAINER_STOP_TIMEOUT=90s",
-        *(["ECS_ENABLE_GPU_SUPPORT=true"] if gpu else []),
-    ]
-    script = "#!/bin/bash\ncat <<'EOF' >> /etc/ecs/ecs.config\n" + "\n".join(settings) + "\nEOF\n"
-    return base64.b64encode(script.encode()).decode()
-
-
-def _tags() -> list[dict[str, str]]:
-    return [{"Key": r.TAG_KEY, "Value": r.TAG_VALUE}]
-
-
-def launch_template_data(
-    names: r.Names, kind: str, profile_arn: str, security_group: str
-) -> dict[str, Any]:
-    """What an instance of ``kind`` starts with: IMDSv2 with hop limit 2 (containers reach
-    the metadata, for Spot notices), a public IP (host networking reaches ECR and S3
-    without NAT), an encrypted gp3 root volume; no market options (the group decides Spot)."""
-    tagged = [{"ResourceType": what, "Tags": _tags()} for what in ("instance", "volume")]
-    return {
-        "ImageId": f"resolve:ssm:{AMI_PARAMETERS[kind]}",
-        "IamInstanceProfile": {"Arn": profile_arn},
-        "UserData": user_data(names.ec2_cluster, gpu=kind == "gpu"),
-        "MetadataOptions": {
-            "HttpTokens": "required",
-            "HttpPutResponseHopLimit": 2,
-            "HttpEndpoint": "enabled",
-        },
-        "BlockDeviceMappings": [
-            {
-                "DeviceName": "/dev/xvda",
-                "Ebs": {
-                    "VolumeType": "gp3",
-                    "VolumeSize": ROOT_VOLUME_GIB[kind],
-                    "Encrypted": True,
-                    "DeleteOnTermination": True,
-                },
-            }
-        ],
-        "NetworkInterfaces": [
-            {
-                "DeviceIndex": 0,
-                "AssociatePublicIpAddress": True,
-                "Groups": [security_group],
-                "DeleteOnTermination": True,
-            }
-        ],
-        "TagSpecifications": tagged,
-    }
-
-
-def template_kind(instance: InstanceType) -> str:
-    """The launch template an instance type starts from."""
-    return "gpu" if instance.gpus else instance.arch
-
-
-def overrides(names: r.Names, types: list[InstanceType]) -> list[dict[str, Any]]:
-    """A mixed instances policy's types, each with the launch template of its kind (one
-    group can hold x86 and Graviton types this way; no weights: capacity providers refuse
-    them)."""
-    return [
-        {
-            "InstanceType": t.name,
-            "LaunchTemplateSpecification": {
-                "LaunchTemplateName": names.launch_template(template_kind(t)),
-                "Version": "$Default",
-            },
-        }
-        for t in types
-    ]
-
-
-def max_instances(quota: float | None, types: list[InstanceType]) -> int:
-    """An Auto Scaling group's MaxSize: as many of its largest type as the vCPU quota
-    holds (at least one; ``DEFAULT_MAX_INSTANCES`` when the quota is unknown)."""
-    if quota is None:
-        return DEFAULT_MAX_INSTANCES
-    return max(1, math.floor(quota / max(t.vcpus for t in types)))
 
 
 def until_profile_usable(attempt: Callable[[], T], clock: Clock = SYSTEM_CLOCK) -> T:
@@ -256,7 +150,7 @@ class Ec2Provisioner:
                     RoleName=name,
                     AssumeRolePolicyDocument=json.dumps(trust),
                     Description="starburst ec2 instances: the ECS agent",
-                    Tags=_tags(),
+                    Tags=tags(),
                 )
                 role, created = {"AssumeRolePolicyDocument": trust}, True
             if not r.same_document(role["AssumeRolePolicyDocument"], trust):
@@ -271,7 +165,7 @@ class Ec2Provisioner:
                 profile = profile["InstanceProfile"]
                 made_profile = False
             except self.iam.exceptions.NoSuchEntityException:
-                profile = self.iam.create_instance_profile(InstanceProfileName=name, Tags=_tags())
+                profile = self.iam.create_instance_profile(InstanceProfileName=name, Tags=tags())
                 profile, made_profile = profile["InstanceProfile"], True
             if name not in {member["RoleName"] for member in profile.get("Roles", [])}:
                 self.iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=name)
@@ -314,7 +208,7 @@ class Ec2Provisioner:
                 created = self.ec2.create_launch_template(
                     LaunchTemplateName=name,
                     LaunchTemplateData=wanted,
-                    TagSpecifications=[{"ResourceType": "launch-template", "Tags": _tags()}],
+                    TagSpecifications=[{"ResourceType": "launch-template", "Tags": tags()}],
                 )["LaunchTemplate"]
                 self.work.record("launch template", name, "created", kind)
                 return str(created["LaunchTemplateId"])
@@ -364,7 +258,7 @@ class Ec2Provisioner:
                     ServiceName=service,
                     VpcEndpointType="Gateway",
                     RouteTableIds=tables,
-                    TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": _tags()}],
+                    TagSpecifications=[{"ResourceType": "vpc-endpoint", "Tags": tags()}],
                 )["VpcEndpoint"]
                 self.work.record("s3 endpoint", endpoint["VpcEndpointId"], "created", vpc_id)
                 return
@@ -419,7 +313,7 @@ class Ec2Provisioner:
                         AutoScalingGroupName=name,
                         DesiredCapacity=0,
                         MixedInstancesPolicy=policy,
-                        Tags=[{**tag, "PropagateAtLaunch": True} for tag in _tags()],
+                        Tags=[{**tag, "PropagateAtLaunch": True} for tag in tags()],
                         **settings,
                     ),
                     self.clock,
