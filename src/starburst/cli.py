@@ -99,11 +99,17 @@ _profile = click.option("--profile", default=None, help="AWS profile (default: c
 @main.command()
 @_region
 @_profile
-def setup(region: str | None, profile: str | None) -> None:
+@click.option(
+    "--ec2",
+    is_flag=True,
+    help="Also set up the ec2 backend: instance role, cluster, launch templates, Spot and "
+    "on-demand Auto Scaling groups (empty until a run), S3 endpoint. Free while idle.",
+)
+def setup(region: str | None, profile: str | None, ec2: bool) -> None:
     """Create everything starburst needs in your AWS account (safe to run again)."""
     from .aws.provision import setup as run_setup
 
-    run_setup(region, profile, say=click.echo)
+    run_setup(region, profile, say=click.echo, ec2=ec2)
 
 
 @main.command()
@@ -250,15 +256,20 @@ def _local_logs(files: list[Any], tail: int, follow: bool) -> None:
 def quota(ctx: click.Context, region: str | None, profile: str | None) -> None:
     """Show the Fargate vCPU quotas, what is in use, and how many workers fit.
 
+    After `starburst setup --ec2`, the EC2 vCPU quotas too.
     `starburst quota request VCPUS` asks AWS for more; `starburst quota check ID` follows it.
     """
     ctx.obj = {"region": region, "profile": profile}
     if ctx.invoked_subcommand is not None:
         return
-    from .aws.quotas import SIZES
+    from .aws.connection import connect
+    from .aws.quotas import SIZES, ec2_quotas
     from .aws.quotas import quota as read_quota
+    from .config import Config
 
     quotas = read_quota(region, profile)
+    if Config.load().aws.get("ec2"):
+        quotas += ec2_quotas(connect(region, profile))
     for found in quotas:
         limit = "unknown" if found.limit is None else f"{found.limit:g} vCPUs"
         click.echo(f"{found.label} ({found.code}): limit {limit}, {found.used:g} vCPUs in use")

@@ -36,7 +36,7 @@ _PERMISSION_CODES = {"AccessDenied", "AccessDeniedException", "UnauthorizedOpera
 
 
 #: The AWS services starburst calls through ``Aws.client`` (a misspelt name is a type error).
-Service = Literal["ec2", "ecr", "ecs", "iam", "logs", "s3", "service-quotas", "sts"]
+Service = Literal["autoscaling", "ec2", "ecr", "ecs", "iam", "logs", "s3", "service-quotas", "sts"]
 
 #: Connections a client keeps open: enough for the store's parallel transfers.
 MAX_POOL_CONNECTIONS = 32

@@ -398,23 +398,36 @@ def _outcome(created: bool, fixed: bool) -> str:
 def read_quotas(aws: Aws) -> dict[str, float | None]:
     """The Fargate vCPU quotas (on-demand and spot) that apply to this account and region."""
     quotas = aws.client("service-quotas")
-    found: dict[str, float | None] = {}
-    for label, code in (
-        ("fargate on-demand", r.FARGATE_ON_DEMAND_QUOTA),
-        ("fargate spot", r.FARGATE_SPOT_QUOTA),
-    ):
-        found[label] = None  # unknown, when neither the account's nor the default answers
-        for read in (quotas.get_service_quota, quotas.get_aws_default_service_quota):
-            try:
-                found[label] = float(read(ServiceCode="fargate", QuotaCode=code)["Quota"]["Value"])
-                break
-            except botocore.exceptions.ClientError:
-                continue
-    return found
+    return {
+        label: read_quota(quotas, "fargate", code)
+        for label, code in (
+            ("fargate on-demand", r.FARGATE_ON_DEMAND_QUOTA),
+            ("fargate spot", r.FARGATE_SPOT_QUOTA),
+        )
+    }
 
 
-def setup(region: str | None = None, profile: str | None = None, say: Say = print) -> SetupReport:
-    """Create (or complete, or check) everything starburst needs in this account and region."""
+def read_quota(quotas: Any, service: str, code: str) -> float | None:
+    """The value of quota ``code`` of ``service`` in this account (else its AWS default);
+    ``None`` when neither answers."""
+    for read in (quotas.get_service_quota, quotas.get_aws_default_service_quota):
+        try:
+            return float(read(ServiceCode=service, QuotaCode=code)["Quota"]["Value"])
+        except botocore.exceptions.ClientError:
+            continue
+    return None
+
+
+def setup(
+    region: str | None = None,
+    profile: str | None = None,
+    say: Say = print,
+    ec2: bool = False,
+    clock: Any = None,
+) -> SetupReport:
+    """Create (or complete, or check) everything starburst needs in this account and region;
+    with ``ec2``, also what the ec2 backend's instances run on (``ec2_setup``; ``clock``
+    times its waits)."""
     aws = connect(region, profile)
     say(f"starburst setup: account {aws.account_id}, region {aws.region}")
     work = _Provisioner(aws, say)
@@ -425,6 +438,12 @@ def setup(region: str | None = None, profile: str | None = None, say: Say = prin
     log_group = work.log_group()
     subnets, security_group = work.network()
     work.quotas()
+    config = work.config
+    ec2_part = config.aws.get("ec2")
+    if ec2:
+        from .ec2_setup import SYSTEM_CLOCK, Ec2Provisioner
+
+        ec2_part = Ec2Provisioner(work, clock or SYSTEM_CLOCK).run(subnets, security_group)
     wanted = {
         "account_id": aws.account_id,
         "region": aws.region,
@@ -436,8 +455,8 @@ def setup(region: str | None = None, profile: str | None = None, say: Say = prin
         "subnets": subnets,
         "security_group": security_group,
         "assign_public_ip": True,
+        **({"ec2": ec2_part} if ec2_part else {}),
     }
-    config = work.config
     if config.aws != wanted:
         config.aws = wanted
         path = config.save()
@@ -448,17 +467,23 @@ def setup(region: str | None = None, profile: str | None = None, say: Say = prin
     return work.report
 
 
-def teardown(region: str | None = None, profile: str | None = None, say: Say = print) -> list[str]:
-    """Remove every resource setup created (tagged as starburst's), and nothing else."""
+def teardown(
+    region: str | None = None, profile: str | None = None, say: Say = print, clock: Any = None
+) -> list[str]:
+    """Remove every resource setup created (tagged as starburst's), and nothing else: the
+    ec2 backend's first (its instances use the security group)."""
+    from .ec2_setup import SYSTEM_CLOCK, teardown_ec2
+
     aws = connect(region, profile)
     names = r.Names(aws.account_id, aws.region)
-    removed: list[str] = []
+    config = Config.load()
+    set_up = bool(config.aws.get("ec2"))
+    removed: list[str] = teardown_ec2(aws, names, say, set_up, clock or SYSTEM_CLOCK)
     for remove in (_remove_cluster, _remove_bucket, _remove_repository, _remove_log_group):
         removed += remove(aws, names, say)
     for role in (names.execution_role, names.former_task_role, *leftover_session_roles(aws)):
         removed += _remove_role(aws, role, say)
     removed += _remove_security_group(aws, names, say)
-    config = Config.load()
     if config.aws:
         config.aws = {}
         config.save()
@@ -612,6 +637,10 @@ def setup_status(region: str | None = None, profile: str | None = None) -> dict[
             lambda: bool(iam.get_role(RoleName=names.execution_role))
         )
         running = len(_all_tasks(ecs, names.cluster)) if checks["cluster"] == "ok" else 0
+    if config.aws.get("ec2"):
+        from .ec2_setup import ec2_status
+
+        checks.update(ec2_status(aws, names))
     return {
         "account_id": aws.account_id,
         "region": aws.region,

@@ -1,8 +1,10 @@
-"""Fargate vCPU quotas: the limits that apply, what is in use, what fits, and increases.
+"""vCPU quotas: the limits that apply, what is in use, what fits, and increases.
 
-On-demand tasks count against ``L-3032A538``, Fargate Spot tasks against ``L-36FBB829``.
-Usage is the vCPUs of the account's Fargate tasks that are running or about to (every
-cluster in the region), counted from ECS itself.
+On-demand Fargate tasks count against ``L-3032A538``, Fargate Spot tasks against
+``L-36FBB829``; usage is the vCPUs of the account's Fargate tasks that are running or about
+to (every cluster in the region), counted from ECS itself. The ec2 backend's instances count
+against the EC2 quotas (``resources.EC2_QUOTAS``, by family and Spot or not), their usage
+counted from the running instances.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..backends.ec2.instances import CATALOGUE
 from ..errors import ConfigurationError
 from . import resources as r
 from .connection import Aws, connect, translate_errors
-from .provision import read_quotas
+from .provision import read_quota, read_quotas
 
 SERVICE_CODE = "fargate"
 #: Worker sizes (vCPUs) shown by ``starburst quota``.
@@ -29,10 +32,11 @@ class VcpuQuota:
     spot: bool
     limit: float | None  # None: Service Quotas did not answer
     used: float
+    service: str = "Fargate"  # or the EC2 instances it counts: "EC2 standard", "EC2 G and VT"
 
     @property
     def label(self) -> str:
-        return "Fargate Spot" if self.spot else "Fargate On-Demand"
+        return f"{self.service} {'Spot' if self.spot else 'On-Demand'}"
 
     @property
     def free(self) -> float | None:
@@ -118,6 +122,45 @@ def fargate_quotas(aws: Aws) -> list[VcpuQuota]:
         VcpuQuota(r.FARGATE_ON_DEMAND_QUOTA, False, limits["fargate on-demand"], used[False]),
         VcpuQuota(r.FARGATE_SPOT_QUOTA, True, limits["fargate spot"], used[True]),
     ]
+
+
+def ec2_quota_limits(aws: Aws) -> dict[str, float | None]:
+    """The four EC2 vCPU quotas (``resources.EC2_QUOTAS``) by label; ``None``: unknown."""
+    client = aws.client("service-quotas")
+    return {label: read_quota(client, "ec2", code) for label, code, _, _ in r.EC2_QUOTAS}
+
+
+def ec2_usage(aws: Aws) -> dict[tuple[bool, bool], float]:
+    """vCPUs of the account's running and starting instances: {(spot?, G or VT?): vCPUs},
+    counting the families each quota covers (standard: A, C, D, H, I, M, R, T, Z)."""
+    ec2 = aws.client("ec2")
+    used = {(spot, gpu): 0.0 for spot in (False, True) for gpu in (False, True)}
+    states = {"Name": "instance-state-name", "Values": ["pending", "running"]}
+    with translate_errors("count the EC2 vCPUs in use"):
+        for page in ec2.get_paginator("describe_instances").paginate(Filters=[states]):
+            for instance in (i for res in page["Reservations"] for i in res["Instances"]):
+                family = instance["InstanceType"].split(".")[0]
+                gpu = family.startswith(("g", "vt"))
+                if not gpu and family[0] not in "acdhimrtz":
+                    continue  # (P, F, X, Inf... count against quotas of their own)
+                cpu = instance.get("CpuOptions")
+                if cpu:
+                    vcpus = cpu["CoreCount"] * cpu.get("ThreadsPerCore", 1)
+                else:  # (an answer without it: what the catalogue says of the type)
+                    known = CATALOGUE.get(instance["InstanceType"])
+                    vcpus = known.vcpus if known else 0
+                used[(instance.get("InstanceLifecycle") == "spot", gpu)] += vcpus
+    return used
+
+
+def ec2_quotas(aws: Aws) -> list[VcpuQuota]:
+    """The EC2 vCPU quotas the ec2 backend's instances count against, with their usage."""
+    limits, used = ec2_quota_limits(aws), ec2_usage(aws)
+    return [
+        VcpuQuota(code, spot, limits[label], used[(spot, gpu)],
+                  "EC2 G and VT" if gpu else "EC2 standard")
+        for label, code, spot, gpu in r.EC2_QUOTAS
+    ]  # fmt: skip
 
 
 def quota(region: str | None = None, profile: str | None = None) -> list[VcpuQuota]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 #: Every resource starburst creates carries this tag; teardown removes only what carries it.
 TAG_KEY = "starburst"
@@ -12,6 +12,20 @@ TAG_VALUE = "managed"
 
 FARGATE_ON_DEMAND_QUOTA = "L-3032A538"
 FARGATE_SPOT_QUOTA = "L-36FBB829"
+#: EC2 vCPU quotas (service code ``ec2``): (label, code, spot?, GPU families?).
+EC2_QUOTAS = (
+    ("ec2 standard on-demand", "L-1216C47A", False, False),
+    ("ec2 standard spot", "L-34B43A08", True, False),
+    ("ec2 G and VT on-demand", "L-DB2E81BA", False, True),
+    ("ec2 G and VT spot", "L-3819A6DF", True, True),
+)
+#: The capacities of the ec2 backend: an Auto Scaling group and a capacity provider each.
+EC2_CAPACITIES = ("spot", "on-demand")
+#: Launch templates of the ec2 backend, one per kind of instance.
+EC2_TEMPLATE_KINDS = ("x86_64", "arm64", "gpu")
+INSTANCE_ROLE_POLICY_ARN = (
+    "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"
+)
 EXECUTION_POLICY_NAME = "starburst-image-and-logs"
 #: What setup attached to the execution role before it scoped its own policy: detached now.
 FORMER_EXECUTION_POLICY_ARN = (
@@ -38,6 +52,24 @@ class Names:
 
     account_id: str
     region: str
+    #: The ECS cluster of the ec2 backend (its own: capacity providers replace a cluster's
+    #: whole list, and the PROVISIONING quota is per cluster).
+    ec2_cluster: ClassVar[str] = "starburst-ec2"
+
+    @property
+    def instance_role(self) -> str:
+        """The role of the ec2 backend's instances (the ECS agent's), and its profile."""
+        return f"starburst-instance-{self.region}"
+
+    @staticmethod
+    def launch_template(kind: str) -> str:
+        """The launch template of one kind of instance (``EC2_TEMPLATE_KINDS``)."""
+        return "starburst-" + kind.replace("_", "-")
+
+    @staticmethod
+    def capacity(capacity: str) -> str:
+        """The Auto Scaling group, and its capacity provider, of ``spot`` or ``on-demand``."""
+        return "starburst-" + capacity
 
     @property
     def bucket(self) -> str:
