@@ -12,7 +12,7 @@ import pytest
 import starburst
 from starburst.options import RunOptions
 
-WORKERS = ["workers", "cpu", "memory", "backend", "spot"]
+WORKERS = ["workers", "cpu", "memory", "backend", "spot", "gpus", "instance_types", "arch"]
 RUN = ["chunk_size", "errors", "retries", "retry_exceptions", "timeout", "seed", "strict"]
 COST = ["max_cost", "cost_alert"]
 

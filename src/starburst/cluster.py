@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -56,12 +56,22 @@ class Cluster:
         backend: str | Backend | None = None,
         *,
         spot: bool = False,
+        gpus: int = 0,
+        instance_types: Sequence[str] | None = None,
+        arch: str | None = None,
         progress: bool | None = None,
         max_cost: float | None = None,
         cost_alert: float | None = None,
     ) -> None:
         self.spec = WorkerSpec.build(
-            backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot
+            backend=backend,
+            workers=workers,
+            cpu=cpu,
+            memory=memory,
+            spot=spot,
+            gpus=gpus,
+            instance_types=instance_types,
+            arch=arch,
         )
         self.limits = CostLimits.build(max_cost, cost_alert)
         self.progress = show_progress(progress)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Unpack
 
@@ -86,6 +86,9 @@ def session(
     backend: str | Backend | None = None,
     *,
     spot: bool = False,
+    gpus: int = 0,
+    instance_types: Sequence[str] | None = None,
+    arch: str | None = None,
     ttl: str | float = "24h",
     max_cost: float | None = None,
     cost_alert: float | None = None,
@@ -96,7 +99,16 @@ def session(
     workers stop whatever remains; ``Session.extend`` moves it. ``max_cost`` caps what its
     workers may cost, even while no client is attached. Workers start with the first run.
     """
-    spec = WorkerSpec.build(backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot)
+    spec = WorkerSpec.build(
+        backend=backend,
+        workers=workers,
+        cpu=cpu,
+        memory=memory,
+        spot=spot,
+        gpus=gpus,
+        instance_types=instance_types,
+        arch=arch,
+    )
     limits = CostLimits.build(max_cost, cost_alert)
     driver = Driver.new(spec, limits, detached=True, ttl=parse_ttl(ttl))
     driver.start(launch=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .cluster import Cluster
@@ -33,6 +33,9 @@ class Executor(concurrent.futures.Executor):
         *,
         max_workers: int | None = None,
         spot: bool = False,
+        gpus: int = 0,
+        instance_types: Sequence[str] | None = None,
+        arch: str | None = None,
         progress: bool = False,
         max_cost: float | None = None,
         cost_alert: float | None = None,
@@ -53,6 +56,9 @@ class Executor(concurrent.futures.Executor):
             memory,
             backend,
             spot=spot,
+            gpus=gpus,
+            instance_types=instance_types,
+            arch=arch,
             progress=progress,
             max_cost=max_cost,
             cost_alert=cost_alert,

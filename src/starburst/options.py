@@ -19,7 +19,7 @@ import functools
 import inspect
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, TypedDict, TypeVar, get_type_hints
 
@@ -109,6 +109,10 @@ class WorkerSpec:
     cpu: float
     memory_mib: int | None
     spot: bool = False
+    gpus: int = 0
+    #: Families (``"c7i"``) or exact types (``"c7i.2xlarge"``); empty: the backend chooses.
+    instance_types: tuple[str, ...] = ()
+    arch: str | None = None  # "x86_64" or "arm64"; None: the backend chooses
 
     @property
     def processes(self) -> int:
@@ -129,6 +133,9 @@ class WorkerSpec:
         cpu: int | float | None,
         memory: str | int | float | None,
         spot: bool = False,
+        gpus: int = 0,
+        instance_types: Sequence[str] | None = None,
+        arch: str | None = None,
     ) -> WorkerSpec:
         """Validate the user's choices and fill in the backend's defaults."""
         chosen = choose_backend(backend)
@@ -145,13 +152,27 @@ class WorkerSpec:
                 f"{chosen.name} backend has none"
             )
         count = chosen.default_workers() if count is None else count
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+            raise ConfigurationError(f"gpus={gpus!r} must be a whole number of GPUs, e.g. gpus=1")
+        if isinstance(instance_types, str):
+            instance_types = [instance_types]
+        types = tuple(instance_types or ())
+        if not all(isinstance(name, str) for name in types):
+            raise ConfigurationError(
+                f"instance_types={instance_types!r} must be names, e.g. ['c7i', 'm7i.2xlarge']"
+            )
         count, cpu, memory_mib = chosen.fit(count, cpu, parse_memory(memory))
+        cpu = float(cpu) if cpu is not None else 1.0
+        chosen.fit_instances(cpu, memory_mib, gpus, types, arch)
         return cls(
             backend=chosen,
             workers=count,
-            cpu=float(cpu) if cpu is not None else 1.0,
+            cpu=cpu,
             memory_mib=memory_mib,
             spot=spot,
+            gpus=gpus,
+            instance_types=types,
+            arch=arch,
         )
 
 
@@ -230,6 +251,9 @@ class ClusterKeywords(TypedDict, total=False):
     memory: str | int | float | None
     backend: str | Backend | None
     spot: bool
+    gpus: int
+    instance_types: Sequence[str] | None
+    arch: str | None
     progress: bool | None
     max_cost: float | None
     cost_alert: float | None
@@ -257,6 +281,9 @@ DEFAULTS: dict[str, Any] = {
     "memory": None,
     "backend": None,
     "spot": False,
+    "gpus": 0,
+    "instance_types": None,
+    "arch": None,
     **{field.name: field.default for field in fields(RunOptions)},
     "progress": None,
     "max_cost": None,

@@ -11,7 +11,7 @@ one line to ``registry.py``'s ``BUILT_IN`` (or call ``register``), and run
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -173,6 +173,9 @@ class Backend(ABC):
     #: Whether a worker's memory is capped (``memory=``): one that runs out is stopped by the
     #: platform, and ``WorkerInfo.fault`` says ``"out_of_memory"``.
     limits_memory: bool = False
+    #: Whether workers run on instance types the user may choose (``gpus``,
+    #: ``instance_types``, ``arch``): see ``fit_instances``.
+    chooses_instances: bool = False
 
     def __str__(self) -> str:
         return self.name
@@ -191,6 +194,29 @@ class Backend(ABC):
         rounded up to a size it offers); refuse with ``ConfigurationError`` (naming the bad
         value and the valid ones) what it cannot run. Called before anything is launched."""
         return workers, cpu, memory_mib
+
+    def fit_instances(
+        self,
+        cpu: float,
+        memory_mib: int | None,
+        gpus: int,
+        instance_types: Sequence[str],
+        arch: str | None,
+    ) -> None:
+        """Refuse with ``ConfigurationError`` GPUs, instance types or an architecture this
+        backend cannot give a worker of ``cpu`` and ``memory_mib`` (by default: any of
+        them, since it chooses no instances). Called after ``fit``, before anything is
+        launched."""
+        from ..errors import ConfigurationError
+
+        asked = {"gpus": gpus, "instance_types": list(instance_types), "arch": arch}
+        for option, value in asked.items():
+            if value:
+                raise ConfigurationError(
+                    f"{option}={value!r} needs a backend that runs workers on instance types "
+                    f"you choose, e.g. backend='ec2'; the {self.name} backend does not: "
+                    f"leave {option} out, or use backend='ec2'"
+                )
 
     @abstractmethod
     def place(self, spec: WorkerSpec, session_id: str, detached: bool) -> Placement:

@@ -20,6 +20,7 @@ from .base import Backend
 BUILT_IN = {
     "local": "starburst.backends.local:LocalBackend",
     "fargate": "starburst.backends.fargate:FargateBackend",
+    "ec2": "starburst.backends.ec2:Ec2Backend",
 }
 #: The entry-point group through which an installed package offers a backend.
 ENTRY_POINT_GROUP = "starburst.backends"

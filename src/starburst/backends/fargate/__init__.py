@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..base import Backend, Placement
+from ..base import Backend
 
 if TYPE_CHECKING:
     from ...cost.prices import PriceBook
     from ...options import WorkerSpec
     from ...store import Store
+    from ..base import Placement
 
 
 class FargateBackend(Backend):
@@ -42,16 +43,13 @@ class FargateBackend(Backend):
         return place_on_fargate(spec, session_id)
 
     def reopen(self, session_id: str, store: Store, launch: dict[str, Any]) -> Placement:
-        import functools
+        from ..ecs_tasks import reopen_session
+        from .fleet import FargateFleet
 
-        from .fleet import FargateFleet, discard_session
-
-        fleet = FargateFleet.from_launch(launch)
-        discard = functools.partial(discard_session, store, fleet, session_id)
-        return Placement(store, fleet, discard, launch)
+        return reopen_session(FargateFleet, session_id, store, launch)
 
     def session_stores(self) -> list[Store]:
-        from .fleet import account_store
+        from ..ecs_tasks import account_store
 
         store = account_store()
         return [] if store is None else [store]

@@ -1,211 +1,94 @@
-"""The Fargate backend: each worker is an ECS task started with RunTask.
+"""The Fargate backend's fleet: each worker is an ECS task on Fargate (or Fargate Spot),
+started with RunTask as ``ecs_tasks`` does for every ECS fleet.
 
-Tasks get only pointers (store URL, session id, processes) in their command; credentials
-come from the task role. Tasks are launched at most ten per call, paced under ECS's launch
-rate, and RunTask's ``failures`` are handled: capacity is retried (spot falls back to
-on-demand after repeated failures), a vCPU quota shortfall runs with the workers that fit.
-A launch is one pass: what does not start is reported in ``shortfall``, and the driver asks
-again later (never a wait here, which would hold up the call).
+What is Fargate's own: the task size is one of Fargate's pairs, tasks use awsvpc networking
+with a public IP, and spot falls back to on-demand after repeated launches found no Fargate
+Spot capacity.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-import logging
-import sys
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import botocore.exceptions
-
-from ...aws import resources as r
-from ...aws.connection import Aws, connect, translate_errors
-from ...aws.quotas import fargate_quotas, quota_notice
-from ...aws.session_roles import create_session_role, remove_session_role
-from ...config import Config
+from ...aws.connection import Aws
+from ...aws.quotas import fargate_quotas
 from ...cost.prices import PriceBook, fargate_prices
-from ...env.prune import record_session_image
-from ...errors import SetupRequiredError, StarburstError
-from ...settings import resolve
+from ...errors import StarburstError
 from ...store import Store
-from ...store.s3 import S3Store, account_bucket
-from ..base import Fleet, LaunchRequest, LaunchShortfall, WorkerFault, WorkerInfo, WorkerState
+from ..ecs_tasks import EcsTaskFleet, place_session
 from .sizes import fargate_size
 
 if TYPE_CHECKING:
     from ...options import WorkerSpec
-    from ..base import Placement
+    from ..base import LaunchRequest, Placement
 
-log = logging.getLogger("starburst")
-
-#: RunTask starts at most this many tasks per call.
-RUN_TASK_BATCH = 10
-#: ECS's limits per account and region: RunTask calls per second, and the task-launch token
-#: bucket (a burst of 100 tasks, refilled at 20 tasks per second).
-_CALLS_PER_SECOND = 20.0
-_LAUNCH_BURST = 100.0
-_LAUNCHES_PER_SECOND = 20.0
 #: Launches in a row that found no spot capacity before spot falls back to on-demand.
 _CAPACITY_RETRIES = 3
-_QUOTA_REASON = "vcpu"
-_CONTAINER = "worker"
-_STREAM_PREFIX = "worker"
-#: A session's role is made as the session starts, and IAM takes a few seconds to show a
-#: new role everywhere: until then ECS refuses it. Such refusals are retried this long.
-_ROLE_PROPAGATION_SECONDS = 60.0
-_NEW_ROLE_REFUSALS = ("Role is not valid", "unable to assume the role")
 
 
-class FargateFleet(Fleet):
+class FargateFleet(EcsTaskFleet):
     """Workers as ECS tasks on Fargate (or Fargate Spot)."""
 
     name = "fargate"
-    check_interval = 3.0  # DescribeTasks for up to 100 tasks a call
 
     def __init__(self, aws: Aws, resources: dict[str, Any], image: str) -> None:
-        self.aws = aws
-        self.resources = resources
-        self.image = image
-        self.ecs = aws.client("ecs")
-        self.logs = aws.client("logs")
-        self._arns: dict[str, str] = {}  # worker id (task id) -> task ARN
-        self._task_definitions: dict[tuple[str, int, int], str] = {}
-        self._last_call = 0.0
-        self._launch_tokens = _LAUNCH_BURST
-        self._refilled = time.monotonic()
-        self._notices: list[str] = []
+        super().__init__(aws, resources, image)
         self._capacity_failures = 0  # launches in a row that found no capacity
         self.spot_fallback = False
 
-    @classmethod
-    def from_launch(cls, launch: dict[str, Any]) -> FargateFleet:
-        """The backend a session's record describes (``place_on_fargate``'s ``launch``)."""
-        resources = launch["resources"]
-        backend = cls(connect(resources.get("region")), resources, launch["image"])
-        cpu_units, memory_mib = launch["size"]  # registered by the client: reuse it as is
-        backend._task_definitions[(launch["image"], cpu_units, memory_mib)] = launch[
-            "task_definition"
-        ]
-        return backend
+    @property
+    def cluster(self) -> str:
+        return str(self.resources["cluster"])
 
-    # Task definitions ------------------------------------------------------------------------
+    def size(self, spec: WorkerSpec) -> tuple[int, int]:
+        return fargate_size(spec.cpu, spec.memory_mib)
 
-    def task_definition(self, cpu_units: int, memory_mib: int) -> str:
-        """The task definition for this image and size, registered once and then reused."""
-        key = (self.image, cpu_units, memory_mib)
-        if key in self._task_definitions:
-            return self._task_definitions[key]
-        body = self._task_definition_body(cpu_units, memory_mib)
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:12]
-        family = f"{self.resources['task_family']}-{digest}"
-        with translate_errors("find the worker task definition"):
-            try:
-                found = self.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
-                arn = found["taskDefinitionArn"] if found.get("status") == "ACTIVE" else ""
-            except botocore.exceptions.ClientError:
-                arn = ""
-            if not arn:
-                arn = _once_the_role_is_seen(
-                    lambda: self.ecs.register_task_definition(family=family, **body)
-                )["taskDefinition"]["taskDefinitionArn"]
-        self._task_definitions[key] = arn
-        return arn
-
-    def _task_definition_body(self, cpu_units: int, memory_mib: int) -> dict[str, Any]:
+    def task_definition_body(self, cpu_units: int, memory_mib: int) -> dict[str, Any]:
         return {
             "networkMode": "awsvpc",
             "requiresCompatibilities": ["FARGATE"],
             "cpu": str(cpu_units),
             "memory": str(memory_mib),
             "runtimePlatform": {"cpuArchitecture": "X86_64", "operatingSystemFamily": "LINUX"},
-            "executionRoleArn": self.resources["execution_role_arn"],
-            "taskRoleArn": self.resources["task_role_arn"],
             "containerDefinitions": [
-                {
-                    "name": _CONTAINER,
-                    "image": self.image,
-                    "essential": True,
-                    "memory": memory_mib,
-                    "command": ["python", "-m", "starburst.worker"],
-                    "stopTimeout": 120,
-                    "environment": [{"name": "PYTHONUNBUFFERED", "value": "1"}],
-                    "logConfiguration": {
-                        "logDriver": "awslogs",
-                        "options": {
-                            "awslogs-group": self.resources["log_group"],
-                            "awslogs-region": self.aws.region,
-                            "awslogs-stream-prefix": _STREAM_PREFIX,
-                        },
-                    },
-                }
+                self.container(memory_mib, ["python", "-m", "starburst.worker"])
             ],
-            "tags": [{"key": r.TAG_KEY, "value": r.TAG_VALUE}],
+            **self.roles(),
         }
 
-    def task_definitions(self) -> list[str]:
-        """The task definitions this backend registered or was given."""
-        return sorted(set(self._task_definitions.values()))
+    def placement(self, spot: bool) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "networkConfiguration": {
+                "awsvpcConfiguration": {
+                    "subnets": self.resources["subnets"],
+                    "securityGroups": [self.resources["security_group"]],
+                    "assignPublicIp": "ENABLED"
+                    if self.resources.get("assign_public_ip", True)
+                    else "DISABLED",
+                }
+            }
+        }
+        if spot and not self.spot_fallback:
+            params["capacityProviderStrategy"] = [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+        else:
+            params["launchType"] = "FARGATE"
+        return params
 
-    def adopt_task_definitions(self, family: str) -> None:
-        """Take in every task definition registered under ``family`` (a session's, found by
-        its name when the session's record cannot say which)."""
-        with translate_errors(f"list the task definitions of {family}"):
-            pages = self.ecs.get_paginator("list_task_definitions").paginate(familyPrefix=family)
-            for page in pages:
-                for arn in page.get("taskDefinitionArns", []):
-                    self._task_definitions[(arn, 0, 0)] = arn
-
-    # Launching -------------------------------------------------------------------------------
+    def on_spot(self, task: dict[str, Any]) -> bool:
+        return task.get("capacityProviderName") == "FARGATE_SPOT"
 
     def launch(self, request: LaunchRequest, stripes: list[int]) -> list[str]:
-        spec = request.spec
-        cpu_units, memory_mib = fargate_size(spec.cpu, spec.memory_mib)
-        definition = self.task_definition(cpu_units, memory_mib)
-        command = [
-            "python", "-m", "starburst.worker", "--store", request.store_url,
-            "--session", request.session_id, "--processes", str(spec.processes),
-        ]  # fmt: skip
-        ids: list[str] = []
-        wanted = len(stripes)
-        self.shortfall = None
-        while len(ids) < wanted:
-            batch = min(RUN_TASK_BATCH, wanted - len(ids))
-            try:
-                started, reasons = self._run_tasks(
-                    definition, command, batch, spec.spot, request.session_id
-                )
-            except StarburstError as exc:
-                if not ids:
-                    raise
-                # Tasks already started must still be watched (and billed): report them.
-                self._notices.append(f"started {len(ids)} of {wanted} workers, then: {exc}")
-                break
-            ids += started
-            if reasons:  # the next batches would fail alike: the driver asks again later
-                self.shortfall = LaunchShortfall(reasons[0], _failure_kind(reasons))
-                if self.shortfall.kind == "capacity":
-                    self._note_no_capacity(spec.spot)
-                elif self.shortfall.kind == "quota" and self._arns:  # (none: QuotaError)
-                    self._notices.append(quota_notice(wanted, len(self._arns), spec.cpu))
-                break
+        ids = super().launch(request, stripes)
         if self.shortfall is None:
             self._capacity_failures = 0
         return ids
 
-    def _note_no_capacity(self, spot: bool) -> None:
+    def no_capacity(self, spec: WorkerSpec) -> None:
         """Count launches without capacity; spot falls back to on-demand after a few."""
         self._capacity_failures += 1
-        if self._capacity_failures >= _CAPACITY_RETRIES and spot and not self.spot_fallback:
+        if self._capacity_failures >= _CAPACITY_RETRIES and spec.spot and not self.spot_fallback:
             self.spot_fallback = True
             self._notices.append("Fargate Spot has no capacity right now: using on-demand workers.")
-
-    def take_notices(self) -> list[str]:
-        notices, self._notices = self._notices, []
-        return notices
 
     def price_book(self) -> PriceBook:
         return fargate_prices(self.aws)
@@ -225,273 +108,15 @@ class FargateFleet(Fleet):
         )
         return fits, about
 
-    def _run_tasks(
-        self, definition: str, command: list[str], count: int, spot: bool, session_id: str
-    ) -> tuple[list[str], list[str]]:
-        self._pace(count)
-        params: dict[str, Any] = {
-            "cluster": self.resources["cluster"],
-            "taskDefinition": definition,
-            "count": count,
-            "startedBy": session_id,  # how `find` (in any process) lists the session's tasks
-            "networkConfiguration": {
-                "awsvpcConfiguration": {
-                    "subnets": self.resources["subnets"],
-                    "securityGroups": [self.resources["security_group"]],
-                    "assignPublicIp": "ENABLED"
-                    if self.resources.get("assign_public_ip", True)
-                    else "DISABLED",
-                }
-            },
-            "overrides": {"containerOverrides": [{"name": _CONTAINER, "command": command}]},
-            "tags": [
-                {"key": r.TAG_KEY, "value": r.TAG_VALUE},
-                {"key": r.SESSION_TAG_KEY, "value": session_id},  # its role's own tasks
-            ],
-        }
-        if spot and not self.spot_fallback:
-            params["capacityProviderStrategy"] = [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
-        else:
-            params["launchType"] = "FARGATE"
-        with translate_errors("start workers with RunTask"):
-            answer = _once_the_role_is_seen(lambda: self.ecs.run_task(**params))
-        started = []
-        for task in answer.get("tasks", []):
-            worker_id = task["taskArn"].rsplit("/", 1)[1]
-            self._arns[worker_id] = task["taskArn"]
-            started.append(worker_id)
-        return started, [f.get("reason", "") for f in answer.get("failures", [])]
-
-    def _pace(self, tasks: int) -> None:
-        """Wait until a RunTask call for ``tasks`` fits under ECS's rate limits."""
-        now = time.monotonic()
-        self._launch_tokens = min(
-            _LAUNCH_BURST, self._launch_tokens + (now - self._refilled) * _LAUNCHES_PER_SECOND
-        )
-        self._refilled = now
-        wait = max(
-            self._last_call + 1.0 / _CALLS_PER_SECOND - now,
-            (tasks - self._launch_tokens) / _LAUNCHES_PER_SECOND,
-        )
-        if wait > 0:
-            time.sleep(wait)
-        self._launch_tokens -= tasks
-        self._last_call = time.monotonic()
-
-    # Watching and stopping -------------------------------------------------------------------
-
-    def describe(self, worker_ids: list[str]) -> list[WorkerInfo]:
-        infos = []
-        for start in range(0, len(worker_ids), 100):
-            batch = worker_ids[start : start + 100]
-            with translate_errors("check on the workers"):
-                answer = self.ecs.describe_tasks(
-                    cluster=self.resources["cluster"], tasks=[self._arns[w] for w in batch]
-                )
-            by_arn = {task["taskArn"]: task for task in answer.get("tasks", [])}
-            for worker_id in batch:
-                task = by_arn.get(self._arns[worker_id])
-                infos.append(_worker_info(worker_id, task))
-        return infos
-
-    def find(self, session_id: str) -> list[WorkerInfo]:
-        """The session's tasks, running and recently stopped (ECS shows stopped tasks for
-        about an hour), as ``RunTask`` tagged them with ``startedBy``."""
-        for status in ("RUNNING", "STOPPED"):
-            with translate_errors("list the session's workers"):
-                pages = self.ecs.get_paginator("list_tasks").paginate(
-                    cluster=self.resources["cluster"], startedBy=session_id, desiredStatus=status
-                )
-                for page in pages:
-                    for arn in page.get("taskArns", []):
-                        self._arns.setdefault(arn.rsplit("/", 1)[1], arn)
-        return self.describe(sorted(self._arns))
-
-    def stop(self, worker_ids: list[str], grace: bool = True) -> None:
-        if not worker_ids:
-            return
-        with ThreadPoolExecutor(max_workers=min(16, len(worker_ids))) as pool:
-            for done in [pool.submit(self._stop_one, worker_id) for worker_id in worker_ids]:
-                done.result()
-
-    def _stop_one(self, worker_id: str) -> None:
-        with translate_errors("stop a worker"):
-            try:
-                self.ecs.stop_task(
-                    cluster=self.resources["cluster"],
-                    task=self._arns[worker_id],
-                    reason="starburst: the work is over",
-                )
-            except botocore.exceptions.ClientError as exc:
-                if "InvalidParameter" not in str(exc):
-                    raise
-
-    def log_tail(self, worker_id: str, lines: int = 20) -> str:
-        stream = f"{_STREAM_PREFIX}/{_CONTAINER}/{worker_id}"
-        try:
-            events = self.logs.get_log_events(
-                logGroupName=self.resources["log_group"],
-                logStreamName=stream,
-                limit=lines,
-                startFromHead=False,
-            )["events"]
-        except botocore.exceptions.ClientError:
-            return ""
-        return "\n".join(event["message"] for event in events)
-
-
-def _failure_kind(reasons: list[str]) -> str:
-    """What RunTask's failure reasons say: ``quota`` (the vCPU limit), ``capacity`` (none to
-    spare now: "Capacity is unavailable...", ``RESOURCE:...``), else ``refused``."""
-    texts = [reason.lower() for reason in reasons]
-    if any(_QUOTA_REASON in text for text in texts):
-        return "quota"
-    if any("capacity" in text or text.startswith("resource") for text in texts):
-        return "capacity"
-    return "refused"
-
-
-def _once_the_role_is_seen(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """``call()``, retried with backoff while ECS refuses the session's new role as unknown
-    (for up to ``_ROLE_PROPAGATION_SECONDS``)."""
-    deadline = time.monotonic() + _ROLE_PROPAGATION_SECONDS
-    pause = 0.5
-    while True:
-        try:
-            return call()
-        except botocore.exceptions.ClientError as exc:
-            message = str(exc.response.get("Error", {}).get("Message", ""))
-            if not any(refusal in message for refusal in _NEW_ROLE_REFUSALS):
-                raise
-            if time.monotonic() + pause > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, 8.0)
-
-
-#: What a Fargate user waits through before a task works, by the task's ``lastStatus``.
-_PHASES = {"PROVISIONING": "provisioning", "PENDING": "pulling image", "ACTIVATING": "starting"}
-
-
-def _worker_info(worker_id: str, task: dict[str, Any] | None) -> WorkerInfo:
-    if task is None:
-        return WorkerInfo(worker_id, "stopped", reason="the task is no longer known to ECS")
-    status = task.get("lastStatus", "")
-    state: WorkerState = "pending"
-    if status in ("RUNNING", "DEACTIVATING", "STOPPING"):
-        state = "running"
-    elif status in ("DEPROVISIONING", "STOPPED"):
-        state = "stopped"
-    phase = _PHASES.get(status, state)
-    container = (task.get("containers") or [{}])[0]
-    stop_code = task.get("stopCode", "")
-    reason = " ".join(
-        part for part in (stop_code, task.get("stoppedReason"), container.get("reason")) if part
-    )
-    return WorkerInfo(
-        worker_id,
-        state,
-        phase=phase,
-        exit_code=container.get("exitCode"),
-        reason=reason or None,
-        fault=_fault(stop_code, container),
-        started_at=_timestamp(task.get("startedAt")),
-        stopped_at=_timestamp(task.get("stoppedAt")),
-        billed_from=_timestamp(task.get("pullStartedAt") or task.get("startedAt")),
-        spot=task.get("capacityProviderName") == "FARGATE_SPOT",
-    )
-
-
-def _fault(stop_code: str, container: dict[str, Any]) -> WorkerFault | None:
-    """Why a task stopped, decided by its stop code first (spot exits look like OOM)."""
-    if stop_code in ("SpotInterruption", "TerminationNotice"):
-        return "interrupted"
-    if "OutOfMemoryError" in (container.get("reason") or ""):
-        return "out_of_memory"
-    if stop_code == "TaskFailedToStart":
-        return "failed_to_start"
-    return None
-
-
-def _timestamp(value: Any) -> float | None:
-    return value.timestamp() if hasattr(value, "timestamp") else None
-
-
-def _environment_image(aws: Aws) -> str:
-    """The worker image of the local environment, built and pushed the first time."""
-    from ...env.build import ensure_image
-
-    def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
-    return ensure_image(aws, Config.load().aws, progress=say).uri
-
 
 def place_on_fargate(spec: WorkerSpec, session_id: str) -> Placement:
-    """The S3 store and Fargate backend of the configured account (spot runs on X86_64)."""
-    from ..base import Placement
-
-    config = Config.load()
-    resources = config.aws
-    if not resources.get("bucket"):
-        raise SetupRequiredError(
-            "starburst is not set up in this AWS account yet: run `starburst setup` (about "
-            "two minutes), then try again"
-        )
-    aws = connect(resources.get("region"))
-    image = resolve("image") or _environment_image(aws)
-    store = account_bucket(aws, resources)
-    record_session_image(store, session_id, image)  # `starburst env prune` keeps it
-    names = r.Names(resources["account_id"], aws.region)
-    session_resources = {
-        **resources,
-        "task_role_arn": create_session_role(aws, names, session_id, resolve("worker_policy")),
-        "task_family": names.session_task_family(session_id),
-    }
-    fleet = FargateFleet(aws, session_resources, image)
-    discard = functools.partial(discard_session, store, fleet, session_id)
-    size = fargate_size(spec.cpu, spec.memory_mib)
-    try:
-        definition = fleet.task_definition(*size)
-    except BaseException:
-        discard()  # (the role made above)
-        raise
-    launch = {
-        "resources": session_resources,
-        "image": image,
-        "size": list(size),
-        "task_definition": definition,
-    }
-    return Placement(store, fleet, discard, launch)
-
-
-def discard_session(store: Store, fleet: FargateFleet, session_id: str) -> None:
-    """Delete a session's records and data from the bucket, its task definitions and its
-    workers' role."""
-    for prefix in (f"sessions/{session_id}/", f"data/{session_id}/"):
-        store.delete_prefix(prefix)
-    with translate_errors(f"remove the task definitions of session {session_id}"):
-        for arn in fleet.task_definitions():
-            fleet.ecs.deregister_task_definition(taskDefinition=arn)
-    names = r.Names(fleet.resources["account_id"], fleet.aws.region)
-    remove_session_role(fleet.aws, names, session_id)
+    """The S3 store and Fargate fleet of the configured account (spot runs on X86_64)."""
+    return place_session(FargateFleet, spec, session_id)
 
 
 def discard_unreadable(store: Store, session_id: str) -> None:
-    """Remove a session whose record cannot be read (damaged, or from a newer starburst),
-    finding what it made by name: stop its tasks, then ``discard_session``."""
-    resources = Config.load().aws
-    aws = connect(resources.get("region"))
-    family = r.Names(resources["account_id"], aws.region).session_task_family(session_id)
-    fleet = FargateFleet(aws, {**resources, "task_family": family}, image="")
-    fleet.stop([info.worker_id for info in fleet.find(session_id) if info.state != "stopped"])
-    fleet.adopt_task_definitions(family)
-    discard_session(store, fleet, session_id)
+    """Remove a session whose record cannot be read: its Fargate tasks, definitions, role
+    and data."""
+    from ..ecs_tasks import discard_unreadable as discard
 
-
-def account_store() -> S3Store | None:
-    """The configured account's bucket, or None when starburst is not set up for AWS."""
-    resources = Config.load().aws
-    if not resources.get("bucket"):
-        return None
-    return account_bucket(connect(resources.get("region")), resources)
+    discard(FargateFleet, store, session_id)
