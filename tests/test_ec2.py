@@ -4,6 +4,7 @@ metadata, and the instances given back when the call ends."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 import starburst
 from starburst.aws import resources as r
+from starburst.errors import ConfigurationError
 
 pytestmark = pytest.mark.usefixtures("aws", "ec2_quotas_unknown")
 
@@ -64,3 +66,109 @@ def test_a_map_packs_workers_on_instances_of_two_types_and_scales_to_zero(aws: A
     types = [o["InstanceType"] for o in policy["Overrides"]]
     assert types == ["c7i.large", "c7i.xlarge"]  # this run's types, set before its launch
     assert _live_instances(aws) == [] and group["DesiredCapacity"] == 0  # scaled to zero
+
+
+def test_a_worker_no_instance_type_can_carry_is_refused_before_any_aws_call(aws: Any) -> None:
+    with pytest.raises(ConfigurationError, match=r"memory=600GB does not fit any size of"):
+        starburst.map(square, range(3), backend="ec2", cpu=2, memory="600GB")
+    with pytest.raises(ConfigurationError, match=r"gpus=1 needs a GPU instance type.*g6"):
+        starburst.map(square, range(3), backend="ec2", gpus=1, instance_types=["c7i"])
+    with pytest.raises(ConfigurationError, match=r"gpus=1 needs a backend .* backend='ec2'"):
+        starburst.map(square, range(3), backend="fargate", gpus=1)
+    assert sum(aws.calls.values()) == 0
+
+
+def _tasks() -> list[dict[str, Any]]:
+    ecs = boto3.client("ecs")
+    arns = [
+        arn
+        for status in ("RUNNING", "STOPPED")
+        for arn in ecs.list_tasks(cluster=CLUSTER, desiredStatus=status)["taskArns"]
+    ]
+    return ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"] if arns else []
+
+
+def test_a_gpu_worker_is_placed_only_on_a_gpu_type(aws: Any) -> None:
+    starburst.setup(say=_quiet, ec2=True)
+    results = starburst.map(square, range(20), workers=2, gpus=1, memory="8GB", backend="ec2")
+    assert results == [x * x for x in range(20)]
+    launched = _launched()
+    assert launched and all(kind.startswith("g") for kind in launched.values())
+    definition = boto3.client("ecs").describe_task_definition(
+        taskDefinition=_tasks()[0]["taskDefinitionArn"]
+    )["taskDefinition"]
+    (container,) = definition["containerDefinitions"]
+    assert container["resourceRequirements"] == [{"type": "GPU", "value": "1"}]
+    assert _live_instances(aws) == []
+
+
+@pytest.mark.parametrize("notice", [True, False], ids=["notice", "no-notice"])
+def test_a_spot_interruption_loses_nothing_and_counts_no_retry(aws: Any, notice: bool) -> None:
+    """One instance of two is reclaimed mid-run: with a Spot notice first, its workers give
+    their chunks back and leave before it goes; without one, its tasks are lost with it
+    (TerminationNotice). Either way every result comes back once with ``retries=0``: a
+    loss counted as an attempt would fail its items."""
+    starburst.setup(say=_quiet, ec2=True)
+    with starburst.Cluster(
+        workers=4, backend="ec2", spot=True, instance_types=["c7i.large"], progress=False
+    ) as cluster:
+        results: list[list[int]] = []
+        call = threading.Thread(
+            target=lambda: results.append(
+                cluster.map(slow_square, range(300), chunk_size=10, retries=0)
+            )
+        )
+        call.start()
+        victim = _an_instance_running_work(aws)
+        on_victim = [t["taskArn"] for t in _tasks() if aws.ec2.host_of(t["taskArn"]) == victim]
+        if notice:
+            aws.faults.spot_notice(victim)
+            _wait_until_stopped(on_victim)  # the workers saw the notice and left
+        aws.faults.terminate_instance(victim)
+        call.join(120)
+        assert results == [[x * x for x in range(300)]]
+        fleet = cluster.driver.fleet
+        lost = fleet.describe([arn.rsplit("/", 1)[1] for arn in on_victim])
+        for info in lost:
+            if notice:
+                assert "spot interruption notice" in fleet.log_tail(info.worker_id, lines=50)
+                assert info.exit_code == 0 and info.fault is None
+            else:
+                assert info.fault == "interrupted" and info.spot, info
+    assert len(_launched()) >= 3  # the group replaced the lost instance
+    assert _live_instances(aws) == []
+
+
+def _an_instance_running_work(aws: Any) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        running = [t for t in _tasks() if t["lastStatus"] == "RUNNING"]
+        if len(running) == 4:
+            time.sleep(1.0)  # (a chunk or two done)
+            host = aws.ec2.host_of(running[0]["taskArn"])
+            assert host is not None
+            return str(host)
+        time.sleep(0.1)
+    raise AssertionError("the workers never ran")
+
+
+def _wait_until_stopped(arns: list[str]) -> None:
+    deadline = time.monotonic() + 30
+    ecs = boto3.client("ecs")
+    while time.monotonic() < deadline:
+        tasks = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"]
+        if all(t["lastStatus"] == "STOPPED" for t in tasks):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the notified workers did not leave")
+
+
+def test_a_detached_session_runs_on_ec2_and_leaves_no_instance(aws: Any) -> None:
+    starburst.setup(say=_quiet, ec2=True)
+    session = starburst.session(workers=2, backend="ec2", ttl=300)
+    try:
+        session.map(square, range(50))
+        assert session.collect(timeout=60) == [[x * x for x in range(50)]]
+    finally:
+        session.cleanup()
+    assert _live_instances(aws) == []
