@@ -1,5 +1,6 @@
 """The backend contract: every backend passes these cases unchanged (``local``, ``fargate``
-on the emulator, and ``tiny``, a backend written for this test in ``tiny_backend.py``).
+and ``ec2`` on the emulator, and ``tiny``, a backend written for this test in
+``tiny_backend.py``).
 
 A backend that passes works with every front end. Where a case cannot apply to a backend,
 the skip names the trait that excuses it (e.g. a backend without spot capacity is never
@@ -32,14 +33,16 @@ from starburst.engine.claims import Claim
 from starburst.engine.driver import Driver
 from starburst.options import WorkerSpec
 
-BACKENDS = ["local", "fargate", tiny_backend.TinyBackend.name]
+BACKENDS = ["local", "fargate", "ec2", tiny_backend.TinyBackend.name]
+#: The backends that run on the emulated AWS.
+ON_AWS = ("fargate", "ec2")
 #: How long a worker may take to reach a state (a Fargate task on the emulator: a few s).
 WAIT_SECONDS = 30.0
 
 
 @dataclass
 class Subject:
-    """The backend under test, and the emulated AWS it runs on (Fargate only)."""
+    """The backend under test, and the emulated AWS it runs on (Fargate and EC2 only)."""
 
     backend: Backend
     aws: Any = None
@@ -47,19 +50,36 @@ class Subject:
     def spec(self, *, spot: bool = False, memory: str | None = None) -> WorkerSpec:
         return WorkerSpec.build(backend=self.backend, workers=1, cpu=1, memory=memory, spot=spot)
 
+    def interrupt(self, driver: Driver, worker: str) -> None:
+        """The provider takes a running spot worker away: Fargate Spot stops the task; on
+        EC2, the instance under it is terminated."""
+        if self.backend.name == "fargate":
+            self.aws.faults.spot_interruption(task_arn=worker, after=0.0, grace=0.5)
+            return
+        cluster = Config.load().aws["ec2"]["cluster"]
+        arns = self.aws.client("ecs").list_tasks(cluster=cluster)["taskArns"]
+        (arn,) = [a for a in arns if a.endswith(worker)]
+        self.aws.faults.terminate_instance(self.aws.ec2.host_of(arn))
+
 
 @pytest.fixture(params=BACKENDS)
 def subject(
     request: pytest.FixtureRequest, private_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Subject:
-    """Each backend in turn; Fargate on one emulated AWS for the whole module, set up once."""
-    if request.param != "fargate":
+    """Each backend in turn; Fargate and EC2 on one emulated AWS for the whole module, set
+    up once."""
+    if request.param not in ON_AWS:
         return Subject(backend_named(request.param))
     aws = request.getfixturevalue("module_aws")
     monkeypatch.setenv("STARBURST_CONFIG_DIR", str(aws.config_dir))
-    if not Config.load().aws.get("bucket"):
+    if request.param == "ec2" and not Config.load().aws.get("ec2"):
+        # (moto answers AWS's default quotas with a 500: "unknown", as AWS would say it)
+        aws.faults.error("GetAWSDefaultServiceQuota", "NoSuchResourceException", times=None)
+        starburst.setup(say=lambda line: None, ec2=True)
+        aws.faults.clear_errors("GetAWSDefaultServiceQuota")
+    elif not Config.load().aws.get("bucket"):
         starburst.setup(say=lambda line: None)
-    return Subject(backend_named("fargate"), aws)
+    return Subject(backend_named(request.param), aws)
 
 
 @contextlib.contextmanager
@@ -260,7 +280,7 @@ def test_an_interruption_by_the_provider_is_classified(subject: Subject) -> None
     with idle_session(subject, subject.spec(spot=True)) as driver:
         (worker,) = launch(driver, [0])
         wait_for(driver, worker, running)
-        subject.aws.faults.spot_interruption(task_arn=worker, after=0.0, grace=0.5)
+        subject.interrupt(driver, worker)
         info = wait_for(driver, worker, stopped)
         assert info.fault == "interrupted" and info.spot
 
