@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from test_fargate import _quiet, square
 
 import starburst
 from starburst.aws import resources as r
@@ -24,14 +25,6 @@ CLUSTER = r.Names.ec2_cluster
 def ec2_quotas_unknown(aws: Any) -> None:
     """moto answers AWS's default quotas with a 500: say "unknown" as AWS would."""
     aws.faults.error("GetAWSDefaultServiceQuota", "NoSuchResourceException", times=None)
-
-
-def _quiet(_: str) -> None:
-    pass
-
-
-def square(x: int) -> int:
-    return x * x
 
 
 def slow_square(x: int) -> int:
@@ -171,4 +164,30 @@ def test_a_detached_session_runs_on_ec2_and_leaves_no_instance(aws: Any) -> None
         assert session.collect(timeout=60) == [[x * x for x in range(50)]]
     finally:
         session.cleanup()
+    assert _live_instances(aws) == []
+
+
+def test_too_many_tasks_waiting_for_instances_is_back_pressure(aws: Any) -> None:
+    """RunTask refuses tasks beyond the cluster's PROVISIONING limit with an exception: the
+    launch stops there and the rest are asked for again once instances take the first."""
+    starburst.setup(say=_quiet, ec2=True)
+    aws.ec2.provisioning_limit = 10
+    results = starburst.map(slow_square, range(200), workers=14, backend="ec2", spot=True)
+    assert results == [x * x for x in range(200)]
+
+    assert aws.calls["RunTask"] >= 3  # 10, then 4 refused, then 4 again
+    assert len([t for t in _tasks() if t.get("startedBy")]) == 14
+    assert _live_instances(aws) == []
+
+
+def test_a_small_vcpu_quota_starts_the_instances_it_holds_and_says_so(aws: Any, capsys) -> None:
+    starburst.setup(say=_quiet, ec2=True)
+    aws.quotas.set("L-34B43A08", 4)
+    results = starburst.map(
+        square, range(100), workers=8, backend="ec2", spot=True, instance_types=["c7i.large"]
+    )
+    assert results == [x * x for x in range(100)]
+    assert "starting 2 of the 4 instances these workers need: the EC2 standard Spot vCPU quota" in (
+        capsys.readouterr().err
+    )
     assert _live_instances(aws) == []

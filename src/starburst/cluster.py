@@ -64,15 +64,9 @@ class Cluster:
         cost_alert: float | None = None,
     ) -> None:
         self.spec = WorkerSpec.build(
-            backend=backend,
-            workers=workers,
-            cpu=cpu,
-            memory=memory,
-            spot=spot,
-            gpus=gpus,
-            instance_types=instance_types,
-            arch=arch,
-        )
+            backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot, gpus=gpus,
+            instance_types=instance_types, arch=arch,
+        )  # fmt: skip
         self.limits = CostLimits.build(max_cost, cost_alert)
         self.progress = show_progress(progress)
         self._driver: Driver | None = None

@@ -100,15 +100,9 @@ def session(
     workers may cost, even while no client is attached. Workers start with the first run.
     """
     spec = WorkerSpec.build(
-        backend=backend,
-        workers=workers,
-        cpu=cpu,
-        memory=memory,
-        spot=spot,
-        gpus=gpus,
-        instance_types=instance_types,
-        arch=arch,
-    )
+        backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot, gpus=gpus,
+        instance_types=instance_types, arch=arch,
+    )  # fmt: skip
     limits = CostLimits.build(max_cost, cost_alert)
     driver = Driver.new(spec, limits, detached=True, ttl=parse_ttl(ttl))
     driver.start(launch=False)

@@ -162,18 +162,18 @@ class WorkerSpec:
                 f"instance_types={instance_types!r} must be names, e.g. ['c7i', 'm7i.2xlarge']"
             )
         count, cpu, memory_mib = chosen.fit(count, cpu, parse_memory(memory))
-        cpu = float(cpu) if cpu is not None else 1.0
-        chosen.fit_instances(cpu, memory_mib, gpus, types, arch)
-        return cls(
+        spec = cls(
             backend=chosen,
             workers=count,
-            cpu=cpu,
+            cpu=float(cpu) if cpu is not None else 1.0,
             memory_mib=memory_mib,
             spot=spot,
             gpus=gpus,
             instance_types=types,
             arch=arch,
         )
+        chosen.fit_instances(spec)
+        return spec
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ one line to ``registry.py``'s ``BUILT_IN`` (or call ``register``), and run
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -195,21 +195,13 @@ class Backend(ABC):
         value and the valid ones) what it cannot run. Called before anything is launched."""
         return workers, cpu, memory_mib
 
-    def fit_instances(
-        self,
-        cpu: float,
-        memory_mib: int | None,
-        gpus: int,
-        instance_types: Sequence[str],
-        arch: str | None,
-    ) -> None:
-        """Refuse with ``ConfigurationError`` GPUs, instance types or an architecture this
-        backend cannot give a worker of ``cpu`` and ``memory_mib`` (by default: any of
-        them, since it chooses no instances). Called after ``fit``, before anything is
-        launched."""
+    def fit_instances(self, spec: WorkerSpec) -> None:
+        """Refuse with ``ConfigurationError`` the GPUs, instance types or architecture that
+        this backend cannot give ``spec``'s workers (by default: any of them, since it
+        chooses no instances). Called after ``fit``, before anything is launched."""
         from ..errors import ConfigurationError
 
-        asked = {"gpus": gpus, "instance_types": list(instance_types), "arch": arch}
+        asked = {"gpus": spec.gpus, "instance_types": list(spec.instance_types), "arch": spec.arch}
         for option, value in asked.items():
             if value:
                 raise ConfigurationError(

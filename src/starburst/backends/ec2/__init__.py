@@ -8,7 +8,6 @@ instances are ``fleet.py``'s, the choice of instance types ``instances.py``'s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..base import Backend
@@ -44,21 +43,15 @@ class Ec2Backend(Backend):
         cpu = 1 if cpu is None else cpu
         return workers, cpu, memory_mib or default_memory_mib(cpu)
 
-    def fit_instances(
-        self,
-        cpu: float,
-        memory_mib: int | None,
-        gpus: int,
-        instance_types: Sequence[str],
-        arch: str | None,
-    ) -> None:
+    def fit_instances(self, spec: WorkerSpec) -> None:
         """Refuse, before any AWS call, a worker no instance type can carry (the error
         names the value and the fix)."""
         from .fleet import default_memory_mib
         from .instances import choose_instance_types
 
-        memory = memory_mib or default_memory_mib(cpu)
-        choose_instance_types(cpu, memory, gpus, list(instance_types) or None, arch)
+        memory = spec.memory_mib or default_memory_mib(spec.cpu)
+        types = list(spec.instance_types) or None
+        choose_instance_types(spec.cpu, memory, spec.gpus, types, spec.arch)
 
     def place(self, spec: WorkerSpec, session_id: str, detached: bool) -> Placement:
         from .fleet import place_on_ec2
