@@ -18,7 +18,9 @@ from starburst.cli import main
 from starburst.config import Config
 from starburst.errors import SetupRequiredError
 
-pytestmark = pytest.mark.usefixtures("aws", "ec2_quotas_unknown")
+pytestmark = pytest.mark.usefixtures("aws")
+#: The vCPU quotas the tests give the emulated account (standard on-demand, standard Spot).
+QUOTAS = {"on-demand": ("L-1216C47A", 160.0), "spot": ("L-34B43A08", 320.0)}
 
 NAMES = r.Names("123456789012", "us-east-1")
 TAG = {"Key": r.TAG_KEY, "Value": r.TAG_VALUE}
@@ -28,11 +30,10 @@ def _quiet(_: str) -> None:
     pass
 
 
-@pytest.fixture
-def ec2_quotas_unknown(aws) -> None:
-    """The emulator knows no EC2 quota (moto answers the AWS default with a 500): say so
-    as AWS would for an unknown quota, so that setup falls back to its default group size."""
-    aws.faults.error("GetAWSDefaultServiceQuota", "NoSuchResourceException", times=None)
+@pytest.fixture(autouse=True)
+def ec2_quotas(aws) -> None:
+    for code, vcpus in QUOTAS.values():
+        aws.quotas.set(code, vcpus)
 
 
 class FakeClock:
@@ -137,7 +138,8 @@ def test_setup_ec2_creates_each_resource_with_its_settings() -> None:
     for capacity in r.EC2_CAPACITIES:
         group = groups[NAMES.capacity(capacity)]
         assert (group["MinSize"], group["DesiredCapacity"]) == (0, 0)
-        assert group["MaxSize"] == ec2_resources.DEFAULT_MAX_INSTANCES  # quota unknown here
+        types = ec2_setup.choose_instance_types(*ec2_setup.SETUP_WORKER)
+        assert group["MaxSize"] == ec2_resources.max_instances(QUOTAS[capacity][1], types)
         assert group["NewInstancesProtectedFromScaleIn"] is True
         assert sorted(group["VPCZoneIdentifier"].split(",")) == subnets
         policy = group["MixedInstancesPolicy"]
@@ -262,13 +264,14 @@ def test_other_group_errors_are_not_retried(aws) -> None:
     assert clock.sleeps == []
 
 
-def test_teardown_removes_everything_setup_ec2_made() -> None:
+def test_teardown_removes_everything_setup_ec2_made(aws) -> None:
     provision.setup(say=_quiet, ec2=True)
     # Instances up (protected from scale-in, as ECS keeps busy ones): teardown empties
     # the groups before it deletes them.
     boto3.client("autoscaling").set_desired_capacity(
         AutoScalingGroupName=NAMES.capacity("spot"), DesiredCapacity=2
     )
+    aws.ec2.wait_for_instances(2, NAMES.capacity("spot"))
     made = _tagged_everywhere()
     assert all(made.values()), made
     assert len(made["instances"]) == 2
@@ -316,11 +319,11 @@ def test_cli_setup_ec2_and_status_show_it() -> None:
     boto3.client("ecs").put_cluster_capacity_providers(
         cluster=NAMES.ec2_cluster, capacityProviders=[], defaultCapacityProviderStrategy=[]
     )
-    broken = provision.status()["resources"]
+    broken = provision.setup_status()["resources"]
     assert broken[NAMES.capacity("spot")].startswith("unhealthy: its capacity provider")
     assert broken[NAMES.capacity("spot")].endswith("(run starburst setup --ec2)")
     provision.setup(say=_quiet, ec2=True)
-    assert provision.status()["resources"][NAMES.capacity("spot")].startswith("ok")
+    assert provision.setup_status()["resources"][NAMES.capacity("spot")].startswith("ok")
 
 
 def test_quota_shows_the_ec2_quotas_once_set_up(aws) -> None:
@@ -333,13 +336,12 @@ def test_quota_shows_the_ec2_quotas_once_set_up(aws) -> None:
     shown = runner.invoke(main, ["quota"])
     assert shown.exit_code == 0, shown.output
     for label, code in [
-        ("EC2 standard On-Demand", "L-1216C47A"),
         ("EC2 standard Spot", "L-34B43A08"),
         ("EC2 G and VT On-Demand", "L-DB2E81BA"),
         ("EC2 G and VT Spot", "L-3819A6DF"),
     ]:
-        assert f"{label} ({code}): limit unknown" in shown.output
-    assert "EC2 standard On-Demand (L-1216C47A): limit unknown, 8 vCPUs in use" in shown.output
+        assert f"{label} ({code}): limit " in shown.output
+    assert "EC2 standard On-Demand (L-1216C47A): limit 160 vCPUs, 8 vCPUs in use" in shown.output
 
 
 def test_group_size_follows_the_vcpu_quota() -> None:

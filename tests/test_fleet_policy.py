@@ -23,6 +23,7 @@ from starburst.engine.fleet_policy import (
     judge_stop,
     launch_count,
     stall_reason,
+    stop_times,
     stopped_workers,
     workers_within_cap,
 )
@@ -158,3 +159,16 @@ def test_the_cost_cap_stops_the_fleet() -> None:
     assert launch_count(missing=10, affordable=workers_within_cap(1.0, hourly, 0.955)) == 4
     assert launch_count(missing=10, affordable=workers_within_cap(1.0, hourly, 0.995)) == 0
     assert not cap_reached(0.99, 1.0) and cap_reached(1.0, 1.0) and not cap_reached(9.0, None)
+
+
+def test_a_worker_stopped_when_it_said_it_exited_not_when_the_backend_noticed() -> None:
+    """The status view counts a session's cost to a worker's exit heartbeat: the ledger
+    records the same time, so the cost does not move once the workers have stopped."""
+    infos = {
+        "w1": WorkerInfo("w1", "stopped", stopped_at=1005.0),  # noticed 5 s after its exit
+        "w2": WorkerInfo("w2", "stopped", stopped_at=1003.0),  # killed: no exit written
+        "w3": WorkerInfo("w3", "stopped"),  # the backend does not say
+    }
+    beats = {"w1": (1000.0, True), "w2": (990.0, False), "w3": (995.0, False)}
+    times = stop_times(["w1", "w2", "w3", "w4"], infos, beats, now=1010.0)
+    assert times == {"w1": 1000.0, "w2": 1003.0, "w3": 995.0, "w4": 1010.0}

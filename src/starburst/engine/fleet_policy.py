@@ -132,13 +132,17 @@ def stop_times(
     beats: Mapping[str, tuple[float, bool]],
     now: float,
 ) -> dict[str, float]:
-    """When each stopped worker stopped: as the backend says, else its last heartbeat (a
-    supervisor step may come long after: the cost must not grow in between), else ``now``."""
+    """When each stopped worker stopped: its own last heartbeat when it wrote that it exited
+    (what ``engine/status.py`` counts the cost to, so that a session's cost does not move
+    once its workers have stopped; a backend may report only when it noticed the exit), else
+    as the backend says, else its last heartbeat (a supervisor step may come long after: the
+    cost must not grow in between), else ``now``."""
     times = {}
     for worker in stopped:
         info = infos.get(worker)
         reported = info.stopped_at if info is not None else None
-        times[worker] = reported or beats.get(worker, (now, True))[0]
+        beat, exited = beats.get(worker, (now, False))
+        times[worker] = beat if exited else reported or beat
     return times
 
 
