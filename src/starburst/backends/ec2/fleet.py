@@ -172,29 +172,32 @@ class Ec2Fleet(EcsTaskFleet):
 
     def release_capacity(self, session_id: str) -> None:
         """Once the session's tasks have stopped (waiting up to ``_STOP_WAIT_SECONDS``),
-        drain and terminate every instance of starburst's groups that runs no task: never
-        one that still runs another session's work."""
+        terminate every instance of starburst's groups that runs no task: registered ones
+        are drained first, never one that still runs another session's work; one still
+        booting (a managed-scaling step that came too late) goes too, unless tasks of
+        another session wait for capacity."""
         deadline = time.monotonic() + _STOP_WAIT_SECONDS
         while any(info.state != "stopped" for info in self.find(session_id)):
             if time.monotonic() > deadline:
                 break
             time.sleep(1.0)
         with translate_errors("give back the session's empty instances"):
-            empty = self._empty_instances()
-            if not empty:
-                return
-            self.ecs.update_container_instances_state(
-                cluster=self.cluster, containerInstances=list(empty), status="DRAINING"
-            )
-            # A task placed between the look and the drain keeps its instance.
-            busy = self._busy(list(empty))
-            if busy:
+            empty, booting = self._idle_instances()
+            if empty:
                 self.ecs.update_container_instances_state(
-                    cluster=self.cluster, containerInstances=busy, status="ACTIVE"
+                    cluster=self.cluster, containerInstances=list(empty), status="DRAINING"
                 )
-            for arn, (instance_id, group) in empty.items():
-                if arn in busy:
-                    continue
+                # A task placed between the look and the drain keeps its instance.
+                busy = self._busy(list(empty))
+                if busy:
+                    self.ecs.update_container_instances_state(
+                        cluster=self.cluster, containerInstances=busy, status="ACTIVE"
+                    )
+                for arn in busy:
+                    del empty[arn]
+            if booting and self._tasks_waiting():
+                booting = {}
+            for instance_id, group in [*empty.values(), *booting.items()]:
                 self.autoscaling.set_instance_protection(
                     AutoScalingGroupName=group,
                     InstanceIds=[instance_id],
@@ -204,14 +207,18 @@ class Ec2Fleet(EcsTaskFleet):
                     InstanceId=instance_id, ShouldDecrementDesiredCapacity=True
                 )
 
-    def _empty_instances(self) -> dict[str, tuple[str, str]]:
-        """Container instance ARN -> (instance id, group) of each instance of starburst's
-        groups that runs and expects no task."""
+    def _idle_instances(self) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+        """The instances of starburst's groups that run and expect no task: registered
+        ones (container instance ARN -> (instance id, group)) and those not registered
+        yet (instance id -> group)."""
         groups = self.autoscaling.describe_auto_scaling_groups(
             AutoScalingGroupNames=list(self.ec2["groups"].values())
         )["AutoScalingGroups"]
         group_of = {
-            i["InstanceId"]: g["AutoScalingGroupName"] for g in groups for i in g["Instances"]
+            i["InstanceId"]: g["AutoScalingGroupName"]
+            for g in groups
+            for i in g["Instances"]
+            if i["LifecycleState"] in ("Pending", "InService")
         }
         arns = [
             arn
@@ -220,19 +227,20 @@ class Ec2Fleet(EcsTaskFleet):
             )
             for arn in page["containerInstanceArns"]
         ]
-        empty = {}
+        empty: dict[str, tuple[str, str]] = {}
+        registered: set[str] = set()
         for start in range(0, len(arns), 100):
             described = self.ecs.describe_container_instances(
                 cluster=self.cluster, containerInstances=arns[start : start + 100]
             )["containerInstances"]
             for ci in described:
+                instance_id = ci["ec2InstanceId"]
+                registered.add(instance_id)
                 idle = ci["runningTasksCount"] + ci["pendingTasksCount"] == 0
-                if idle and ci["ec2InstanceId"] in group_of:
-                    empty[ci["containerInstanceArn"]] = (
-                        ci["ec2InstanceId"],
-                        group_of[ci["ec2InstanceId"]],
-                    )
-        return empty
+                if idle and instance_id in group_of:
+                    empty[ci["containerInstanceArn"]] = (instance_id, group_of[instance_id])
+        booting = {i: g for i, g in group_of.items() if i not in registered}
+        return empty, booting
 
     def _busy(self, arns: list[str]) -> list[str]:
         described = self.ecs.describe_container_instances(
@@ -243,6 +251,15 @@ class Ec2Fleet(EcsTaskFleet):
             for ci in described
             if ci["runningTasksCount"] + ci["pendingTasksCount"] > 0
         ]
+
+    def _tasks_waiting(self) -> bool:
+        """Whether any task in the cluster still waits for an instance."""
+        arns = self.ecs.list_tasks(cluster=self.cluster, desiredStatus="RUNNING")["taskArns"]
+        for start in range(0, len(arns), 100):
+            tasks = self.ecs.describe_tasks(cluster=self.cluster, tasks=arns[start : start + 100])
+            if any(t["lastStatus"] == "PROVISIONING" for t in tasks["tasks"]):
+                return True
+        return False
 
 
 def default_memory_mib(cpu: float) -> int:
