@@ -176,6 +176,8 @@ class Backend(ABC):
     #: Whether workers run on instance types the user may choose (``gpus``,
     #: ``instance_types``, ``arch``): see ``fit_instances``.
     chooses_instances: bool = False
+    #: Whether instances can outlive a call's workers for the next call (``keep_warm``).
+    keeps_warm: bool = False
 
     def __str__(self) -> str:
         return self.name

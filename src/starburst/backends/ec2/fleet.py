@@ -12,7 +12,8 @@ Started with RunTask as ``ecs_tasks`` does for every ECS fleet; what is EC2's ow
   that carry this worker size and its desired capacity raised to the fewest instances that
   carry the workers, within the vCPU quota (a notice says when the quota is the limit);
 * when the session ends, its empty instances are drained and terminated (scale to zero),
-  never one that runs another session's tasks.
+  never one that runs another session's tasks; with ``keep_warm`` they stay up for the next
+  call until a time the groups carry (``warmth.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ...errors import SetupRequiredError, StarburstError
 from ...store import Store
 from ..ecs_tasks import EcsTaskFleet, discard_unreadable, place_session
 from .instances import InstanceType, choose_instance_types, fewest_instances
+from .warmth import keep_warm_until, warm_until
 
 if TYPE_CHECKING:
     from ...options import WorkerSpec
@@ -104,9 +106,16 @@ class Ec2Fleet(EcsTaskFleet):
         types = self.instance_types(spec)
         gpus = int(self.resources.get("gpus") or 0)
         plan = fewest_instances(count, cpu_units / 1024, memory_mib, types, gpus)
-        capacity = "spot" if spec.spot else "on-demand"
-        wanted = self._within_quota(plan.count, types, spec.spot, gpus > 0)
-        self._set_group(self.ec2["groups"][capacity], types, wanted)
+        group_name = self.ec2["groups"]["spot" if spec.spot else "on-demand"]
+        with translate_errors(f"read the Auto Scaling group {group_name}"):
+            group = self.autoscaling.describe_auto_scaling_groups(
+                AutoScalingGroupNames=[group_name]
+            )["AutoScalingGroups"][0]
+        have = group["DesiredCapacity"]  # (warm instances among them: keep_warm)
+        more = plan.count - have
+        if more > 0:
+            more = self._within_quota(more, types, spec.spot, gpus > 0)
+        self._set_group(group, types, have + max(more, 0))
 
     def instance_types(self, spec: WorkerSpec) -> list[InstanceType]:
         """The types that carry this session's workers (its choice, kept in its record)."""
@@ -120,7 +129,7 @@ class Ec2Fleet(EcsTaskFleet):
         )
 
     def _within_quota(self, wanted: int, types: list[InstanceType], spot: bool, gpus: bool) -> int:
-        """``wanted`` instances, or as many as the free vCPU quota holds (saying so)."""
+        """``wanted`` more instances, or as many as the free vCPU quota holds (saying so)."""
         try:
             quota = next(
                 q for q in ec2_quotas(self.aws) if q.spot == spot and "G and VT" not in q.service
@@ -143,13 +152,11 @@ class Ec2Fleet(EcsTaskFleet):
         )
         return fits
 
-    def _set_group(self, group_name: str, types: list[InstanceType], wanted: int) -> None:
-        """Give ``group_name`` this run's types and at least ``wanted`` instances."""
+    def _set_group(self, group: dict[str, Any], types: list[InstanceType], wanted: int) -> None:
+        """Give ``group`` this run's types and ``wanted`` instances."""
         names = r.Names(self.resources["account_id"], self.aws.region)
+        group_name = group["AutoScalingGroupName"]
         with translate_errors(f"start instances in the Auto Scaling group {group_name}"):
-            group = self.autoscaling.describe_auto_scaling_groups(
-                AutoScalingGroupNames=[group_name]
-            )["AutoScalingGroups"][0]
             policy = {
                 "LaunchTemplate": {
                     "LaunchTemplateSpecification": {
@@ -160,28 +167,41 @@ class Ec2Fleet(EcsTaskFleet):
                 },
                 "InstancesDistribution": group["MixedInstancesPolicy"]["InstancesDistribution"],
             }
-            desired = max(group["DesiredCapacity"], wanted)
             self.autoscaling.update_auto_scaling_group(
                 AutoScalingGroupName=group_name,
                 MixedInstancesPolicy=policy,  # (whole: a partial one is dropped)
-                MaxSize=max(group["MaxSize"], desired),
-                DesiredCapacity=desired,
+                MaxSize=max(group["MaxSize"], wanted),
+                DesiredCapacity=wanted,
             )
 
     # Scale to zero -------------------------------------------------------------------------
 
     def release_capacity(self, session_id: str) -> None:
         """Once the session's tasks have stopped (waiting up to ``_STOP_WAIT_SECONDS``),
-        terminate every instance of starburst's groups that runs no task: registered ones
-        are drained first, never one that still runs another session's work; one still
-        booting (a managed-scaling step that came too late) goes too, unless tasks of
-        another session wait for capacity."""
+        give back the empty instances (``release_idle``), unless they are kept warm: by this
+        session's ``keep_warm`` (which moves the groups' warm time on) or an earlier one's."""
         deadline = time.monotonic() + _STOP_WAIT_SECONDS
         while any(info.state != "stopped" for info in self.find(session_id)):
             if time.monotonic() > deadline:
                 break
             time.sleep(1.0)
-        with translate_errors("give back the session's empty instances"):
+        groups = list(self.ec2["groups"].values())
+        with translate_errors("keep the instances warm or give them back"):
+            until = warm_until(self.autoscaling, groups)
+            keep = float(self.resources.get("keep_warm") or 0.0)
+            if keep and time.time() + keep > until:
+                until = time.time() + keep
+                keep_warm_until(self.autoscaling, groups, until)
+            if until > time.time():
+                return
+        self.release_idle()
+
+    def release_idle(self) -> None:
+        """Terminate every instance of starburst's groups that runs no task: registered
+        ones are drained first, never one that still runs another session's work; one still
+        booting (a managed-scaling step that came too late) goes too, unless tasks of
+        another session wait for capacity."""
+        with translate_errors("give back the empty instances"):
             empty, booting = self._idle_instances()
             if empty:
                 self.ecs.update_container_instances_state(
@@ -280,7 +300,12 @@ def ec2_resources(resources: dict[str, Any]) -> None:
 
 def place_on_ec2(spec: WorkerSpec, session_id: str) -> Placement:
     """The S3 store and EC2 fleet of the configured account."""
-    chosen = {"gpus": spec.gpus, "instance_types": list(spec.instance_types), "arch": spec.arch}
+    chosen = {
+        "gpus": spec.gpus,
+        "instance_types": list(spec.instance_types),
+        "arch": spec.arch,
+        "keep_warm": spec.keep_warm,
+    }
     return place_session(Ec2Fleet, spec, session_id, check=ec2_resources, chosen=chosen)
 
 
