@@ -79,6 +79,8 @@ class Fleet(ABC):
 
     #: Why the last ``launch`` started fewer workers than asked (None: it started them all).
     shortfall: LaunchShortfall | None = None
+    #: What ``quota_room`` reads, as the user's messages name it.
+    quota_name: str = "vCPU quota"
 
     @abstractmethod
     def launch(self, request: LaunchRequest, stripes: list[int]) -> list[str]:

@@ -127,6 +127,11 @@ class SessionRecord:
     state: str = "open"
     problem: str | None = None
     spot: bool = False
+    #: The instance choices of a backend that offers them (``WorkerSpec``'s fields).
+    gpus: int = 0
+    instance_types: list[str] = field(default_factory=list)
+    arch: str | None = None
+    keep_warm: float = 0.0
     max_cost: float | None = None
     cost_alert: float | None = None
     #: Dollars per worker-hour, by "on-demand" and "spot"; None where workers cost nothing.
@@ -151,7 +156,10 @@ class SessionRecord:
         from ..backends.registry import backend_named
 
         backend = backend_named(self.backend)
-        return WorkerSpec(backend, self.workers, self.cpu, self.memory_mib, self.spot)
+        return WorkerSpec(
+            backend, self.workers, self.cpu, self.memory_mib, self.spot, self.gpus,
+            tuple(self.instance_types), self.arch, self.keep_warm,
+        )  # fmt: skip
 
     def expired(self, now: float | None = None) -> bool:
         """Whether the session is past its deadline (its workers have stopped)."""

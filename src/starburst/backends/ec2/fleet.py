@@ -27,11 +27,17 @@ import botocore.exceptions
 from ...aws import resources as r
 from ...aws.connection import Aws, translate_errors
 from ...aws.ec2_resources import overrides, template_kind
-from ...aws.quotas import ec2_quotas
+from ...aws.quotas import VcpuQuota, ec2_quotas
 from ...errors import SetupRequiredError, StarburstError
 from ...store import Store
 from ..ecs_tasks import EcsTaskFleet, discard_unreadable, place_session
-from .instances import InstanceType, choose_instance_types, fewest_instances
+from .instances import (
+    InstanceType,
+    Kickstart,
+    choose_instance_types,
+    fewest_instances,
+    most_workers_within,
+)
 from .warmth import keep_warm_until, warm_until
 
 if TYPE_CHECKING:
@@ -47,6 +53,7 @@ class Ec2Fleet(EcsTaskFleet):
     """Workers as ECS tasks on starburst's EC2 instances (Spot or on-demand)."""
 
     name = "ec2"
+    quota_name = "EC2 vCPU quota"
     phases: ClassVar[dict[str, str]] = {
         "PROVISIONING": "waiting for an instance",
         "PENDING": "pulling image",
@@ -106,15 +113,11 @@ class Ec2Fleet(EcsTaskFleet):
         types = self.instance_types(spec)
         gpus = int(self.resources.get("gpus") or 0)
         plan = fewest_instances(count, cpu_units / 1024, memory_mib, types, gpus)
-        group_name = self.ec2["groups"]["spot" if spec.spot else "on-demand"]
-        with translate_errors(f"read the Auto Scaling group {group_name}"):
-            group = self.autoscaling.describe_auto_scaling_groups(
-                AutoScalingGroupNames=[group_name]
-            )["AutoScalingGroups"][0]
+        group = self._group(spec.spot)
         have = group["DesiredCapacity"]  # (warm instances among them: keep_warm)
         more = plan.count - have
         if more > 0:
-            more = self._within_quota(more, types, spec.spot, gpus > 0)
+            more = self._within_quota(more, plan, spec.spot, gpus > 0)
         self._set_group(group, types, have + max(more, 0))
 
     def instance_types(self, spec: WorkerSpec) -> list[InstanceType]:
@@ -128,20 +131,44 @@ class Ec2Fleet(EcsTaskFleet):
             self.resources.get("arch"),
         )
 
-    def _within_quota(self, wanted: int, types: list[InstanceType], spot: bool, gpus: bool) -> int:
-        """``wanted`` more instances, or as many as the free vCPU quota holds (saying so)."""
+    def quota_room(self, spec: WorkerSpec) -> tuple[int, str] | None:
+        """How many workers the group's instances (warm ones too) and the free EC2 vCPU
+        quota can carry: the quota's room is counted in the fewest instances that carry
+        them, each warm instance as carrying as few as the smallest chosen type."""
+        quota = self._quota(spec.spot, spec.gpus > 0)
+        if quota is None or quota.free is None:
+            return None
+        cpu_units, memory_mib = self.size(spec)
+        cpu, types = cpu_units / 1024, self.instance_types(spec)
+        least = min(t.workers_that_fit(cpu, memory_mib, spec.gpus) for t in types)
+        warm = self._group(spec.spot)["DesiredCapacity"] * least
+        more = most_workers_within(quota.free, spec.workers, cpu, memory_mib, types, spec.gpus)
+        about = (
+            f"({quota.label} quota {quota.code}: {quota.limit:g} vCPUs, {quota.used:g} in use; "
+            "`starburst quota` shows it, and AWS raises it on request)"
+        )
+        return warm + more, about
+
+    def _quota(self, spot: bool, gpus: bool) -> VcpuQuota | None:
+        """The EC2 vCPU quota this session's instances count against (``None``, with a
+        notice, when it cannot be read)."""
         try:
-            quota = next(
-                q for q in ec2_quotas(self.aws) if q.spot == spot and "G and VT" not in q.service
+            return next(
+                q
+                for q in ec2_quotas(self.aws)
+                if q.spot == spot and ("G and VT" in q.service) == gpus
             )
         except (StarburstError, botocore.exceptions.BotoCoreError, StopIteration) as exc:
-            self._notices.append(
-                f"could not read the EC2 vCPU quota ({exc}): asking for {wanted} instances."
-            )
+            self._notices.append(f"could not read the EC2 vCPU quota ({exc}).")
+            return None
+
+    def _within_quota(self, wanted: int, plan: Kickstart, spot: bool, gpus: bool) -> int:
+        """``wanted`` more instances of ``plan``'s, or as many as the free vCPU quota holds
+        (saying so)."""
+        quota = self._quota(spot, gpus)
+        if quota is None or quota.free is None:
             return wanted
-        if quota.free is None:
-            return wanted
-        largest = max(t.vcpus for t in types)
+        largest = max(t.vcpus for t, _ in plan.instances)
         fits = math.floor(quota.free / largest)
         if fits >= wanted:
             return wanted
@@ -151,6 +178,16 @@ class Ec2Fleet(EcsTaskFleet):
             "more; `starburst quota` shows it, and AWS raises it on request"
         )
         return fits
+
+    def _group(self, spot: bool) -> dict[str, Any]:
+        """The Spot or on-demand Auto Scaling group, as AWS describes it."""
+        name = self.ec2["groups"]["spot" if spot else "on-demand"]
+        with translate_errors(f"read the Auto Scaling group {name}"):
+            return dict(
+                self.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+                    "AutoScalingGroups"
+                ][0]
+            )
 
     def _set_group(self, group: dict[str, Any], types: list[InstanceType], wanted: int) -> None:
         """Give ``group`` this run's types and ``wanted`` instances."""
