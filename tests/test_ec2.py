@@ -167,6 +167,21 @@ def test_a_detached_session_runs_on_ec2_and_leaves_no_instance(aws: Any) -> None
     assert _live_instances(aws) == []
 
 
+def test_an_ec2_sessions_worker_logs_can_be_read(aws: Any) -> None:
+    from click.testing import CliRunner
+    from test_fargate import chatty
+
+    from starburst.cli import main
+
+    starburst.setup(say=_quiet, ec2=True)
+    with starburst.Cluster(workers=1, backend="ec2", progress=False) as cluster:
+        assert cluster.map(chatty, range(3)) == [0, 1, 2]
+        session_id = cluster.driver.session.session_id
+    shown = CliRunner().invoke(main, ["logs", session_id, "--tail", "100"])
+    assert shown.exit_code == 0, shown.output
+    assert "working on item 2" in shown.output and f"of session {session_id}" in shown.output
+
+
 def test_too_many_tasks_waiting_for_instances_is_back_pressure(aws: Any) -> None:
     """RunTask refuses tasks beyond the cluster's PROVISIONING limit with an exception: the
     launch stops there and the rest are asked for again once instances take the first."""

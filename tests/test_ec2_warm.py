@@ -38,6 +38,8 @@ def test_warm_instances_serve_the_next_call_and_go_when_the_time_ends(aws: Any) 
     assert sorted(_live_instances(aws)) == sorted(first)  # kept warm, not given back
     tags = {t["Key"]: t["Value"] for t in _group()["Tags"]}
     assert 0 < float(tags[WARM_TAG]) - time.time() <= 30
+    shown = starburst.setup_status()["resources"]["starburst-on-demand"]
+    assert shown.startswith("ok: 2 instances") and "kept warm until" in shown
 
     # A later call without keep_warm runs on the warm instances and leaves them warm.
     results = starburst.map(square, range(40), workers=4, backend="ec2", instance_types=TYPES)

@@ -234,11 +234,13 @@ class Ec2Fleet(EcsTaskFleet):
         self.release_idle()
 
     def release_idle(self) -> None:
-        """Terminate every instance of starburst's groups that runs no task: registered
-        ones are drained first, never one that still runs another session's work; one still
-        booting (a managed-scaling step that came too late) goes too, unless tasks of
-        another session wait for capacity."""
+        """Terminate every instance of starburst's groups that runs no task, registered
+        (drained first) or still booting (a managed-scaling step that came too late). None
+        goes while a task in the cluster waits for an instance (a call starting on warm
+        instances), and never one that runs another session's work."""
         with translate_errors("give back the empty instances"):
+            if self._tasks_waiting():
+                return
             empty, booting = self._idle_instances()
             if empty:
                 self.ecs.update_container_instances_state(
@@ -252,8 +254,6 @@ class Ec2Fleet(EcsTaskFleet):
                     )
                 for arn in busy:
                     del empty[arn]
-            if booting and self._tasks_waiting():
-                booting = {}
             for instance_id, group in [*empty.values(), *booting.items()]:
                 self.autoscaling.set_instance_protection(
                     AutoScalingGroupName=group,
