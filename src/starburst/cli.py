@@ -62,8 +62,8 @@ def _aws_failure(exc: Exception) -> str:
 @click.version_option(__version__, prog_name="starburst")
 def main() -> None:
     """Burst a slow Python loop onto many workers: processes on this machine, or AWS
-    Fargate after `starburst setup` (your environment as the worker image, a cost cap,
-    sessions that run on while you are away).
+    Fargate or EC2 instances after `starburst setup` (your environment as the worker image,
+    a cost cap, sessions that run on while you are away).
 
     In Python: results = starburst.map(fn, items, workers=8)
     """
@@ -254,9 +254,8 @@ def _local_logs(files: list[Any], tail: int, follow: bool) -> None:
 @_profile
 @click.pass_context
 def quota(ctx: click.Context, region: str | None, profile: str | None) -> None:
-    """Show the Fargate vCPU quotas, what is in use, and how many workers fit.
+    """Show the vCPU quotas (Fargate's, and EC2's after setup --ec2), what is in use.
 
-    After `starburst setup --ec2`, the EC2 vCPU quotas too.
     `starburst quota request VCPUS` asks AWS for more; `starburst quota check ID` follows it.
     """
     ctx.obj = {"region": region, "profile": profile}
