@@ -67,6 +67,13 @@ def main() -> None:
 
     In Python: results = starburst.map(fn, items, workers=8)
     """
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand != "sandbox":
+        from .emulator.active import use_running_sandbox
+
+        banner = use_running_sandbox()
+        if banner:
+            click.echo(f"starburst: {banner}", err=True)
 
 
 @main.command()
@@ -499,3 +506,50 @@ def _remove(session_id: str) -> None:
     from .detached import remove_session
 
     remove_session(session_id)
+
+
+@main.group()
+def sandbox() -> None:
+    """An emulated AWS account on this machine: try the cloud path offline.
+
+    `starburst sandbox start` runs it in the background; until `starburst sandbox stop`,
+    every starburst command uses it (`starburst setup`, `starburst demo --backend fargate`).
+    Needs `pip install "starburst[sandbox]"`.
+    """
+
+
+@sandbox.command("start")
+def sandbox_start() -> None:
+    """Start the sandbox in the background (it keeps its config in the cache folder)."""
+    from .emulator.active import start_sandbox
+
+    click.echo(start_sandbox())
+
+
+@sandbox.command("stop")
+def sandbox_stop() -> None:
+    """Stop the sandbox and every worker it runs."""
+    from .emulator.active import stop_sandbox
+
+    click.echo(stop_sandbox())
+
+
+@sandbox.command("status")
+def sandbox_status() -> None:
+    """Say whether the sandbox runs, and where."""
+    from .emulator.active import running_sandbox
+
+    state = running_sandbox()
+    click.echo(f"running at {state['url']} (process {state['pid']})" if state else "not running")
+
+
+@sandbox.command("fault")
+@click.argument("kind", type=click.Choice(["spot-interrupt"]))
+@click.option("--workers", default=1, show_default=True, help="How many workers to interrupt.")
+def sandbox_fault(kind: str, workers: int) -> None:
+    """Inflict a fault on the sandbox's running workers: spot-interrupt takes them away as a
+    Spot interruption does (their chunks go back; nothing is lost)."""
+    from .emulator.active import request_fault
+
+    request_fault(kind, workers)
+    click.echo(f"asked the sandbox to {kind} {workers} worker(s)")

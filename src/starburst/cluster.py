@@ -278,4 +278,6 @@ def _restore_default_sigterm() -> None:
 def header(spec: WorkerSpec, session_id: str) -> str:
     """The line printed above the progress bar: where the work runs and how to go bigger."""
     line = f"starburst: {spec.workers} workers x {spec.cpu:g} cpu on the {spec.backend} backend"
-    return line + spec.backend.header(spec, session_id)
+    sandbox = os.environ.get("STARBURST_SANDBOX")  # (the sandbox says what it is not)
+    line += spec.backend.header(spec, session_id)
+    return f"starburst: {sandbox}\n{line}" if sandbox else line

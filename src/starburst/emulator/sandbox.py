@@ -1,0 +1,144 @@
+"""The sandbox: an emulated AWS account on this machine, for trying the cloud path offline.
+
+``starburst.sandbox()`` runs it in this process for a ``with`` block; ``starburst sandbox
+start`` runs it in the background (``python -m starburst.emulator.sandbox``) until
+``starburst sandbox stop``, and every ``starburst`` command run meanwhile uses it. The test
+suite's ``aws`` fixture is built from the same parts (``fixtures.py``).
+
+Its workers are processes on this machine running this Python, and nothing leaves it. What
+it does not model: real start-up times (a worker starts in a second), real prices (the
+built-in tables), IAM (not enforced), and image builds (workers run this environment
+directly; ``STARBURST_IMAGE`` names a stand-in image).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+try:
+    import moto  # noqa: F401
+except ImportError:  # pragma: no cover - a plain install
+    raise ImportError(
+        'the sandbox needs moto\'s server: pip install "starburst[sandbox]"'
+    ) from None
+
+from starburst.emulator.active import BANNER, apply_environment, sandbox_environment, state_file
+from starburst.emulator.capacity import Ec2Capacity
+from starburst.emulator.emulator import Emulator
+from starburst.emulator.runner import TaskRunner
+from starburst.emulator.server import EmulatorServer
+
+
+@contextlib.contextmanager
+def tasks_running(server: EmulatorServer, config_dir: Path) -> Iterator[tuple[Emulator, list[str]]]:
+    """Run ``server``'s ECS tasks and EC2 instances while the block lasts; yield the
+    ``Emulator`` and the list its internal errors are added to (complete once it ends)."""
+    errors: list[str] = []
+    runner = TaskRunner(server.url, account_id=server.account_id, on_error=errors.append)
+    capacity = Ec2Capacity(
+        runner,
+        endpoint_url=server.url,
+        account_id=server.account_id,
+        quotas=server.quotas,
+        prices=server.prices,
+        on_error=errors.append,
+    )
+    server.attach(runner.start(), capacity.start())
+    try:
+        yield Emulator(server, runner, capacity, config_dir), errors
+    finally:
+        capacity.shutdown()
+        runner.shutdown()
+        server.attach(None)
+        errors += server.take_internal_errors()
+
+
+@contextlib.contextmanager
+def _environment(changes: Mapping[str, str | None]) -> Iterator[None]:
+    """Apply ``changes`` to ``os.environ`` for the block, then put back what was there."""
+    saved = {name: os.environ.get(name) for name in changes}
+    apply_environment(changes)
+    try:
+        yield
+    finally:
+        apply_environment(saved)
+
+
+@contextlib.contextmanager
+def sandbox(folder: str | Path | None = None) -> Iterator[Emulator]:
+    """An emulated AWS account for the ``with`` block, in this process::
+
+        with starburst.sandbox() as aws:
+            starburst.setup()
+            assert starburst.map(f, xs, backend="fargate") == [f(x) for x in xs]
+            aws.faults.spot_interruption(count=2)   # what Spot does to a run
+
+    Everything starburst and boto3 do in the block goes to the emulator; the environment
+    is put back after it. ``folder`` keeps its config (a temporary folder by default).
+    """
+    with contextlib.ExitStack() as stack:
+        if folder is None:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="starburst-sandbox-"))
+        workdir = Path(folder)
+        config_dir = workdir / "config"
+        config_dir.mkdir(parents=True, exist_ok=True)
+        server = EmulatorServer()
+        stack.enter_context(_environment({"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}))
+        server.start()
+        stack.callback(server.stop)
+        stack.enter_context(_environment(sandbox_environment(server.url, config_dir, workdir)))
+        emulator, errors = stack.enter_context(tasks_running(server, config_dir))
+        print(f"starburst: {BANNER}", file=sys.stderr)
+        yield emulator
+    if errors:
+        raise RuntimeError("the sandbox's emulator failed:\n" + "\n".join(errors))
+
+
+# The background sandbox (`starburst sandbox start`) -----------------------------------------
+
+
+def serve(folder: Path) -> None:
+    """Run the sandbox until SIGTERM, saying where it is in ``state_file()``; carry out
+    the fault requests ``request_fault`` drops in ``folder / "faults"``."""
+    with sandbox(folder) as aws:
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        path = state_file()
+        path.write_text(
+            json.dumps({"url": aws.endpoint_url, "pid": os.getpid(), "folder": str(folder)})
+        )
+        try:
+            while not stop.wait(0.2):
+                _take_fault_requests(aws, folder / "faults")
+        finally:
+            path.unlink(missing_ok=True)
+
+
+def _take_fault_requests(aws: Emulator, requests: Path) -> None:
+    if not requests.is_dir():
+        return
+    for path in sorted(requests.glob("[0-9]*.json")):
+        request = json.loads(path.read_text())
+        path.unlink()
+        if request["kind"] == "spot-interrupt":
+            running = [
+                arn
+                for arn in aws.runner.task_arns
+                if (process := aws.runner.process(arn)) is not None and process.poll() is None
+            ][: request["workers"]]
+            for arn in running:
+                aws.faults.spot_interruption(task_arn=arn, after=0.0)
+            if len(running) < request["workers"]:
+                aws.faults.spot_interruption(count=request["workers"] - len(running), after=1.0)
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[1]))
