@@ -112,3 +112,14 @@ def test_the_command_line_sandbox_runs_setup_demo_and_a_spot_interruption(
     finally:
         _run([*STARBURST, "sandbox", "stop"], clean_env)
     assert "not running" in _run([*STARBURST, "sandbox", "status"], clean_env).stdout
+
+
+def test_the_sandbox_tour_example_runs_fargate_spot_and_warm_ec2(clean_env: dict[str, str]) -> None:
+    example = Path(__file__).parents[1] / "examples" / "sandbox_tour.py"
+    lines = _run([sys.executable, str(example)], clean_env).stdout.splitlines()
+    assert len(lines) == 4, lines
+    average = float(lines[0].split("average ")[1].split()[0])
+    assert abs(average - 0.5) < 0.01
+    assert lines[1].endswith("all 100 results right: True")
+    assert lines[2].startswith("ec2: 2 instances kept warm")  # 4 workers, 2 per c7i.large
+    assert lines[3].endswith("ran on the same instances: True")
