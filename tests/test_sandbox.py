@@ -23,8 +23,8 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "STARBURST_"))}
     for name in ambient_aws_variables(os.environ):
         env.pop(name, None)
-    env["STARBURST_CACHE_DIR"] = str(tmp_path / "cache")
-    env["STARBURST_CONFIG_DIR"] = str(tmp_path / "config")
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # (where the background sandbox lives)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")
     env["AWS_CONFIG_FILE"] = str(tmp_path / "no-aws-config")
     env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "no-aws-credentials")
     return env

@@ -519,11 +519,16 @@ def sandbox() -> None:
 
 
 @sandbox.command("start")
-def sandbox_start() -> None:
+@click.option(
+    "--images",
+    is_flag=True,
+    help="Run environment sync too, against a local registry (needs docker-registry).",
+)
+def sandbox_start(images: bool) -> None:
     """Start the sandbox in the background (it keeps its config in the cache folder)."""
     from .emulator.active import start_sandbox
 
-    click.echo(start_sandbox())
+    click.echo(start_sandbox(images))
 
 
 @sandbox.command("stop")

@@ -77,10 +77,15 @@ def apply_environment(changes: Mapping[str, str | None]) -> None:
 
 
 def sandbox_folder() -> Path:
-    """The background sandbox's folder: its state, config and fault requests."""
-    from ..cost.model import cache_dir
+    """The background sandbox's folder (its state, config, log and fault requests):
+    ``sandbox/`` in ``STARBURST_CACHE_DIR``, else in the user's cache folder. Never in the
+    config folder, which the sandbox's own environment changes."""
+    chosen = os.environ.get("STARBURST_CACHE_DIR")
+    if chosen:
+        return Path(chosen) / "sandbox"
+    import platformdirs
 
-    return cache_dir() / "sandbox"
+    return Path(platformdirs.user_cache_dir("starburst", appauthor=False)) / "sandbox"
 
 
 def state_file() -> Path:
@@ -103,13 +108,13 @@ def use_running_sandbox() -> str | None:
     state = running_sandbox()
     if state is None:
         return None
-    folder = Path(state["folder"])
-    apply_environment(sandbox_environment(state["url"], folder / "config", folder))
+    apply_environment(state["environment"])
     return BANNER
 
 
-def start_sandbox() -> str:
-    """Start the background sandbox (unless one runs) and wait until it answers."""
+def start_sandbox(images: bool = False) -> str:
+    """Start the background sandbox (unless one runs) and wait until it answers; with
+    ``images``, environment sync runs too (``sandbox.sandbox``)."""
     state = running_sandbox()
     if state is not None:
         return f"a sandbox is already running at {state['url']}"
@@ -118,7 +123,8 @@ def start_sandbox() -> str:
     state_file().unlink(missing_ok=True)
     with open(folder / "sandbox.log", "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "starburst.emulator.sandbox", str(folder)],
+            [sys.executable, "-m", "starburst.emulator.sandbox", str(folder)]
+            + (["--images"] if images else []),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -158,7 +164,7 @@ def request_fault(kind: str, workers: int) -> None:
     state = running_sandbox()
     if state is None:
         raise RuntimeError("no sandbox is running: start one with `starburst sandbox start`")
-    requests = Path(state["folder"]) / "faults"
+    requests = sandbox_folder() / "faults"
     requests.mkdir(parents=True, exist_ok=True)
     name = f"{time.time_ns()}.json"
     (requests / f".{name}").write_text(json.dumps({"kind": kind, "workers": workers}))

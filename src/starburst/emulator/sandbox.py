@@ -73,7 +73,7 @@ def _environment(changes: Mapping[str, str | None]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def sandbox(folder: str | Path | None = None) -> Iterator[Emulator]:
+def sandbox(folder: str | Path | None = None, *, images: bool = False) -> Iterator[Emulator]:
     """An emulated AWS account for the ``with`` block, in this process::
 
         with starburst.sandbox() as aws:
@@ -83,6 +83,9 @@ def sandbox(folder: str | Path | None = None) -> Iterator[Emulator]:
 
     Everything starburst and boto3 do in the block goes to the emulator; the environment
     is put back after it. ``folder`` keeps its config (a temporary folder by default).
+    With ``images=True``, a local OCI registry (Debian's ``docker-registry``) stands in for
+    ECR, so environment sync runs too: your environment is built into an image, pushed, and
+    each worker runs from what it unpacks of it (without it, workers run this Python).
     """
     with contextlib.ExitStack() as stack:
         if folder is None:
@@ -96,25 +99,60 @@ def sandbox(folder: str | Path | None = None) -> Iterator[Emulator]:
         stack.callback(server.stop)
         stack.enter_context(_environment(sandbox_environment(server.url, config_dir, workdir)))
         emulator, errors = stack.enter_context(tasks_running(server, config_dir))
+        if images:
+            stack.enter_context(_environment(_image_registry(stack, workdir, emulator)))
         print(f"starburst: {BANNER}", file=sys.stderr)
         yield emulator
     if errors:
         raise RuntimeError("the sandbox's emulator failed:\n" + "\n".join(errors))
 
 
+def _image_registry(
+    stack: contextlib.ExitStack, workdir: Path, emulator: Emulator
+) -> dict[str, str | None]:
+    """Start a local registry for the sandbox's ECR (stopped with ``stack``), holding a
+    tiny base image; return the variables that send environment sync to it."""
+    from starburst.emulator.images import ImageReader
+    from starburst.emulator.registry import (
+        ECR_PASSWORD,
+        ECR_USER,
+        RegistryServer,
+        registry_available,
+    )
+
+    if not registry_available():
+        raise RuntimeError(
+            "images=True needs an OCI registry server: install Debian's docker-registry "
+            "(`apt install docker-registry`), or leave images out (workers then run this Python)"
+        )
+    registry = RegistryServer(workdir / "registry").start()
+    stack.callback(registry.stop)
+    registry.push_tiny_base("library/python", "3.11-slim")
+    emulator.runner.registries[registry.host] = ImageReader(
+        registry.url, auth=(ECR_USER, ECR_PASSWORD)
+    )
+    return {
+        "STARBURST_REGISTRY_URL": registry.url,
+        "STARBURST_BASE_IMAGE": f"{registry.host}/library/python:3.11-slim",
+        "STARBURST_IMAGE": None,
+    }
+
+
 # The background sandbox (`starburst sandbox start`) -----------------------------------------
 
 
-def serve(folder: Path) -> None:
-    """Run the sandbox until SIGTERM, saying where it is in ``state_file()``; carry out
-    the fault requests ``request_fault`` drops in ``folder / "faults"``."""
-    with sandbox(folder) as aws:
+def serve(folder: Path, images: bool) -> None:
+    """Run the sandbox until SIGTERM, saying in ``state_file()`` where it is and the
+    environment that points a process at it; carry out the fault requests
+    ``request_fault`` drops in ``folder / "faults"``."""
+    before, path = dict(os.environ), state_file()
+    with sandbox(folder, images=images) as aws:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        path = state_file()
-        path.write_text(
-            json.dumps({"url": aws.endpoint_url, "pid": os.getpid(), "folder": str(folder)})
-        )
+        changed = {k: v for k, v in os.environ.items() if before.get(k) != v}
+        environment = {**dict.fromkeys(set(before) - set(os.environ)), **changed}
+        state = {"url": aws.endpoint_url, "pid": os.getpid(), "environment": environment}
+        path.write_text(json.dumps(state))
         try:
             while not stop.wait(0.2):
                 _take_fault_requests(aws, folder / "faults")
@@ -141,4 +179,4 @@ def _take_fault_requests(aws: Emulator, requests: Path) -> None:
 
 
 if __name__ == "__main__":
-    serve(Path(sys.argv[1]))
+    serve(Path(sys.argv[1]), images="--images" in sys.argv[2:])
