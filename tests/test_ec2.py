@@ -220,3 +220,42 @@ def test_a_gpu_worker_counts_against_the_g_and_vt_quota(aws: Any) -> None:
     with pytest.raises(starburst.QuotaError, match=r"EC2 G and VT On-Demand quota L-DB2E81BA"):
         starburst.map(square, range(4), workers=2, gpus=1, memory="8GB", backend="ec2")
     assert _launched() == {} and "RunTask" not in aws.calls
+
+
+def test_a_spot_shortage_moves_the_workers_to_on_demand_and_says_so(
+    aws: Any, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spot has no capacity: AWS says so only in the group's scaling activities. The user
+    hears it as it happens, and after ``spot_patience`` the waiting workers move to on-demand
+    instances; every result comes back, and the move costs no item an attempt."""
+    starburst.setup(say=_quiet, ec2=True)
+    monkeypatch.setenv("STARBURST_SPOT_PATIENCE", "3")
+    aws.faults.fail_launches("starburst-spot", "spot", times=None)
+    results = starburst.map(
+        square, range(60), workers=4, backend="ec2", spot=True, retries=0,
+        instance_types=["c7i.large"],
+    )  # fmt: skip
+    assert results == [x * x for x in range(60)]
+    err = capsys.readouterr().err
+    assert "the spot instances could not start: There is no Spot capacity available" in err
+    assert "Spot found no instance for 4 workers in 3 s: moving them to on-demand" in err
+    lifecycles = {
+        i.get("InstanceLifecycle", "on-demand")
+        for res in boto3.client("ec2").describe_instances()["Reservations"]
+        for i in res["Instances"]
+    }
+    assert lifecycles == {"on-demand"}
+    assert _live_instances(aws) == []
+
+
+def test_a_quota_that_stops_launches_is_said_as_it_happens(aws: Any, capsys) -> None:
+    """Launches that fail on the vCPU limit (another account's use, say, after the quota was
+    read) are surfaced from the scaling activities while the workers wait."""
+    starburst.setup(say=_quiet, ec2=True)
+    aws.ec2.retry_interval = 4.0  # (the group tries again after 4 s: the workers wait)
+    aws.faults.fail_launches("starburst-on-demand", "quota", times=2)
+    results = starburst.map(square, range(20), workers=2, backend="ec2")
+    assert results == [x * x for x in range(20)]
+    err = capsys.readouterr().err
+    assert "the on-demand instances could not start: You have requested more vCPU" in err
+    assert "`starburst quota` shows the EC2 vCPU quotas" in err

@@ -5,6 +5,7 @@ left behind (the caller may be gone by then)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -13,12 +14,20 @@ from test_ec2 import _launched, _live_instances, ec2_quotas_unknown  # noqa: F40
 from test_fargate import _quiet, square
 
 import starburst
-from starburst.backends.ec2.warmth import WARM_TAG
+from starburst.backends.ec2.warmth import WARM_TAG, stop_left_behind
 from starburst.errors import ConfigurationError
 
-pytestmark = pytest.mark.usefixtures("aws", "ec2_quotas_unknown")
+pytestmark = pytest.mark.usefixtures("aws", "ec2_quotas_unknown", "no_reaper_outlives_the_test")
 
 TYPES = ["c7i.large"]
+
+
+@pytest.fixture
+def no_reaper_outlives_the_test(aws: Any) -> Iterator[None]:
+    """The process a warm call leaves behind outlives it by design; one this test's calls
+    left must not wake during a later test (whose emulator it would talk to)."""
+    yield
+    stop_left_behind(aws.config_dir)
 
 
 def _group(name: str = "starburst-on-demand") -> dict[str, Any]:

@@ -57,6 +57,7 @@ def _number(at_least: float, refusal: str) -> Callable[[Any, bool], float]:
 
 _dollars = _number(0, "must be a positive number of dollars, e.g. 10")
 _lease_seconds = _number(1, "must be a number of seconds of at least 1, e.g. 15")
+_patience_seconds = _number(1, "must be a number of seconds of at least 1, e.g. 180")
 
 
 def _choice(choices: Sequence[Any], what: str) -> Callable[[Any, bool], Any]:
@@ -137,6 +138,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("lease", _lease_seconds, "STARBURST_LEASE", in_config_file=False,
                 help="seconds a claim lasts unrenewed; a worker silent this long is stopped "
                 "and replaced (default: 15 locally, 90 on S3)"),
+        Setting("spot_patience", _patience_seconds, "STARBURST_SPOT_PATIENCE",
+                help="seconds EC2 Spot workers may wait for an instance before they move to "
+                "on-demand ones (default: 180)"),
         Setting("local_start", _choice(LOCAL_STARTS, "a way to start local workers"),
                 "STARBURST_LOCAL_START", in_config_file=False),
         Setting("data_dir", _folder, "STARBURST_DATA_DIR", in_config_file=False),

@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - a plain install
         'the sandbox needs moto\'s server: pip install "starburst[sandbox]"'
     ) from None
 
+from starburst.backends.ec2.warmth import stop_left_behind
 from starburst.emulator.active import BANNER, apply_environment, sandbox_environment, state_file
 from starburst.emulator.capacity import Ec2Capacity
 from starburst.emulator.emulator import Emulator
@@ -99,6 +100,7 @@ def sandbox(folder: str | Path | None = None, *, images: bool = False) -> Iterat
         stack.callback(server.stop)
         stack.enter_context(_environment(sandbox_environment(server.url, config_dir, workdir)))
         emulator, errors = stack.enter_context(tasks_running(server, config_dir))
+        stack.callback(stop_left_behind, config_dir)  # (keep_warm's: this account goes)
         if images:
             stack.enter_context(_environment(_image_registry(stack, workdir, emulator)))
         print(f"starburst: {BANNER}", file=sys.stderr)

@@ -413,6 +413,7 @@ class Driver:
             stopped = [WorkerInfo(w, "stopped", reason=c) for w, c in self._stop_hung(live)]
             watched = [w for w in live if w not in self._hung]
             infos = self.fleet.describe(watched)
+            self._tell_fleet_notices()  # (as it happens: what describing them showed)
             phases = dict(self._phases)
             if self.failure is None and (capped := self.cost.observe(infos)) is not None:
                 self._give_up(capped, stop=live)  # collectors raise it with what is done
@@ -630,6 +631,10 @@ class Driver:
             self._trouble = None
         if started:
             self._record_launched(started)
+        self._tell_fleet_notices()
+
+    def _tell_fleet_notices(self) -> None:
+        """Print what the fleet has to say: quota limits, fallbacks, failed scaling."""
         for notice in self.fleet.take_notices():
             print(f"starburst: {notice}", file=sys.stderr)
 

@@ -18,6 +18,7 @@ Started with RunTask as ``ecs_tasks`` does for every ECS fleet; what is EC2's ow
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -29,6 +30,7 @@ from ...aws.connection import Aws, translate_errors
 from ...aws.ec2_resources import overrides, template_kind
 from ...aws.quotas import VcpuQuota, ec2_quotas
 from ...errors import SetupRequiredError, StarburstError
+from ...settings import resolve
 from ...store import Store
 from ..ecs_tasks import EcsTaskFleet, discard_unreadable, place_session
 from .instances import (
@@ -42,11 +44,18 @@ from .warmth import keep_warm_until, warm_until
 
 if TYPE_CHECKING:
     from ...options import WorkerSpec
-    from ..base import LaunchRequest, Placement
+    from ..base import LaunchRequest, Placement, WorkerInfo
 
 #: How long the end of a session waits for its own tasks to stop before it gives back the
 #: instances they leave empty (those still busy then are left to managed scaling).
 _STOP_WAIT_SECONDS = 30.0
+#: How long Spot workers may wait for an instance before they move to on-demand ones (the
+#: ``spot_patience`` setting changes it).
+SPOT_PATIENCE_SECONDS = 180.0
+#: How often the groups' scaling activities are read while workers wait for instances.
+_ACTIVITY_SECONDS = 10.0
+#: What a worker stopped to move to on-demand says it stopped for.
+_MOVED = "no Spot capacity: moved to an on-demand instance"
 
 
 class Ec2Fleet(EcsTaskFleet):
@@ -65,6 +74,13 @@ class Ec2Fleet(EcsTaskFleet):
         self.ec2 = resources["ec2"]
         self.autoscaling = aws.client("autoscaling")
         self._kick_started = False
+        self.spot_fallback = False  # Spot found no instance in time: on-demand from then on
+        self._spec: WorkerSpec | None = None
+        self._opened = time.time()  # scaling activities before this are another session's
+        self._spot_waiting_since: float | None = None
+        self._activities_read = 0.0
+        self._activities_seen: set[str] = set()
+        self._moved: set[str] = set()  # workers stopped to move to on-demand
 
     @property
     def cluster(self) -> str:
@@ -94,6 +110,7 @@ class Ec2Fleet(EcsTaskFleet):
         return [*super().worker_command(request), "--spot-notices"]
 
     def placement(self, spot: bool) -> dict[str, Any]:
+        spot = spot and not self.spot_fallback
         provider = self.ec2["capacity_providers"]["spot" if spot else "on-demand"]
         return {"capacityProviderStrategy": [{"capacityProvider": provider, "weight": 1}]}
 
@@ -105,19 +122,36 @@ class Ec2Fleet(EcsTaskFleet):
     def before_launch(self, request: LaunchRequest, count: int) -> None:
         """Before the first launch: the group's types for this worker size, and enough
         instances for ``count`` workers (managed scaling tops up, one step at a time)."""
+        self._spec = request.spec
         if self._kick_started:
             return
         self._kick_started = True
-        spec = request.spec
+        self._hold_warm_instances()
+        self._kick_start(request.spec, count, request.spec.spot and not self.spot_fallback)
+
+    def _hold_warm_instances(self) -> None:
+        """With ``keep_warm``, move the groups' warm time on now: an earlier call's process
+        must not give back the instances this session is about to use or has just used."""
+        keep = float(self.resources.get("keep_warm") or 0.0)
+        if not keep:
+            return
+        groups = list(self.ec2["groups"].values())
+        with translate_errors("keep the instances warm"):
+            if time.time() + keep > warm_until(self.autoscaling, groups):
+                keep_warm_until(self.autoscaling, groups, time.time() + keep, leave_behind=False)
+
+    def _kick_start(self, spec: WorkerSpec, count: int, spot: bool) -> None:
+        """Raise the Spot or on-demand group to the fewest instances that carry ``count``
+        workers (warm ones count), within the vCPU quota, with this run's types."""
         cpu_units, memory_mib = self.size(spec)
         types = self.instance_types(spec)
         gpus = int(self.resources.get("gpus") or 0)
         plan = fewest_instances(count, cpu_units / 1024, memory_mib, types, gpus)
-        group = self._group(spec.spot)
+        group = self._group(spot)
         have = group["DesiredCapacity"]  # (warm instances among them: keep_warm)
         more = plan.count - have
         if more > 0:
-            more = self._within_quota(more, plan, spec.spot, gpus > 0)
+            more = self._within_quota(more, plan, spot, gpus > 0)
         self._set_group(group, types, have + max(more, 0))
 
     def instance_types(self, spec: WorkerSpec) -> list[InstanceType]:
@@ -210,6 +244,79 @@ class Ec2Fleet(EcsTaskFleet):
                 MaxSize=max(group["MaxSize"], wanted),
                 DesiredCapacity=wanted,
             )
+
+    # Watching placement: scaling activities, and Spot falling back to on-demand -----------
+
+    def describe(self, worker_ids: list[str]) -> list[WorkerInfo]:
+        infos = [self._moved_info(info) for info in super().describe(worker_ids)]
+        self._watch_placement(infos)
+        return infos
+
+    def _moved_info(self, info: WorkerInfo) -> WorkerInfo:
+        """A worker stopped to move to on-demand stopped for the provider's want of capacity:
+        like a Spot interruption, its stop uses up no attempt of its items."""
+        if info.worker_id not in self._moved or info.state != "stopped":
+            return info
+        return dataclasses.replace(info, fault="interrupted", reason=_MOVED)
+
+    def _watch_placement(self, infos: list[WorkerInfo]) -> None:
+        """While workers wait for instances: say what the groups' failed scaling activities
+        say (AWS reports Spot shortages, quota limits and unavailable types only there), and
+        move Spot workers that waited ``spot_patience`` seconds to on-demand instances."""
+        provisioning = self.phases["PROVISIONING"]
+        waiting = [i for i in infos if i.state == "pending" and i.phase == provisioning]
+        now = time.monotonic()
+        if waiting and now - self._activities_read >= _ACTIVITY_SECONDS:
+            self._activities_read = now
+            self._read_scaling_activities()
+        spot_waiting = [i for i in waiting if i.spot]
+        if not spot_waiting or self.spot_fallback:
+            self._spot_waiting_since = None
+            return
+        self._spot_waiting_since = self._spot_waiting_since or now
+        if now - self._spot_waiting_since >= _spot_patience():
+            self._fall_back_to_on_demand([i.worker_id for i in spot_waiting])
+
+    def _read_scaling_activities(self) -> None:
+        """One notice per failed scaling activity of starburst's groups since this session
+        opened: what AWS said, and what to do about it."""
+        for capacity, group in self.ec2["groups"].items():
+            with translate_errors(f"read the scaling activities of {group}"):
+                activities = self.autoscaling.describe_scaling_activities(
+                    AutoScalingGroupName=group, MaxRecords=20
+                )["Activities"]
+            for activity in activities:
+                if activity["ActivityId"] in self._activities_seen:
+                    continue
+                self._activities_seen.add(activity["ActivityId"])
+                started = activity.get("StartTime")
+                if started is not None and started.timestamp() < self._opened:
+                    continue
+                if activity.get("StatusCode") in ("Failed", "Cancelled"):
+                    self._notices.append(_activity_notice(capacity, activity))
+
+    def _fall_back_to_on_demand(self, worker_ids: list[str]) -> None:
+        """Spot gave no instance in time: stop the waiting Spot workers (the driver starts
+        others, on-demand from now on), start on-demand instances for them, and stop asking
+        the Spot group for more than it runs."""
+        self.spot_fallback = True
+        patience = _spot_patience()
+        self._notices.append(
+            f"Spot found no instance for {len(worker_ids)} workers in {patience:g} s: moving "
+            "them to on-demand instances (more `instance_types` give Spot more pools; the "
+            "`spot_patience` setting changes the wait)"
+        )
+        self._moved.update(worker_ids)
+        self.stop(worker_ids, grace=False)
+        spot_group = self._group(spot=True)
+        in_service = sum(1 for i in spot_group["Instances"] if i["LifecycleState"] == "InService")
+        with translate_errors(f"stop asking {spot_group['AutoScalingGroupName']} for more"):
+            self.autoscaling.update_auto_scaling_group(
+                AutoScalingGroupName=spot_group["AutoScalingGroupName"],
+                DesiredCapacity=min(spot_group["DesiredCapacity"], in_service),
+            )
+        if self._spec is not None:
+            self._kick_start(self._spec, len(worker_ids), spot=False)
 
     # Scale to zero -------------------------------------------------------------------------
 
@@ -317,6 +424,26 @@ class Ec2Fleet(EcsTaskFleet):
             if any(t["lastStatus"] == "PROVISIONING" for t in tasks["tasks"]):
                 return True
         return False
+
+
+def _spot_patience() -> float:
+    """Seconds Spot workers may wait for an instance (the ``spot_patience`` setting)."""
+    return float(resolve("spot_patience", None, default=SPOT_PATIENCE_SECONDS))
+
+
+def _activity_notice(capacity: str, activity: dict[str, Any]) -> str:
+    """A failed scaling activity as one line: what failed, AWS's reason, what to do."""
+    message = " ".join(str(activity.get("StatusMessage") or activity.get("Cause") or "").split())
+    lowered = message.lower()
+    if "spot capacity" in lowered or "insufficient" in lowered:
+        advice = "more `instance_types` give it more pools" + (
+            "; its workers move to on-demand if none comes" if capacity == "spot" else ""
+        )
+    elif "vcpu" in lowered or "limit" in lowered:
+        advice = "`starburst quota` shows the EC2 vCPU quotas; AWS raises them on request"
+    else:
+        advice = "other `instance_types` may be offered where this one is not"
+    return f"the {capacity} instances could not start: {message[:300]} ({advice})"
 
 
 def default_memory_mib(cpu: float) -> int:

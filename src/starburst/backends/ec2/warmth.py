@@ -3,7 +3,9 @@
 How long they stay is a tag on starburst's Auto Scaling groups (``starburst:warm-until``,
 seconds since the epoch), so every process and machine sees it: a later call's workers are
 placed on the warm instances (no boot, the image already pulled), its own ``keep_warm``
-extends the time, and the end of a call without ``keep_warm`` leaves them alone until then.
+extends the time (from its start, so that the process an earlier call left does not take
+them between its last task and its end), and the end of a call without ``keep_warm`` leaves
+them alone until then.
 
 When the time comes, a small process the call left behind (``python -m
 starburst.backends.ec2.warmth UNTIL``, detached from the caller) gives back the instances
@@ -13,9 +15,13 @@ removes empty instances on its own after about 15 minutes: the server-side backs
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -37,9 +43,11 @@ def warm_until(autoscaling: Any, groups: list[str]) -> float:
     return max(times, default=0.0)
 
 
-def keep_warm_until(autoscaling: Any, groups: list[str], until: float) -> None:
-    """Keep the groups' empty instances until ``until``, and leave a process behind that
-    gives them back then."""
+def keep_warm_until(
+    autoscaling: Any, groups: list[str], until: float, *, leave_behind: bool = True
+) -> None:
+    """Keep the groups' empty instances until ``until``, and (``leave_behind``) leave a
+    process behind that gives them back then."""
     autoscaling.create_or_update_tags(
         Tags=[
             {
@@ -52,7 +60,8 @@ def keep_warm_until(autoscaling: Any, groups: list[str], until: float) -> None:
             for group in groups
         ]
     )
-    _leave_behind(until)
+    if leave_behind:
+        _leave_behind(until)
 
 
 def _leave_behind(until: float) -> None:
@@ -70,6 +79,21 @@ def _leave_behind(until: float) -> None:
             stderr=log,
             start_new_session=True,  # it outlives the caller, and a Ctrl-C there
         )
+
+
+def stop_left_behind(config_dir: Path) -> None:
+    """Stop the processes calls made with ``config_dir`` as their config folder left behind
+    (an emulated account that is going away; Linux only: elsewhere, they end on their own)."""
+    for process in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (process / "cmdline").read_bytes()
+            environ = (process / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ours = f"STARBURST_CONFIG_DIR={config_dir}".encode() in environ
+        if ours and __name__.encode() in command:
+            with contextlib.suppress(OSError):
+                os.kill(int(process.name), signal.SIGKILL)
 
 
 def give_back_when_cold(fleet: Ec2Fleet, until: float) -> None:
