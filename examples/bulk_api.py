@@ -20,8 +20,9 @@ import urllib.request
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import starburst
 from _common import cluster_options, make_parser, print_summary
+
+import starburst
 
 RATE_PER_SECOND, LATENCY, FLAKY_EVERY, MISSING_EVERY = 400, 0.01, 7, 50
 

@@ -11,9 +11,9 @@ Run: .venv/bin/python examples/monte_carlo.py [--backend fargate] [--size 200]
 import math
 
 import numpy as np
+from _common import cluster_options, make_parser, print_summary
 
 import starburst
-from _common import cluster_options, make_parser, print_summary
 
 DRIFT, VOLATILITY, DAYS, PATHS_PER_BATCH = 0.07, 0.2, 252, 2_000
 
