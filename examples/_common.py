@@ -7,8 +7,11 @@ functions it sends to workers in its own script, which starburst ships by value.
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from typing import Any
 
+import starburst
 from starburst.backends import backend_names
 
 
@@ -17,13 +20,12 @@ def make_parser(
 ) -> argparse.ArgumentParser:
     """The examples' command line: ``--backend``, ``--workers`` and ``--size`` (whose default
     is small enough to run on the local backend in seconds); an example adds its own."""
-    parser = argparse.ArgumentParser(
-        description=doc.split("\n\n")[0], epilog=f"backends: {', '.join(backend_names())}"
-    )
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument(
         "--backend",
         default="local",
-        help="where the workers run: local (the default), fargate, ec2, or any registered name",
+        choices=backend_names(),  # built-in, and any installed or registered
+        help="where the workers run (default: local processes)",
     )
     parser.add_argument(
         "--workers",
@@ -45,3 +47,12 @@ def print_summary(**values: object) -> None:
     floats to six significant digits."""
     shown = (f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
     print("summary:", " ".join(shown))
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run an example's ``main``; a starburst error (``starburst setup`` not run yet, a cost
+    cap reached) ends it with its message instead of a traceback."""
+    try:
+        main()
+    except starburst.StarburstError as exc:
+        sys.exit(f"error: {exc}")

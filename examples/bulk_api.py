@@ -20,7 +20,7 @@ import urllib.request
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from _common import cluster_options, make_parser, print_summary
+from _common import cluster_options, make_parser, print_summary, run
 
 import starburst
 
@@ -134,4 +134,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

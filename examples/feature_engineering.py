@@ -10,7 +10,7 @@ Run: .venv/bin/python examples/feature_engineering.py [--backend fargate] [--siz
 """
 
 import numpy as np
-from _common import cluster_options, make_parser, print_summary
+from _common import cluster_options, make_parser, print_summary, run
 
 import starburst
 
@@ -60,4 +60,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

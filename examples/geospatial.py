@@ -12,7 +12,7 @@ Run: .venv/bin/python examples/geospatial.py [--backend fargate] [--size 200]
 import math
 
 import numpy as np
-from _common import cluster_options, make_parser, print_summary
+from _common import cluster_options, make_parser, print_summary, run
 
 import starburst
 
@@ -79,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -14,7 +14,7 @@ import functools
 import math
 
 import numpy as np
-from _common import cluster_options, make_parser, print_summary
+from _common import cluster_options, make_parser, print_summary, run
 
 import starburst
 
@@ -71,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

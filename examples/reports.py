@@ -12,7 +12,7 @@ Run: .venv/bin/python examples/reports.py [--out reports] [--backend fargate] [-
 from pathlib import Path
 
 import numpy as np
-from _common import cluster_options, make_parser, print_summary
+from _common import cluster_options, make_parser, print_summary, run
 
 import starburst
 
@@ -51,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
