@@ -8,6 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from emulator import Emulator
+
+import starburst
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -45,6 +48,15 @@ def test_bulk_api_fetches_every_record_through_rate_limits_and_transient_failure
     # Ids 50 and 100 do not exist (returned in place); 17 ids (multiples of 7) fail once.
     assert (s["records"], s["fetched"], s["missing"], s["wrong"]) == ("120", "118", "2", "0")
     assert s["retried_503"] == "17"
+
+
+def test_an_example_runs_on_the_emulated_fargate_as_it_does_locally(
+    aws: Emulator, tmp_path: Path
+) -> None:
+    starburst.setup(say=lambda _: None)
+    s = run_example("bulk_api", "--size", 60, "--backend", "fargate", cwd=tmp_path)
+    assert (s["records"], s["fetched"], s["missing"], s["wrong"]) == ("60", "59", "1", "0")
+    assert s["retried_503"] == "8"
 
 
 def test_geospatial_shares_approach_the_district_areas(tmp_path: Path) -> None:
