@@ -136,6 +136,9 @@ class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[
     def terminate(self) -> None:
         """End of one ``Parallel`` call: keep the workers warm for the next one."""
         self.reset_batch_stats()
+        # Break the backend <-> Parallel cycle, so that the end of the parallel_config block
+        # frees this backend at once and its finalizer stops the workers.
+        self.parallel = None
 
     def get_nested_backend(self) -> tuple[ParallelBackendBase, None]:
         """Nested ``Parallel`` calls inside a task run sequentially on its worker."""
