@@ -18,6 +18,7 @@ Importing ``starburst`` alone does not import joblib.
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -51,6 +52,7 @@ class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[
     supports_retrieve_callback = True
     supports_return_generator = True
     supports_timeout = True
+    supports_inner_max_num_threads = True
     default_n_jobs = 1
 
     def __init__(
@@ -103,13 +105,24 @@ class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[
     def submit(self, func: Callable[[], Any], callback: Callable[..., Any] | None = None) -> Any:
         """Run one joblib batch on a worker; ``callback`` gets the future when it is done."""
         assert self.cluster is not None, "configure() starts the cluster before submit()"
-        future = self.cluster.submit(func)
+        future = self.cluster.submit(ThreadLimitedBatch(func, self._threads_per_task()))
         with self._lock:
             self._in_flight.add(future)
         future.add_done_callback(self._forget)
         if callback is not None:
             future.add_done_callback(callback)
         return future
+
+    def _threads_per_task(self) -> int:
+        """BLAS/OpenMP threads a task may use, as loky limits them: ``inner_max_num_threads``,
+        or this machine's cores shared among the local processes, or one per remote vCPU."""
+        if self.inner_max_num_threads is not None:
+            return int(self.inner_max_num_threads)
+        assert self.cluster is not None
+        spec = self.cluster.spec
+        if spec.backend.name == "local":
+            return max(1, (os.cpu_count() or 1) // spec.slots)
+        return 1
 
     def _forget(self, future: Future[Any]) -> None:
         with self._lock:
@@ -157,6 +170,23 @@ class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class ThreadLimitedBatch:
+    """A joblib batch that runs with its native thread pools limited (``threadpoolctl``,
+    which scikit-learn brings), so that workers do not oversubscribe the cores."""
+
+    def __init__(self, batch: Callable[[], Any], threads: int) -> None:
+        self.batch = batch
+        self.threads = threads
+
+    def __call__(self) -> Any:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # no threadpoolctl, hence no scikit-learn: nothing to limit
+            return self.batch()
+        with threadpool_limits(self.threads):
+            return self.batch()
 
 
 def register() -> None:
