@@ -44,7 +44,7 @@ def timed(run: Callable[[], float]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--samples", type=int, default=6000)
+    parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--features", type=int, default=60)
     args = parser.parse_args()
     X, y = make_classification(
