@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from emulator import Emulator
 
 import starburst
+from starburst.emulator.emulator import Emulator
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
