@@ -88,14 +88,7 @@ def _emulated(
     monkeypatch.setenv("STARBURST_IMAGE", "public.ecr.aws/docker/library/python:3.11-slim")
     errors: list[str] = []
     runner = TaskRunner(aws_server.url, account_id=aws_server.account_id, on_error=errors.append)
-    capacity = Ec2Capacity(
-        runner,
-        endpoint_url=aws_server.url,
-        account_id=aws_server.account_id,
-        quotas=aws_server.quotas,
-        prices=aws_server.prices,
-        on_error=errors.append,
-    )
+    capacity = Ec2Capacity.for_server(aws_server, runner, errors.append)
     aws_server.attach(runner.start(), capacity.start())
     try:
         yield Emulator(aws_server, runner, capacity, config_dir)
