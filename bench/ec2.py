@@ -64,7 +64,7 @@ def measure(
     items: int,
     workers: int,
     session: dict[str, str],
-    memory: str = "2GB",
+    memory: str | None = None,
 ) -> int:
     inputs = list(range(items))
     cluster = starburst.Cluster(
@@ -107,9 +107,11 @@ def measure(
         n for (o, _, kind, _), n in tap.items() if o == "workers" and kind in HEARTBEAT_KINDS
     )
     per_chunk = (worker_all - worker_time) / n_chunks
+    from starburst.backends.ec2.fleet import default_memory_mib
     from starburst.options import parse_memory
 
-    fewest = fewest_instances(workers, parse_memory(memory) or 2048)
+    memory_mib = parse_memory(memory) or default_memory_mib(1)
+    fewest = fewest_instances(workers, memory_mib)
     n_launched = sum(launched.values())
     warm_claim = claimed - t_warm if claimed is not None else float("nan")
     types = ", ".join(f"{t} {n}" for t, n in sorted(launched.items()))
@@ -157,7 +159,7 @@ def measure(
     ]
     print(
         f"\nstarburst EC2 maps on the emulator: {items} items x*x, {workers} workers x 1 vCPU "
-        f"({memory}) on {', '.join(INSTANCE_TYPES)}, {n_chunks} chunks; results "
+        f"({memory_mib} MiB) on {', '.join(INSTANCE_TYPES)}, {n_chunks} chunks; results "
         + ("correct" if ok else "WRONG")
     )
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -172,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--items", type=int, default=10_000, help="items to map (default 10000)")
     parser.add_argument("--workers", type=int, default=200, help="EC2 workers (default 200)")
-    parser.add_argument("--memory", default="2GB", help="memory per worker (default 2GB)")
+    parser.add_argument(
+        "--memory", default=None, help="memory per worker (default: the backend's, 1.75 GiB)"
+    )
     parser.add_argument(
         "--nice", type=int, default=-1,
         help="niceness of the worker processes (default -1: SCHED_IDLE; see bench/fargate.py)",
