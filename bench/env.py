@@ -27,8 +27,7 @@ TESTS = str(Path(__file__).resolve().parents[1] / "tests")
 if TESTS not in sys.path:
     sys.path.insert(0, TESTS)  # the emulator package: tests/emulator
 
-from emulator.registry import ECR_PASSWORD, ECR_USER, RegistryServer  # noqa: E402
-
+from starburst.emulator.registry import ECR_PASSWORD, ECR_USER, RegistryServer  # noqa: E402
 from starburst.env.build import Repository, ensure_in  # noqa: E402
 from starburst.env.registry import Registry  # noqa: E402
 from starburst.env.wheels import uv_binary  # noqa: E402

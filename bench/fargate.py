@@ -127,7 +127,7 @@ class Tap:
     def __init__(self, app: Any) -> None:
         from urllib.parse import parse_qs
 
-        from emulator.layer import _s3_operation, _signing
+        from starburst.emulator.layer import _s3_operation, _signing
 
         self.app = app
         self.counts: Counter[tuple[str, str, str, str]] = Counter()
@@ -250,7 +250,7 @@ def bench_runner_class() -> type:
     metadata endpoint served by a separate process (``metadata_process``)."""
     import json
 
-    from emulator.runner import TaskRunner
+    from starburst.emulator.runner import TaskRunner
 
     class BenchRunner(TaskRunner):
         harness = Harness(0, None, None)
@@ -331,7 +331,7 @@ def emulator_process(conn: Any, parent_end: Any, harness: Harness) -> None:
     # busy threads (the convoy effect) and a 2 ms request takes hundreds of milliseconds.
     sys.setswitchinterval(0.0002)
     os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"  # read when IAM backends are made
-    from emulator.server import EmulatorServer
+    from starburst.emulator.server import EmulatorServer
 
     server = EmulatorServer().start()
     errors: list[str] = []
@@ -347,7 +347,7 @@ def emulator_process(conn: Any, parent_end: Any, harness: Harness) -> None:
         runner.harness = harness
         capacity = None
         if harness.ec2:
-            from emulator.capacity import Ec2Capacity
+            from starburst.emulator.capacity import Ec2Capacity
 
             capacity = Ec2Capacity.for_server(server, runner, errors.append).start()
         server.attach(runner.start(), capacity)
@@ -447,7 +447,7 @@ class EmulatorHandle:
 
 def set_environment(url: str, scratch: Path) -> None:
     """The environment the ``aws`` fixture gives a test, plus the client's user-agent tag."""
-    from emulator.server import ambient_aws_variables
+    from starburst.emulator.active import ambient_aws_variables
 
     for name in ambient_aws_variables(os.environ):
         del os.environ[name]

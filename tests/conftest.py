@@ -11,7 +11,7 @@ from proc import worker_children
 
 from starburst.store import LocalStore, Store
 
-pytest_plugins = ["emulator.fixtures"]
+pytest_plugins = ["starburst.emulator.fixtures"]
 
 
 @pytest.fixture(autouse=True)

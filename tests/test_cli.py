@@ -138,5 +138,5 @@ def test_the_command_lists_show_whole_sentences() -> None:
     listing = _run("config", "--help").stdout
     assert "Set KEY to VALUE (e.g. `starburst config set max_cost 10`)." in listing
     top = " ".join(_run("--help").stdout.split())
-    assert "Show the Fargate vCPU quotas, what is in use, and how many workers fit." in top
+    assert "Show the vCPU quotas (Fargate's, and EC2's after setup --ec2), what is in use." in top
     assert "AWS next" not in top

@@ -167,6 +167,21 @@ def test_a_detached_session_runs_on_ec2_and_leaves_no_instance(aws: Any) -> None
     assert _live_instances(aws) == []
 
 
+def test_an_ec2_sessions_worker_logs_can_be_read(aws: Any) -> None:
+    from click.testing import CliRunner
+    from test_fargate import chatty
+
+    from starburst.cli import main
+
+    starburst.setup(say=_quiet, ec2=True)
+    with starburst.Cluster(workers=1, backend="ec2", progress=False) as cluster:
+        assert cluster.map(chatty, range(3)) == [0, 1, 2]
+        session_id = cluster.driver.session.session_id
+    shown = CliRunner().invoke(main, ["logs", session_id, "--tail", "100"])
+    assert shown.exit_code == 0, shown.output
+    assert "working on item 2" in shown.output and f"of session {session_id}" in shown.output
+
+
 def test_too_many_tasks_waiting_for_instances_is_back_pressure(aws: Any) -> None:
     """RunTask refuses tasks beyond the cluster's PROVISIONING limit with an exception: the
     launch stops there and the rest are asked for again once instances take the first."""
@@ -180,14 +195,28 @@ def test_too_many_tasks_waiting_for_instances_is_back_pressure(aws: Any) -> None
     assert _live_instances(aws) == []
 
 
-def test_a_small_vcpu_quota_starts_the_instances_it_holds_and_says_so(aws: Any, capsys) -> None:
+def test_a_small_vcpu_quota_starts_the_workers_it_holds_and_says_so(aws: Any, capsys) -> None:
+    """The Spot quota of 4 vCPUs holds two c7i.large, two 1-vCPU workers on each: the call
+    runs on 4 of its 8 workers, and says which quota and how to see it."""
     starburst.setup(say=_quiet, ec2=True)
     aws.quotas.set("L-34B43A08", 4)
     results = starburst.map(
         square, range(100), workers=8, backend="ec2", spot=True, instance_types=["c7i.large"]
     )
     assert results == [x * x for x in range(100)]
-    assert "starting 2 of the 4 instances these workers need: the EC2 standard Spot vCPU quota" in (
-        capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    assert "Requested 8 workers (8 vCPUs) but the EC2 vCPU quota allows 4 workers" in err
+    assert "(EC2 standard Spot quota L-34B43A08: 4 vCPUs, 0 in use; `starburst quota`" in err
+    assert len(_launched()) == 2
+    assert len([t for t in _tasks() if t.get("startedBy")]) == 4
     assert _live_instances(aws) == []
+
+
+def test_a_gpu_worker_counts_against_the_g_and_vt_quota(aws: Any) -> None:
+    """GPU instances have quotas of their own: with none free, the call is refused before
+    any instance or task starts, naming that quota (the standard ones are untouched)."""
+    starburst.setup(say=_quiet, ec2=True)
+    aws.quotas.set("L-DB2E81BA", 0)
+    with pytest.raises(starburst.QuotaError, match=r"EC2 G and VT On-Demand quota L-DB2E81BA"):
+        starburst.map(square, range(4), workers=2, gpus=1, memory="8GB", backend="ec2")
+    assert _launched() == {} and "RunTask" not in aws.calls

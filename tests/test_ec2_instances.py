@@ -13,6 +13,7 @@ from starburst.backends.ec2.instances import (
     MAX_TYPES_PER_GROUP,
     choose_instance_types,
     fewest_instances,
+    most_workers_within,
 )
 from starburst.errors import ConfigurationError
 
@@ -138,3 +139,15 @@ def test_fewest_instances_binpacks_the_workers() -> None:
     assert fewest_instances(0, 1, 2 * GIB, types).count == 0
     gpu = choose_instance_types(4, 16 * GIB, gpus=1)
     assert fewest_instances(8, 4, 16 * GIB, gpu, gpus=1).count == 1  # one 8-GPU instance
+
+
+def test_a_quota_holds_the_workers_whose_fewest_instances_fit_in_it() -> None:
+    types = choose_instance_types(1, 2 * GIB, instance_types=["c7i.xlarge", "c7i.2xlarge"])
+    # 12 vCPUs: one 2xlarge (7 workers) and one xlarge (3): 10 workers, not 12 / 8 * 7.
+    assert most_workers_within(12, 50, 1, 2 * GIB, types, 0) == 10
+    assert most_workers_within(12, 6, 1, 2 * GIB, types, 0) == 6  # (no more than asked)
+    assert most_workers_within(3, 50, 1, 2 * GIB, types, 0) == 0  # not even an xlarge
+    # GPU types are large: a small quota still holds the smallest one that carries a worker.
+    gpu = choose_instance_types(1, 8 * GIB, gpus=1)
+    smallest = min(t.vcpus for t in gpu)
+    assert most_workers_within(smallest, 4, 1, 8 * GIB, gpu, 1) >= 1

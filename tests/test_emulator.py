@@ -14,10 +14,11 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from emulator import Emulator
-from emulator import wait_until as _wait
-from emulator.faults import CAPACITY_REASON, QUOTA_REASON
 from proc import alive
+
+from starburst.emulator.emulator import Emulator
+from starburst.emulator.emulator import wait_until as _wait
+from starburst.emulator.faults import CAPACITY_REASON, QUOTA_REASON
 
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})  # one attempt
 LOG_GROUP = "/emulator/tasks"

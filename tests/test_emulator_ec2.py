@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from emulator import Emulator
-from emulator import wait_until as _wait
-from emulator.capacity import SPOT_SHORTAGE
-from emulator.instance_types import REGISTERED_MEMORY_SHARE
+
+from starburst.emulator.capacity import SPOT_SHORTAGE
+from starburst.emulator.emulator import Emulator
+from starburst.emulator.emulator import wait_until as _wait
+from starburst.emulator.instance_types import REGISTERED_MEMORY_SHARE
 
 CLUSTER = "burst"
 AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"

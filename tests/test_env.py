@@ -19,12 +19,12 @@ from pathlib import Path
 
 import boto3
 import pytest
-from emulator.images import ImageReader
-from emulator.registry import ECR_PASSWORD, ECR_USER, RegistryServer, registry_available
 
 import starburst
 from starburst import EnvironmentProblemsError
 from starburst.aws.connection import connect
+from starburst.emulator.images import ImageReader
+from starburst.emulator.registry import ECR_PASSWORD, ECR_USER, RegistryServer, registry_available
 from starburst.env.build import BuiltImage, ensure_image
 from starburst.env.capture import capture
 from starburst.env.registry import Registry

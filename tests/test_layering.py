@@ -25,6 +25,8 @@ def test_no_module_outside_backends_compares_a_backend_name() -> None:
     for module, tree in _modules():
         if module.startswith("backends/") or module == "cli.py":
             continue
+        if module.startswith("emulator/"):
+            continue  # (the AWS stand-in: there "ec2" is an AWS service's name)
         for node in ast.walk(tree):
             if isinstance(node, ast.Compare):
                 sides = [node.left, *node.comparators]

@@ -15,6 +15,8 @@ import starburst.errors
 
 #: Exceptions that never reach a user: each is raised and handled inside starburst.
 INTERNAL_EXCEPTIONS = {
+    # The emulated AWS's error answers: they reach a user as AWS's, through boto3.
+    "starburst.emulator.wire.ApiError",
     # The store protocol's answers (a missing key, a lost conditional write): the engine acts
     # on them; a user who catches the store's failures catches them as ``StoreError``.
     "starburst.store.base.NotFound",

@@ -5,7 +5,9 @@
 
 ``backend="local"`` (the default) runs on processes of this machine; after a one-time
 ``starburst setup``, ``backend="fargate"`` runs the same engine and protocol on AWS Fargate,
-in a worker image built from this environment, within a cost cap (``max_cost``).
+in a worker image built from this environment, within a cost cap (``max_cost``), and
+``backend="ec2"`` on EC2 instances. ``starburst.sandbox()`` (or ``starburst sandbox start``)
+emulates an AWS account on this machine, to try all of it offline.
 ``starburst.session`` starts work that goes on while the client is away, and
 ``starburst.attach`` collects it later, from any process.
 """
@@ -16,6 +18,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+from .emulator.active import use_running_sandbox as _use_running_sandbox
+
+_use_running_sandbox()  # after `starburst sandbox start`, this process uses it too
 
 if TYPE_CHECKING:  # the public names, imported on first use (workers need none of them)
     from .api import imap, imap_unordered, map, starmap
@@ -73,6 +78,7 @@ _HOMES = {
     "session": "detached", "attach": "detached", "list_sessions": "detached",
     "Session": "detached", "RunHandle": "detached", "PENDING": "detached",
     "SessionStatus": "engine.status", "RunStatus": "engine.status",
+    "sandbox": "emulator.sandbox",
 }  # fmt: skip
 
 #: Old names kept for one release: each calls its new name after a ``DeprecationWarning``.
@@ -133,6 +139,7 @@ __all__ = [
     "quota",
     "quota_increase_status",
     "request_quota_increase",
+    "sandbox",
     "session",
     "setup",
     "setup_status",

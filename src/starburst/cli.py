@@ -62,11 +62,18 @@ def _aws_failure(exc: Exception) -> str:
 @click.version_option(__version__, prog_name="starburst")
 def main() -> None:
     """Burst a slow Python loop onto many workers: processes on this machine, or AWS
-    Fargate after `starburst setup` (your environment as the worker image, a cost cap,
-    sessions that run on while you are away).
+    Fargate or EC2 instances after `starburst setup` (your environment as the worker image,
+    a cost cap, sessions that run on while you are away).
 
     In Python: results = starburst.map(fn, items, workers=8)
     """
+    ctx = click.get_current_context()
+    if ctx.invoked_subcommand != "sandbox":
+        from .emulator.active import use_running_sandbox
+
+        banner = use_running_sandbox()
+        if banner:
+            click.echo(f"starburst: {banner}", err=True)
 
 
 @main.command()
@@ -254,9 +261,8 @@ def _local_logs(files: list[Any], tail: int, follow: bool) -> None:
 @_profile
 @click.pass_context
 def quota(ctx: click.Context, region: str | None, profile: str | None) -> None:
-    """Show the Fargate vCPU quotas, what is in use, and how many workers fit.
+    """Show the vCPU quotas (Fargate's, and EC2's after setup --ec2), what is in use.
 
-    After `starburst setup --ec2`, the EC2 vCPU quotas too.
     `starburst quota request VCPUS` asks AWS for more; `starburst quota check ID` follows it.
     """
     ctx.obj = {"region": region, "profile": profile}
@@ -500,3 +506,55 @@ def _remove(session_id: str) -> None:
     from .detached import remove_session
 
     remove_session(session_id)
+
+
+@main.group()
+def sandbox() -> None:
+    """An emulated AWS account on this machine: try the cloud path offline.
+
+    `starburst sandbox start` runs it in the background; until `starburst sandbox stop`,
+    every starburst command uses it (`starburst setup`, `starburst demo --backend fargate`).
+    Needs `pip install "starburst[sandbox]"`.
+    """
+
+
+@sandbox.command("start")
+@click.option(
+    "--images",
+    is_flag=True,
+    help="Run environment sync too, against a local registry (needs docker-registry).",
+)
+def sandbox_start(images: bool) -> None:
+    """Start the sandbox in the background (it keeps its config in the cache folder)."""
+    from .emulator.active import start_sandbox
+
+    click.echo(start_sandbox(images))
+
+
+@sandbox.command("stop")
+def sandbox_stop() -> None:
+    """Stop the sandbox and every worker it runs."""
+    from .emulator.active import stop_sandbox
+
+    click.echo(stop_sandbox())
+
+
+@sandbox.command("status")
+def sandbox_status() -> None:
+    """Say whether the sandbox runs, and where."""
+    from .emulator.active import running_sandbox
+
+    state = running_sandbox()
+    click.echo(f"running at {state['url']} (process {state['pid']})" if state else "not running")
+
+
+@sandbox.command("fault")
+@click.argument("kind", type=click.Choice(["spot-interrupt"]))
+@click.option("--workers", default=1, show_default=True, help="How many workers to interrupt.")
+def sandbox_fault(kind: str, workers: int) -> None:
+    """Inflict a fault on the sandbox's running workers: spot-interrupt takes them away as a
+    Spot interruption does (their chunks go back; nothing is lost)."""
+    from .emulator.active import request_fault
+
+    request_fault(kind, workers)
+    click.echo(f"asked the sandbox to {kind} {workers} worker(s)")

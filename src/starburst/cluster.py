@@ -46,6 +46,9 @@ class Cluster:
         with starburst.Cluster(workers=4) as cluster:
             squares = cluster.map(lambda x: x * x, range(100))
             future = cluster.submit(sum, [1, 2, 3])
+
+    On EC2, ``keep_warm`` (seconds, or e.g. ``"15m"``; at most a day) keeps the instances
+    up, empty, after the block, so that a later call starts its workers in seconds.
     """
 
     def __init__(
@@ -59,13 +62,14 @@ class Cluster:
         gpus: int = 0,
         instance_types: Sequence[str] | None = None,
         arch: str | None = None,
+        keep_warm: str | float | None = None,
         progress: bool | None = None,
         max_cost: float | None = None,
         cost_alert: float | None = None,
     ) -> None:
         self.spec = WorkerSpec.build(
             backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot, gpus=gpus,
-            instance_types=instance_types, arch=arch,
+            instance_types=instance_types, arch=arch, keep_warm=keep_warm,
         )  # fmt: skip
         self.limits = CostLimits.build(max_cost, cost_alert)
         self.progress = show_progress(progress)
@@ -274,4 +278,6 @@ def _restore_default_sigterm() -> None:
 def header(spec: WorkerSpec, session_id: str) -> str:
     """The line printed above the progress bar: where the work runs and how to go bigger."""
     line = f"starburst: {spec.workers} workers x {spec.cpu:g} cpu on the {spec.backend} backend"
-    return line + spec.backend.header(spec, session_id)
+    sandbox = os.environ.get("STARBURST_SANDBOX")  # (the sandbox says what it is not)
+    line += spec.backend.header(spec, session_id)
+    return f"starburst: {sandbox}\n{line}" if sandbox else line

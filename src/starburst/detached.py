@@ -34,7 +34,7 @@ from .engine.keys import SessionKeys
 from .engine.manifest import RunManifest
 from .engine.outcome import ChunkOutput
 from .engine.run import Run
-from .engine.session_record import SessionRecord, check_session_id, parse_duration, parse_ttl
+from .engine.session_record import SessionRecord, check_session_id, parse_ttl
 from .engine.status import RunStatus, SessionStatus, read_status, run_manifests, run_status
 from .errors import (
     CancelledError,
@@ -48,7 +48,7 @@ from .errors import (
     StarburstError,
     UnreadableSessionError,
 )
-from .options import RunKeywords, RunOptions, WorkerSpec, takes
+from .options import RunKeywords, RunOptions, WorkerSpec, parse_duration, takes
 from .planning import Plan, plan_call, plan_tasks
 from .progress import Progress, make_progress
 from .serialize import pickle_call
@@ -89,6 +89,7 @@ def session(
     gpus: int = 0,
     instance_types: Sequence[str] | None = None,
     arch: str | None = None,
+    keep_warm: str | float | None = None,
     ttl: str | float = "24h",
     max_cost: float | None = None,
     cost_alert: float | None = None,
@@ -101,7 +102,7 @@ def session(
     """
     spec = WorkerSpec.build(
         backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot, gpus=gpus,
-        instance_types=instance_types, arch=arch,
+        instance_types=instance_types, arch=arch, keep_warm=keep_warm,
     )  # fmt: skip
     limits = CostLimits.build(max_cost, cost_alert)
     driver = Driver.new(spec, limits, detached=True, ttl=parse_ttl(ttl))

@@ -62,6 +62,29 @@ def parse_memory(value: str | int | float | None) -> int | None:
     return round(mib)
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(name: str, value: str | int | float) -> float:
+    """Seconds from a number of seconds or a text like ``"90s"``, ``"30m"``, ``"24h"``, ``"2d"``."""
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        unit = _DURATION_UNITS.get(text[-1:]) if text else None
+        try:
+            seconds = float(text[:-1]) * unit if unit else float(text)
+        except ValueError:
+            seconds = None
+    if seconds is None or not seconds > 0:
+        raise ConfigurationError(
+            f"{name}={value!r} is not a duration: give seconds (e.g. 3600) or a text such as "
+            "'90m', '24h' or '2d'"
+        )
+    return seconds
+
+
 def positive_int(name: str, value: Any, *, allow_none: bool = True) -> int | None:
     """``value`` as a positive integer, or ``None`` when that is allowed."""
     if value is None and allow_none:
@@ -113,6 +136,8 @@ class WorkerSpec:
     #: Families (``"c7i"``) or exact types (``"c7i.2xlarge"``); empty: the backend chooses.
     instance_types: tuple[str, ...] = ()
     arch: str | None = None  # "x86_64" or "arm64"; None: the backend chooses
+    #: Seconds the instances stay up, empty, after the workers stop (for the next call).
+    keep_warm: float = 0.0
 
     @property
     def processes(self) -> int:
@@ -136,6 +161,7 @@ class WorkerSpec:
         gpus: int = 0,
         instance_types: Sequence[str] | None = None,
         arch: str | None = None,
+        keep_warm: str | float | None = None,
     ) -> WorkerSpec:
         """Validate the user's choices and fill in the backend's defaults."""
         chosen = choose_backend(backend)
@@ -162,6 +188,7 @@ class WorkerSpec:
                 f"instance_types={instance_types!r} must be names, e.g. ['c7i', 'm7i.2xlarge']"
             )
         count, cpu, memory_mib = chosen.fit(count, cpu, parse_memory(memory))
+        warm = _keep_warm_seconds(keep_warm, chosen)
         spec = cls(
             backend=chosen,
             workers=count,
@@ -171,9 +198,32 @@ class WorkerSpec:
             gpus=gpus,
             instance_types=types,
             arch=arch,
+            keep_warm=warm,
         )
         chosen.fit_instances(spec)
         return spec
+
+
+#: The longest ``keep_warm``: idle instances cost as much as busy ones.
+MAX_KEEP_WARM_SECONDS = 86400.0
+
+
+def _keep_warm_seconds(value: str | float | None, backend: Backend) -> float:
+    """``keep_warm`` in seconds (0: give the instances back at once)."""
+    if value is None or value == 0:
+        return 0.0
+    seconds = parse_duration("keep_warm", value)
+    if not backend.keeps_warm:
+        raise ConfigurationError(
+            f"keep_warm={value!r} keeps instances up between calls, and the {backend.name} "
+            "backend has none to keep: leave keep_warm out, or use backend='ec2'"
+        )
+    if seconds > MAX_KEEP_WARM_SECONDS:
+        raise ConfigurationError(
+            f"keep_warm={value!r} is longer than a day, and idle instances cost as much as "
+            "busy ones: use at most keep_warm='24h' (e.g. keep_warm='15m')"
+        )
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -254,6 +304,7 @@ class ClusterKeywords(TypedDict, total=False):
     gpus: int
     instance_types: Sequence[str] | None
     arch: str | None
+    keep_warm: str | float | None
     progress: bool | None
     max_cost: float | None
     cost_alert: float | None
@@ -284,6 +335,7 @@ DEFAULTS: dict[str, Any] = {
     "gpus": 0,
     "instance_types": None,
     "arch": None,
+    "keep_warm": None,
     **{field.name: field.default for field in fields(RunOptions)},
     "progress": None,
     "max_cost": None,

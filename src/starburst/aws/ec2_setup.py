@@ -618,5 +618,18 @@ def ec2_status(aws: Aws, names: r.Names) -> dict[str, str]:
             else:
                 checks[name] = (
                     f"ok: {len(group.get('Instances', []))} instances (max {group['MaxSize']})"
+                    + _warm_note(group)
                 )
     return checks
+
+
+def _warm_note(group: dict[str, Any]) -> str:
+    """ ", kept warm until 14:05 UTC" while a ``keep_warm`` holds the group's empty instances."""
+    from ..backends.ec2.warmth import WARM_TAG
+
+    until = max(
+        (float(t["Value"]) for t in group.get("Tags", []) if t["Key"] == WARM_TAG), default=0.0
+    )
+    if until <= time.time():
+        return ""
+    return f", kept warm until {time.strftime('%H:%M:%S UTC', time.gmtime(until))}"

@@ -26,7 +26,7 @@ SIZES = (0.25, 0.5, 1, 2, 4, 8, 16)
 
 @dataclass(frozen=True)
 class VcpuQuota:
-    """One Fargate vCPU quota: its limit and current usage."""
+    """One vCPU quota (Fargate's or EC2's): its limit and current usage."""
 
     code: str
     spot: bool
@@ -73,10 +73,12 @@ def quota_code(spot: bool) -> str:
     return r.FARGATE_SPOT_QUOTA if spot else r.FARGATE_ON_DEMAND_QUOTA
 
 
-def quota_notice(wanted: int, fits: int, cpu: float, detail: str = "") -> str:
+def quota_notice(
+    wanted: int, fits: int, cpu: float, detail: str = "", quota: str = "Fargate vCPU quota"
+) -> str:
     """The one line that says the quota allows fewer workers than were asked for."""
     line = (
-        f"Requested {wanted} workers ({wanted * cpu:g} vCPUs) but the Fargate vCPU quota allows "
+        f"Requested {wanted} workers ({wanted * cpu:g} vCPUs) but the {quota} allows "
         f"{fits} workers ({fits * cpu:g} vCPUs): using {fits}."
     )
     return f"{line} {detail}" if detail else line

@@ -79,6 +79,8 @@ class Fleet(ABC):
 
     #: Why the last ``launch`` started fewer workers than asked (None: it started them all).
     shortfall: LaunchShortfall | None = None
+    #: What ``quota_room`` reads, as the user's messages name it.
+    quota_name: str = "vCPU quota"
 
     @abstractmethod
     def launch(self, request: LaunchRequest, stripes: list[int]) -> list[str]:
@@ -176,6 +178,8 @@ class Backend(ABC):
     #: Whether workers run on instance types the user may choose (``gpus``,
     #: ``instance_types``, ``arch``): see ``fit_instances``.
     chooses_instances: bool = False
+    #: Whether instances can outlive a call's workers for the next call (``keep_warm``).
+    keeps_warm: bool = False
 
     def __str__(self) -> str:
         return self.name

@@ -225,7 +225,9 @@ class EcsTaskFleet(Fleet):
                 if self.shortfall.kind == "capacity":
                     self.no_capacity(spec)
                 elif self.shortfall.kind == "quota" and self._arns:  # (none: QuotaError)
-                    self._notices.append(quota_notice(wanted, len(self._arns), spec.cpu))
+                    self._notices.append(
+                        quota_notice(wanted, len(self._arns), spec.cpu, quota=self.quota_name)
+                    )
                 break
         return ids
 

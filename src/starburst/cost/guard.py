@@ -159,13 +159,12 @@ class CostGuard:
         fits, about = room
         if fits == 0:
             raise QuotaError(
-                f"the Fargate vCPU quota has no room for a worker of {self.spec.cpu:g} vCPUs "
-                f"{about}. Wait for running tasks to end, or raise the quota: "
-                "`starburst quota request VCPUS`."
+                f"the {self.fleet.quota_name} has no room for a worker of {self.spec.cpu:g} "
+                f"vCPUs {about}. Wait for running workers to end, or raise the quota."
             )
         from ..aws.quotas import quota_notice  # only a cloud backend has a quota (and boto3)
 
-        self.say(quota_notice(wanted, fits, self.spec.cpu, about))
+        self.say(quota_notice(wanted, fits, self.spec.cpu, about, self.fleet.quota_name))
         return fits
 
     # During the run ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigurationError, SessionNotFoundError
-from ..options import WorkerSpec
+from ..options import WorkerSpec, parse_duration
 from ..settings import resolve
 from ..store import Store
 from .keys import SessionKeys
@@ -22,27 +22,6 @@ DEFAULT_TTL_SECONDS = 24 * 3600
 #: The longest a session may live: run data expires from the bucket after seven days
 #: (``aws/resources.py``), so a live session's deadline stays a day short of that.
 MAX_TTL_SECONDS = 6 * 24 * 3600
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(name: str, value: str | int | float) -> float:
-    """Seconds from a number of seconds or a text like ``"90s"``, ``"30m"``, ``"24h"``, ``"2d"``."""
-    seconds: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        unit = _UNITS.get(text[-1:]) if text else None
-        try:
-            seconds = float(text[:-1]) * unit if unit else float(text)
-        except ValueError:
-            seconds = None
-    if seconds is None or not seconds > 0:
-        raise ConfigurationError(
-            f"{name}={value!r} is not a duration: give seconds (e.g. 3600) or a text such as "
-            "'90m', '24h' or '2d'"
-        )
-    return seconds
 
 
 def parse_ttl(value: str | int | float) -> float:
@@ -148,6 +127,11 @@ class SessionRecord:
     state: str = "open"
     problem: str | None = None
     spot: bool = False
+    #: The instance choices of a backend that offers them (``WorkerSpec``'s fields).
+    gpus: int = 0
+    instance_types: list[str] = field(default_factory=list)
+    arch: str | None = None
+    keep_warm: float = 0.0
     max_cost: float | None = None
     cost_alert: float | None = None
     #: Dollars per worker-hour, by "on-demand" and "spot"; None where workers cost nothing.
@@ -172,7 +156,10 @@ class SessionRecord:
         from ..backends.registry import backend_named
 
         backend = backend_named(self.backend)
-        return WorkerSpec(backend, self.workers, self.cpu, self.memory_mib, self.spot)
+        return WorkerSpec(
+            backend, self.workers, self.cpu, self.memory_mib, self.spot, self.gpus,
+            tuple(self.instance_types), self.arch, self.keep_warm,
+        )  # fmt: skip
 
     def expired(self, now: float | None = None) -> bool:
         """Whether the session is past its deadline (its workers have stopped)."""

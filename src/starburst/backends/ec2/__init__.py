@@ -33,6 +33,7 @@ class Ec2Backend(Backend):
     offers_spot = True
     limits_memory = True
     chooses_instances = True
+    keeps_warm = True
 
     def fit(
         self, workers: int, cpu: float | None, memory_mib: int | None

@@ -12,7 +12,8 @@ Started with RunTask as ``ecs_tasks`` does for every ECS fleet; what is EC2's ow
   that carry this worker size and its desired capacity raised to the fewest instances that
   carry the workers, within the vCPU quota (a notice says when the quota is the limit);
 * when the session ends, its empty instances are drained and terminated (scale to zero),
-  never one that runs another session's tasks.
+  never one that runs another session's tasks; with ``keep_warm`` they stay up for the next
+  call until a time the groups carry (``warmth.py``).
 """
 
 from __future__ import annotations
@@ -26,11 +27,18 @@ import botocore.exceptions
 from ...aws import resources as r
 from ...aws.connection import Aws, translate_errors
 from ...aws.ec2_resources import overrides, template_kind
-from ...aws.quotas import ec2_quotas
+from ...aws.quotas import VcpuQuota, ec2_quotas
 from ...errors import SetupRequiredError, StarburstError
 from ...store import Store
 from ..ecs_tasks import EcsTaskFleet, discard_unreadable, place_session
-from .instances import InstanceType, choose_instance_types, fewest_instances
+from .instances import (
+    InstanceType,
+    Kickstart,
+    choose_instance_types,
+    fewest_instances,
+    most_workers_within,
+)
+from .warmth import keep_warm_until, warm_until
 
 if TYPE_CHECKING:
     from ...options import WorkerSpec
@@ -45,6 +53,7 @@ class Ec2Fleet(EcsTaskFleet):
     """Workers as ECS tasks on starburst's EC2 instances (Spot or on-demand)."""
 
     name = "ec2"
+    quota_name = "EC2 vCPU quota"
     phases: ClassVar[dict[str, str]] = {
         "PROVISIONING": "waiting for an instance",
         "PENDING": "pulling image",
@@ -104,9 +113,12 @@ class Ec2Fleet(EcsTaskFleet):
         types = self.instance_types(spec)
         gpus = int(self.resources.get("gpus") or 0)
         plan = fewest_instances(count, cpu_units / 1024, memory_mib, types, gpus)
-        capacity = "spot" if spec.spot else "on-demand"
-        wanted = self._within_quota(plan.count, types, spec.spot, gpus > 0)
-        self._set_group(self.ec2["groups"][capacity], types, wanted)
+        group = self._group(spec.spot)
+        have = group["DesiredCapacity"]  # (warm instances among them: keep_warm)
+        more = plan.count - have
+        if more > 0:
+            more = self._within_quota(more, plan, spec.spot, gpus > 0)
+        self._set_group(group, types, have + max(more, 0))
 
     def instance_types(self, spec: WorkerSpec) -> list[InstanceType]:
         """The types that carry this session's workers (its choice, kept in its record)."""
@@ -119,20 +131,44 @@ class Ec2Fleet(EcsTaskFleet):
             self.resources.get("arch"),
         )
 
-    def _within_quota(self, wanted: int, types: list[InstanceType], spot: bool, gpus: bool) -> int:
-        """``wanted`` instances, or as many as the free vCPU quota holds (saying so)."""
+    def quota_room(self, spec: WorkerSpec) -> tuple[int, str] | None:
+        """How many workers the group's instances (warm ones too) and the free EC2 vCPU
+        quota can carry: the quota's room is counted in the fewest instances that carry
+        them, each warm instance as carrying as few as the smallest chosen type."""
+        quota = self._quota(spec.spot, spec.gpus > 0)
+        if quota is None or quota.free is None:
+            return None
+        cpu_units, memory_mib = self.size(spec)
+        cpu, types = cpu_units / 1024, self.instance_types(spec)
+        least = min(t.workers_that_fit(cpu, memory_mib, spec.gpus) for t in types)
+        warm = self._group(spec.spot)["DesiredCapacity"] * least
+        more = most_workers_within(quota.free, spec.workers, cpu, memory_mib, types, spec.gpus)
+        about = (
+            f"({quota.label} quota {quota.code}: {quota.limit:g} vCPUs, {quota.used:g} in use; "
+            "`starburst quota` shows it, and AWS raises it on request)"
+        )
+        return warm + more, about
+
+    def _quota(self, spot: bool, gpus: bool) -> VcpuQuota | None:
+        """The EC2 vCPU quota this session's instances count against (``None``, with a
+        notice, when it cannot be read)."""
         try:
-            quota = next(
-                q for q in ec2_quotas(self.aws) if q.spot == spot and "G and VT" not in q.service
+            return next(
+                q
+                for q in ec2_quotas(self.aws)
+                if q.spot == spot and ("G and VT" in q.service) == gpus
             )
         except (StarburstError, botocore.exceptions.BotoCoreError, StopIteration) as exc:
-            self._notices.append(
-                f"could not read the EC2 vCPU quota ({exc}): asking for {wanted} instances."
-            )
+            self._notices.append(f"could not read the EC2 vCPU quota ({exc}).")
+            return None
+
+    def _within_quota(self, wanted: int, plan: Kickstart, spot: bool, gpus: bool) -> int:
+        """``wanted`` more instances of ``plan``'s, or as many as the free vCPU quota holds
+        (saying so)."""
+        quota = self._quota(spot, gpus)
+        if quota is None or quota.free is None:
             return wanted
-        if quota.free is None:
-            return wanted
-        largest = max(t.vcpus for t in types)
+        largest = max(t.vcpus for t, _ in plan.instances)
         fits = math.floor(quota.free / largest)
         if fits >= wanted:
             return wanted
@@ -143,13 +179,21 @@ class Ec2Fleet(EcsTaskFleet):
         )
         return fits
 
-    def _set_group(self, group_name: str, types: list[InstanceType], wanted: int) -> None:
-        """Give ``group_name`` this run's types and at least ``wanted`` instances."""
+    def _group(self, spot: bool) -> dict[str, Any]:
+        """The Spot or on-demand Auto Scaling group, as AWS describes it."""
+        name = self.ec2["groups"]["spot" if spot else "on-demand"]
+        with translate_errors(f"read the Auto Scaling group {name}"):
+            return dict(
+                self.autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=[name])[
+                    "AutoScalingGroups"
+                ][0]
+            )
+
+    def _set_group(self, group: dict[str, Any], types: list[InstanceType], wanted: int) -> None:
+        """Give ``group`` this run's types and ``wanted`` instances."""
         names = r.Names(self.resources["account_id"], self.aws.region)
+        group_name = group["AutoScalingGroupName"]
         with translate_errors(f"start instances in the Auto Scaling group {group_name}"):
-            group = self.autoscaling.describe_auto_scaling_groups(
-                AutoScalingGroupNames=[group_name]
-            )["AutoScalingGroups"][0]
             policy = {
                 "LaunchTemplate": {
                     "LaunchTemplateSpecification": {
@@ -160,28 +204,43 @@ class Ec2Fleet(EcsTaskFleet):
                 },
                 "InstancesDistribution": group["MixedInstancesPolicy"]["InstancesDistribution"],
             }
-            desired = max(group["DesiredCapacity"], wanted)
             self.autoscaling.update_auto_scaling_group(
                 AutoScalingGroupName=group_name,
                 MixedInstancesPolicy=policy,  # (whole: a partial one is dropped)
-                MaxSize=max(group["MaxSize"], desired),
-                DesiredCapacity=desired,
+                MaxSize=max(group["MaxSize"], wanted),
+                DesiredCapacity=wanted,
             )
 
     # Scale to zero -------------------------------------------------------------------------
 
     def release_capacity(self, session_id: str) -> None:
         """Once the session's tasks have stopped (waiting up to ``_STOP_WAIT_SECONDS``),
-        terminate every instance of starburst's groups that runs no task: registered ones
-        are drained first, never one that still runs another session's work; one still
-        booting (a managed-scaling step that came too late) goes too, unless tasks of
-        another session wait for capacity."""
+        give back the empty instances (``release_idle``), unless they are kept warm: by this
+        session's ``keep_warm`` (which moves the groups' warm time on) or an earlier one's."""
         deadline = time.monotonic() + _STOP_WAIT_SECONDS
         while any(info.state != "stopped" for info in self.find(session_id)):
             if time.monotonic() > deadline:
                 break
             time.sleep(1.0)
-        with translate_errors("give back the session's empty instances"):
+        groups = list(self.ec2["groups"].values())
+        with translate_errors("keep the instances warm or give them back"):
+            until = warm_until(self.autoscaling, groups)
+            keep = float(self.resources.get("keep_warm") or 0.0)
+            if keep and time.time() + keep > until:
+                until = time.time() + keep
+                keep_warm_until(self.autoscaling, groups, until)
+            if until > time.time():
+                return
+        self.release_idle()
+
+    def release_idle(self) -> None:
+        """Terminate every instance of starburst's groups that runs no task, registered
+        (drained first) or still booting (a managed-scaling step that came too late). None
+        goes while a task in the cluster waits for an instance (a call starting on warm
+        instances), and never one that runs another session's work."""
+        with translate_errors("give back the empty instances"):
+            if self._tasks_waiting():
+                return
             empty, booting = self._idle_instances()
             if empty:
                 self.ecs.update_container_instances_state(
@@ -195,8 +254,6 @@ class Ec2Fleet(EcsTaskFleet):
                     )
                 for arn in busy:
                     del empty[arn]
-            if booting and self._tasks_waiting():
-                booting = {}
             for instance_id, group in [*empty.values(), *booting.items()]:
                 self.autoscaling.set_instance_protection(
                     AutoScalingGroupName=group,
@@ -280,7 +337,12 @@ def ec2_resources(resources: dict[str, Any]) -> None:
 
 def place_on_ec2(spec: WorkerSpec, session_id: str) -> Placement:
     """The S3 store and EC2 fleet of the configured account."""
-    chosen = {"gpus": spec.gpus, "instance_types": list(spec.instance_types), "arch": spec.arch}
+    chosen = {
+        "gpus": spec.gpus,
+        "instance_types": list(spec.instance_types),
+        "arch": spec.arch,
+        "keep_warm": spec.keep_warm,
+    }
     return place_session(Ec2Fleet, spec, session_id, check=ec2_resources, chosen=chosen)
 
 

@@ -324,3 +324,18 @@ def fewest_instances(
         else:
             plan.append((last, 1))
     return Kickstart(plan)
+
+
+def most_workers_within(
+    vcpus: float, workers: int, cpu: float, memory_mib: int, types: list[InstanceType], gpus: int
+) -> int:
+    """The most of ``workers`` workers whose ``fewest_instances`` count no more than
+    ``vcpus`` against a quota (0 when not one fits)."""
+    low, high = 0, workers
+    while low < high:  # (the instances' vCPUs grow with the workers: bisect)
+        middle = (low + high + 1) // 2
+        if fewest_instances(middle, cpu, memory_mib, types, gpus).vcpus <= vcpus:
+            low = middle
+        else:
+            high = middle - 1
+    return low

@@ -30,6 +30,7 @@ class FargateFleet(EcsTaskFleet):
     """Workers as ECS tasks on Fargate (or Fargate Spot)."""
 
     name = "fargate"
+    quota_name = "Fargate vCPU quota"
 
     def __init__(self, aws: Aws, resources: dict[str, Any], image: str) -> None:
         super().__init__(aws, resources, image)

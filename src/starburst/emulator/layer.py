@@ -22,10 +22,10 @@ from urllib.parse import parse_qs, unquote
 from moto.ecs.models import ecs_backends
 from moto.s3.models import s3_backends
 
-from emulator.faults import CAPACITY_REASON, QUOTA_REASON, Faults
-from emulator.pricing import Prices
-from emulator.quotas import ON_DEMAND, SPOT, Quotas
-from emulator.wire import ApiError, Call, decode_token, encode_token, request_id
+from starburst.emulator.faults import CAPACITY_REASON, QUOTA_REASON, Faults
+from starburst.emulator.pricing import Prices
+from starburst.emulator.quotas import ON_DEMAND, SPOT, Quotas
+from starburst.emulator.wire import ApiError, Call, decode_token, encode_token, request_id
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Metadata = Callable[[str, str], dict[str, Any] | None]
@@ -225,11 +225,7 @@ class EmulatorLayer:
     ) -> Any:
         """RunTask, with the failures EC2 placement listed (moto's are always empty)."""
         status, headers, body = _call(self.app, environ)
-        failures = capacity.take_runtask_failures()
-        if failures and status.startswith("200"):
-            answer = json.loads(body)
-            answer["failures"] = list(answer.get("failures") or []) + failures
-            body = json.dumps(answer).encode()
+        body = _with_failures(status, body, capacity.take_runtask_failures())
         return _relay(start_response, status, headers, body)
 
     def _describe_tasks(
@@ -238,15 +234,13 @@ class EmulatorLayer:
         """moto leaves ``failures`` empty; ECS lists each unknown task as MISSING."""
         status, headers, body = _call(self.app, environ)
         if status.startswith("200"):
-            answer = json.loads(body)
-            found = [t["taskArn"] for t in answer.get("tasks") or []]
+            found = [t["taskArn"] for t in json.loads(body).get("tasks") or []]
             missing = [
                 {"arn": wanted, "reason": "MISSING"}
                 for wanted in call.params.get("tasks") or []
                 if not any(arn == wanted or arn.endswith("/" + wanted) for arn in found)
             ]
-            answer["failures"] = list(answer.get("failures") or []) + missing
-            body = json.dumps(answer).encode()
+            body = _with_failures(status, body, missing)
         return _relay(start_response, status, headers, body)
 
     def _list_tasks(
@@ -286,7 +280,7 @@ class EmulatorLayer:
         strategy = p.get("capacityProviderStrategy")
         if not p.get("launchType") and not strategy:
             strategy = cluster.default_capacity_provider_strategy
-        spot = bool(strategy) and strategy[0].get("capacityProvider") == "FARGATE_SPOT"
+        spot = bool(strategy) and (strategy or [{}])[0].get("capacityProvider") == "FARGATE_SPOT"
         vcpus = _vcpus(task_def, p.get("overrides"))
         with self._runtask_lock:
             quota = self.quotas.get(SPOT if spot else ON_DEMAND)
@@ -450,6 +444,15 @@ def _call(app: WsgiApp, environ: dict[str, Any]) -> tuple[str, list[tuple[str, s
         if close:
             close()
     return captured["status"], list(captured["headers"]), b"".join(chunks)
+
+
+def _with_failures(status: str, body: bytes, failures: list[dict[str, Any]]) -> bytes:
+    """An ECS answer's ``body`` with ``failures`` added to its own (when it succeeded)."""
+    if not failures or not status.startswith("200"):
+        return body
+    answer = json.loads(body)
+    answer["failures"] = list(answer.get("failures") or []) + failures
+    return json.dumps(answer).encode()
 
 
 def _relay(

@@ -10,14 +10,14 @@ from typing import Any
 
 import boto3
 
-from emulator.capacity import Ec2Capacity
-from emulator.faults import Faults
-from emulator.pricing import Prices
-from emulator.quotas import Quotas
-from emulator.runner import TaskRunner
-from emulator.server import EmulatorServer
+from starburst.emulator.capacity import Ec2Capacity
+from starburst.emulator.faults import Faults
+from starburst.emulator.pricing import Prices
+from starburst.emulator.quotas import Quotas
+from starburst.emulator.runner import TaskRunner
+from starburst.emulator.server import EmulatorServer
 
-CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+CREDENTIALS: dict[str, Any] = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
@@ -67,7 +67,8 @@ class Emulator:
     def client(self, service: str, **kwargs: Any) -> Any:
         """A boto3 client pointed at the emulator (``kwargs`` go to ``boto3.client``)."""
         kwargs.setdefault("region_name", self.region)
-        return boto3.client(service, endpoint_url=self.endpoint_url, **CREDENTIALS, **kwargs)
+        client: Any = boto3.client  # (its overloads want a literal service name)
+        return client(service, endpoint_url=self.endpoint_url, **CREDENTIALS, **kwargs)
 
     def reset(self) -> None:
         """Empty AWS and forget quotas, prices and faults (the fixture does this per test)."""
@@ -141,7 +142,7 @@ class Emulator:
         messages: list[str] = []
         token = None
         while True:
-            kwargs = {"nextToken": token} if token else {}
+            kwargs: dict[str, Any] = {"nextToken": token} if token else {}
             page = logs.get_log_events(
                 logGroupName=group, logStreamName=stream, startFromHead=True, **kwargs
             )

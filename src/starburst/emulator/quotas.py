@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from emulator.wire import ApiError, Call, epoch, page
+from starburst.emulator.wire import ApiError, Call, epoch, page
 
 ON_DEMAND = "L-3032A538"
 SPOT = "L-36FBB829"

@@ -36,8 +36,8 @@ from moto.ecs.models import EC2ContainerServiceBackend, Task, ecs_backends
 from moto.logs.models import logs_backends
 from moto.sts.models import sts_backends
 
-from emulator import patches
-from emulator.images import ImageReader, PulledImage
+from starburst.emulator import patches
+from starburst.emulator.images import ImageReader, PulledImage
 
 ESSENTIAL_EXITED = "Essential container in task exited"
 SPOT_REASON = "Your Spot Task was interrupted."

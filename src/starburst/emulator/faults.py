@@ -6,11 +6,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from emulator.capacity import Ec2Capacity
-    from emulator.runner import TaskRunner
+    from starburst.emulator.capacity import Ec2Capacity
+    from starburst.emulator.runner import TaskRunner
 
 CAPACITY_REASON = (
     "Capacity is unavailable at this time. Please try again later or in a different "
@@ -66,7 +66,7 @@ class Faults:
         self._runner = runner
         self._capacity = capacity
         self._errors: list[ErrorRule] = []
-        self._runtask_failures: list[list] = []  # [reason, remaining]
+        self._runtask_failures: list[list[Any]] = []  # [reason, remaining]
         self.vcpu_quota_enforced = False
         self.task_capacity: int | None = None
 

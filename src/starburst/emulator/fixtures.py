@@ -1,6 +1,6 @@
 """pytest fixtures: ``aws`` (an :class:`Emulator` per test) on one server per session.
 
-Load with ``pytest_plugins = ["emulator.fixtures"]`` in ``tests/conftest.py``.
+Load with ``pytest_plugins = ["starburst.emulator.fixtures"]`` in ``tests/conftest.py``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from emulator.capacity import Ec2Capacity
-from emulator.emulator import Emulator
-from emulator.runner import TaskRunner
-from emulator.server import EmulatorServer, ambient_aws_variables
+from starburst.emulator.active import sandbox_environment
+from starburst.emulator.emulator import Emulator
+from starburst.emulator.sandbox import tasks_running
+from starburst.emulator.server import EmulatorServer
 
 
 @pytest.fixture(scope="session")
@@ -73,29 +73,13 @@ def _emulated(
     """Reset the server, point the environment at it, run its tasks until the caller is done;
     fail on any internal error of the emulator."""
     aws_server.reset()
-    for name in ambient_aws_variables(os.environ):
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_server.url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", Emulator.region)
-    monkeypatch.setenv("AWS_REGION", Emulator.region)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config-absent"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials-absent"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("STARBURST_CONFIG_DIR", str(config_dir))
-    # Tasks run on the test's own interpreter unless a test builds an image (test_env.py).
-    monkeypatch.setenv("STARBURST_IMAGE", "public.ecr.aws/docker/library/python:3.11-slim")
-    errors: list[str] = []
-    runner = TaskRunner(aws_server.url, account_id=aws_server.account_id, on_error=errors.append)
-    capacity = Ec2Capacity.for_server(aws_server, runner, errors.append)
-    aws_server.attach(runner.start(), capacity.start())
-    try:
-        yield Emulator(aws_server, runner, capacity, config_dir)
-    finally:
-        capacity.shutdown()
-        runner.shutdown()
-        aws_server.attach(None)
-        errors += aws_server.take_internal_errors()
+    for name, value in sandbox_environment(aws_server.url, config_dir, tmp_path).items():
+        if value is None:
+            monkeypatch.delenv(name)
+        else:
+            monkeypatch.setenv(name, value)
+    monkeypatch.delenv("STARBURST_SANDBOX")  # (a test's run headers stay as a user sees them)
+    with tasks_running(aws_server, config_dir) as (emulator, errors):
+        yield emulator
     if errors:
         pytest.fail("emulator internal error(s):\n" + "\n".join(errors), pytrace=False)

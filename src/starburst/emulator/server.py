@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Mapping
 from typing import Any
 
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.moto_server.werkzeug_app import MotoRequestHandler
 from moto.server import ThreadedMotoServer
 
-from emulator import patches
-from emulator.capacity import Ec2Capacity
-from emulator.faults import Faults
-from emulator.layer import EmulatorLayer
-from emulator.pricing import Prices
-from emulator.quotas import Quotas
-from emulator.runner import TaskRunner
+from starburst.emulator import patches
+from starburst.emulator.capacity import Ec2Capacity
+from starburst.emulator.faults import Faults
+from starburst.emulator.layer import EmulatorLayer
+from starburst.emulator.pricing import Prices
+from starburst.emulator.quotas import Quotas
+from starburst.emulator.runner import TaskRunner
 
 FREEZE_ECS_TASKS = {
     "model_name": "ecs::task",
@@ -121,18 +120,3 @@ class EmulatorServer:
 
 
 #: Ambient AWS settings that would lead a client away from the emulator's fake credentials.
-_AMBIENT = (
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-)
-
-
-def ambient_aws_variables(environ: Mapping[str, str]) -> list[str]:
-    """The names in ``environ`` to remove before pointing clients at the emulator."""
-    return [n for n in environ if n.startswith("AWS_ENDPOINT_URL_") or n in _AMBIENT]

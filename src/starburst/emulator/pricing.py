@@ -9,8 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from emulator.instance_types import ON_DEMAND_PRICES, SPOT_SHARE, instance_type
-from emulator.wire import ApiError, Call, page
+from starburst.emulator.instance_types import ON_DEMAND_PRICES, SPOT_SHARE, instance_type
+from starburst.emulator.wire import ApiError, Call, page
 
 SERVICE_CODE = "AmazonECS"
 EC2_SERVICE_CODE = "AmazonEC2"

@@ -51,11 +51,11 @@ from moto.ecs.models import (
 )
 from moto.ssm.models import ssm_backends
 
-from emulator.instance_types import InstanceType, instance_type
-from emulator.layer import IMDS_PATH
-from emulator.pricing import Prices
-from emulator.quotas import EC2_G_ON_DEMAND, EC2_G_SPOT, EC2_ON_DEMAND, EC2_SPOT, Quotas
-from emulator.runner import TaskRunner
+from starburst.emulator.instance_types import InstanceType, instance_type
+from starburst.emulator.layer import IMDS_PATH
+from starburst.emulator.pricing import Prices
+from starburst.emulator.quotas import EC2_G_ON_DEMAND, EC2_G_SPOT, EC2_ON_DEMAND, EC2_SPOT, Quotas
+from starburst.emulator.runner import TaskRunner
 
 SPOT_SHORTAGE = "There is no Spot capacity available that matches your request."
 VCPU_LIMIT = (
