@@ -2,7 +2,7 @@
 """Measure ``backend="ec2"`` maps on the AWS emulator against issue 20's targets.
 
     .venv/bin/python bench/ec2.py                              # 10,000 items, 200 workers
-    .venv/bin/python bench/ec2.py --workers 100                # what a 2-core machine holds (~2 min)
+    .venv/bin/python bench/ec2.py --workers 100    # what a 2-core machine holds (~2 min)
 
 Reuses the Fargate benchmark's harness (``bench/fargate.py``: the emulator in a child
 process, its S3 counting layer, the client's CPU time), with the emulator's EC2 capacity
