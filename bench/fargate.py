@@ -242,6 +242,7 @@ class Harness:
     niceness: int  # worker processes run under ``nice -n``; 0: not; -1: SCHED_IDLE
     metadata_url: str | None  # the task metadata endpoint's own server; None: the emulator's
     metadata_dir: str | None
+    ec2: bool = False  # also emulate EC2 capacity (Auto Scaling launches, task placement)
 
 
 def bench_runner_class() -> type:
@@ -335,6 +336,7 @@ def emulator_process(conn: Any, parent_end: Any, harness: Harness) -> None:
     server = EmulatorServer().start()
     errors: list[str] = []
     runner: Any = None
+    capacity: Any = None
     try:
         wsgi = server._moto._server  # werkzeug's server; its app is the emulator layer
         tap = Tap(wsgi.app)
@@ -343,7 +345,12 @@ def emulator_process(conn: Any, parent_end: Any, harness: Harness) -> None:
             server.url, account_id=server.account_id, on_error=errors.append
         )
         runner.harness = harness
-        server.attach(runner.start())
+        capacity = None
+        if harness.ec2:
+            from starburst.emulator.capacity import Ec2Capacity
+
+            capacity = Ec2Capacity.for_server(server, runner, errors.append).start()
+        server.attach(runner.start(), capacity)
         conn.send({"url": server.url, "account_id": server.account_id})
         while True:
             try:
@@ -363,12 +370,17 @@ def emulator_process(conn: Any, parent_end: Any, harness: Harness) -> None:
                     }
                 elif command == "inspect":
                     answer = _inspect(server, runner, *argument)
+                elif command == "quota":  # (quota code, value), e.g. a vCPU quota for EC2
+                    server.quotas.set(*argument)
+                    answer = {}
                 else:
                     answer = {"error": f"unknown command {command!r}"}
             except Exception:
                 answer = {"error": traceback.format_exc()}
             conn.send(answer)
     finally:
+        if capacity is not None:
+            capacity.shutdown()
         if runner is not None:
             runner.shutdown()  # kills every task process and its process group
         server.attach(None)
@@ -505,11 +517,21 @@ def tap_window(after: list[Any], before: list[Any]) -> Counter[Any]:
     return Counter({tuple(k): v - start[tuple(k)] for k, v in after if v - start[tuple(k)] > 0})
 
 
-def run_benchmark(items: int, workers: int, niceness: int, shared_metadata: bool) -> int:
+def run_benchmark(
+    items: int,
+    workers: int,
+    niceness: int,
+    shared_metadata: bool,
+    measuring: Callable[..., int] | None = None,
+    ec2: bool = False,
+) -> int:
+    """Start the emulator (with EC2 capacity if ``ec2``), run ``measuring`` (default: the
+    Fargate map, ``measure``) against it, stop everything and check nothing is left."""
+    measuring = measuring or measure
     scratch = Path(tempfile.mkdtemp(prefix="starburst-bench-"))
     context = multiprocessing.get_context("fork")  # forked before the client has threads
     metadata: Any = None
-    harness = Harness(niceness, None, None)
+    harness = Harness(niceness, None, None, ec2)
     if not shared_metadata:
         folder = scratch / "task-metadata"
         folder.mkdir()
@@ -522,7 +544,7 @@ def run_benchmark(items: int, workers: int, niceness: int, shared_metadata: bool
         if not receive.poll(30):
             metadata.terminate()
             raise RuntimeError("the task metadata server did not start within 30 s")
-        harness = Harness(niceness, receive.recv(), str(folder))
+        harness = Harness(niceness, receive.recv(), str(folder), ec2)
     say("starting the emulator (moto server + task runner) in a child process")
     try:
         emulator = EmulatorHandle(harness)
@@ -536,9 +558,12 @@ def run_benchmark(items: int, workers: int, niceness: int, shared_metadata: bool
         set_environment(emulator.url, scratch)
         import starburst
 
+        if ec2:  # the account's vCPU quotas (On-Demand, Spot): room for every instance
+            for code in ("L-1216C47A", "L-34B43A08"):
+                emulator.ask("quota", (code, 100_000))
         say("starburst.setup()")
-        starburst.setup(say=lambda _: None)
-        return_code = measure(starburst, emulator, items, workers, session)
+        starburst.setup(say=lambda _: None, ec2=ec2)
+        return_code = measuring(starburst, emulator, items, workers, session)
     finally:
         say("stopping the emulator (its task runner kills every task process)")
         emulator.stop()

@@ -170,6 +170,20 @@ class Ec2Capacity:
 
     # ---- life ---------------------------------------------------------------------------
 
+    @classmethod
+    def for_server(
+        cls, server: Any, runner: TaskRunner, on_error: Callable[[str], None]
+    ) -> Ec2Capacity:
+        """The capacity of an ``EmulatorServer``: its endpoint, account, quotas and prices."""
+        return cls(
+            runner,
+            endpoint_url=server.url,
+            account_id=server.account_id,
+            quotas=server.quotas,
+            prices=server.prices,
+            on_error=on_error,
+        )
+
     def start(self) -> Ec2Capacity:
         """Begin launching, registering and placing (hears from the runner of stops)."""
         self._runner.on_stopped = self._task_stopped

@@ -44,14 +44,7 @@ def tasks_running(server: EmulatorServer, config_dir: Path) -> Iterator[tuple[Em
     ``Emulator`` and the list its internal errors are added to (complete once it ends)."""
     errors: list[str] = []
     runner = TaskRunner(server.url, account_id=server.account_id, on_error=errors.append)
-    capacity = Ec2Capacity(
-        runner,
-        endpoint_url=server.url,
-        account_id=server.account_id,
-        quotas=server.quotas,
-        prices=server.prices,
-        on_error=errors.append,
-    )
+    capacity = Ec2Capacity.for_server(server, runner, errors.append)
     server.attach(runner.start(), capacity.start())
     try:
         yield Emulator(server, runner, capacity, config_dir), errors
