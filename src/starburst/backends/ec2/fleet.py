@@ -27,12 +27,14 @@ from ...aws import resources as r
 from ...aws.connection import Aws, translate_errors
 from ...aws.ec2_resources import overrides, template_kind
 from ...aws.quotas import ec2_quotas
+from ...cost.ec2_prices import ec2_prices
 from ...errors import SetupRequiredError, StarburstError
 from ...store import Store
 from ..ecs_tasks import EcsTaskFleet, discard_unreadable, place_session
 from .instances import InstanceType, choose_instance_types, fewest_instances
 
 if TYPE_CHECKING:
+    from ...cost.prices import PriceBook
     from ...options import WorkerSpec
     from ..base import LaunchRequest, Placement
 
@@ -60,6 +62,10 @@ class Ec2Fleet(EcsTaskFleet):
     @property
     def cluster(self) -> str:
         return str(self.ec2["cluster"])
+
+    def price_book(self) -> PriceBook:
+        """EC2 prices, of the instance types (or families) this session names if it does."""
+        return ec2_prices(self.aws, only=self.resources.get("instance_types") or None)
 
     def size(self, spec: WorkerSpec) -> tuple[int, int]:
         return round(spec.cpu * 1024), spec.memory_mib or default_memory_mib(spec.cpu)
