@@ -10,6 +10,7 @@ from test_ec2 import ec2_quotas_unknown  # noqa: F401 (a fixture)
 from test_fargate import _quiet, square
 
 import starburst
+from starburst.backends.ec2.instances import CATALOGUE
 from starburst.cost.ec2_prices import extras_hour
 
 pytestmark = pytest.mark.usefixtures("aws", "ec2_quotas_unknown")
@@ -26,7 +27,7 @@ def test_a_worker_costs_its_share_of_the_instance_at_the_spot_price(aws: Any) ->
         square, range(20), workers=2, cpu=1, backend="ec2", spot=True,
         instance_types=TYPES, return_run=True,
     )  # fmt: skip
-    hourly = (0.2 + extras_hour("x86_64")) / 2  # half the instance each
+    hourly = (0.2 + extras_hour(CATALOGUE["c7i.large"])) / 2  # half the instance each
     assert run.billed_seconds == 2 * 60  # short tasks: one billed minute each
     assert run.cost == pytest.approx(2 * hourly / 60)
     assert "Spot price history" in run.price_source and "instance share" in run.price_source
@@ -36,7 +37,7 @@ def test_the_estimate_prices_ec2_workers_from_the_pricing_api(aws: Any) -> None:
     starburst.setup(say=_quiet, ec2=True)
     aws.prices.set_instance("c7i.large", 0.002)  # the cheapest type that carries the worker
     guess = starburst.estimate(square, range(100), workers=4, cpu=1, backend="ec2", show=False)
-    assert guess.hourly == pytest.approx(4 * (0.002 + extras_hour("x86_64")) / 2)
+    assert guess.hourly == pytest.approx(4 * (0.002 + extras_hour(CATALOGUE["c7i.large"])) / 2)
     assert guess.price_source.startswith("on-demand: AWS Pricing API")
 
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from botocore.config import Config as BotoConfig
 
 from ..aws.ec2_resources import ROOT_VOLUME_GIB
-from ..backends.ec2.instances import ARCHES, CATALOGUE
+from ..backends.ec2.instances import ARCHES, CATALOGUE, InstanceType
 from .billing import Rate
 from .model import cache_dir, read_json, write_json
 from .prices import CACHE_SECONDS, PRICING_REGION, PriceBook, _on_demand_usd, _stamp
@@ -39,9 +40,10 @@ FALLBACK_PER_VCPU = {"c": 0.0446, "m": 0.0504, "r": 0.0662, "g4dn": 0.1315, "g5"
                      "g6": 0.2012}  # fmt: skip
 
 
-def extras_hour(arch: str) -> float:
+def extras_hour(kind: InstanceType) -> float:
     """What an instance adds to its type's price per hour: its root volume and IPv4 address."""
-    return ROOT_VOLUME_GIB[arch] * GP3_GB_MONTH / HOURS_PER_MONTH + PUBLIC_IPV4_HOUR
+    volume = ROOT_VOLUME_GIB["gpu" if kind.gpus else kind.arch]
+    return volume * GP3_GB_MONTH / HOURS_PER_MONTH + PUBLIC_IPV4_HOUR
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,8 @@ def _book(
             (False, on_demand),
             (True, {n: spot.get(n, p) for n, p in on_demand.items()}),
         ):
-            hourly = tuple(
-                (name, price + extras_hour(arch))
-                for name, price in sorted(table.items())
-                if name in CATALOGUE and CATALOGUE[name].arch == arch
-            )
+            mine = [n for n in table if CATALOGUE[n].arch == arch] or list(table)
+            hourly = tuple((n, table[n] + extras_hour(CATALOGUE[n])) for n in sorted(mine))
             per_vcpu = min((p / CATALOGUE[n].vcpus for n, p in hourly), default=0.0)
             rates[f"{arch}/{'spot' if is_spot else 'on-demand'}"] = InstanceShare(
                 per_vcpu, 0.0, hourly
@@ -98,11 +97,17 @@ def fallback_book(region: str, why: str) -> PriceBook:
     return _book(region, fallback_on_demand(), {}, source)
 
 
-def ec2_prices(aws: Aws, *, only: list[str] | None = None, now: float | None = None) -> PriceBook:
+def ec2_prices(
+    aws: Aws,
+    *,
+    only: list[str] | None = None,
+    arch: str | None = None,
+    now: float | None = None,
+) -> PriceBook:
     """EC2 prices in ``aws.region`` for every catalogue type: on-demand cached if fetched
     within a day, else live, else the built-in table; Spot from the Spot price history (the
-    highest zone's), else at most on-demand. ``only``: the types or families a worker may run
-    on (None: any). Never raises for a failing API."""
+    highest zone's), else at most on-demand. ``only``, ``arch``: the types or families and the
+    architecture a worker may run on (None: any). Never raises for a failing API."""
     now = time.time() if now is None else now
     path = cache_dir() / f"ec2-prices-{aws.region}.json"
     cached = _read_cache(path)
@@ -121,10 +126,18 @@ def ec2_prices(aws: Aws, *, only: list[str] | None = None, now: float | None = N
         spot_source = "Spot: EC2 Spot price history, highest zone"
     except Exception as exc:  # Spot then counts at the on-demand price: an upper bound
         spot, spot_source = {}, f"Spot at most on-demand (the Spot price history failed: {exc})"
-    extras = f"+ ${extras_hour('x86_64'):.4f}/h per instance for its gp3 root volume and IPv4"
+    extras = (
+        f"+ ${extras_hour(CATALOGUE['c7i.large']):.4f}/h per instance (${GP3_GB_MONTH}/GB-month "
+        f"gp3 root volume, ${PUBLIC_IPV4_HOUR}/h public IPv4)"
+    )
     full = f"on-demand: {source}; {spot_source}; {extras}; a worker pays its instance share"
-    if only:
-        on_demand = {n: p for n, p in on_demand.items() if n in only or CATALOGUE[n].family in only}
+    on_demand = {
+        n: p
+        for n, p in on_demand.items()
+        if n in CATALOGUE
+        and (not only or n in only or CATALOGUE[n].family in only)
+        and arch in (None, CATALOGUE[n].arch)
+    }
     return _book(aws.region, on_demand, spot, full)
 
 
@@ -168,7 +181,7 @@ def _fetch_spot(aws: Aws) -> dict[str, float]:
     return highest
 
 
-def _read_cache(path) -> tuple[float, dict[str, float]] | None:  # type: ignore[no-untyped-def]
+def _read_cache(path: Path) -> tuple[float, dict[str, float]] | None:
     try:
         raw = read_json(path)
         return float(raw["fetched"]), {k: float(v) for k, v in raw["prices"].items()}

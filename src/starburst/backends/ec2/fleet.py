@@ -64,8 +64,9 @@ class Ec2Fleet(EcsTaskFleet):
         return str(self.ec2["cluster"])
 
     def price_book(self) -> PriceBook:
-        """EC2 prices, of the instance types (or families) this session names if it does."""
-        return ec2_prices(self.aws, only=self.resources.get("instance_types") or None)
+        """EC2 prices of the instance types (or families) and arch this session names."""
+        chosen = self.resources.get("instance_types") or None
+        return ec2_prices(self.aws, only=chosen, arch=self.resources.get("arch"))
 
     def size(self, spec: WorkerSpec) -> tuple[int, int]:
         return round(spec.cpu * 1024), spec.memory_mib or default_memory_mib(spec.cpu)
