@@ -59,3 +59,14 @@ def test_a_pricing_failure_prices_ec2_from_the_table_and_says_so(aws: Any) -> No
     assert guess.price_source.startswith("on-demand: built-in table")
     assert "Pricing API failed" in guess.price_source
     assert guess.hourly > 0
+
+
+def test_a_run_on_graviton_types_only_is_priced_at_them(aws: Any) -> None:
+    starburst.setup(say=_quiet, ec2=True)
+    aws.prices.set_instance("c7g.large", 0.3)
+    _, run = starburst.map(
+        square, range(20), workers=2, cpu=1, backend="ec2", instance_types=["c7g.large"],
+        return_run=True,
+    )  # fmt: skip
+    hourly = (0.3 + extras_hour(CATALOGUE["c7g.large"])) / 2
+    assert run.cost == pytest.approx(2 * hourly / 60)
