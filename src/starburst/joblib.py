@@ -38,7 +38,7 @@ from .errors import ConfigurationError
 __all__ = ["StarburstBackend", "register"]
 
 
-class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):  # type: ignore[misc]
+class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):
     """joblib backend running each batch of tasks on a warm ``starburst.Cluster``.
 
     Takes ``Cluster``'s options (``cpu``, ``memory``, ``backend``, ``spot``, ...) as keywords,

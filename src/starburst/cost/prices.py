@@ -1,8 +1,8 @@
 """Fargate prices: live from the AWS Pricing API, cached on disk for a day, with a built-in
 table when the API cannot be reached. Every ``PriceBook`` says where its prices came from.
 
-A backend that bills offers its prices through ``Fleet.price_book``; an EC2 backend would
-build its own ``PriceBook`` (instance prices as per-vCPU and per-GB rates) the same way.
+A backend that bills offers its prices through ``Fleet.price_book``; the EC2 backend builds
+its own in ``ec2_prices.py``.
 """
 
 from __future__ import annotations

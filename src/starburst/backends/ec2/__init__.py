@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..base import Backend
 
 if TYPE_CHECKING:
+    from ...cost.prices import PriceBook
     from ...options import WorkerSpec
     from ...store import Store
     from ..base import Placement
@@ -80,3 +81,15 @@ class Ec2Backend(Backend):
 
         if isinstance(store, S3Store) and Config.load().aws.get("ec2"):
             discard_unreadable_on_ec2(store, session_id)
+
+    def price_book(self) -> PriceBook | None:
+        """EC2 prices in the configured region (the built-in table if AWS is not reachable)."""
+        from ...aws.connection import connect
+        from ...cost.ec2_prices import ec2_prices, fallback_book
+        from ...errors import StarburstError
+
+        try:
+            aws = connect()
+        except StarburstError as exc:
+            return fallback_book("us-east-1", f"could not open AWS: {exc}")
+        return ec2_prices(aws)

@@ -29,6 +29,7 @@ from ...aws import resources as r
 from ...aws.connection import Aws, translate_errors
 from ...aws.ec2_resources import overrides, template_kind
 from ...aws.quotas import VcpuQuota, ec2_quotas
+from ...cost.ec2_prices import ec2_prices
 from ...errors import SetupRequiredError, StarburstError
 from ...settings import resolve
 from ...store import Store
@@ -43,6 +44,7 @@ from .instances import (
 from .warmth import keep_warm_until, warm_until
 
 if TYPE_CHECKING:
+    from ...cost.prices import PriceBook
     from ...options import WorkerSpec
     from ..base import LaunchRequest, Placement, WorkerInfo
 
@@ -85,6 +87,11 @@ class Ec2Fleet(EcsTaskFleet):
     @property
     def cluster(self) -> str:
         return str(self.ec2["cluster"])
+
+    def price_book(self) -> PriceBook:
+        """EC2 prices of the instance types (or families) and arch this session names."""
+        chosen = self.resources.get("instance_types") or None
+        return ec2_prices(self.aws, only=chosen, arch=self.resources.get("arch"))
 
     def size(self, spec: WorkerSpec) -> tuple[int, int]:
         return round(spec.cpu * 1024), spec.memory_mib or default_memory_mib(spec.cpu)
