@@ -57,8 +57,20 @@ def test_a_map_packs_workers_on_instances_of_two_types_and_scales_to_zero(aws: A
     )["AutoScalingGroups"][0]
     policy = group["MixedInstancesPolicy"]["LaunchTemplate"]
     types = [o["InstanceType"] for o in policy["Overrides"]]
-    assert types == ["c7i.large", "c7i.xlarge"]  # this run's types, set before its launch
+    assert types == ["c7i.xlarge", "c7i.large"]  # this run's types, set before its launch
     assert _live_instances(aws) == [] and group["DesiredCapacity"] == 0  # scaled to zero
+
+
+def test_on_demand_instances_are_the_fewest_that_carry_the_workers(aws: Any) -> None:
+    """An on-demand group launches its first type: the type that carries the most workers
+    leads, so the instances asked for carry them all (not the smallest type, topped up)."""
+    starburst.setup(say=_quiet, ec2=True)
+    results = starburst.map(
+        square, range(100), workers=12, cpu=1, backend="ec2",
+        instance_types=["c7i.large", "c7i.2xlarge"],
+    )  # fmt: skip
+    assert results == [x * x for x in range(100)]
+    assert sorted(_launched().values()) == ["c7i.2xlarge", "c7i.2xlarge"]  # 8 workers each
 
 
 def test_a_worker_no_instance_type_can_carry_is_refused_before_any_aws_call(aws: Any) -> None:

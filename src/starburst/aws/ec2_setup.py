@@ -284,7 +284,7 @@ class Ec2Provisioner:
         distribution: dict[str, Any] = {
             "OnDemandBaseCapacity": 0,
             "OnDemandPercentageAboveBaseCapacity": 0 if spot else 100,
-            "OnDemandAllocationStrategy": "lowest-price",
+            "OnDemandAllocationStrategy": "prioritized",
         }
         if spot:  # no SpotMaxPrice: a cap raises interruptions (EC2_FACTS §2.1)
             distribution["SpotAllocationStrategy"] = "price-capacity-optimized"

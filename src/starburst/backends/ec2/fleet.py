@@ -159,7 +159,7 @@ class Ec2Fleet(EcsTaskFleet):
         more = plan.count - have
         if more > 0:
             more = self._within_quota(more, plan, spot, gpus > 0)
-        self._set_group(group, types, have + max(more, 0))
+        self._set_group(group, plan.first_in(types), have + max(more, 0))
 
     def instance_types(self, spec: WorkerSpec) -> list[InstanceType]:
         """The types that carry this session's workers (its choice, kept in its record)."""
@@ -243,7 +243,10 @@ class Ec2Fleet(EcsTaskFleet):
                     },
                     "Overrides": overrides(names, types),
                 },
-                "InstancesDistribution": group["MixedInstancesPolicy"]["InstancesDistribution"],
+                "InstancesDistribution": {  # (on-demand in this order: Kickstart.first_in)
+                    **group["MixedInstancesPolicy"]["InstancesDistribution"],
+                    "OnDemandAllocationStrategy": "prioritized",
+                },
             }
             self.autoscaling.update_auto_scaling_group(
                 AutoScalingGroupName=group_name,

@@ -302,6 +302,13 @@ class Kickstart:
         """vCPUs these instances count against the account's quota."""
         return sum(t.vcpus * n for t, n in self.instances)
 
+    def first_in(self, types: list[InstanceType]) -> list[InstanceType]:
+        """``types`` with this plan's first, the type carrying the most workers leading: an
+        on-demand group launches its first type ("prioritized"), so the count asked for
+        carries the workers (smallest first, it took four times the instances)."""
+        planned = [t for t, _ in self.instances]
+        return planned + [t for t in types if t not in planned]
+
 
 def fewest_instances(
     workers: int, cpu: float, memory_mib: int, types: Iterable[InstanceType], gpus: int = 0
