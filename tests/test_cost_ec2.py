@@ -1,16 +1,22 @@
 """backend="ec2" cost on the emulator: instance prices as AWS serves them (Pricing API and
-Spot price history), a worker priced as its share of the instance that carries it."""
+Spot price history), a worker priced as its share of the instance that carries it before
+launch, and a session's cost from its instances' hours."""
 
 from __future__ import annotations
 
+import re
+from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
+import boto3
 import pytest
-from test_ec2 import ec2_quotas_unknown  # noqa: F401 (a fixture)
+from test_ec2 import ec2_quotas_unknown, slow_square  # noqa: F401 (a fixture)
 from test_fargate import _quiet, square
 
 import starburst
 from starburst.backends.ec2.instances import CATALOGUE
+from starburst.cost.billing import billed_seconds
 from starburst.cost.ec2_prices import extras_hour
 
 pytestmark = pytest.mark.usefixtures("aws", "ec2_quotas_unknown")
@@ -70,3 +76,51 @@ def test_a_run_on_graviton_types_only_is_priced_at_them(aws: Any) -> None:
     )  # fmt: skip
     hourly = (0.3 + extras_hour(CATALOGUE["c7g.large"])) / 2
     assert run.cost == pytest.approx(2 * hourly / 60)
+
+
+def _instances() -> list[dict[str, Any]]:
+    """Every instance starburst's groups launched (terminated ones too), as EC2 shows them."""
+    found = boto3.client("ec2").describe_instances()["Reservations"]  # (only theirs here)
+    return [i for reservation in found for i in reservation["Instances"]]
+
+
+def _ended(instance: dict[str, Any]) -> float:
+    """When EC2 says an instance was terminated ("User initiated (2026-... UTC)")."""
+    when = re.search(r"\((\S+ \S+) (?:GMT|UTC)\)", instance["StateTransitionReason"])
+    assert when, instance["StateTransitionReason"]
+    return datetime.strptime(when.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+
+
+def test_partly_empty_instances_cost_their_hours_at_their_own_prices(aws: Any) -> None:
+    """Five workers on instances with six places: the cost is the instances' time (launch to
+    termination, the minute at least) at each one's type and zone's Spot price, above the
+    workers' shares, and the report says how full they were."""
+    starburst.setup(say=_quiet, ec2=True)
+    zones = [f"us-east-1{letter}" for letter in "abcdef"]
+    aws.prices.set_instance("c7i.large", 0.5)
+    aws.prices.set_instance("c7i.xlarge", 1.0)
+    for n, zone in enumerate(zones):  # every zone its own price, within 5% of the highest
+        aws.prices.set_spot("c7i.large", 0.2 * (1 - 0.01 * n), zone=zone)
+        aws.prices.set_spot("c7i.xlarge", 0.36 * (1 - 0.01 * n), zone=zone)
+    _, run = starburst.map(
+        slow_square, range(40), workers=5, cpu=1, backend="ec2", spot=True,
+        instance_types=["c7i.large", "c7i.xlarge"], return_run=True,
+    )  # fmt: skip
+    launched = _instances()
+    assert sum(CATALOGUE[i["InstanceType"]].workers_that_fit(1, 1792) for i in launched) > 5
+    expected = sum(
+        billed_seconds(i["LaunchTime"].timestamp(), _ended(i))
+        * (
+            aws.prices.spot(i["InstanceType"], i["Placement"]["AvailabilityZone"])
+            + extras_hour(CATALOGUE[i["InstanceType"]])
+        )
+        / 3600
+        for i in launched
+    )
+    assert run.cost == pytest.approx(expected)
+    share = min((0.36 + extras_hour(CATALOGUE["c7i.xlarge"])) / 4,
+                (0.2 + extras_hour(CATALOGUE["c7i.large"])) / 2)  # fmt: skip
+    assert run.cost > run.billed_seconds * share / 3600  # what the workers' shares came to
+    assert run.utilisation is not None and 0 < run.utilisation < 1
+    assert dict(run.instances) == dict(Counter(i["InstanceType"] for i in launched))
+    assert f"{len(launched)} instances (" in str(run) and "% used" in str(run)
