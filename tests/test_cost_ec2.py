@@ -4,6 +4,7 @@ launch, and a session's cost from its instances' hours."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from typing import Any
 import boto3
 import pytest
 from test_ec2 import ec2_quotas_unknown, slow_square  # noqa: F401 (a fixture)
+from test_ec2_warm import no_reaper_outlives_the_test  # noqa: F401 (a fixture)
 from test_fargate import _quiet, square
 
 import starburst
@@ -124,3 +126,42 @@ def test_partly_empty_instances_cost_their_hours_at_their_own_prices(aws: Any) -
     assert run.utilisation is not None and 0 < run.utilisation < 1
     assert dict(run.instances) == dict(Counter(i["InstanceType"] for i in launched))
     assert f"{len(launched)} instances (" in str(run) and "% used" in str(run)
+
+
+def test_max_cost_stops_a_run_whose_instance_costs_more_than_its_worker(aws: Any) -> None:
+    """One worker on a c7i.xlarge (room for four): its share of the first minute fits under
+    the cap, the instance's first minute does not, and the instance is what AWS bills."""
+    starburst.setup(say=_quiet, ec2=True)
+    aws.prices.set_instance("c7i.xlarge", 60.0)  # $1 a minute, $0.25 a worker's share
+    with pytest.raises(starburst.CostCapError, match="have cost") as caught:
+        starburst.map(
+            slow_square, range(100), workers=1, cpu=1, backend="ec2",
+            instance_types=["c7i.xlarge"], max_cost=0.5,
+        )  # fmt: skip
+    assert len(caught.value.starburst_results.pending) > 0  # stopped before the end
+
+
+@pytest.mark.usefixtures("no_reaper_outlives_the_test")
+def test_warm_instances_are_priced_for_the_wait_and_billed_on_without_a_new_minute(
+    aws: Any,
+) -> None:
+    """A call that keeps its instances warm says what the wait may cost; the next call on
+    them pays their time from its start to its end, with no second first minute."""
+    starburst.setup(say=_quiet, ec2=True)
+    aws.prices.set_instance("c7i.large", 0.5)
+    hourly = 0.5 + extras_hour(CATALOGUE["c7i.large"])
+    _, first = starburst.map(
+        square, range(20), workers=4, cpu=1, backend="ec2", instance_types=TYPES,
+        keep_warm="10m", return_run=True,
+    )  # fmt: skip
+    warm = len(aws.ec2.instances())
+    assert warm == 2 and first.warm_cost == pytest.approx(warm * hourly * 600 / 3600)
+    assert "kept warm" in str(first)
+    _, second = starburst.map(
+        square, range(20), workers=4, cpu=1, backend="ec2", instance_types=TYPES,
+        return_run=True,
+    )  # fmt: skip
+    assert len(_instances()) == warm  # none launched: the warm ones served
+    each = math.ceil(second.wall_seconds - 1e-9)  # the session's start to its end
+    assert second.instance_seconds == warm * each < warm * 60
+    assert second.cost == pytest.approx(warm * each * hourly / 3600)

@@ -78,6 +78,7 @@ class RunReport:
     instances: tuple[tuple[str, int], ...] = ()  # (instance type, how many) the cost is for
     instance_seconds: float = 0.0  # instance-seconds billed (the session's part)
     utilisation: float | None = None  # task vCPU-seconds over instance vCPU-seconds
+    warm_cost: float = 0.0  # at most this much more while its instances stay up (keep_warm)
 
     def __str__(self) -> str:
         if self.cost is None:
@@ -90,13 +91,21 @@ class RunReport:
                 f"actual cost ~{_dollars(self.cost)} for {self.wall_seconds:.1f} s of wall "
                 f"time ({_workers(self.workers)} on "
                 f"{instances_text(self.instances, self.utilisation)}, "
-                f"{self.instance_seconds / 60:.1f} instance-minutes billed; prices: "
-                f"{self.price_source})"
+                f"{self.instance_seconds / 60:.1f} instance-minutes billed{self._warm()}; "
+                f"prices: {self.price_source})"
             )
         return (
             f"actual cost ~{_dollars(self.cost)} for {self.wall_seconds:.1f} s of wall time "
             f"({_workers(self.workers)}, {self.billed_seconds / 60:.1f} worker-minutes billed; "
             f"prices: {self.price_source})"
+        )
+
+    def _warm(self) -> str:
+        if not self.warm_cost:
+            return ""
+        return (
+            f"; kept warm, its instances cost up to ~{_dollars(self.warm_cost)} more (less "
+            "if a call uses them)"
         )
 
 
@@ -319,4 +328,9 @@ class CostGuard:
             instances=bill.types if bill is not None else (),
             instance_seconds=bill.billed_seconds if bill is not None else 0.0,
             utilisation=read.utilisation if read is not None else None,
+            warm_cost=(
+                bill.up_hourly * self.spec.keep_warm / 3600
+                if bill is not None and self.closed is not None
+                else 0.0
+            ),
         )

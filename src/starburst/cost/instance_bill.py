@@ -27,6 +27,7 @@ class InstanceBill:
     instance_vcpu_seconds: float  # the session's part of the instances' vCPU-seconds
     task_vcpu_seconds: float  # the vCPU-seconds its tasks held on them
     types: tuple[tuple[str, int], ...]  # (instance type, how many), the most first
+    up_hourly: float  # what the instances still up then cost per hour (the session's part)
 
     @property
     def instances(self) -> int:
@@ -43,7 +44,7 @@ class InstanceBill:
 
 def instance_bill(uses: Iterable[InstanceUse], since: float, now: float) -> InstanceBill:
     """What ``uses`` cost from ``since`` (the session's start) to ``now`` (epoch seconds)."""
-    cost = billed = vcpu_seconds = task_seconds = 0.0
+    cost = billed = vcpu_seconds = task_seconds = up_hourly = 0.0
     types: Counter[str] = Counter()
     for use in uses:
         start = max(use.launched, since)
@@ -57,8 +58,10 @@ def instance_bill(uses: Iterable[InstanceUse], since: float, now: float) -> Inst
         vcpu_seconds += (end - start) * use.vcpus * use.share
         task_seconds += use.task_vcpu_seconds
         types[use.instance_type] += 1
+        if use.terminated is None or use.terminated > now:
+            up_hourly += use.hourly * use.share
     ordered = tuple(sorted(types.items(), key=lambda kv: (-kv[1], kv[0])))
-    return InstanceBill(cost, billed, vcpu_seconds, task_seconds, ordered)
+    return InstanceBill(cost, billed, vcpu_seconds, task_seconds, ordered, up_hourly)
 
 
 def instances_text(types: tuple[tuple[str, int], ...], utilisation: float | None) -> str:
