@@ -165,3 +165,23 @@ def test_warm_instances_are_priced_for_the_wait_and_billed_on_without_a_new_minu
     each = math.ceil(second.wall_seconds - 1e-9)  # the session's start to its end
     assert second.instance_seconds == warm * each < warm * 60
     assert second.cost == pytest.approx(warm * each * hourly / 3600)
+
+
+def test_an_instance_two_sessions_share_is_split_by_their_task_time(aws: Any) -> None:
+    """A Cluster's worker holds one vCPU of a c7i.xlarge; a map started meanwhile runs on the
+    same instance (none launched) and pays its part of the instance's time by vCPU-seconds:
+    less than half, since the Cluster's worker held its vCPU all along."""
+    starburst.setup(say=_quiet, ec2=True)
+    aws.prices.set_instance("c7i.xlarge", 1.0)
+    hourly = 1.0 + extras_hour(CATALOGUE["c7i.xlarge"])
+    with starburst.Cluster(
+        workers=1, cpu=1, backend="ec2", instance_types=["c7i.xlarge"], progress=False
+    ) as cluster:
+        assert cluster.map(square, range(4)) == [0, 1, 4, 9]
+        _, run = starburst.map(
+            slow_square, range(20), workers=1, cpu=1, backend="ec2",
+            instance_types=["c7i.xlarge"], return_run=True,
+        )  # fmt: skip
+    assert len(_instances()) == 1 and run.instances == (("c7i.xlarge", 1),)
+    whole = math.ceil(run.wall_seconds - 1e-9) * hourly / 3600  # the instance, all its own
+    assert 0 < run.cost < whole / 2
