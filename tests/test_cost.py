@@ -92,6 +92,10 @@ def test_instances_are_billed_from_launch_to_termination_or_now_at_their_part() 
     assert bill.utilisation == pytest.approx(740 / bill.instance_vcpu_seconds)
     assert bill.types == (("c7i.xlarge", 4),)
     assert bill.up_hourly == 3.6  # only "c" is still up
+    # EC2's launch times are whole seconds: one "before" the session by a fraction of a
+    # second was launched for it, and owes its minute
+    fresh = _instance("e", 4, T0 - 0.5, T0 + 10)
+    assert instance_bill([fresh], since=T0, now=T0 + 20).billed_seconds == 60
     assert instance_bill([], since=T0, now=T0 + 1).utilisation is None
 
 

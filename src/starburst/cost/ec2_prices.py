@@ -156,7 +156,8 @@ def on_demand_prices(aws: Aws, now: float | None = None) -> tuple[dict[str, floa
 class InstancePrices:
     """Each instance's own price per hour, with its root volume and IPv4 address: its type's
     on-demand price, or for Spot the newest price of its type in its zone in the Spot price
-    history (at most on-demand when the history fails or has none). Read once per type."""
+    history (the type's highest zone's when its zone has none; at most on-demand, which also
+    stands when the history fails). Read once per type."""
 
     def __init__(self, aws: Aws) -> None:
         self.aws = aws
@@ -177,7 +178,8 @@ class InstancePrices:
                     self._spot.update(_spot_by_zone(self.aws, [name]))
                 except Exception as exc:  # counted at on-demand: an upper bound
                     log.warning("could not read the Spot price of %s: %s", name, exc)
-            price = min(self._spot.get((name, zone), on_demand), on_demand)
+            zones = [p for (n, _), p in self._spot.items() if n == name]
+            price = min(self._spot.get((name, zone), max(zones, default=on_demand)), on_demand)
         kind = CATALOGUE.get(name)
         return price + (extras_hour(kind) if kind is not None else PUBLIC_IPV4_HOUR)
 

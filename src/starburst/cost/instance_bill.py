@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from ..backends.base import InstanceUse
 from .billing import billed_seconds
 
+#: EC2 gives launch times in whole seconds (truncated): an instance launched just after the
+#: session began may seem to have been up a fraction of a second before it.
+LAUNCH_TIME_RESOLUTION = 1.0
+
 
 @dataclass(frozen=True)
 class InstanceBill:
@@ -42,6 +46,11 @@ class InstanceBill:
         return min(1.0, self.task_vcpu_seconds / self.instance_vcpu_seconds)
 
 
+def launched_since(launched: float, since: float) -> bool:
+    """Whether an instance EC2 says launched at ``launched`` started after ``since``."""
+    return launched > since - LAUNCH_TIME_RESOLUTION
+
+
 def instance_bill(uses: Iterable[InstanceUse], since: float, now: float) -> InstanceBill:
     """What ``uses`` cost from ``since`` (the session's start) to ``now`` (epoch seconds)."""
     cost = billed = vcpu_seconds = task_seconds = up_hourly = 0.0
@@ -49,7 +58,7 @@ def instance_bill(uses: Iterable[InstanceUse], since: float, now: float) -> Inst
     for use in uses:
         start = max(use.launched, since)
         end = max(start, min(use.terminated if use.terminated is not None else now, now))
-        if use.launched >= since:  # launched for this session: EC2's minute applies
+        if launched_since(use.launched, since):  # launched for this session: EC2's minute
             seconds = billed_seconds(start, end)
         else:  # up before the session began (warm): billed on from where it was
             seconds = float(math.ceil(end - start - 1e-9))

@@ -22,6 +22,7 @@ from typing import Any
 
 from ...aws.connection import Aws, translate_errors
 from ...cost.ec2_prices import InstancePrices
+from ...cost.instance_bill import launched_since
 from ..base import InstanceUse
 from .instances import CATALOGUE
 
@@ -97,7 +98,9 @@ class InstanceUsage:
         uses = []
         for instance in instances:
             key = instance.instance_id
-            if key not in ran_mine and (key in everyone or instance.launched < since):
+            if key not in ran_mine and (
+                key in everyone or not launched_since(instance.launched, since)
+            ):
                 continue  # other sessions' instance, or a warm one this session did not use
             total = everyone.get(key, 0.0)
             uses.append(
