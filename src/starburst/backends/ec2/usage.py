@@ -70,7 +70,7 @@ class InstanceUsage:
         self.cluster = cluster
         self.groups = groups
         self.prices = InstancePrices(aws)
-        self._hosts: dict[str, str] = {}  # container instance ARN -> instance id
+        self._hosts: dict[str, str | None] = {}  # container instance ARN -> instance id
         self._gone: dict[str, _Instance] = {}  # terminated instances, as last seen
         self._seen_up: dict[str, float] = {}  # instance id -> when last seen running
         self._stopped: dict[str, _Task] = {}  # task ARN -> a stopped task
@@ -146,14 +146,12 @@ class InstanceUsage:
             )
         else:
             self._seen_up[instance_id] = now
-        kind = CATALOGUE.get(name)
-        cores = described.get("CpuOptions", {})
+        kind, cores = CATALOGUE.get(name), described.get("CpuOptions", {})
+        vcpus = kind.vcpus if kind else cores.get("CoreCount", 1) * cores.get("ThreadsPerCore", 1)
         return _Instance(
             instance_id=instance_id,
             instance_type=name,
-            vcpus=kind.vcpus
-            if kind
-            else cores.get("CoreCount", 1) * cores.get("ThreadsPerCore", 1),
+            vcpus=vcpus,
             spot=described.get("InstanceLifecycle") == "spot",
             zone=described.get("Placement", {}).get("AvailabilityZone", ""),
             launched=described["LaunchTime"].timestamp(),
@@ -200,6 +198,8 @@ class InstanceUsage:
             )
             for ci in described.get("containerInstances", []):
                 self._hosts[ci["containerInstanceArn"]] = ci["ec2InstanceId"]
+            for failure in described.get("failures", []):  # gone before it was seen
+                self._hosts.setdefault(failure.get("arn", ""), None)
 
 
 def _epoch(value: Any) -> float | None:
