@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
 import pytest
 
 joblib = pytest.importorskip("joblib")
@@ -119,6 +120,25 @@ def test_grid_search_and_cross_val_score_match_n_jobs_1() -> None:
     assert burst.best_params_ == serial.best_params_
     assert list(burst.cv_results_["mean_test_score"]) == list(serial.cv_results_["mean_test_score"])
     assert list(burst_scores) == list(serial_scores)
+
+
+def matrix_total(matrix: np.ndarray, i: int) -> float:
+    return float(matrix.sum()) + i
+
+
+def test_a_large_argument_is_stored_once_per_block() -> None:
+    matrix = np.arange(2 * 2**20 // 8, dtype=np.float64)  # 2 MB, in 50 tasks
+    backend = StarburstBackend()
+    with backend, joblib.parallel_config(backend=backend, n_jobs=2):
+        first = Parallel()(delayed(matrix_total)(matrix, i) for i in range(50))
+        second = Parallel(batch_size=1)(delayed(matrix_total)(matrix, i) for i in range(50))
+        assert backend.cluster is not None
+        driver = backend.cluster.driver
+        stored = list(driver.store.list(driver.keys.shared_prefix))
+        written = driver.store.bytes_written
+    assert first == second == [float(matrix.sum()) + i for i in range(50)]
+    assert len(stored) == 1
+    assert written < 2 * matrix.nbytes  # once for both calls, not once per batch
 
 
 def test_cross_val_score_on_emulated_fargate(aws) -> None:  # type: ignore[no-untyped-def]
