@@ -120,7 +120,7 @@ class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):
             return int(self.inner_max_num_threads)
         assert self.cluster is not None
         spec = self.cluster.spec
-        if spec.backend.name == "local":
+        if not spec.backend.remote:  # workers on this machine share its cores
             return max(1, (os.cpu_count() or 1) // spec.slots)
         return 1
 
