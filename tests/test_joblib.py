@@ -161,3 +161,56 @@ def test_the_workers_stop_when_the_block_ends() -> None:
         del backend
     with pytest.raises(starburst.StarburstError, match="this Cluster is closed"):
         cluster.map(square, [1])
+
+
+_CTRL_C_CLIENT = """
+import os, sys, time
+from pathlib import Path
+import joblib
+from joblib import Parallel, delayed
+import starburst.joblib
+
+pids = Path(sys.argv[1])
+
+def slow(x):
+    (pids / str(os.getpid())).touch()
+    time.sleep(60)
+    return x
+
+try:
+    with joblib.parallel_config(backend="starburst", n_jobs=2):
+        Parallel(batch_size=1)(delayed(slow)(x) for x in range(8))
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+    raise
+"""
+
+
+def test_ctrl_c_cancels_the_parallel_call_and_leaves_no_worker(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import subprocess
+    import sys
+
+    from proc import alive
+
+    script = tmp_path / "client.py"
+    script.write_text(_CTRL_C_CLIENT)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    client = subprocess.Popen(
+        [sys.executable, str(script), str(pids)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker_pids = [int(p.name) for p in pids.iterdir()]
+    assert len(worker_pids) == 2, "the workers never started"
+    client.send_signal(signal.SIGINT)
+    output, _ = client.communicate(timeout=30)  # the tasks sleep 60 s: they were cancelled
+    assert "KeyboardInterrupt" in output
+    assert client.returncode != 0
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in worker_pids)

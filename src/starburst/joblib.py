@@ -146,6 +146,7 @@ class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):
         if not ensure_ready and self.cluster is not None:
             cluster, self.cluster = self.cluster, None
             cluster.stop_submitting(wait=False, cancel_queued=True, then=cluster.close)
+            cluster.driver.close()  # the batches running are not waited for: stop the workers
 
     def terminate(self) -> None:
         """End of one ``Parallel`` call: keep the workers warm for the next one."""
