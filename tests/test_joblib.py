@@ -188,22 +188,11 @@ except KeyboardInterrupt:
 
 def test_ctrl_c_cancels_the_parallel_call_and_leaves_no_worker(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import signal
-    import subprocess
-    import sys
 
     from proc import alive
+    from test_faults import _client_once_files  # (starts a client, waits for its files)
 
-    script = tmp_path / "client.py"
-    script.write_text(_CTRL_C_CLIENT)
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    client = subprocess.Popen(
-        [sys.executable, str(script), str(pids)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    client, pids = _client_once_files(tmp_path, _CTRL_C_CLIENT, "pids", 2)
     worker_pids = [int(p.name) for p in pids.iterdir()]
     assert len(worker_pids) == 2, "the workers never started"
     client.send_signal(signal.SIGINT)
