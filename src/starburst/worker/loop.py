@@ -12,6 +12,7 @@ SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import logging
@@ -32,6 +33,7 @@ from ..engine.manifest import RunFunction, RunManifest
 from ..engine.outcome import ChunkOutput, ItemFailure
 from ..engine.records import to_json
 from ..engine.seeding import seed_item
+from ..engine.shared import SharedCache
 from ..errors import SerializationError, StoreError
 from ..salvage import find_unloadable, loads_salvaging
 from ..serialize import PICKLING_ERRORS, dumps, load_call, loads
@@ -165,6 +167,7 @@ class WorkerLoop:
         self.timings = first.session.timings
         self.runs: dict[str, _RunState] = {}
         self.functions: dict[str, RunFunction] = {}
+        self.shared = SharedCache(store, self.keys)  # submitted calls' large arguments
         self.current: claims.Lease | None = None
         self.started = time.time()
         self.chunks_done = 0
@@ -461,7 +464,7 @@ class WorkerLoop:
         of a tiny item): a block lasts a few milliseconds, as the run's items showed so far.
         """
         manifest = state.manifest
-        call = _caller(function, manifest)
+        call = _caller(function, manifest, self.shared)
         if output.salvaged:
             call = _refusing_unloadable(call)
         results, seed, items, n = output.results, manifest.seed, output.items, len(output.items)
@@ -727,11 +730,13 @@ class WorkerLoop:
 _CLIENT_SILENT = "the client has been silent"
 
 
-def _caller(function: RunFunction, manifest: RunManifest) -> Callable[[Any], Any]:
+def _caller(
+    function: RunFunction, manifest: RunManifest, shared: SharedCache
+) -> Callable[[Any], Any]:
     """The function that runs one item, resolved once per chunk (the per-item path is hot)."""
     fn = function.fn
     if manifest.call == "task":
-        call: Callable[[Any], Any] = _run_call
+        call: Callable[[Any], Any] = functools.partial(_run_call, resolve=shared.load)
     elif manifest.call == "star":
         call = lambda args: fn(*args)  # noqa: E731
     else:
@@ -769,9 +774,10 @@ def _refusing_unloadable(call: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return refusing
 
 
-def _run_call(task: bytes) -> Any:
-    """Run a submitted call, unpickled here as one item (``serialize.pickle_call``)."""
-    fn, args, kwargs = load_call(task)
+def _run_call(task: bytes, resolve: Callable[[Any], Any]) -> Any:
+    """Run a submitted call, unpickled here as one item (``serialize.pickle_call``), its
+    large arguments found by ``resolve``."""
+    fn, args, kwargs = load_call(task, resolve)
     return fn(*args, **kwargs)
 
 
