@@ -341,12 +341,17 @@ def _at(value: float | None, t0: float) -> str:
 
 def _slowest_table(record: dict[str, Any]) -> str:
     rows = [
-        (s["run"], s["index"], f"{s['seconds']:.3f}", s["input"] or "(not stored)")
+        (
+            s["run"],
+            s["index"] if s["items"] == 1 else f"{s['index']}..{s['index'] + s['items'] - 1}",
+            f"{s['seconds']:.3f}",
+            s["input"] or ("(not stored)" if s["items"] == 1 else "(timed together)"),
+        )
         for s in record["slowest"]
     ]
     if not rows:
-        return "<p>No item was timed alone (every item took a few milliseconds or less).</p>"
-    return _table(["run", "item", "seconds", "input"], rows)
+        return "<p>No item times yet.</p>"
+    return _table(["run", "item(s)", "seconds", "input"], rows)
 
 
 def _settings_table(record: dict[str, Any]) -> str:

@@ -22,9 +22,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
+from ..backends.base import WorkerInfo
 from ..cost.billing import billed_seconds, task_cost
 from ..engine.claims import Claim
 from ..engine.control import Control
+from ..engine.fleet_policy import ledger_stop
 from ..engine.keys import RunKeys, SessionKeys
 from ..engine.outcome import ChunkOutput, decode_output
 from ..engine.session_record import SessionRecord
@@ -226,27 +228,27 @@ def _errors(outputs: list[tuple[str, str, ChunkOutput]]) -> list[dict[str, Any]]
 
 
 def _slowest(store: Store, keys: SessionKeys, chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The slowest items timed alone (a block of one item), with their inputs when the
-    chunk's input is still stored (a local store frees it once done)."""
+    """The slowest items: the longest blocks of items (a slow item makes its block slow, and
+    the worker then times the next items alone), each with its first item and size, and an
+    item's input when it was timed alone and its chunk's input is still stored (a local
+    store frees it once done)."""
     timed = []
     for bar in chunks:
         index = bar["first"]
         for items, seconds in bar["blocks"]:
-            if items == 1:
-                timed.append((seconds, bar["run"], index, bar["chunk"]))
+            timed.append((seconds, bar["run"], index, items, bar["chunk"]))
             index += items
     timed.sort(reverse=True)
-    slowest = []
-    for seconds, run_id, index, chunk in timed[:SLOWEST]:
-        slowest.append(
-            {
-                "run": run_id,
-                "index": index,
-                "seconds": seconds,
-                "input": _input_of(store, keys.run(run_id), chunk, index),
-            }
-        )
-    return slowest
+    return [
+        {
+            "run": run_id,
+            "index": index,
+            "items": items,
+            "seconds": seconds,
+            "input": _input_of(store, keys.run(run_id), chunk, index) if items == 1 else None,
+        }
+        for seconds, run_id, index, items, chunk in timed[:SLOWEST]
+    ]
 
 
 def _input_of(store: Store, keys: RunKeys, chunk: int, index: int) -> str | None:
@@ -331,6 +333,24 @@ def _workers(
         workers.append(worker)
     _price(workers, session.hourly, now)
     return workers
+
+
+def add_platform_view(record: dict[str, Any], infos: list[WorkerInfo]) -> None:
+    """Add what the backend still tells of the workers (``Fleet.describe``) where the store
+    has nothing: how a worker stopped (a worker told to stop writes no fault: it cannot tell
+    a Spot interruption from a recall), and its phase now."""
+    by_id = {info.worker_id: info for info in infos}
+    for worker in record["workers"]:
+        info = by_id.get(worker["id"])
+        if info is None:
+            continue
+        for key, value in ledger_stop(info).items():
+            if worker[key] is None:
+                worker[key] = value
+        if worker["stopped"] is None and info.state == "stopped":
+            worker["stopped"] = info.stopped_at
+        worker["phase"] = info.phase or info.state
+        worker["stop"] = stop_kind(worker)
 
 
 def stop_kind(worker: dict[str, Any]) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..store import Store
-from .record import read_run
+from .record import add_platform_view, read_run
 
 
 class Timeline:
@@ -77,18 +77,38 @@ def report(session_id: str, path: str | os.PathLike[str] | None = None) -> Timel
     can ``attach`` to it); with ``path``, also write it there as an HTML report."""
     from ..detached import session_store
 
-    timeline = Timeline.read(session_store(session_id), session_id)
+    store = session_store(session_id)
+    timeline = Timeline.read(store, session_id)
+    _ask_platform(timeline.record, store)
     if path is not None:
         timeline.save_html(path)
     return timeline
 
 
+def _ask_platform(record: dict[str, Any], store: Store) -> None:
+    """Add what the session's backend still knows of its workers (how each stopped), as
+    ``attach`` reaches it; without it (no credentials, a platform that forgot), the store's
+    view stands."""
+    from ..backends.registry import backend_named
+    from ..engine.session_record import SessionRecord
+
+    try:
+        session = SessionRecord.load(store, record["session_id"])
+        fleet = backend_named(session.backend).reopen(session.session_id, store, session.launch)
+        infos = fleet.fleet.find(session.session_id)  # (what any process can ask)
+    except Exception:  # best effort: botocore's errors, a backend no longer installed, ...
+        return
+    add_platform_view(record, infos)
+
+
 def _need(module: str) -> None:
     """Refuse clearly when the optional extra ``report`` is not installed."""
-    import importlib.util
+    import importlib
 
-    if importlib.util.find_spec(module) is None:
+    try:
+        importlib.import_module(module)
+    except ImportError:
         raise ConfigurationError(
             f"a run's report needs {module}, which is not installed: "
             'pip install "starburst[report]"'
-        )
+        ) from None
