@@ -93,6 +93,21 @@ def test_a_local_sessions_report_draws_every_worker_and_chunk(
     session.cleanup()
 
 
+def test_map_with_return_run_gives_a_run_that_saves_its_report(tmp_path: Path) -> None:
+    results, run = starburst.map(fails_on_seven, range(50), workers=2, errors="return",
+                                 return_run=True)  # fmt: skip
+    assert isinstance(results[7], ValueError)
+    assert run.timeline is not None
+    record = run.timeline.record
+    assert record["session_id"] == run.session_id
+    assert sum(bar["items"] for bar in record["chunks"]) == 50
+    assert [e["index"] for e in record["errors"]] == [7]
+    page = run.save_html(tmp_path / "run.html").read_text()
+    assert "no sevens here: 7" in page
+    png = run.save_png(tmp_path / "run.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+
+
 def slow_or_failing(x: int) -> int:
     time.sleep(0.05)
     if x == 3:

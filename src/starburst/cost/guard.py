@@ -8,11 +8,13 @@ knows nothing about runs, and the driver knows nothing about prices.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Fleet, WorkerInfo
 from ..engine.fleet_policy import cap_reached
@@ -23,6 +25,7 @@ from .meter import CostMeter
 from .model import record_startups, run_seconds, typical_startup
 
 if TYPE_CHECKING:  # prices reads the AWS Pricing API (botocore): only cloud runs load it
+    from ..reporting.timeline import Timeline
     from .prices import PriceBook
 
 Say = Callable[[str], None]
@@ -67,6 +70,28 @@ class RunReport:
     billed_seconds: float  # worker-seconds billed (0 on the local backend)
     cost: float | None  # dollars; None where workers cost nothing (local)
     price_source: str | None
+    #: What its workers did (``map(..., return_run=True)`` reads it before they stop).
+    timeline: Timeline | None = field(default=None, repr=False, compare=False)
+
+    def save_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write the run's report as one HTML file that opens offline (``Timeline``)."""
+        return self._timeline().save_html(path)
+
+    def save_png(self, path: str | os.PathLike[str]) -> Path:
+        """Write the run's timeline as a PNG (``Timeline``)."""
+        return self._timeline().save_png(path)
+
+    def plot(self) -> Any:
+        """The run's timeline as a matplotlib figure (``Timeline``)."""
+        return self._timeline().plot()
+
+    def _timeline(self) -> Timeline:
+        if self.timeline is None:
+            raise StarburstError(
+                "this report has no timeline: it comes with starburst.map(..., "
+                "return_run=True); for a session, use starburst.report(session_id)"
+            )
+        return self.timeline
 
     def __str__(self) -> str:
         if self.cost is None:
