@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 import starburst
@@ -106,6 +108,43 @@ def test_map_with_return_run_gives_a_run_that_saves_its_report(tmp_path: Path) -
     assert "no sevens here: 7" in page
     png = run.save_png(tmp_path / "run.png").read_bytes()
     assert png.startswith(b"\x89PNG")
+
+
+def sleepy(x: int) -> int:
+    time.sleep(0.01)
+    return x
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs chromium (tests/install-system-packages)"
+)
+def test_a_report_opens_in_a_headless_browser_and_draws_the_timeline(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from starburst.reporting.html import CHUNK_COLOURS, UP_COLOUR
+
+    _, run = starburst.map(sleepy, range(200), workers=2, return_run=True)
+    page = run.save_html(tmp_path / "run.html")
+    shot = tmp_path / "shot.png"
+    browser = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--window-size=1200,1000", "--virtual-time-budget=5000", "--enable-logging=stderr",
+         f"--screenshot={shot}", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    console = [line for line in browser.stderr.splitlines() if ":CONSOLE" in line]
+    assert any("document idle" in line for line in console), browser.stderr[-2000:]  # drawn
+    assert not [line for line in console if "error" in line.lower()], console
+    image = Image.open(shot).convert("RGB")
+    counts = {colour: n for n, colour in image.getcolors(image.width * image.height)}
+    chunk, up = (counts.get(_rgb(colour), 0) for colour in (CHUNK_COLOURS[0], UP_COLOUR))
+    # Two workers busy from start to end: chunk bars fill most of their lanes.
+    assert chunk > 5_000, (chunk, up)
+    assert chunk > up, (chunk, up)
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
 
 def slow_or_failing(x: int) -> int:

@@ -18,7 +18,7 @@ from .series import ItemTimes, Lane, item_times, lanes, progress, stop_marks
 #: Colours of a lane's phases and of its marks (also what a screenshot test looks for).
 STARTING_COLOUR = "#d9d9d9"  # launched, not started yet (provisioning, image pull)
 UP_COLOUR = "#eef3fb"  # started: a process that is up
-CHUNK_COLOURS = ["#1f77b4", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#bcbd22"]
+CHUNK_COLOURS = ["#2166ac", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#bcbd22"]  # by run
 FAILED_COLOUR = "#d62728"
 STOP_COLOURS = {
     "interrupted": "#ff7f0e",
@@ -189,8 +189,8 @@ def _timeline(record: dict[str, Any], rows: list[Lane], t0: float) -> Any:
         fig.add_tools(HoverTool(renderers=[renderer], tooltips=[("stop", kind)]))
     if (record["state"] == "open" and not record["attached"]) or record["in_flight"]:
         fig.ray(x=[now], y=[0], length=0, angle=1.5708, color="#999999")
-    fig.legend.location = "bottom_right"
     fig.legend.click_policy = "hide"
+    fig.add_layout(fig.legend[0], "right")  # beside the lanes, not over them
     return fig
 
 
@@ -225,6 +225,7 @@ def _progress(record: dict[str, Any], t0: float) -> Any:
         {"t": [t - t0 for t in points.times], "done": points.done, "eta": points.eta}
     )
     line = fig.line("t", "done", source=source, line_width=2, legend_label="items done")
+    fig.y_range.renderers = [line]  # (the throughput bars have their own axis)
     fig.add_tools(
         HoverTool(
             renderers=[line],

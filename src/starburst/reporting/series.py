@@ -106,7 +106,7 @@ def progress(record: dict[str, Any]) -> Progress:
         left = max(0, total - done)
         shown.eta.append(left * (at - began) / done if done and at > began else None)
     first, last = events[0][0], events[-1][0]
-    width = max((last - first) / _RATE_BINS, 1e-3)
+    width = (last - first) / _RATE_BINS or 1e-3
     counts = [0] * _RATE_BINS
     for at, items in events:
         counts[min(_RATE_BINS - 1, int((at - first) / width))] += items
