@@ -166,11 +166,11 @@ def _timeline(record: dict[str, Any], rows: list[Lane], t0: float) -> Any:
             ],
         )
     )
-    failed = [bar for bar in record["chunks"] if bar["failed"] and bar["end"] is not None]
-    if failed:
+    with_failures = [b for b in record["chunks"] if b["failed"] and b["end"] is not None]
+    if with_failures:
         fig.scatter(
-            [b["end"] - t0 for b in failed],
-            [b["worker"] for b in failed],
+            [b["end"] - t0 for b in with_failures],
+            [b["worker"] for b in with_failures],
             marker="x",
             size=12,
             line_width=3,
@@ -234,7 +234,7 @@ def _progress(record: dict[str, Any], t0: float) -> Any:
         )
     )
     top = max(points.rate, default=1.0) or 1.0
-    fig.extra_y_ranges = {"rate": Range1d(0, 1.1 * top)}
+    fig.extra_y_ranges = {"rate": Range1d(start=0, end=1.1 * top)}
     fig.add_layout(LinearAxis(y_range_name="rate", axis_label="items / s"), "right")
     fig.vbar(
         x=[t - t0 for t in points.bin_times],

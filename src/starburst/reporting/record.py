@@ -141,7 +141,7 @@ def _chunks(outputs: list[tuple[str, str, ChunkOutput]]) -> list[dict[str, Any]]
     bars: dict[tuple[str, int, str, int], dict[str, Any]] = {}
     for run_id, key, output in outputs:
         chunk = RunKeys.chunk_of(key)
-        ended = output.ended or None
+        ended: float | None = output.ended or None
         started = ended - output.seconds if ended is not None else None
         bar = bars.setdefault(
             (run_id, chunk, output.worker, output.attempt),
@@ -166,7 +166,7 @@ def _chunks(outputs: list[tuple[str, str, ChunkOutput]]) -> list[dict[str, Any]]
         bar["failed"] += sorted(output.failures)
         bar["done"] = bar["done"] or RunKeys.part_span(key) is None
         bar["blocks"] += [[items, round(seconds, 6)] for items, seconds in output.blocks]
-        if started is not None:
+        if started is not None and ended is not None:
             bar["start"] = min(bar["start"] or started, started)
             bar["end"] = max(bar["end"] or ended, ended)
     return sorted(bars.values(), key=lambda b: (b["start"] or 0.0, b["run"], b["chunk"]))
