@@ -8,11 +8,13 @@ knows nothing about runs, and the driver knows nothing about prices.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Fleet, InstanceUse, WorkerInfo
 from ..engine.fleet_policy import cap_reached
@@ -24,6 +26,7 @@ from .meter import CostMeter
 from .model import record_startups, run_seconds, typical_startup
 
 if TYPE_CHECKING:  # prices reads the AWS Pricing API (botocore): only cloud runs load it
+    from ..reporting.timeline import Timeline
     from .prices import PriceBook
 
 Say = Callable[[str], None]
@@ -79,6 +82,28 @@ class RunReport:
     instance_seconds: float = 0.0  # instance-seconds billed (the session's part)
     utilisation: float | None = None  # task vCPU-seconds over instance vCPU-seconds
     warm_cost: float = 0.0  # at most this much more while its instances stay up (keep_warm)
+    #: What its workers did (``map(..., return_run=True)`` reads it before they stop).
+    timeline: Timeline | None = field(default=None, repr=False, compare=False)
+
+    def save_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write the run's report as one HTML file that opens offline (``Timeline``)."""
+        return self._timeline().save_html(path)
+
+    def save_png(self, path: str | os.PathLike[str]) -> Path:
+        """Write the run's timeline as a PNG (``Timeline``)."""
+        return self._timeline().save_png(path)
+
+    def plot(self) -> Any:
+        """The run's timeline as a matplotlib figure (``Timeline``)."""
+        return self._timeline().plot()
+
+    def _timeline(self) -> Timeline:
+        if self.timeline is None:
+            raise StarburstError(
+                "this report has no timeline: it comes with starburst.map(..., "
+                "return_run=True); for a session, use starburst.report(session_id)"
+            )
+        return self.timeline
 
     def __str__(self) -> str:
         if self.cost is None:

@@ -101,6 +101,9 @@ class _Chunk:
     clock: float = field(default_factory=time.perf_counter)  # when ``written`` last moved
     #: Some items could not be unpickled here (``salvage.Unloadable`` stand-ins in them).
     salvaged: bool = False
+    #: The clock between blocks of items: (items finished, ``time.monotonic()``), from the
+    #: last output taken on; what its item-time ``blocks`` are made of.
+    marks: list[tuple[int, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.results = [None] * len(self.items)
@@ -111,11 +114,13 @@ class _Chunk:
         lo, done, now = self.written, self.done, time.perf_counter()
         whole = lo == 0 and done == len(self.results)
         results = self.results if whole else self.results[lo:done]
+        marks = self.marks
+        blocks = [(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(marks) if b[0] > a[0]]
         output = ChunkOutput(
             self.start + lo, results, self.failures, worker, self.lease.attempt,
-            now - self.clock, lo,
+            now - self.clock, lo, time.time(), blocks,
         )  # fmt: skip
-        self.failures, self.written, self.clock = {}, done, now
+        self.failures, self.written, self.clock, self.marks = {}, done, now, marks[-1:]
         return output
 
 
@@ -474,6 +479,7 @@ class WorkerLoop:
         self._flush_due = 0.0 if isolate else clock() + self.timings.flush
         lo = offset = output.done
         last = clock()
+        output.marks.append((lo, last))
         output.clock = time.perf_counter()  # (``seconds`` of its outputs paces the next runs)
         try:
             while lo < n:
@@ -492,6 +498,7 @@ class WorkerLoop:
                         )
                 lo = offset = hi
                 now = clock()
+                output.marks.append((hi, now))
                 if not isolate:  # blocks of a few milliseconds
                     took, last = now - last, now
                     if took < _BLOCK_SECONDS:
