@@ -46,7 +46,7 @@ def test_warm_instances_serve_the_next_call_and_go_when_the_time_ends(aws: Any) 
     assert len(first) == 2  # two 1-vCPU workers on each c7i.large
     assert sorted(_live_instances(aws)) == sorted(first)  # kept warm, not given back
     tags = {t["Key"]: t["Value"] for t in _group()["Tags"]}
-    assert 0 < float(tags[WARM_TAG]) - time.time() <= 30
+    assert 0 < float(tags[WARM_TAG]) - time.time() <= 30.5  # (kept in whole seconds)
     shown = starburst.setup_status()["resources"]["starburst-on-demand"]
     assert shown.startswith("ok: 2 instances") and "kept warm until" in shown
 
