@@ -9,9 +9,10 @@ import re
 import pytest
 
 import starburst
-from starburst.backends.base import WorkerInfo
+from starburst.backends.base import InstanceUse, WorkerInfo
 from starburst.cost.billing import Rate, billed_seconds, task_cost
 from starburst.cost.guard import CostLimits
+from starburst.cost.instance_bill import instance_bill
 from starburst.cost.meter import CostMeter
 from starburst.cost.model import cache_dir
 from starburst.cost.prices import FALLBACK, PriceBook
@@ -64,6 +65,38 @@ def test_a_worker_not_yet_seen_counts_from_its_launch() -> None:
     meter.launched(["a"], spot=False, at=T0)
     assert meter.cost(T0 + 1) == pytest.approx(0.06)  # its first minute is owed at once
     assert meter.cost(T0 + 90) == pytest.approx(0.09)
+
+
+def _instance(name: str, vcpus: float, launched: float, terminated: float | None, **kw: float):
+    return InstanceUse(name, "c7i.xlarge", vcpus, 3.6, launched, terminated, **kw)  # 0.001 $/s
+
+
+def test_instances_are_billed_from_launch_to_termination_or_now_at_their_part() -> None:
+    bill = instance_bill(
+        [
+            # launched for the session, ran 300 s, half used: 4 vCPUs x 300 s, 600 used
+            _instance("a", 4, T0 + 5, T0 + 305, task_vcpu_seconds=600),
+            # launched, never used, gone after 20 s: the minute
+            _instance("b", 4, T0 + 10, T0 + 30),
+            # warm before the session: billed from its start, no new minute; still up
+            _instance("c", 4, T0 - 500, None, task_vcpu_seconds=40),
+            # shared with another session, a quarter of its task time ours
+            _instance("d", 4, T0 + 1, T0 + 401, share=0.25, task_vcpu_seconds=100),
+        ],
+        since=T0,
+        now=T0 + 500.5,
+    )
+    assert bill.billed_seconds == 300 + 60 + 501 + 400 * 0.25
+    assert bill.cost == pytest.approx(bill.billed_seconds * 0.001)
+    assert bill.instance_vcpu_seconds == pytest.approx(4 * (300 + 20 + 500.5 + 400 * 0.25))
+    assert bill.utilisation == pytest.approx(740 / bill.instance_vcpu_seconds)
+    assert bill.types == (("c7i.xlarge", 4),)
+    assert bill.up_hourly == 3.6  # only "c" is still up
+    # EC2's launch times are whole seconds: one "before" the session by a fraction of a
+    # second was launched for it, and owes its minute
+    fresh = _instance("e", 4, T0 - 0.5, T0 + 10)
+    assert instance_bill([fresh], since=T0, now=T0 + 20).billed_seconds == 60
+    assert instance_bill([], since=T0, now=T0 + 1).utilisation is None
 
 
 def test_limits_come_from_arguments_or_settings_and_are_checked() -> None:

@@ -1,16 +1,24 @@
 """backend="ec2" cost on the emulator: instance prices as AWS serves them (Pricing API and
-Spot price history), a worker priced as its share of the instance that carries it."""
+Spot price history), a worker priced as its share of the instance that carries it before
+launch, and a session's cost from its instances' hours."""
 
 from __future__ import annotations
 
+import math
+import re
+from collections import Counter
+from datetime import UTC, datetime
 from typing import Any
 
+import boto3
 import pytest
-from test_ec2 import ec2_quotas_unknown  # noqa: F401 (a fixture)
+from test_ec2 import ec2_quotas_unknown, slow_square  # noqa: F401 (a fixture)
+from test_ec2_warm import no_reaper_outlives_the_test  # noqa: F401 (a fixture)
 from test_fargate import _quiet, square
 
 import starburst
 from starburst.backends.ec2.instances import CATALOGUE
+from starburst.cost.billing import billed_seconds
 from starburst.cost.ec2_prices import extras_hour
 
 pytestmark = pytest.mark.usefixtures("aws", "ec2_quotas_unknown")
@@ -70,3 +78,122 @@ def test_a_run_on_graviton_types_only_is_priced_at_them(aws: Any) -> None:
     )  # fmt: skip
     hourly = (0.3 + extras_hour(CATALOGUE["c7g.large"])) / 2
     assert run.cost == pytest.approx(2 * hourly / 60)
+
+
+def _instances() -> list[dict[str, Any]]:
+    """Every instance starburst's groups launched (terminated ones too), as EC2 shows them."""
+    found = boto3.client("ec2").describe_instances()["Reservations"]  # (only theirs here)
+    return [i for reservation in found for i in reservation["Instances"]]
+
+
+def _ended(instance: dict[str, Any]) -> float:
+    """When EC2 says an instance was terminated ("User initiated (2026-... UTC)")."""
+    when = re.search(r"\((\S+ \S+) (?:GMT|UTC)\)", instance["StateTransitionReason"])
+    assert when, instance["StateTransitionReason"]
+    return datetime.strptime(when.group(1), "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+
+
+def _spot_history() -> dict[str, dict[str, float]]:
+    """The Spot prices EC2 shows now: type -> zone -> USD per hour."""
+    rows = boto3.client("ec2").describe_spot_price_history(
+        InstanceTypes=["c7i.large", "c7i.xlarge"], ProductDescriptions=["Linux/UNIX"]
+    )["SpotPriceHistory"]
+    found: dict[str, dict[str, float]] = {}
+    for row in rows:
+        found.setdefault(row["InstanceType"], {})[row["AvailabilityZone"]] = float(row["SpotPrice"])
+    return found
+
+
+def test_partly_empty_instances_cost_their_hours_at_their_own_prices(aws: Any) -> None:
+    """Five workers on instances with six places: the cost is the instances' time (launch to
+    termination, the minute at least) at each one's type and zone's Spot price (the type's
+    highest where the history has none for its zone), above the workers' shares, and the
+    report says how full they were."""
+    starburst.setup(say=_quiet, ec2=True)
+    zones = [f"us-east-1{letter}" for letter in "abcdef"]
+    aws.prices.set_instance("c7i.large", 0.5)
+    aws.prices.set_instance("c7i.xlarge", 1.0)
+    for n, zone in enumerate(zones):  # every zone its own price, within 5% of the highest
+        aws.prices.set_spot("c7i.large", 0.2 * (1 - 0.01 * n), zone=zone)
+        aws.prices.set_spot("c7i.xlarge", 0.36 * (1 - 0.01 * n), zone=zone)
+    _, run = starburst.map(
+        slow_square, range(40), workers=5, cpu=1, backend="ec2", spot=True,
+        instance_types=["c7i.large", "c7i.xlarge"], return_run=True,
+    )  # fmt: skip
+    launched = _instances()
+    assert sum(CATALOGUE[i["InstanceType"]].workers_that_fit(1, 1792) for i in launched) > 5
+    spot = _spot_history()
+    expected = sum(
+        billed_seconds(i["LaunchTime"].timestamp(), _ended(i))
+        * (spot[i["InstanceType"]].get(i["Placement"]["AvailabilityZone"],
+                                       max(spot[i["InstanceType"]].values()))
+           + extras_hour(CATALOGUE[i["InstanceType"]]))
+        / 3600
+        for i in launched
+    )  # fmt: skip
+    assert run.cost == pytest.approx(expected)
+    share = min((0.36 + extras_hour(CATALOGUE["c7i.xlarge"])) / 4,
+                (0.2 + extras_hour(CATALOGUE["c7i.large"])) / 2)  # fmt: skip
+    assert run.cost > run.billed_seconds * share / 3600  # what the workers' shares came to
+    assert run.utilisation is not None and 0 < run.utilisation < 1
+    assert dict(run.instances) == dict(Counter(i["InstanceType"] for i in launched))
+    assert f"{len(launched)} instances (" in str(run) and "% used" in str(run)
+
+
+def test_max_cost_stops_a_run_whose_instance_costs_more_than_its_worker(aws: Any) -> None:
+    """One worker on a c7i.xlarge (room for four): its share of the first minute fits under
+    the cap, the instance's first minute does not, and the instance is what AWS bills."""
+    starburst.setup(say=_quiet, ec2=True)
+    aws.prices.set_instance("c7i.xlarge", 60.0)  # $1 a minute, $0.25 a worker's share
+    with pytest.raises(starburst.CostCapError, match="have cost") as caught:
+        starburst.map(
+            slow_square, range(100), workers=1, cpu=1, backend="ec2",
+            instance_types=["c7i.xlarge"], max_cost=0.5,
+        )  # fmt: skip
+    assert len(caught.value.starburst_results.pending) > 0  # stopped before the end
+
+
+@pytest.mark.usefixtures("no_reaper_outlives_the_test")
+def test_warm_instances_are_priced_for_the_wait_and_billed_on_without_a_new_minute(
+    aws: Any,
+) -> None:
+    """A call that keeps its instances warm says what the wait may cost; the next call on
+    them pays their time from its start to its end, with no second first minute."""
+    starburst.setup(say=_quiet, ec2=True)
+    aws.prices.set_instance("c7i.large", 0.5)
+    hourly = 0.5 + extras_hour(CATALOGUE["c7i.large"])
+    _, first = starburst.map(
+        square, range(20), workers=4, cpu=1, backend="ec2", instance_types=TYPES,
+        keep_warm="10m", return_run=True,
+    )  # fmt: skip
+    warm = len(aws.ec2.instances())
+    assert warm == 2 and first.warm_cost == pytest.approx(warm * hourly * 600 / 3600)
+    assert "kept warm" in str(first)
+    _, second = starburst.map(
+        square, range(20), workers=4, cpu=1, backend="ec2", instance_types=TYPES,
+        return_run=True,
+    )  # fmt: skip
+    assert len(_instances()) == warm  # none launched: the warm ones served
+    each = math.ceil(second.wall_seconds - 1e-9)  # the session's start to its end
+    assert second.instance_seconds == warm * each < warm * 60
+    assert second.cost == pytest.approx(warm * each * hourly / 3600)
+
+
+def test_an_instance_two_sessions_share_is_split_by_their_task_time(aws: Any) -> None:
+    """A Cluster's worker holds one vCPU of a c7i.xlarge; a map started meanwhile runs on the
+    same instance (none launched) and pays its part of the instance's time by vCPU-seconds:
+    less than half, since the Cluster's worker held its vCPU all along."""
+    starburst.setup(say=_quiet, ec2=True)
+    aws.prices.set_instance("c7i.xlarge", 1.0)
+    hourly = 1.0 + extras_hour(CATALOGUE["c7i.xlarge"])
+    with starburst.Cluster(
+        workers=1, cpu=1, backend="ec2", instance_types=["c7i.xlarge"], progress=False
+    ) as cluster:
+        assert cluster.map(square, range(4)) == [0, 1, 4, 9]
+        _, run = starburst.map(
+            slow_square, range(20), workers=1, cpu=1, backend="ec2",
+            instance_types=["c7i.xlarge"], return_run=True,
+        )  # fmt: skip
+    assert len(_instances()) == 1 and run.instances == (("c7i.xlarge", 1),)
+    whole = math.ceil(run.wall_seconds - 1e-9) * hourly / 3600  # the instance, all its own
+    assert 0 < run.cost < whole / 2

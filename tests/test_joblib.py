@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
 import pytest
 
 joblib = pytest.importorskip("joblib")
@@ -121,6 +122,25 @@ def test_grid_search_and_cross_val_score_match_n_jobs_1() -> None:
     assert list(burst_scores) == list(serial_scores)
 
 
+def matrix_total(matrix: np.ndarray, i: int) -> float:
+    return float(matrix.sum()) + i
+
+
+def test_a_large_argument_is_stored_once_per_block() -> None:
+    matrix = np.arange(2 * 2**20 // 8, dtype=np.float64)  # 2 MB, in 50 tasks
+    backend = StarburstBackend()
+    with backend, joblib.parallel_config(backend=backend, n_jobs=2):
+        first = Parallel()(delayed(matrix_total)(matrix, i) for i in range(50))
+        second = Parallel(batch_size=1)(delayed(matrix_total)(matrix, i) for i in range(50))
+        assert backend.cluster is not None
+        driver = backend.cluster.driver
+        stored = list(driver.store.list(driver.keys.shared_prefix))
+        written = driver.store.bytes_written
+    assert first == second == [float(matrix.sum()) + i for i in range(50)]
+    assert len(stored) == 1
+    assert written < 2 * matrix.nbytes  # once for both calls, not once per batch
+
+
 def test_cross_val_score_on_emulated_fargate(aws) -> None:  # type: ignore[no-untyped-def]
     starburst.setup(say=lambda _: None)
     X, y = _data()
@@ -141,3 +161,45 @@ def test_the_workers_stop_when_the_block_ends() -> None:
         del backend
     with pytest.raises(starburst.StarburstError, match="this Cluster is closed"):
         cluster.map(square, [1])
+
+
+_CTRL_C_CLIENT = """
+import os, sys, time
+from pathlib import Path
+import joblib
+from joblib import Parallel, delayed
+import starburst.joblib
+
+pids = Path(sys.argv[1])
+
+def slow(x):
+    (pids / str(os.getpid())).touch()
+    time.sleep(60)
+    return x
+
+try:
+    with joblib.parallel_config(backend="starburst", n_jobs=2):
+        Parallel(batch_size=1)(delayed(slow)(x) for x in range(8))
+except KeyboardInterrupt:
+    print("KeyboardInterrupt")
+    raise
+"""
+
+
+def test_ctrl_c_cancels_the_parallel_call_and_leaves_no_worker(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    from proc import alive
+    from test_faults import _client_once_files  # (starts a client, waits for its files)
+
+    client, pids = _client_once_files(tmp_path, _CTRL_C_CLIENT, "pids", 2)
+    worker_pids = [int(p.name) for p in pids.iterdir()]
+    assert len(worker_pids) == 2, "the workers never started"
+    client.send_signal(signal.SIGINT)
+    output, _ = client.communicate(timeout=30)  # the tasks sleep 60 s: they were cancelled
+    assert "KeyboardInterrupt" in output
+    assert client.returncode != 0
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in worker_pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in worker_pids)

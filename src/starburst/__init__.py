@@ -66,6 +66,7 @@ if TYPE_CHECKING:  # the public names, imported on first use (workers need none 
         WorkerStartError,
     )
     from .executor import Executor
+    from .reporting.timeline import Timeline, report
 
 _HOMES = {
     "map": "api", "starmap": "api", "imap": "api", "imap_unordered": "api",
@@ -79,6 +80,7 @@ _HOMES = {
     "Session": "detached", "RunHandle": "detached", "PENDING": "detached",
     "SessionStatus": "engine.status", "RunStatus": "engine.status",
     "sandbox": "emulator.sandbox",
+    "report": "reporting.timeline", "Timeline": "reporting.timeline",
 }  # fmt: skip
 
 #: Old names kept for one release: each calls its new name after a ``DeprecationWarning``.
@@ -125,6 +127,7 @@ __all__ = [
     "SetupRequiredError",
     "StarburstError",
     "StoreError",
+    "Timeline",
     "UnreadableSessionError",
     "WorkerLostError",
     "WorkerStartError",
@@ -138,6 +141,7 @@ __all__ = [
     "map",
     "quota",
     "quota_increase_status",
+    "report",
     "request_quota_increase",
     "sandbox",
     "session",

@@ -7,6 +7,7 @@ whether the call returns, raises, or is interrupted.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Unpack
 
@@ -16,6 +17,7 @@ from .engine.item_times import ITEM_TIMES
 from .engine.manifest import CallStyle
 from .errors import ConfigurationError
 from .options import ClusterKeywords, OneOffKeywords, RunKeywords, RunOptions, pick, takes
+from .reporting.timeline import Timeline
 
 
 @takes(OneOffKeywords)
@@ -33,8 +35,10 @@ def map(
     ``max_cost`` stops the workers when they have cost that many dollars (``CostCapError``,
     keeping completed results); ``cost_alert`` warns once past its amount. With
     ``return_run=True`` the call returns ``(results, starburst.RunReport)``: wall time and
-    actual cost. ``workers``, ``cpu``, ``memory``, ``backend``, ``spot`` and ``progress`` are
-    as for ``Cluster``.
+    actual cost, and its timeline (``run.save_html("run.html")``, ``run.plot()``), read
+    from the store before the workers stop (one more read of each chunk's output).
+    ``workers``, ``cpu``, ``memory``, ``backend``, ``spot`` and ``progress`` are as for
+    ``Cluster``.
     """
     return _one_off("as_list", fn, iterables, "single", options)
 
@@ -90,11 +94,17 @@ def _one_off(
         cluster.close()
         raise
     if mode == "as_list":
+        timeline = None
         try:
             results = collector.as_list()
+            if return_run:  # read while the session's records are there
+                timeline = Timeline.read(cluster.driver.store, cluster.driver.session.session_id)
         finally:
             cluster.close()
-        return (results, cluster.report) if return_run else results
+        if not return_run:
+            return results
+        assert cluster.report is not None
+        return results, dataclasses.replace(cluster.report, timeline=timeline)
     source = collector.ordered() if mode == "ordered" else collector.unordered()
     return _ClosingIterator(source, cluster)
 

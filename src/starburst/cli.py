@@ -232,6 +232,32 @@ def logs(session_id: str, worker: str | None, tail: int, follow: bool) -> None:
             click.echo(line)
 
 
+@main.command()
+@click.argument("session_id")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), default=None,
+    help="The HTML file to write (default: SESSION_ID.html).",
+)  # fmt: skip
+@click.option("--png", type=click.Path(dir_okay=False), default=None, help="Also a PNG picture.")
+@click.option("--json", "as_json", type=click.Path(dir_okay=False), default=None,
+              help="Also the run record as JSON.")  # fmt: skip
+def report(session_id: str, output: str | None, png: str | None, as_json: str | None) -> None:
+    """Write a session's report: one HTML file that opens offline, with a timeline of its
+    workers and chunks, progress, item times, cost, settings and errors. Any session,
+    finished or running. Needs `pip install "starburst[report]"`."""
+    from .reporting.timeline import report as make_report
+
+    target = output or f"{session_id}.html"
+    timeline = make_report(session_id, target)
+    click.echo(f"{timeline}: wrote {target}")
+    if png is not None:
+        click.echo(f"wrote {timeline.save_png(png)}")
+    if as_json is not None:
+        with open(as_json, "w", encoding="utf-8") as handle:
+            handle.write(timeline.to_json())
+        click.echo(f"wrote {as_json}")
+
+
 def _local_logs(files: list[Any], tail: int, follow: bool) -> None:
     """Print the last ``tail`` lines of each local log file; with ``follow``, then every new
     line as it is written, until Ctrl-C."""

@@ -530,6 +530,11 @@ def local_log_files(session_id: str, worker: str | None = None) -> list[Path] | 
     return [f for n, f in enumerate(files) if worker in (None, f.stem, str(n))]
 
 
+def session_store(session_id: str) -> Store:
+    """The store that holds session ``session_id``, found as ``attach`` finds it."""
+    return _locate(session_id)[0]
+
+
 def _locate(session_id: str) -> tuple[Store, SessionRecord]:
     """The store that holds the session, and its record."""
     check_session_id(session_id)

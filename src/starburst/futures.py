@@ -26,6 +26,7 @@ from .engine.item_times import ITEM_TIMES
 from .engine.manifest import CallStyle
 from .engine.outcome import ChunkOutput, describe_call
 from .engine.run import Run
+from .engine.shared import SharedArguments
 from .errors import CancelledError, SerializationError, WorkerLostError
 from .options import RunOptions
 from .planning import plan_call, plan_tasks
@@ -289,6 +290,7 @@ class SubmitBatcher:
 
     def __init__(self, driver: Driver) -> None:
         self._driver = driver
+        self._shared = SharedArguments(driver.store, driver.keys)
         self._queue: deque[_Call] = deque()
         self._active: list[_Batch] = []
         self._wakeup = threading.Condition()
@@ -427,17 +429,18 @@ class SubmitBatcher:
     def _dispatch(self, calls: list[_Call]) -> None:
         tasks: list[bytes] = []
         futures, sent = {}, {}
-        for future, fn, args, kwargs in calls:
-            if future.cancelled():
-                continue
-            try:
-                pickled = pickle_call(fn, args, kwargs)
-            except SerializationError as problem:
-                future.resolve(error=problem)
-                continue
-            futures[len(tasks)] = future
-            sent[len(tasks)] = (fn, args, kwargs)
-            tasks.append(pickled)
+        with self._shared.remembering():  # a matrix in every call is hashed once
+            for future, fn, args, kwargs in calls:
+                if future.cancelled():
+                    continue
+                try:
+                    pickled = pickle_call(fn, args, kwargs, share=self._shared.reference)
+                except SerializationError as problem:
+                    future.resolve(error=problem)
+                    continue
+                futures[len(tasks)] = future
+                sent[len(tasks)] = (fn, args, kwargs)
+                tasks.append(pickled)
         if tasks:
             plan = plan_tasks(self._driver.spec, tasks)
             try:

@@ -94,6 +94,7 @@ class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):
     ) -> int:  # fmt: skip
         """Start the cluster on first use (``n_jobs`` workers); later calls reuse it."""
         self.parallel = parallel
+        self.effective_n_jobs(n_jobs)  # n_jobs=0 is refused before any worker starts
         if self.cluster is None:
             workers = None if n_jobs is None or n_jobs < 0 else int(n_jobs)
             cluster = Cluster(workers, progress=False, **self.cluster_options)
@@ -145,6 +146,7 @@ class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):
         if not ensure_ready and self.cluster is not None:
             cluster, self.cluster = self.cluster, None
             cluster.stop_submitting(wait=False, cancel_queued=True, then=cluster.close)
+            cluster.driver.close()  # the batches running are not waited for: stop the workers
 
     def terminate(self) -> None:
         """End of one ``Parallel`` call: keep the workers warm for the next one."""

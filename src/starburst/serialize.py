@@ -37,17 +37,28 @@ _ALIGN = 64
 _COMPRESS_MIN_BYTES = 4096
 
 
-def dumps(obj: Any, *, compress: bool, to_client: bool = False) -> bytes:
+def dumps(
+    obj: Any,
+    *,
+    compress: bool,
+    to_client: bool = False,
+    persistent_id: Callable[[Any], Any] | None = None,
+) -> bytes:
     """Serialize ``obj`` into a payload, compressed when asked and worth it.
 
     With ``to_client`` (results on their way back), plain pickle is tried first: it is
     faster, and the client, whose ``__main__`` is the user's, finds classes by name;
     cloudpickle serves what plain pickle cannot (lambdas, classes made inside functions).
+    ``persistent_id`` may replace objects by references (``pickle.Pickler.persistent_id``),
+    which ``loads`` resolves with its ``persistent_load``.
     """
     body = _pickle_by_name(obj) if to_client else None
     if body is None:
         stream = io.BytesIO()
-        _Pickler(stream, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        pickler = _Pickler(stream, protocol=pickle.HIGHEST_PROTOCOL)
+        if persistent_id is not None:
+            pickler.persistent_id = persistent_id
+        pickler.dump(obj)
         body = stream.getvalue()
     if compress and len(body) >= _COMPRESS_MIN_BYTES:
         packed = zstandard.ZstdCompressor(level=3).compress(body)
@@ -185,10 +196,14 @@ def dumps_parts(obj: Any, *, compress: bool) -> list[Buffer]:
     return parts
 
 
-def loads(payload: Buffer) -> Any:
+def loads(payload: Buffer, persistent_load: Callable[[Any], Any] | None = None) -> Any:
     """Inverse of ``dumps`` and of ``dumps_parts`` joined."""
     stream, buffers = payload_stream(payload)
-    return pickle.loads(stream, buffers=buffers)
+    if persistent_load is None:
+        return pickle.loads(stream, buffers=buffers)
+    unpickler = pickle.Unpickler(io.BytesIO(stream), buffers=buffers)
+    unpickler.persistent_load = persistent_load  # type: ignore[method-assign]
+    return unpickler.load()
 
 
 def payload_stream(payload: Buffer) -> tuple[Buffer, list[memoryview] | None]:
@@ -230,15 +245,21 @@ def unpicklable_function_error(fn: Any, exc: Exception) -> SerializationError:
     )
 
 
-def pickle_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
+def pickle_call(
+    fn: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    share: Callable[[Any], str | None] | None = None,
+) -> bytes:
     """A submitted call ``fn(*args, **kwargs)`` pickled on its own: the item a worker gets.
 
     The worker unpickles it as it runs it (``load_call``), so that an argument that cannot be
     unpickled there, or kills the process doing so, fails that call alone rather than the
-    calls sent with it. Raises ``SerializationError`` when the call cannot be pickled.
+    calls sent with it. ``share`` names the large objects sent apart, once per session
+    (``engine/shared.py``). Raises ``SerializationError`` when the call cannot be pickled.
     """
     try:
-        return dumps((fn, args, kwargs), compress=False)
+        return dumps((fn, args, kwargs), compress=False, persistent_id=share)
     except PICKLING_ERRORS as exc:
         raise SerializationError(
             f"cannot send the call {_describe(fn)}(...) to the workers "
@@ -246,11 +267,14 @@ def pickle_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes
         ) from exc
 
 
-def load_call(payload: bytes) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
-    """The call ``pickle_call`` sent; one that cannot be unpickled here (even by an argument
-    that raises ``SystemExit``) raises ``SerializationError`` saying so."""
+def load_call(
+    payload: bytes, resolve: Callable[[Any], Any] | None = None
+) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """The call ``pickle_call`` sent, its shared objects found by ``resolve``; one that cannot
+    be unpickled here (even by an argument that raises ``SystemExit``) raises
+    ``SerializationError`` saying so."""
     try:
-        fn, args, kwargs = loads(payload)
+        fn, args, kwargs = loads(payload, persistent_load=resolve)
     except PICKLING_ERRORS as exc:
         raise SerializationError(
             f"the call's arguments could not be unpickled on the worker ({type(exc).__name__}: "

@@ -46,6 +46,22 @@ class WorkerInfo:
 
 
 @dataclass(frozen=True)
+class InstanceUse:
+    """One instance a session's workers ran on (or that started for them and ran none), as
+    a backend that runs workers on instances reports it: its size, its life, its own price,
+    and the session's part of it."""
+
+    instance_id: str
+    instance_type: str
+    vcpus: float
+    hourly: float  # USD per hour: its type's price (Spot: its zone's), with root volume and IPv4
+    launched: float  # epoch seconds
+    terminated: float | None  # None while it runs
+    share: float = 1.0  # the session's part, when other sessions' tasks ran on it too
+    task_vcpu_seconds: float = 0.0  # what the session's tasks used of it (since the session began)
+
+
+@dataclass(frozen=True)
 class LaunchShortfall:
     """Why a launch started fewer workers than it was asked for, in the platform's words.
 
@@ -136,6 +152,12 @@ class Fleet(ABC):
     def quota_room(self, spec: WorkerSpec) -> tuple[int, str] | None:
         """How many more workers of ``spec`` the platform's quota lets start now, with a
         short description of that quota; ``None`` when no quota applies or it is unknown."""
+        return None
+
+    def instance_usage(self, session_id: str, since: float) -> list[InstanceUse] | None:
+        """The instances the session's workers ran on since ``since`` (epoch seconds), for a
+        cost from instance-hours; ``None`` when workers are billed each on its own (Fargate)
+        or cost nothing (local), and the per-worker price stands."""
         return None
 
 

@@ -5,16 +5,18 @@ instance type that carries it. Every ``PriceBook`` says where its prices came fr
 
 A worker's share is the instance's price over the workers of its size the instance carries,
 so it counts the room a worker leaves unused; instances that run idle (booting, or emptier
-than packed) are not in it.
+than packed) are not in it. It prices the estimate before launch; a session's cost is then
+its instances' hours (``cost/instance_bill.py``), each at its own price (``InstancePrices``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.config import Config as BotoConfig
 
@@ -26,6 +28,8 @@ from .prices import CACHE_SECONDS, PRICING_REGION, PriceBook, _on_demand_usd, _s
 
 if TYPE_CHECKING:
     from ..aws.connection import Aws
+
+log = logging.getLogger("starburst")
 
 #: gp3 storage, USD per GB-month in us-east-1 (aws.amazon.com/ebs/pricing), over 730 hours.
 GP3_GB_MONTH = 0.08
@@ -108,19 +112,7 @@ def ec2_prices(
     within a day, else live, else the built-in table; Spot from the Spot price history (the
     highest zone's), else at most on-demand. ``only``, ``arch``: the types or families and the
     architecture a worker may run on (None: any). Never raises for a failing API."""
-    now = time.time() if now is None else now
-    path = cache_dir() / f"ec2-prices-{aws.region}.json"
-    cached = _read_cache(path)
-    if cached is not None and now - cached[0] < CACHE_SECONDS:
-        on_demand, source = cached[1], f"AWS Pricing API, cached {_stamp(cached[0])}"
-    else:
-        try:
-            on_demand, source = _fetch_on_demand(aws), "AWS Pricing API"
-            write_json(path, {"fetched": now, "prices": on_demand})
-        except Exception as exc:  # any failure of the API or its answer: fall back, and say so
-            why = f"the Pricing API failed: {type(exc).__name__}: {exc}"
-            on_demand = fallback_on_demand()
-            source = f"built-in table of us-east-1 on-demand prices ({why})"
+    on_demand, source = on_demand_prices(aws, now)
     try:
         spot = _fetch_spot(aws)
         spot_source = "Spot: EC2 Spot price history, highest zone"
@@ -130,7 +122,10 @@ def ec2_prices(
         f"+ ${extras_hour(CATALOGUE['c7i.large']):.4f}/h per instance (${GP3_GB_MONTH}/GB-month "
         f"gp3 root volume, ${PUBLIC_IPV4_HOUR}/h public IPv4)"
     )
-    full = f"on-demand: {source}; {spot_source}; {extras}; a worker pays its instance share"
+    full = (
+        f"on-demand: {source}; {spot_source}; {extras}; estimates price a worker as its "
+        "instance share, a session pays its instances' time"
+    )
     on_demand = {
         n: p
         for n, p in on_demand.items()
@@ -139,6 +134,54 @@ def ec2_prices(
         and arch in (None, CATALOGUE[n].arch)
     }
     return _book(aws.region, on_demand, spot, full)
+
+
+def on_demand_prices(aws: Aws, now: float | None = None) -> tuple[dict[str, float], str]:
+    """Each catalogue type's on-demand price in ``aws.region`` (USD per hour) and where it
+    came from: cached if fetched within a day, else live, else the built-in table."""
+    now = time.time() if now is None else now
+    path = cache_dir() / f"ec2-prices-{aws.region}.json"
+    cached = _read_cache(path)
+    if cached is not None and now - cached[0] < CACHE_SECONDS:
+        return cached[1], f"AWS Pricing API, cached {_stamp(cached[0])}"
+    try:
+        on_demand = _fetch_on_demand(aws)
+    except Exception as exc:  # any failure of the API or its answer: fall back, and say so
+        why = f"the Pricing API failed: {type(exc).__name__}: {exc}"
+        return fallback_on_demand(), f"built-in table of us-east-1 on-demand prices ({why})"
+    write_json(path, {"fetched": now, "prices": on_demand})
+    return on_demand, "AWS Pricing API"
+
+
+class InstancePrices:
+    """Each instance's own price per hour, with its root volume and IPv4 address: its type's
+    on-demand price, or for Spot the newest price of its type in its zone in the Spot price
+    history (the type's highest zone's when its zone has none; at most on-demand, which also
+    stands when the history fails). Read once per type."""
+
+    def __init__(self, aws: Aws) -> None:
+        self.aws = aws
+        self._on_demand: dict[str, float] | None = None
+        self._spot: dict[tuple[str, str], float] = {}  # (type, zone) -> USD per hour
+        self._spot_read: set[str] = set()
+
+    def hourly(self, name: str, spot: bool, zone: str) -> float:
+        """What an instance of type ``name`` in ``zone`` costs per hour."""
+        if self._on_demand is None:
+            self._on_demand = on_demand_prices(self.aws)[0]
+        on_demand = self._on_demand.get(name) or fallback_on_demand().get(name, 0.0)
+        price = on_demand
+        if spot:
+            if name not in self._spot_read:
+                self._spot_read.add(name)
+                try:
+                    self._spot.update(_spot_by_zone(self.aws, [name]))
+                except Exception as exc:  # counted at on-demand: an upper bound
+                    log.warning("could not read the Spot price of %s: %s", name, exc)
+            zones = [p for (n, _), p in self._spot.items() if n == name]
+            price = min(self._spot.get((name, zone), max(zones, default=on_demand)), on_demand)
+        kind = CATALOGUE.get(name)
+        return price + (extras_hour(kind) if kind is not None else PUBLIC_IPV4_HOUR)
 
 
 def _fetch_on_demand(aws: Aws) -> dict[str, float]:
@@ -169,16 +212,27 @@ def _fetch_on_demand(aws: Aws) -> dict[str, float]:
 
 
 def _fetch_spot(aws: Aws) -> dict[str, float]:
-    pages = aws.client("ec2").get_paginator("describe_spot_price_history").paginate(
-        InstanceTypes=sorted(CATALOGUE), ProductDescriptions=["Linux/UNIX"],
-        StartTime=time.time(),
-    )  # fmt: skip
     highest: dict[str, float] = {}
+    for (name, _), price in _spot_by_zone(aws, sorted(CATALOGUE)).items():
+        highest[name] = max(price, highest.get(name, 0.0))
+    return highest
+
+
+def _spot_by_zone(aws: Aws, types: list[str]) -> dict[tuple[str, str], float]:
+    """The current Spot price of each of ``types`` in each zone (the newest in the history)."""
+    pages = (
+        aws.client("ec2")
+        .get_paginator("describe_spot_price_history")
+        .paginate(InstanceTypes=types, ProductDescriptions=["Linux/UNIX"], StartTime=time.time())
+    )
+    newest: dict[tuple[str, str], tuple[Any, float]] = {}
     for page in pages:
         for row in page.get("SpotPriceHistory", []):
-            name, price = row["InstanceType"], float(row["SpotPrice"])
-            highest[name] = max(price, highest.get(name, 0.0))
-    return highest
+            key = (row["InstanceType"], row["AvailabilityZone"])
+            stamp = row.get("Timestamp")
+            if key not in newest or (stamp is not None and stamp > newest[key][0]):
+                newest[key] = (stamp, float(row["SpotPrice"]))
+    return {key: price for key, (_, price) in newest.items()}
 
 
 def _read_cache(path: Path) -> tuple[float, dict[str, float]] | None:

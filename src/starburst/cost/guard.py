@@ -8,25 +8,32 @@ knows nothing about runs, and the driver knows nothing about prices.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ..backends.base import Fleet, WorkerInfo
+from ..backends.base import Fleet, InstanceUse, WorkerInfo
 from ..engine.fleet_policy import cap_reached
 from ..errors import CostCapError, QuotaError, StarburstError
 from ..options import WorkerSpec
 from .billing import MINIMUM_SECONDS, workers_affordable
+from .instance_bill import InstanceBill, instance_bill, instances_text
 from .meter import CostMeter
 from .model import record_startups, run_seconds, typical_startup
 
 if TYPE_CHECKING:  # prices reads the AWS Pricing API (botocore): only cloud runs load it
+    from ..reporting.timeline import Timeline
     from .prices import PriceBook
 
 Say = Callable[[str], None]
 log = logging.getLogger("starburst")
+#: Seconds between two reads of the instances a session runs on (a few API calls each; the
+#: instances still up are counted on to each look in between). A launch reads them again.
+INSTANCE_READ_SECONDS = 30.0
 
 
 def _stderr(line: str) -> None:
@@ -58,7 +65,11 @@ class CostLimits:
 
 @dataclass(frozen=True)
 class RunReport:
-    """What a run (or a session so far) took: wall time, workers, billed time and cost."""
+    """What a run (or a session so far) took: wall time, workers, billed time and cost.
+
+    Where workers run on instances the backend reports (EC2), the cost is the instances'
+    hours, and ``instances`` and ``utilisation`` say what they were and how full.
+    """
 
     session_id: str
     backend: str
@@ -67,6 +78,32 @@ class RunReport:
     billed_seconds: float  # worker-seconds billed (0 on the local backend)
     cost: float | None  # dollars; None where workers cost nothing (local)
     price_source: str | None
+    instances: tuple[tuple[str, int], ...] = ()  # (instance type, how many) the cost is for
+    instance_seconds: float = 0.0  # instance-seconds billed (the session's part)
+    utilisation: float | None = None  # task vCPU-seconds over instance vCPU-seconds
+    warm_cost: float = 0.0  # at most this much more while its instances stay up (keep_warm)
+    #: What its workers did (``map(..., return_run=True)`` reads it before they stop).
+    timeline: Timeline | None = field(default=None, repr=False, compare=False)
+
+    def save_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write the run's report as one HTML file that opens offline (``Timeline``)."""
+        return self._timeline().save_html(path)
+
+    def save_png(self, path: str | os.PathLike[str]) -> Path:
+        """Write the run's timeline as a PNG (``Timeline``)."""
+        return self._timeline().save_png(path)
+
+    def plot(self) -> Any:
+        """The run's timeline as a matplotlib figure (``Timeline``)."""
+        return self._timeline().plot()
+
+    def _timeline(self) -> Timeline:
+        if self.timeline is None:
+            raise StarburstError(
+                "this report has no timeline: it comes with starburst.map(..., "
+                "return_run=True); for a session, use starburst.report(session_id)"
+            )
+        return self.timeline
 
     def __str__(self) -> str:
         if self.cost is None:
@@ -74,10 +111,26 @@ class RunReport:
                 f"{self.wall_seconds:.1f} s of wall time on {_workers(self.workers)} of the "
                 f"{self.backend} backend (no cost)"
             )
+        if self.instances:
+            return (
+                f"actual cost ~{_dollars(self.cost)} for {self.wall_seconds:.1f} s of wall "
+                f"time ({_workers(self.workers)} on "
+                f"{instances_text(self.instances, self.utilisation)}, "
+                f"{self.instance_seconds / 60:.1f} instance-minutes billed{self._warm()}; "
+                f"prices: {self.price_source})"
+            )
         return (
             f"actual cost ~{_dollars(self.cost)} for {self.wall_seconds:.1f} s of wall time "
             f"({_workers(self.workers)}, {self.billed_seconds / 60:.1f} worker-minutes billed; "
             f"prices: {self.price_source})"
+        )
+
+    def _warm(self) -> str:
+        if not self.warm_cost:
+            return ""
+        return (
+            f"; kept warm, its instances cost up to ~{_dollars(self.warm_cost)} more (less "
+            "if a call uses them)"
         )
 
 
@@ -103,6 +156,10 @@ class CostGuard:
         self.closed: float | None = None
         self.workers = 0
         self._alerted = False
+        self._instances: list[InstanceUse] | None = None  # as last read (None: not read)
+        self._instances_read: float | None = None  # when (epoch seconds)
+        self._instances_stale = True  # workers launched since the last read
+        self._reads_instances = True  # until the fleet says it has no instances to report
 
     # Before launch -----------------------------------------------------------------------
 
@@ -173,13 +230,14 @@ class CostGuard:
         """How many of ``count`` new workers fit under ``max_cost`` (their first minute)."""
         if self.meter is None or self.limits.max_cost is None or count <= 0:
             return count
-        left = self.limits.max_cost - self.meter.cost()
+        left = self.limits.max_cost - self.cost()
         return min(count, workers_affordable(left, self.meter.hourly[self.spec.spot]))
 
     def launched(self, worker_ids: Iterable[str]) -> None:
         """Start metering new workers."""
         worker_ids = list(worker_ids)
         self.workers += len(worker_ids)
+        self._instances_stale = True
         if self.meter is not None:
             self.meter.launched(worker_ids, self.spec.spot)
 
@@ -188,7 +246,8 @@ class CostGuard:
         if self.meter is None:
             return None
         self.meter.observe(infos)
-        cost = self.meter.cost()
+        self._read_instances()
+        cost = self.cost()
         self._alert_if_past(cost)
         return self.cap_error(cost) if cap_reached(cost, self.limits.max_cost) else None
 
@@ -214,7 +273,7 @@ class CostGuard:
             what = f"this session's workers have cost ~{_dollars(cost)} of max_cost={cap}"
         else:
             what = (
-                f"this session's workers have cost ~{_dollars(self.meter.cost())} and another "
+                f"this session's workers have cost ~{_dollars(self.cost())} and another "
                 f"worker's first billed minute would pass max_cost={cap}"
             )
         return CostCapError(
@@ -226,7 +285,38 @@ class CostGuard:
 
     def so_far(self) -> str:
         """The cost so far, for the progress display ('' where workers cost nothing)."""
-        return "" if self.meter is None else f"{_dollars(self.meter.cost())} so far"
+        return "" if self.meter is None else f"{_dollars(self.cost())} so far"
+
+    def cost(self, now: float | None = None) -> float:
+        """The session's cost up to ``now``: its instances' hours where the backend reports
+        the instances its workers ran on (EC2), else each worker's price (``CostMeter``)."""
+        assert self.meter is not None
+        bill = self._bill(now)
+        return bill.cost if bill is not None else self.meter.cost(now)
+
+    def _bill(self, now: float | None) -> InstanceBill | None:
+        """The instances' bill up to ``now``, from their last read (None: none read)."""
+        if self._instances is None:
+            return None
+        return instance_bill(self._instances, self.opened, time.time() if now is None else now)
+
+    def _read_instances(self, force: bool = False) -> None:
+        """Read the session's instances from the fleet: when ``force``d, after a launch, or
+        once ``INSTANCE_READ_SECONDS`` passed; never again once it says it has none."""
+        now = time.time()
+        due = self._instances_read is None or now - self._instances_read >= INSTANCE_READ_SECONDS
+        if not self._reads_instances or not (force or due or self._instances_stale):
+            return
+        self._instances_stale = False
+        try:
+            uses = self.fleet.instance_usage(self.session_id, self.opened)
+        except StarburstError as exc:  # the last read (or the workers' prices) stands
+            log.warning("could not read the session's instances for the cost: %s", exc)
+            return
+        if uses is None:
+            self._reads_instances = False
+            return
+        self._instances, self._instances_read = uses, now
 
     # After -------------------------------------------------------------------------------
 
@@ -240,20 +330,32 @@ class CostGuard:
             self.meter.observe(describe())
         except StarburstError as exc:  # workers not seen stopped count up to now
             log.warning("could not read the workers' final state for the cost: %s", exc)
+        self._read_instances(force=True)
         record_startups(self.fleet.name, self.meter.startup_seconds())
-        self._alert_if_past(self.meter.cost(self.closed))  # a run too short for any look
+        self._alert_if_past(self.cost(self.closed))  # a run too short for any look
         self.say(f"session {self.session_id}: {self.report()}")
 
     def report(self) -> RunReport:
         """The session's wall time and cost, so far or (once closed) in total."""
         end = self.closed or time.time()
         meter = self.meter
+        bill = self._bill(end)
+        # (how full: up to the last read, which knows the tasks' time up to then)
+        read = self._bill(self._instances_read) if bill is not None else None
         return RunReport(
             session_id=self.session_id,
             backend=self.spec.backend.name,
             wall_seconds=end - self.opened,
             workers=self.workers,
             billed_seconds=meter.billed_seconds(end) if meter is not None else 0.0,
-            cost=meter.cost(end) if meter is not None else None,
+            cost=self.cost(end) if meter is not None else None,
             price_source=self.book.source if self.book is not None else None,
+            instances=bill.types if bill is not None else (),
+            instance_seconds=bill.billed_seconds if bill is not None else 0.0,
+            utilisation=read.utilisation if read is not None else None,
+            warm_cost=(
+                bill.up_hourly * self.spec.keep_warm / 3600
+                if bill is not None and self.closed is not None
+                else 0.0
+            ),
         )

@@ -46,6 +46,7 @@ from .fleet_policy import (
     judge_shortfall,
     judge_stop,
     launch_count,
+    ledger_stop,
     stopped_workers,
 )
 from .hangs import stop_hung_workers
@@ -456,6 +457,7 @@ class Driver:
                 control.roster.pop(info.worker_id, None)
                 if info.worker_id in control.ledger:
                     control.ledger[info.worker_id]["stopped"] = info.stopped_at or time.time()
+                    control.ledger[info.worker_id].update(ledger_stop(info))
             for run_id, chunks in back.requeued.items():
                 if chunks:
                     control.requeued.setdefault(run_id, {}).update(chunks)

@@ -36,6 +36,15 @@ INTERRUPTED = "interrupted"
 #: The backend's fault for a worker that never ran its code (bad image, no permission).
 FAILED_TO_START = "failed_to_start"
 
+
+def ledger_stop(info: WorkerInfo) -> dict[str, object]:
+    """What the ledger keeps of how a worker stopped, for a run's report (``report/``): the
+    platform's fault (``interrupted``, ``out_of_memory``, ``failed_to_start``), its reason
+    and exit code, where known."""
+    how = {"fault": info.fault, "reason": info.reason, "exit_code": info.exit_code}
+    return {key: value for key, value in how.items() if value is not None}
+
+
 #: Detached: a session launches at most this many workers per worker it asked for, in all.
 MAX_LAUNCHES_PER_WORKER = 4
 #: Attached: workers that stop without completing any item, in a row, before giving up.

@@ -6,6 +6,7 @@ sessions/<sid>/control.json            what clients tell workers: heartbeat, str
 sessions/<sid>/runs/<rid>.json         a run's manifest (JSON)
 sessions/<sid>/workers/<wid>.json      a worker's heartbeat and counters (JSON)
 sessions/<sid>/logs/<wid>.log          a local worker's output
+data/<sid>/shared/<sha256>             a large argument of submitted calls, stored once
 data/<sid>/<rid>/fn.bin                the function, uploaded once
 data/<sid>/<rid>/in/<chunk>            a chunk's items
 data/<sid>/<rid>/claim/<chunk>         who holds the chunk, attempt, lease expiry (JSON)
@@ -81,6 +82,14 @@ class SessionKeys:
     def data_prefix(self) -> str:
         """Run data lives apart from session records, so that a lifecycle rule can expire it."""
         return f"data/{self.session_id}/"
+
+    @property
+    def shared_prefix(self) -> str:
+        """Where the large arguments of submitted calls are stored, once each (not a run)."""
+        return f"{self.data_prefix}shared/"
+
+    def shared(self, digest: str) -> str:
+        return f"{self.shared_prefix}{digest}"
 
     def run(self, run_id: str) -> RunKeys:
         return RunKeys(f"{self.data_prefix}{run_id}/")

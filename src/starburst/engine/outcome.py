@@ -11,6 +11,7 @@ import os
 import pickle
 import reprlib
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,6 +225,12 @@ class ChunkOutput:
     attempt: int = 0
     seconds: float = 0.0  # how long its items took, wall clock (``engine/item_times.py``)
     offset: int = 0  # where ``results`` begin in the chunk
+    #: When it was written (epoch seconds; 0 from a worker older than this field): its
+    #: items ran from ``ended - seconds`` to ``ended``, for a run's timeline (``report/``).
+    ended: float = 0.0
+    #: Its items' times as blocks ``(items, seconds)``, in order: the worker reads the clock
+    #: between blocks of a few milliseconds, so a slow item is a block of its own.
+    blocks: Sequence[tuple[int, float]] = ()
 
     @property
     def end(self) -> int:
@@ -240,5 +247,19 @@ class ChunkOutput:
         failures = {i: f for i, f in self.failures.items() if i >= start}
         seconds = self.seconds * (len(self.results) - skip) / max(1, len(self.results))
         return ChunkOutput(
-            start, self.results[skip:], failures, self.worker, self.attempt, seconds, offset
-        )
+            start, self.results[skip:], failures, self.worker, self.attempt, seconds, offset,
+            self.ended, _blocks_after(self.blocks, skip),
+        )  # fmt: skip
+
+
+def _blocks_after(blocks: Sequence[tuple[int, float]], skip: int) -> list[tuple[int, float]]:
+    """The item-time blocks ``blocks`` without their first ``skip`` items (a block cut in two
+    keeps its share of the time)."""
+    kept = []
+    for items, seconds in blocks:
+        if skip >= items:
+            skip -= items
+            continue
+        kept.append((items - skip, seconds * (items - skip) / items))
+        skip = 0
+    return kept

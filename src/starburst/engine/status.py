@@ -149,7 +149,7 @@ def worker_heartbeats(store: Store, keys: SessionKeys) -> dict[str, tuple[float,
     records = list(store.list(keys.workers_prefix))
     found: dict[str, tuple[float, bool]] = {}
     with ThreadPoolExecutor(max(1, min(16, store.parallelism))) as pool:
-        for key, record in zip(records, pool.map(_read_or_none(store), records), strict=True):
+        for key, record in zip(records, pool.map(read_or_none(store), records), strict=True):
             if record is None:
                 continue
             worker = key[len(keys.workers_prefix) :].rsplit(".", 2)[0]  # <id>.<process>.json
@@ -190,7 +190,9 @@ def session_cost(
     return ledger_cost(ledger, session.hourly, now)
 
 
-def _read_or_none(store: Store) -> Callable[[str], dict[str, Any] | None]:
+def read_or_none(store: Store) -> Callable[[str], dict[str, Any] | None]:
+    """A reader of a JSON record by key: None when it is missing, damaged or not an object."""
+
     def read(key: str) -> dict[str, Any] | None:
         try:
             record = from_json(store.get(key), key)

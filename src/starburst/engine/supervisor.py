@@ -53,6 +53,7 @@ from .fleet_policy import (
     cap_reached,
     chunks_back,
     launch_count,
+    ledger_stop,
     stall_reason,
     stop_times,
     stopped_workers,
@@ -171,6 +172,8 @@ class Supervisor:
                 record.roster.pop(worker, None)
                 if worker in record.ledger and record.ledger[worker].get("stopped") is None:
                     record.ledger[worker]["stopped"] = stopped_at[worker]
+                    if worker in infos:
+                        record.ledger[worker].update(ledger_stop(infos[worker]))
                 if worker in record.ledger and worker in back.pinned:
                     record.ledger[worker]["item_death"] = True
             for run_id, chunks in back.requeued.items():

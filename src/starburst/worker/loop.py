@@ -12,6 +12,7 @@ SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import logging
@@ -32,6 +33,7 @@ from ..engine.manifest import RunFunction, RunManifest
 from ..engine.outcome import ChunkOutput, ItemFailure
 from ..engine.records import to_json
 from ..engine.seeding import seed_item
+from ..engine.shared import SharedCache
 from ..errors import SerializationError, StoreError
 from ..salvage import find_unloadable, loads_salvaging
 from ..serialize import PICKLING_ERRORS, dumps, load_call, loads
@@ -99,6 +101,9 @@ class _Chunk:
     clock: float = field(default_factory=time.perf_counter)  # when ``written`` last moved
     #: Some items could not be unpickled here (``salvage.Unloadable`` stand-ins in them).
     salvaged: bool = False
+    #: The clock between blocks of items: (items finished, ``time.monotonic()``), from the
+    #: last output taken on; what its item-time ``blocks`` are made of.
+    marks: list[tuple[int, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.results = [None] * len(self.items)
@@ -109,11 +114,13 @@ class _Chunk:
         lo, done, now = self.written, self.done, time.perf_counter()
         whole = lo == 0 and done == len(self.results)
         results = self.results if whole else self.results[lo:done]
+        marks = self.marks
+        blocks = [(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(marks) if b[0] > a[0]]
         output = ChunkOutput(
             self.start + lo, results, self.failures, worker, self.lease.attempt,
-            now - self.clock, lo,
+            now - self.clock, lo, time.time(), blocks,
         )  # fmt: skip
-        self.failures, self.written, self.clock = {}, done, now
+        self.failures, self.written, self.clock, self.marks = {}, done, now, marks[-1:]
         return output
 
 
@@ -165,6 +172,7 @@ class WorkerLoop:
         self.timings = first.session.timings
         self.runs: dict[str, _RunState] = {}
         self.functions: dict[str, RunFunction] = {}
+        self.shared = SharedCache(store, self.keys)  # submitted calls' large arguments
         self.current: claims.Lease | None = None
         self.started = time.time()
         self.chunks_done = 0
@@ -461,7 +469,7 @@ class WorkerLoop:
         of a tiny item): a block lasts a few milliseconds, as the run's items showed so far.
         """
         manifest = state.manifest
-        call = _caller(function, manifest)
+        call = _caller(function, manifest, self.shared)
         if output.salvaged:
             call = _refusing_unloadable(call)
         results, seed, items, n = output.results, manifest.seed, output.items, len(output.items)
@@ -471,6 +479,7 @@ class WorkerLoop:
         self._flush_due = 0.0 if isolate else clock() + self.timings.flush
         lo = offset = output.done
         last = clock()
+        output.marks.append((lo, last))
         output.clock = time.perf_counter()  # (``seconds`` of its outputs paces the next runs)
         try:
             while lo < n:
@@ -489,6 +498,7 @@ class WorkerLoop:
                         )
                 lo = offset = hi
                 now = clock()
+                output.marks.append((hi, now))
                 if not isolate:  # blocks of a few milliseconds
                     took, last = now - last, now
                     if took < _BLOCK_SECONDS:
@@ -727,11 +737,13 @@ class WorkerLoop:
 _CLIENT_SILENT = "the client has been silent"
 
 
-def _caller(function: RunFunction, manifest: RunManifest) -> Callable[[Any], Any]:
+def _caller(
+    function: RunFunction, manifest: RunManifest, shared: SharedCache
+) -> Callable[[Any], Any]:
     """The function that runs one item, resolved once per chunk (the per-item path is hot)."""
     fn = function.fn
     if manifest.call == "task":
-        call: Callable[[Any], Any] = _run_call
+        call: Callable[[Any], Any] = functools.partial(_run_call, resolve=shared.load)
     elif manifest.call == "star":
         call = lambda args: fn(*args)  # noqa: E731
     else:
@@ -769,9 +781,10 @@ def _refusing_unloadable(call: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return refusing
 
 
-def _run_call(task: bytes) -> Any:
-    """Run a submitted call, unpickled here as one item (``serialize.pickle_call``)."""
-    fn, args, kwargs = load_call(task)
+def _run_call(task: bytes, resolve: Callable[[Any], Any]) -> Any:
+    """Run a submitted call, unpickled here as one item (``serialize.pickle_call``), its
+    large arguments found by ``resolve``."""
+    fn, args, kwargs = load_call(task, resolve)
     return fn(*args, **kwargs)
 
 

@@ -19,6 +19,7 @@ Started with RunTask as ``ecs_tasks`` does for every ECS fleet; what is EC2's ow
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -41,12 +42,13 @@ from .instances import (
     fewest_instances,
     most_workers_within,
 )
+from .usage import InstanceUsage
 from .warmth import keep_warm_until, warm_until
 
 if TYPE_CHECKING:
     from ...cost.prices import PriceBook
     from ...options import WorkerSpec
-    from ..base import LaunchRequest, Placement, WorkerInfo
+    from ..base import InstanceUse, LaunchRequest, Placement, WorkerInfo
 
 #: How long the end of a session waits for its own tasks to stop before it gives back the
 #: instances they leave empty (those still busy then are left to managed scaling).
@@ -92,6 +94,15 @@ class Ec2Fleet(EcsTaskFleet):
         """EC2 prices of the instance types (or families) and arch this session names."""
         chosen = self.resources.get("instance_types") or None
         return ec2_prices(self.aws, only=chosen, arch=self.resources.get("arch"))
+
+    def instance_usage(self, session_id: str, since: float) -> list[InstanceUse]:
+        """The instances of starburst's groups this session's workers ran on since ``since``,
+        each at its own price, shared ones split by task vCPU-seconds (``usage.py``)."""
+        return self._usage.read(session_id, since)
+
+    @functools.cached_property
+    def _usage(self) -> InstanceUsage:
+        return InstanceUsage(self.aws, self.cluster, list(self.ec2["groups"].values()))
 
     def size(self, spec: WorkerSpec) -> tuple[int, int]:
         return round(spec.cpu * 1024), spec.memory_mib or default_memory_mib(spec.cpu)

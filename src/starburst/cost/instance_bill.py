@@ -1,0 +1,81 @@
+"""Cost from instance-hours: what the instances a session's workers ran on cost, under EC2's
+billing (per second, rounded up, at least a minute per instance launched), and how much of
+them the workers used. Pure functions of what a backend reports (``Fleet.instance_usage``).
+
+An instance counts from its launch, or from the session's start if it was already up (kept
+warm by an earlier call: its first minute was billed then), to its termination or now, at
+its own price, times the session's part of it (``InstanceUse.share``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ..backends.base import InstanceUse
+from .billing import billed_seconds
+
+#: EC2 gives launch times in whole seconds (truncated): an instance launched just after the
+#: session began may seem to have been up a fraction of a second before it.
+LAUNCH_TIME_RESOLUTION = 1.0
+
+
+@dataclass(frozen=True)
+class InstanceBill:
+    """A session's instances up to a time: their cost, and how much of them its tasks used."""
+
+    cost: float  # dollars
+    billed_seconds: float  # instance-seconds billed (the session's part)
+    instance_vcpu_seconds: float  # the session's part of the instances' vCPU-seconds
+    task_vcpu_seconds: float  # the vCPU-seconds its tasks held on them
+    types: tuple[tuple[str, int], ...]  # (instance type, how many), the most first
+    up_hourly: float  # what the instances still up then cost per hour (the session's part)
+
+    @property
+    def instances(self) -> int:
+        """How many instances the session ran on."""
+        return sum(count for _, count in self.types)
+
+    @property
+    def utilisation(self) -> float | None:
+        """Task vCPU-seconds over instance vCPU-seconds (None before any instance ran)."""
+        if self.instance_vcpu_seconds <= 0:
+            return None
+        return min(1.0, self.task_vcpu_seconds / self.instance_vcpu_seconds)
+
+
+def launched_since(launched: float, since: float) -> bool:
+    """Whether an instance EC2 says launched at ``launched`` started after ``since``."""
+    return launched > since - LAUNCH_TIME_RESOLUTION
+
+
+def instance_bill(uses: Iterable[InstanceUse], since: float, now: float) -> InstanceBill:
+    """What ``uses`` cost from ``since`` (the session's start) to ``now`` (epoch seconds)."""
+    cost = billed = vcpu_seconds = task_seconds = up_hourly = 0.0
+    types: Counter[str] = Counter()
+    for use in uses:
+        start = max(use.launched, since)
+        end = max(start, min(use.terminated if use.terminated is not None else now, now))
+        if launched_since(use.launched, since):  # launched for this session: EC2's minute
+            seconds = billed_seconds(start, end)
+        else:  # up before the session began (warm): billed on from where it was
+            seconds = float(math.ceil(end - start - 1e-9))
+        cost += seconds * use.hourly / 3600 * use.share
+        billed += seconds * use.share
+        vcpu_seconds += (end - start) * use.vcpus * use.share
+        task_seconds += use.task_vcpu_seconds
+        types[use.instance_type] += 1
+        if use.terminated is None or use.terminated > now:
+            up_hourly += use.hourly * use.share
+    ordered = tuple(sorted(types.items(), key=lambda kv: (-kv[1], kv[0])))
+    return InstanceBill(cost, billed, vcpu_seconds, task_seconds, ordered, up_hourly)
+
+
+def instances_text(types: tuple[tuple[str, int], ...], utilisation: float | None) -> str:
+    """E.g. ``"3 instances (c7i.xlarge x2, c7i.large), 71% used"``."""
+    count = sum(n for _, n in types)
+    kinds = ", ".join(name if n == 1 else f"{name} x{n}" for name, n in types)
+    text = f"{count} instance{'' if count == 1 else 's'} ({kinds})"
+    return text if utilisation is None else f"{text}, {utilisation:.0%} used"

@@ -1,0 +1,143 @@
+"""What a report draws, derived from a run record (``record.py``): the lanes of the timeline,
+the stop marks, items done over time with the ETA, and the distribution of item times. Pure
+Python, shared by the HTML page (``html.py``) and the PNG (``png.py``)."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+#: At most this many points of items done over time, and bins of throughput / item times.
+_MAX_POINTS = 500
+_RATE_BINS = 60
+_TIME_BINS = 40
+
+
+@dataclass
+class Lane:
+    """One lane of the timeline: a worker process (or a worker that never started one)."""
+
+    name: str
+    worker: str
+    launched: float | None
+    started: float | None
+    stopped: float | None
+    state: str | None
+    stop: str | None  # how its worker stopped (``record.stop_kind``)
+
+
+def lanes(record: dict[str, Any]) -> list[Lane]:
+    """The lanes, by worker then process; a worker's launch and stop apply to each of its
+    processes."""
+    rows = []
+    for worker in record["workers"]:
+        processes = worker["processes"] or [{"id": worker["id"], "started": None, "state": None}]
+        for process in processes:
+            rows.append(
+                Lane(
+                    process["id"],
+                    worker["id"],
+                    worker["launched"],
+                    process["started"],
+                    worker["stopped"],
+                    process["state"],
+                    worker["stop"],
+                )
+            )
+    return rows
+
+
+def stop_marks(rows: list[Lane]) -> dict[str, list[tuple[float, str]]]:
+    """Where each lane ended, by how its worker stopped: ``{kind: [(time, lane)]}``."""
+    marks: dict[str, list[tuple[float, str]]] = {}
+    for row in rows:
+        if row.stop is not None and row.stopped is not None:
+            marks.setdefault(row.stop, []).append((row.stopped, row.name))
+    return marks
+
+
+@dataclass
+class Progress:
+    """Items done over time, the ETA at each point, and throughput by bin."""
+
+    times: list[float] = field(default_factory=list)
+    done: list[int] = field(default_factory=list)
+    eta: list[float | None] = field(default_factory=list)  # seconds left, at the pace so far
+    bin_times: list[float] = field(default_factory=list)  # bin centres
+    rate: list[float] = field(default_factory=list)  # items / s
+    bin_width: float = 0.0
+
+
+def item_finishes(record: dict[str, Any]) -> list[tuple[float, int]]:
+    """When items finished, ``(time, items)``, sorted: each block of a chunk bar at its end
+    (a bar without blocks, from an older worker, at its end)."""
+    events = []
+    for bar in record["chunks"]:
+        if bar["start"] is None:
+            continue
+        at, timed = bar["start"], 0
+        for items, seconds in bar["blocks"]:
+            at += seconds
+            timed += items
+            events.append((min(at, bar["end"]), items))
+        if bar["items"] > timed:
+            events.append((bar["end"], bar["items"] - timed))
+    events.sort()
+    return events
+
+
+def progress(record: dict[str, Any]) -> Progress:
+    """Items done over time; the ETA is what a progress bar shows: the time left at the
+    pace since the first run began."""
+    events = item_finishes(record)
+    shown = Progress()
+    if not events:
+        return shown
+    total = sum(run["items"] or 0 for run in record["runs"])
+    began = min((run["created"] for run in record["runs"]), default=events[0][0])
+    done, step = 0, max(1, len(events) // _MAX_POINTS)
+    for n, (at, items) in enumerate(events):
+        done += items
+        if n % step and n != len(events) - 1:
+            continue
+        shown.times.append(at)
+        shown.done.append(done)
+        left = max(0, total - done)
+        shown.eta.append(left * (at - began) / done if done and at > began else None)
+    first, last = events[0][0], events[-1][0]
+    width = (last - first) / _RATE_BINS or 1e-3
+    counts = [0] * _RATE_BINS
+    for at, items in events:
+        counts[min(_RATE_BINS - 1, int((at - first) / width))] += items
+    shown.bin_width = width
+    shown.bin_times = [first + (k + 0.5) * width for k in range(_RATE_BINS)]
+    shown.rate = [count / width for count in counts]
+    return shown
+
+
+@dataclass
+class ItemTimes:
+    """A histogram of seconds per item: ``counts[k]`` items took ``edges[k]..edges[k+1]``."""
+
+    edges: list[float] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+
+
+def item_times(record: dict[str, Any]) -> ItemTimes:
+    """The distribution of item times: each block's items share its time (a slow item is
+    timed alone, quick ones in blocks of a few milliseconds)."""
+    timed = [
+        (seconds / items, items)
+        for bar in record["chunks"]
+        for items, seconds in bar["blocks"]
+        if items > 0
+    ]
+    if not timed:
+        return ItemTimes()
+    top = max(each for each, _ in timed) or 1e-6
+    edges = [top * k / _TIME_BINS for k in range(_TIME_BINS + 1)]
+    counts = [0] * _TIME_BINS
+    for each, items in timed:
+        counts[min(_TIME_BINS - 1, bisect.bisect_right(edges, each) - 1)] += items
+    return ItemTimes(edges, counts)

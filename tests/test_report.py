@@ -1,0 +1,205 @@
+"""A run's report (``starburst.report``, ``starburst report``) made from real runs: the page
+holds a lane for each worker process and a bar for each chunk, and marks a Spot
+interruption and a failed item where they happened."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import starburst
+from starburst.cli import main
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def fails_on_seven(x: int) -> int:
+    if x == 7:
+        raise ValueError(f"no sevens here: {x}")
+    time.sleep(0.1 if x == 40 else 0.001)
+    return x
+
+
+def _chunk_bars(page: str) -> list[dict[str, Any]]:
+    """The chunk bars the page's timeline draws (its Bokeh document's data source with
+    chunk numbers)."""
+    docs = re.search(r"const docs_json = '(.*?)';\n", page, re.S)
+    assert docs is not None, "the page has no embedded plots"
+    found = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            data = node.get("attributes", {}).get("data")
+            entries = data.get("entries") if isinstance(data, dict) else None
+            if node.get("name") == "ColumnDataSource" and isinstance(entries, list):
+                columns = dict(entries)
+                if "chunk" in columns and "lane" in columns:
+                    found.extend(
+                        {"lane": lane, "chunk": chunk, "items": items}
+                        for lane, chunk, items in zip(
+                            columns["lane"], columns["chunk"], columns["items"], strict=True
+                        )
+                    )
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(docs.group(1)))
+    return found
+
+
+def test_a_local_sessions_report_draws_every_worker_and_chunk(
+    detached_data_dir: Path, tmp_path: Path
+) -> None:
+    session = starburst.session(workers=2, backend="local", ttl="10m")
+    session.map(fails_on_seven, range(200))
+    results = session.collect(errors="return", timeout=60)[0]
+    assert isinstance(results[7], ValueError)
+    page_path = tmp_path / "run.html"
+    shown = CliRunner().invoke(main, ["report", session.id, "-o", str(page_path)])
+    assert shown.exit_code == 0, shown.output
+    assert f"session {session.id} on local: 200/200 items, 1 failed" in shown.output
+    page = page_path.read_text()
+    record = starburst.report(session.id).record
+    assert "<script" in page and "cdn.bokeh.org" not in page  # scripts inside: opens offline
+
+    lanes = {p["id"] for w in record["workers"] for p in w["processes"]}
+    assert len(record["workers"]) == 2 and len(lanes) == 2
+    bars = _chunk_bars(page)
+    assert {bar["lane"] for bar in bars} == lanes  # a lane per worker process, each worked
+    drawn = sorted(bar["chunk"] for bar in bars)
+    assert drawn == sorted(bar["chunk"] for bar in record["chunks"])
+    assert set(drawn) == set(range(record["runs"][0]["chunks"]))  # every chunk has a bar
+    assert sum(bar["items"] for bar in bars) == 200  # each item once
+    for bar in record["chunks"]:
+        worker = next(w for w in record["workers"] if bar["worker"].startswith(w["id"]))
+        assert worker["launched"] <= bar["start"] <= bar["end"] <= record["generated"]
+    assert [e["index"] for e in record["errors"]] == [7]
+    assert "no sevens here: 7" in page and "Traceback" in page
+    slowest = record["slowest"][0]  # the slow item (timed with a few neighbours at most)
+    assert slowest["index"] <= 40 < slowest["index"] + slowest["items"] <= 40 + 8
+    assert slowest["seconds"] >= 0.1
+    session.cleanup()
+
+
+def test_map_with_return_run_gives_a_run_that_saves_its_report(tmp_path: Path) -> None:
+    results, run = starburst.map(fails_on_seven, range(50), workers=2, errors="return",
+                                 return_run=True)  # fmt: skip
+    assert isinstance(results[7], ValueError)
+    assert run.timeline is not None
+    record = run.timeline.record
+    assert record["session_id"] == run.session_id
+    assert sum(bar["items"] for bar in record["chunks"]) == 50
+    assert [e["index"] for e in record["errors"]] == [7]
+    page = run.save_html(tmp_path / "run.html").read_text()
+    assert "no sevens here: 7" in page
+    png = run.save_png(tmp_path / "run.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+
+
+def sleepy(x: int) -> int:
+    time.sleep(0.01)
+    return x
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs chromium (tests/install-system-packages)"
+)
+def test_a_report_opens_in_a_headless_browser_and_draws_the_timeline(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from starburst.reporting.html import CHUNK_COLOURS, UP_COLOUR
+
+    _, run = starburst.map(sleepy, range(200), workers=2, return_run=True)
+    page = run.save_html(tmp_path / "run.html")
+    shot = tmp_path / "shot.png"
+    browser = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--window-size=1200,1000", "--virtual-time-budget=5000", "--enable-logging=stderr",
+         f"--screenshot={shot}", page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    console = [line for line in browser.stderr.splitlines() if ":CONSOLE" in line]
+    assert any("document idle" in line for line in console), browser.stderr[-2000:]  # drawn
+    assert not [line for line in console if "error" in line.lower()], console
+    image = Image.open(shot).convert("RGB")
+    counts = {colour: n for n, colour in image.getcolors(image.width * image.height)}
+    chunk, up = (counts.get(_rgb(colour), 0) for colour in (CHUNK_COLOURS[0], UP_COLOUR))
+    # Two workers busy from start to end: chunk bars fill most of their lanes.
+    assert chunk > 5_000, (chunk, up)
+    assert chunk > up, (chunk, up)
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
+
+
+def slow_or_failing(x: int) -> int:
+    time.sleep(0.05)
+    if x == 3:
+        raise RuntimeError("item three fails")
+    return x * x
+
+
+def test_a_fargate_runs_report_marks_the_spot_interruption_and_the_failed_item(
+    aws: Any, tmp_path: Path
+) -> None:
+    starburst.setup(say=_quiet)
+    aws.faults.spot_interruption(count=1, after=1.5, grace=0.5)
+    with starburst.Cluster(workers=2, cpu=1, backend="fargate", spot=True) as cluster:
+        results = cluster.map(slow_or_failing, range(120), chunk_size=5, errors="return")
+        assert isinstance(results[3], RuntimeError)
+        session_id = cluster.driver.session.session_id
+        # While the session is open, from its id alone, as another process would.
+        timeline = starburst.report(session_id, tmp_path / "run.html")
+        stored = starburst.Timeline.read(cluster.driver.store, session_id).record
+    # The store alone knows of the interruption (the ledger), not only the platform.
+    assert "interrupted" in [w["stop"] for w in stored["workers"]]
+    record = timeline.record
+    stops = [w["stop"] for w in record["workers"]]
+    assert "interrupted" in stops, json.dumps(record["workers"], indent=1)
+    interrupted = next(w for w in record["workers"] if w["stop"] == "interrupted")
+    assert interrupted["stopped"] is not None and interrupted["spot"]
+    assert len(record["workers"]) >= 3  # its replacement too
+    assert [(e["index"], e["message"]) for e in record["errors"]] == [(3, "item three fails")]
+    assert record["cost"]["total"] > 0 and record["cost"]["series"]
+    page = (tmp_path / "run.html").read_text()
+    assert "interrupted" in page and "item three fails" in page
+    failed_bars = [bar for bar in record["chunks"] if bar["failed"]]
+    assert [bar["failed"] for bar in failed_bars] == [[3]]
+    assert sum(bar["items"] for bar in record["chunks"]) >= 120  # every item, some twice
+
+
+_WITHOUT_BOKEH = """
+import sys
+sys.modules["bokeh"] = None  # as if not installed: importing it raises ImportError
+import starburst
+empty = {"session_id": "sb-x", "backend": "local", "runs": [], "chunks": [], "errors": [],
+         "workers": [], "cost": {"total": None}}
+try:
+    starburst.Timeline(empty).save_html(sys.argv[1])
+except starburst.ConfigurationError as exc:
+    print(exc)
+"""
+
+
+def test_a_report_without_bokeh_says_which_extra_to_install(tmp_path: Path) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_BOKEH, str(tmp_path / "run.html")],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert 'needs bokeh, which is not installed: pip install "starburst[report]"' in shown.stdout
+    assert not (tmp_path / "run.html").exists()
