@@ -150,13 +150,21 @@ class Ec2Fleet(EcsTaskFleet):
     def _hold_warm_instances(self) -> None:
         """With ``keep_warm``, move the groups' warm time on now: an earlier call's process
         must not give back the instances this session is about to use or has just used."""
-        keep = float(self.resources.get("keep_warm") or 0.0)
-        if not keep:
-            return
+        if self.resources.get("keep_warm"):
+            with translate_errors("keep the instances warm"):
+                self._move_warm_time(leave_behind=False)
+
+    def _move_warm_time(self, *, leave_behind: bool) -> float:
+        """Move the groups' warm time on to this session's ``keep_warm`` from now (never
+        back; ``leave_behind``: with the process that gives the instances back then), and
+        return the warm time."""
         groups = list(self.ec2["groups"].values())
-        with translate_errors("keep the instances warm"):
-            if time.time() + keep > warm_until(self.autoscaling, groups):
-                keep_warm_until(self.autoscaling, groups, time.time() + keep, leave_behind=False)
+        until = warm_until(self.autoscaling, groups)
+        keep = float(self.resources.get("keep_warm") or 0.0)
+        if keep and time.time() + keep > until:
+            until = time.time() + keep
+            keep_warm_until(self.autoscaling, groups, until, leave_behind=leave_behind)
+        return until
 
     def _kick_start(self, spec: WorkerSpec, count: int, spot: bool) -> None:
         """Raise the Spot or on-demand group to the fewest instances that carry ``count``
@@ -350,14 +358,8 @@ class Ec2Fleet(EcsTaskFleet):
             if time.monotonic() > deadline:
                 break
             time.sleep(1.0)
-        groups = list(self.ec2["groups"].values())
         with translate_errors("keep the instances warm or give them back"):
-            until = warm_until(self.autoscaling, groups)
-            keep = float(self.resources.get("keep_warm") or 0.0)
-            if keep and time.time() + keep > until:
-                until = time.time() + keep
-                keep_warm_until(self.autoscaling, groups, until)
-            if until > time.time():
+            if self._move_warm_time(leave_behind=True) > time.time():
                 return
         self.release_idle()
 
