@@ -8,9 +8,11 @@ import textwrap
 from pathlib import Path
 
 
-def run_script(tmp_path: Path, source: str, *args: object) -> subprocess.CompletedProcess[str]:
+def run_script(
+    tmp_path: Path, source: str, *args: object, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
     """Run ``source`` (dedented) as the script ``client.py`` with ``args``; return the finished
-    process, its exit status and output.
+    process, its exit status and output (``subprocess.TimeoutExpired`` after ``timeout`` s).
 
     The process inherits this one's environment (the emulator's endpoint, the private
     config and data folders).
@@ -21,7 +23,7 @@ def run_script(tmp_path: Path, source: str, *args: object) -> subprocess.Complet
         [sys.executable, str(script), *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
     )
 
 

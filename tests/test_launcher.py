@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from proc import alive, launcher_of
-from scripts import start_client
+from scripts import run_script, start_client
 
 import starburst
 from starburst.backends.local.fleet import import_folders
@@ -241,3 +241,34 @@ def test_work_known_to_be_short_is_forked_from_the_client_and_long_work_from_the
         items = [seconds] * 20
         starburst.map(_parent_after, items, workers=2, progress=False)  # its item times
         assert set(starburst.map(_parent_after, items, workers=2, progress=False)) == {parent}
+
+
+def test_a_worker_forked_from_the_client_never_closes_a_cluster_the_client_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Cluster left to the cycle collector is copied into each worker forked from the
+    client. When the worker's collector frees that copy, its finalizer must do nothing: it
+    used to wait forever for the parent's monitor thread (abandoned joblib generators hung
+    so), and would have stopped the parent's workers and deleted its data."""
+    monkeypatch.setenv("STARBURST_LOCAL_START", "fork")
+    done = run_script(
+        tmp_path,
+        """
+        import gc
+        import starburst
+
+        gc.disable()  # the cluster below stays uncollected until the workers are forked
+        left = starburst.Cluster(workers=1, progress=False).start()
+        left.itself = left  # only the cycle collector can free it
+        del left
+
+        def collect(x):
+            gc.collect()  # in a forked worker: frees the copy of the cluster left behind
+            return 2 * x
+
+        print(starburst.map(collect, range(6), workers=2, progress=False))
+        """,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["[0,", "2,", "4,", "6,", "8,", "10]"]

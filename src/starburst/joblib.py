@@ -145,8 +145,9 @@ class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):
             future.cancel()
         if not ensure_ready and self.cluster is not None:
             cluster, self.cluster = self.cluster, None
+            driver = cluster.driver  # (before the cluster closes, which it may do at once)
             cluster.stop_submitting(wait=False, cancel_queued=True, then=cluster.close)
-            cluster.driver.close()  # the batches running are not waited for: stop the workers
+            driver.close()  # the batches running are not waited for: stop the workers
 
     def terminate(self) -> None:
         """End of one ``Parallel`` call: keep the workers warm for the next one."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -103,6 +104,7 @@ class Driver:
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._monitor: BareThread | None = None
+        self._owner_pid = os.getpid()  # a forked child holds a copy it must never close
 
     @classmethod
     def new(
@@ -214,8 +216,13 @@ class Driver:
 
     def close(self) -> None:
         """Stop every worker, then remove the session's data (a detached session's driver
-        only lets go: its workers and data stay)."""
-        if self._closed.is_set():
+        only lets go: its workers and data stay).
+
+        In a process forked from this one (a local worker forked from the client, or the
+        user's own ``fork``), a copy of the driver whose finalizer the child's garbage
+        collector runs does nothing: the monitor, the workers and the data are the parent's.
+        """
+        if self._closed.is_set() or os.getpid() != self._owner_pid:
             return
         self._closed.set()
         if self.supervisor is not None:
