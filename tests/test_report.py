@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
+from browser import load, needs_chromium
 from click.testing import CliRunner
 
 import starburst
@@ -115,9 +114,7 @@ def sleepy(x: int) -> int:
     return x
 
 
-@pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="needs chromium (tests/install-system-packages)"
-)
+@needs_chromium
 def test_a_report_opens_in_a_headless_browser_and_draws_the_timeline(tmp_path: Path) -> None:
     from PIL import Image
 
@@ -126,15 +123,9 @@ def test_a_report_opens_in_a_headless_browser_and_draws_the_timeline(tmp_path: P
     _, run = starburst.map(sleepy, range(200), workers=2, return_run=True)
     page = run.save_html(tmp_path / "run.html")
     shot = tmp_path / "shot.png"
-    browser = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--window-size=1200,1000", "--virtual-time-budget=5000", "--enable-logging=stderr",
-         f"--screenshot={shot}", page.resolve().as_uri()],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    console = [line for line in browser.stderr.splitlines() if ":CONSOLE" in line]
-    assert any("document idle" in line for line in console), browser.stderr[-2000:]  # drawn
-    assert not [line for line in console if "error" in line.lower()], console
+    browser = load(page.resolve().as_uri(), screenshot=shot)
+    assert any("document idle" in line for line in browser.console), browser.stderr[-2000:]
+    assert not browser.problems, browser.console
     image = Image.open(shot).convert("RGB")
     counts = {colour: n for n, colour in image.getcolors(image.width * image.height)}
     chunk, up = (counts.get(_rgb(colour), 0) for colour in (CHUNK_COLOURS[0], UP_COLOUR))

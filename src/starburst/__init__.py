@@ -66,6 +66,7 @@ if TYPE_CHECKING:  # the public names, imported on first use (workers need none 
         WorkerStartError,
     )
     from .executor import Executor
+    from .reporting.dashboard import dashboard
     from .reporting.timeline import Timeline, report
 
 _HOMES = {
@@ -81,6 +82,7 @@ _HOMES = {
     "SessionStatus": "engine.status", "RunStatus": "engine.status",
     "sandbox": "emulator.sandbox",
     "report": "reporting.timeline", "Timeline": "reporting.timeline",
+    "dashboard": "reporting.dashboard",
 }  # fmt: skip
 
 #: Old names kept for one release: each calls its new name after a ``DeprecationWarning``.
@@ -133,6 +135,7 @@ __all__ = [
     "WorkerStartError",
     "__version__",
     "attach",
+    "dashboard",
     "estimate",
     "imap",
     "imap_unordered",

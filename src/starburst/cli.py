@@ -258,6 +258,22 @@ def report(session_id: str, output: str | None, png: str | None, as_json: str | 
         click.echo(f"wrote {as_json}")
 
 
+@main.command()
+@click.option("--port", type=int, default=0, help="The port to serve on (default: a free one).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="127.0.0.1 or localhost: the dashboard serves this machine only.")  # fmt: skip
+@click.option("--no-browser", is_flag=True, help="Print the address; do not open a browser.")
+def dashboard(port: int, host: str, no_browser: bool) -> None:
+    """A live web page of every session: state, progress, workers, cost so far and ETA, a
+    link to each session's report, and buttons to extend, cancel and clean up. Served on
+    this machine only, until Ctrl-C. The report needs `pip install "starburst[report]"`."""
+    from .reporting.dashboard import dashboard as serve
+
+    board = serve(port=port, open_browser=not no_browser, host=host)
+    click.echo(f"starburst dashboard at {board.url} (Ctrl-C stops it)")
+    board.wait()
+
+
 def _local_logs(files: list[Any], tail: int, follow: bool) -> None:
     """Print the last ``tail`` lines of each local log file; with ``follow``, then every new
     line as it is written, until Ctrl-C."""

@@ -74,6 +74,7 @@ class SessionStatus:
     runs: list[RunStatus] = field(default_factory=list)
     problem: str | None = None  # why a stalled session stalled
     cost_alert: float | None = None
+    phases: dict[str, int] = field(default_factory=dict)  # workers: starting, running, stopped
 
     @property
     def items(self) -> int:
@@ -133,14 +134,16 @@ def _read_status(store: Store, session_id: str, now: float | None) -> SessionSta
         control = None
     session = control.session if control is not None and control.session else record
     runs = [run_status(store, keys, m, now) for m in run_manifests(store, keys)]
-    roster, cost = 0, None
+    phases: dict[str, int] = {}
+    cost = None
     if control is not None:
-        roster, beats = live_workers(store, keys, session, control, now)
+        phases, beats = worker_phases(store, keys, session, control, now)
         cost = session_cost(session, control, beats, now)
+    roster = phases.get("starting", 0) + phases.get("running", 0)
     state = _state(session, control, runs, roster, now)
     return SessionStatus(
         session_id, session.backend, state, session.created, session.deadline, roster,
-        session.workers, cost, runs, session.problem, session.cost_alert,
+        session.workers, cost, runs, session.problem, session.cost_alert, phases,
     )  # fmt: skip
 
 
@@ -159,19 +162,22 @@ def worker_heartbeats(store: Store, keys: SessionKeys) -> dict[str, tuple[float,
     return found
 
 
-def live_workers(
+def worker_phases(
     store: Store, keys: SessionKeys, session: SessionRecord, control: Control, now: float
-) -> tuple[int, dict[str, tuple[float, bool]]]:
-    """Workers up now (a recent heartbeat, or launched too recently to have written one),
+) -> tuple[dict[str, int], dict[str, tuple[float, bool]]]:
+    """How many workers are ``starting`` (launched too recently to have written a
+    heartbeat), ``running`` (a recent heartbeat) and ``stopped`` (every other one launched),
     and every worker's last heartbeat."""
     fresh = 3 * session.timings.heartbeat
     beats = worker_heartbeats(store, keys)
-    up = {w for w, (beat, exited) in beats.items() if not exited and now - beat < fresh}
+    running = {w for w, (beat, exited) in beats.items() if not exited and now - beat < fresh}
+    starting = set()
     for worker in control.roster:
         launched = control.ledger.get(worker, {}).get("launched", 0.0)
         if worker not in beats and now - launched < max(60.0, fresh):
-            up.add(worker)  # starting: no heartbeat yet
-    return len(up), beats
+            starting.add(worker)
+    stopped = (set(control.ledger) | set(beats)) - running - starting
+    return {"starting": len(starting), "running": len(running), "stopped": len(stopped)}, beats
 
 
 def session_cost(

@@ -32,13 +32,17 @@ class Timeline:
     def to_json(self) -> str:
         return json.dumps(self.record)
 
-    def save_html(self, path: str | os.PathLike[str]) -> Path:
-        """Write the report as one HTML file (its scripts inside); return its path."""
+    def to_html(self) -> str:
+        """The report as one HTML page (its scripts inside)."""
         _need("bokeh")
         from .html import render
 
+        return render(self.record)
+
+    def save_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write the report as one HTML file (its scripts inside); return its path."""
         target = Path(path)
-        target.write_text(render(self.record), encoding="utf-8")
+        target.write_text(self.to_html(), encoding="utf-8")
         return target
 
     def save_png(self, path: str | os.PathLike[str]) -> Path:
