@@ -141,14 +141,19 @@ def test_a_large_argument_is_stored_once_per_block() -> None:
     assert written < 2 * matrix.nbytes  # once for both calls, not once per batch
 
 
-def test_cross_val_score_on_emulated_fargate(aws) -> None:  # type: ignore[no-untyped-def]
+def test_grid_search_and_cross_val_score_on_emulated_fargate(aws) -> None:  # type: ignore[no-untyped-def]
     starburst.setup(say=lambda _: None)
     X, y = _data()
+    grid = {"max_depth": [1, 3], "min_samples_leaf": [1, 5]}
+    serial = GridSearchCV(DecisionTreeClassifier(random_state=0), grid, cv=3, n_jobs=1).fit(X, y)
     serial_scores = cross_val_score(LogisticRegression(), X, y, cv=3, n_jobs=1)
     with joblib.parallel_config(
         backend="starburst", n_jobs=2, backend_params=dict(backend="fargate", cpu=1)
     ):
+        burst = GridSearchCV(DecisionTreeClassifier(random_state=0), grid, cv=3).fit(X, y)
         scores = cross_val_score(LogisticRegression(), X, y, cv=3)
+    assert burst.best_params_ == serial.best_params_
+    assert list(burst.cv_results_["mean_test_score"]) == list(serial.cv_results_["mean_test_score"])
     assert list(scores) == list(serial_scores)
     assert aws.calls["RunTask"] >= 1
 
