@@ -109,6 +109,11 @@ def test_backend_params_reach_the_cluster() -> None:
     assert backend.cluster.spec.cpu == 1
 
 
+def test_an_unknown_backend_param_is_named_with_the_option_meant() -> None:
+    with pytest.raises(TypeError, match=r"'cpus' \(did you mean cpu\?\); its options are cpu, "):
+        joblib.parallel_config(backend="starburst", n_jobs=2, backend_params={"cpus": 2})
+
+
 def test_grid_search_and_cross_val_score_match_n_jobs_1() -> None:
     X, y = _data()
     grid = {"max_depth": [1, 2, 3], "min_samples_leaf": [1, 5]}

@@ -18,6 +18,7 @@ Importing ``starburst`` alone does not import joblib.
 
 from __future__ import annotations
 
+import inspect
 import os
 import threading
 import weakref
@@ -34,6 +35,7 @@ from joblib._parallel_backends import (
 
 from .cluster import Cluster
 from .errors import ConfigurationError
+from .options import unknown_keyword
 
 __all__ = ["StarburstBackend", "register"]
 
@@ -73,6 +75,10 @@ class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):
                 "the joblib backend takes its number of workers from n_jobs=, not workers=; "
                 "pass n_jobs to joblib.parallel_config or Parallel"
             )
+        options = [name for name in inspect.signature(Cluster).parameters if name != "workers"]
+        if not set(options).issuperset(self.cluster_options):
+            unknown = set(self.cluster_options) - set(options)
+            raise unknown_keyword("StarburstBackend", unknown, options)
         self.cluster: Cluster | None = None
         self._in_flight: set[Future[Any]] = set()
         self._lock = threading.Lock()
@@ -97,7 +103,7 @@ class StarburstBackend(AutoBatchingMixin, ParallelBackendBase):
         self.effective_n_jobs(n_jobs)  # n_jobs=0 is refused before any worker starts
         if self.cluster is None:
             workers = None if n_jobs is None or n_jobs < 0 else int(n_jobs)
-            cluster = Cluster(workers, progress=False, **self.cluster_options)
+            cluster = Cluster(workers, **{"progress": False, **self.cluster_options})
             cluster.start()
             self.cluster = cluster
             weakref.finalize(self, cluster.close)

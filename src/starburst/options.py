@@ -374,7 +374,7 @@ def takes(keywords: type) -> Callable[[_Function], _Function]:
         @functools.wraps(function)
         def checked(*args: Any, **options: Any) -> Any:
             if not known.issuperset(options):
-                raise _unknown_keyword(function.__qualname__, options.keys() - known, names)
+                raise unknown_keyword(function.__qualname__, options.keys() - known, names)
             return function(*args, **options)
 
         checked.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
@@ -383,7 +383,8 @@ def takes(keywords: type) -> Callable[[_Function], _Function]:
     return declare
 
 
-def _unknown_keyword(function: str, unknown: set[str], names: list[str]) -> TypeError:
+def unknown_keyword(function: str, unknown: set[str], names: list[str]) -> TypeError:
+    """The error for a keyword ``function`` does not take: the closest option, and them all."""
     name = sorted(unknown)[0]
     close = difflib.get_close_matches(name, names, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
