@@ -190,7 +190,9 @@ def test_setup_ec2_creates_each_resource_with_its_settings() -> None:
 
 
 def test_setup_ec2_twice_changes_nothing_and_says_so() -> None:
-    provision.setup(say=_quiet, ec2=True)
+    first: list[str] = []
+    provision.setup(say=first.append, ec2=True)
+    assert first[-1] == "Done: run work on AWS with backend='fargate' or backend='ec2'."
     said: list[str] = []
     again = provision.setup(say=said.append, ec2=True)
     assert not again.changed, [s for s in again.steps if s.outcome != "exists"]

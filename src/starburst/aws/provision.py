@@ -461,9 +461,8 @@ def setup(
         config.aws = wanted
         path = config.save()
         work.record("config", str(path), "updated")
-    say(
-        "Done: run work on AWS with backend='fargate'." if work.report.changed else "Nothing to do."
-    )
+    backends = "backend='fargate' or backend='ec2'" if ec2_part else "backend='fargate'"
+    say(f"Done: run work on AWS with {backends}." if work.report.changed else "Nothing to do.")
     return work.report
 
 
