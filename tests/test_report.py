@@ -107,6 +107,9 @@ def test_map_with_return_run_gives_a_run_that_saves_its_report(tmp_path: Path) -
     assert "no sevens here: 7" in page
     png = run.save_png(tmp_path / "run.png").read_bytes()
     assert png.startswith(b"\x89PNG")
+    # The map's session is gone once it returned: the report command says how to keep one.
+    shown = CliRunner().invoke(main, ["report", run.session_id])
+    assert shown.exit_code != 0 and "return_run=True" in shown.output
 
 
 def sleepy(x: int) -> int:

@@ -553,8 +553,10 @@ def _locate(session_id: str) -> tuple[Store, SessionRecord]:
             ) from exc
     where = " or ".join(searched) or "this machine's sessions (and starburst is not set up on AWS)"
     raise SessionNotFoundError(
-        f"no session {session_id} in {where}: it was cleaned up, or belongs "
-        "to another account or machine (`starburst sessions ls` lists the sessions here)"
+        f"no session {session_id} in {where}: it was cleaned up (a map's or a Cluster's "
+        "session is removed as it ends: for its report, run it with return_run=True and "
+        "call run.save_html), or it belongs to another account or machine (`starburst "
+        "sessions ls` lists the sessions here)"
     )
 
 
