@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from proc import worker_children
+# Before starburst is imported: a background sandbox the user started (`starburst sandbox
+# start`, its state in the user's cache folder) is looked for in a cache folder of the
+# suite's own, so that it never reaches the tests or their workers.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="starburst-tests-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
-from starburst.store import LocalStore, Store
+import pytest  # noqa: E402
+from proc import worker_children  # noqa: E402
+
+from starburst.store import LocalStore, Store  # noqa: E402
 
 pytest_plugins = ["starburst.emulator.fixtures"]
 

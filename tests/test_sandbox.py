@@ -4,6 +4,7 @@ Each runs in fresh processes, with no AWS configuration of any kind in their env
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -123,3 +124,28 @@ def test_the_sandbox_tour_example_runs_fargate_spot_and_warm_ec2(clean_env: dict
     assert lines[1].endswith("all 100 results right: True")
     assert lines[2].startswith("ec2: 2 instances kept warm")  # 4 workers, 2 per c7i.large
     assert lines[3].endswith("ran on the same instances: True")
+
+
+def test_a_process_pointed_at_another_endpoint_keeps_it_while_a_sandbox_runs(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    """A running sandbox moves every starburst process to itself, except one whose
+    environment names another AWS endpoint (a test suite's emulator and its workers)."""
+    state = tmp_path / "cache" / "starburst" / "sandbox" / "state.json"
+    state.parent.mkdir(parents=True)
+    sandbox_url = "http://127.0.0.1:1"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # (a live process stands for the sandbox's)
+        state.write_text(json.dumps({
+            "url": sandbox_url, "pid": holder.pid,
+            "environment": {"AWS_ENDPOINT_URL": sandbox_url, "STARBURST_SANDBOX": BANNER},
+        }))  # fmt: skip
+        show = "import os, starburst; print(os.environ.get('AWS_ENDPOINT_URL'))"
+        user = _run([sys.executable, "-c", show], clean_env)
+        assert user.stdout.strip() == sandbox_url
+        elsewhere = {**clean_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:2"}
+        pointed = _run([sys.executable, "-c", show], elsewhere)
+        assert pointed.stdout.strip() == "http://127.0.0.1:2"
+    finally:
+        holder.kill()
+        holder.wait()

@@ -104,9 +104,16 @@ def running_sandbox() -> dict[str, Any] | None:
 
 
 def use_running_sandbox() -> str | None:
-    """Point this process at the background sandbox, if one runs; return its banner."""
+    """Point this process at the background sandbox, if one runs; return its banner.
+
+    A process already pointed at another AWS endpoint (``AWS_ENDPOINT_URL``: a test's own
+    emulator and the workers it runs, a LocalStack) keeps it: the sandbox stands in for AWS,
+    never for an endpoint chosen on purpose.
+    """
     state = running_sandbox()
     if state is None:
+        return None
+    if os.environ.get("AWS_ENDPOINT_URL", state["url"]) != state["url"]:
         return None
     apply_environment(state["environment"])
     return BANNER
