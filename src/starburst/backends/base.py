@@ -59,6 +59,9 @@ class InstanceUse:
     terminated: float | None  # None while it runs
     share: float = 1.0  # the session's part, when other sessions' tasks ran on it too
     task_vcpu_seconds: float = 0.0  # what the session's tasks used of it (since the session began)
+    spot: bool = False  # a Spot instance (else on-demand)
+    zone: str = ""  # its availability zone
+    workers: tuple[str, ...] = ()  # the session's workers that ran on it
 
 
 @dataclass(frozen=True)
