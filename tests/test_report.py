@@ -4,6 +4,7 @@ interruption and a failed item where they happened."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -203,3 +204,97 @@ def test_a_report_without_bokeh_says_which_extra_to_install(tmp_path: Path) -> N
     )  # fmt: skip
     assert 'needs bokeh, which is not installed: pip install "starburst[report]"' in shown.stdout
     assert not (tmp_path / "run.html").exists()
+
+
+_CARD_WITHOUT_BOKEH = """
+import json, sys, time
+sys.modules["bokeh"] = sys.modules["matplotlib"] = None  # as if the extra were not installed
+import starburst
+
+def shout(x):
+    if x == 7:
+        raise ValueError("<script>alert('x')</script> & more")
+    time.sleep(0.2 if x == 30 else 0.001)
+    return x
+
+results, run = starburst.map(shout, range(60), workers=2, errors="return", return_run=True)
+print(json.dumps({"card": run._repr_html_(), "timeline_card": run.timeline._repr_html_(),
+                  "wall": run.wall_seconds, "workers": run.workers,
+                  "slowest": run.timeline.record["slowest"][0]}))
+"""
+
+
+def test_a_runs_notebook_card_shows_its_numbers_escaped_without_the_report_extra() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-c", _CARD_WITHOUT_BOKEH],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    run = json.loads(shown.stdout.splitlines()[-1])
+    card = run["card"]
+    assert "<script" not in card and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in card
+    assert "60 of 60 computed, 1 failed" in card
+    assert f"{run['wall']:.1f} s" in card and f"{run['workers']} launched" in card
+    assert "none (these workers cost nothing)" in card  # local: no price
+    slow = run["slowest"]
+    assert slow["index"] <= 30 < slow["index"] + slow["items"] and slow["seconds"] >= 0.2
+    assert f"{slow['seconds']:.3f} s" in card
+    assert re.search(r"\d+% of the workers&#x27; up time busy", card)
+    assert "run.save_html(&quot;run.html&quot;)" in card
+    timeline_card = run["timeline_card"]
+    assert "<script" not in timeline_card and "60 of 60 computed, 1 failed" in timeline_card
+
+
+def test_an_ec2_runs_report_shows_its_instances_and_where_the_prices_came_from(
+    aws: Any, tmp_path: Path
+) -> None:
+    from collections import Counter
+
+    from test_ec2 import _launched, slow_square
+
+    starburst.setup(say=_quiet, ec2=True)
+    aws.faults.error("GetAWSDefaultServiceQuota", "NoSuchResourceException", times=None)
+    with starburst.Cluster(workers=6, cpu=1, backend="ec2", spot=True, progress=False,
+                           instance_types=["c7i.large", "c7i.xlarge"]) as cluster:  # fmt: skip
+        assert cluster.map(slow_square, range(60)) == [x * x for x in range(60)]
+        session_id = cluster.driver.session.session_id
+        live = starburst.report(session_id, tmp_path / "run.html").record
+        store = cluster.driver.store
+        # From the store alone, as another machine without the platform's view reads it.
+        stored = starburst.Timeline.read(store, session_id).record
+    launched = _launched()
+    assert len(launched) >= 2
+    for record in (live, stored):
+        instances = record["instances"]
+        assert {i["id"]: i["type"] for i in instances["list"]} == launched
+        assert dict(instances["types"]) == dict(Counter(launched.values()))
+        assert {i["lifecycle"] for i in instances["list"]} == {"spot"}
+        assert all(i["zone"].startswith("us-east-1") for i in instances["list"])
+        carried = [w for i in instances["list"] for w in i["workers"]]
+        assert sorted(carried) == sorted(w["id"] for w in record["workers"])  # each on one
+        assert record["cost"]["total"] == pytest.approx(sum(i["cost"] for i in instances["list"]))
+        assert record["cost"]["source"].startswith("on-demand: ")
+    page = (tmp_path / "run.html").read_text()
+    assert "<h3>Instances</h3>" in page
+    for instance_id, kind in launched.items():
+        assert re.search(rf"<td>{instance_id}</td><td>{re.escape(kind)}</td><td>spot</td>", page)
+    assert f"Prices: {html.escape(live['cost']['source'])}." in page
+    assert cluster.report is not None and cluster.report.price_source == live["cost"]["source"]
+
+
+def test_map_with_return_run_on_ec2_gives_the_instances_its_cost_is_for(aws: Any) -> None:
+    from test_ec2 import square
+
+    starburst.setup(say=_quiet, ec2=True)
+    aws.faults.error("GetAWSDefaultServiceQuota", "NoSuchResourceException", times=None)
+    _, run = starburst.map(square, range(40), workers=3, cpu=1, backend="ec2",
+                           instance_types=["c7i.large"], return_run=True)  # fmt: skip
+    assert run.timeline is not None
+    record = run.timeline.record
+    instances = record["instances"]
+    assert [tuple(kind) for kind in instances["types"]] == list(run.instances)
+    assert {i["lifecycle"] for i in instances["list"]} == {"on-demand"}
+    assert record["cost"]["total"] == pytest.approx(run.cost)
+    assert instances["utilisation"] == pytest.approx(run.utilisation, abs=0.05)
+    card = run._repr_html_()
+    assert f"on {sum(n for _, n in run.instances)} instance" in card and "c7i.large" in card
+    assert html.escape(f"prices: {run.price_source}") in card

@@ -43,6 +43,11 @@ class WorkerInfo:
     stopped_at: float | None = None
     billed_from: float | None = None  # when billing began (image pull), if the backend bills
     spot: bool = False  # billed at the spot rate
+    #: When the platform passed each step before the worker's code ran, where it says (ECS:
+    #: createdAt, pullStartedAt, pullStoppedAt; ``started_at`` ends them): for the report.
+    created_at: float | None = None
+    pull_started_at: float | None = None
+    pull_stopped_at: float | None = None
 
 
 @dataclass(frozen=True)

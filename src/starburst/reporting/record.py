@@ -4,7 +4,8 @@ It reads only the session's store, as ``attach`` and ``status`` do, so a report 
 of any session from any machine, finished or running:
 
 - the session record (settings, image, prices) and the control record's ledger (each worker's
-  launch, stop, spot, and how it stopped: ``engine/fleet_policy.ledger_stop``);
+  launch, stop, spot, how it stopped and when the platform provisioned it, pulled its image
+  and started it: ``engine/fleet_policy.ledger_stop``);
 - each worker process's heartbeat record (its start, last beat, state, why it left);
 - each run's manifest, and each chunk output (a part or an end): who wrote it, the attempt,
   when it was written and how long its items took (``ChunkOutput.ended``, ``seconds``,
@@ -334,6 +335,7 @@ def _workers(
             "reason": entry.get("reason"),
             "exit_code": entry.get("exit_code"),
             "item_death": bool(entry.get("item_death")),
+            "steps": entry.get("steps"),  # the platform's, where known (``platform_steps``)
             "processes": lanes,
         }
         worker["stop"] = stop_kind(worker)

@@ -37,8 +37,7 @@ class Totals:
 
 def totals(record: dict[str, Any]) -> Totals:
     """The totals of ``record``."""
-    starts = [w["launched"] for w in record["workers"] if w["launched"] is not None]
-    t0 = min(starts, default=record["created"])
+    t0 = origin(record, lanes(record))
     ends = [bar["end"] for bar in record["chunks"] if bar["end"] is not None]
     stops: dict[str, int] = {}
     for worker in record["workers"]:
@@ -96,6 +95,41 @@ class Lane:
     stopped: float | None
     state: str | None
     stop: str | None  # how its worker stopped (``record.stop_kind``)
+    steps: dict[str, float] | None = None  # the platform's (``fleet_policy.platform_steps``)
+
+
+#: A lane's phases, in order: the platform's steps before the worker process came up (where
+#: the backend tells them; else one "starting"), then "up".
+PHASES = ("provisioning", "pulling image", "starting", "up")
+
+
+def origin(record: dict[str, Any], rows: list[Lane]) -> float:
+    """The origin of a report's times: the first launch, or the session's creation."""
+    starts = [spans[0][1] for row in rows if (spans := lane_phases(row, record["generated"]))]
+    return min(starts, default=record["created"])
+
+
+def lane_phases(row: Lane, now: float) -> list[tuple[str, float, float]]:
+    """The lane's phases as ``(phase, from, to)``, in order: from the launch request to its
+    stop (or ``now``); where the platform said when it pulled the image and started the
+    container, provisioning, pulling image and starting are apart."""
+    steps = row.steps or {}
+    begun = [at for at in (row.launched, steps.get("created")) if at is not None]
+    marks: list[tuple[str, float | None]] = [
+        ("provisioning" if steps else "starting", min(begun, default=None)),
+        ("pulling image", steps.get("pull_started")),
+        ("starting", steps.get("pull_stopped", steps.get("started"))),
+        ("up", row.started),
+    ]
+    known: list[tuple[str, float]] = []
+    for phase, at in marks:
+        if at is not None:  # in order, whatever the clocks of the platform and the worker
+            known.append((phase, max(at, known[-1][1]) if known else at))
+    end = max(row.stopped if row.stopped is not None else now, known[-1][1] if known else now)
+    return [
+        (phase, at, known[n + 1][1] if n + 1 < len(known) else end)
+        for n, (phase, at) in enumerate(known)
+    ]
 
 
 def lanes(record: dict[str, Any]) -> list[Lane]:
@@ -114,6 +148,7 @@ def lanes(record: dict[str, Any]) -> list[Lane]:
                     worker["stopped"],
                     process["state"],
                     worker["stop"],
+                    worker.get("steps"),
                 )
             )
     return rows
