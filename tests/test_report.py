@@ -32,9 +32,8 @@ def fails_on_seven(x: int) -> int:
     return x
 
 
-def _chunk_bars(page: str) -> list[dict[str, Any]]:
-    """The chunk bars the page's timeline draws (its Bokeh document's data source with
-    chunk numbers)."""
+def _sources(page: str, *names: str) -> list[dict[str, Any]]:
+    """The rows of the page's Bokeh data sources that have the columns ``names``."""
     docs = re.search(r"const docs_json = '(.*?)';\n", page, re.S)
     assert docs is not None, "the page has no embedded plots"
     found = []
@@ -45,12 +44,10 @@ def _chunk_bars(page: str) -> list[dict[str, Any]]:
             entries = data.get("entries") if isinstance(data, dict) else None
             if node.get("name") == "ColumnDataSource" and isinstance(entries, list):
                 columns = dict(entries)
-                if "chunk" in columns and "lane" in columns:
+                if all(name in columns for name in names):
                     found.extend(
-                        {"lane": lane, "chunk": chunk, "items": items}
-                        for lane, chunk, items in zip(
-                            columns["lane"], columns["chunk"], columns["items"], strict=True
-                        )
+                        dict(zip(names, row, strict=True))
+                        for row in zip(*(columns[name] for name in names), strict=True)
                     )
             for value in node.values():
                 walk(value)
@@ -60,6 +57,11 @@ def _chunk_bars(page: str) -> list[dict[str, Any]]:
 
     walk(json.loads(docs.group(1)))
     return found
+
+
+def _chunk_bars(page: str) -> list[dict[str, Any]]:
+    """The chunk bars the page's timeline draws."""
+    return _sources(page, "lane", "chunk", "items")
 
 
 def test_a_local_sessions_report_draws_every_worker_and_chunk(
@@ -298,3 +300,47 @@ def test_map_with_return_run_on_ec2_gives_the_instances_its_cost_is_for(aws: Any
     card = run._repr_html_()
     assert f"on {sum(n for _, n in run.instances)} instance" in card and "c7i.large" in card
     assert html.escape(f"prices: {run.price_source}") in card
+
+
+def test_a_fargate_workers_lane_shows_provisioning_image_pull_and_start_apart(
+    aws: Any, tmp_path: Path
+) -> None:
+    """ECS's times of each task's steps are kept in the ledger when the worker stops, and
+    each lane draws them as phases of their own colours (here the image pull takes 1.5 s)."""
+    from PIL import Image
+
+    from starburst.reporting.html import PHASE_COLOURS, PULLING_COLOUR
+    from starburst.reporting.series import lane_phases, lanes
+
+    starburst.setup(say=_quiet)
+    aws.faults.slow_start(1.5)
+    aws.faults.spot_interruption(count=1, after=2.0, grace=0.5)
+    with starburst.Cluster(workers=2, cpu=1, backend="fargate", spot=True,
+                           progress=False) as cluster:  # fmt: skip
+        assert cluster.map(sleepy, range(600), chunk_size=5) == list(range(600))
+        session_id = cluster.driver.session.session_id
+        stored = starburst.Timeline.read(cluster.driver.store, session_id)
+        live = starburst.report(session_id, tmp_path / "run.html")
+    stopped = next(w for w in stored.record["workers"] if w["stop"] == "interrupted")
+    steps = stopped["steps"]  # from the store alone: the ledger
+    assert list(steps) == ["created", "pull_started", "pull_stopped", "started"], steps
+    assert steps["created"] <= steps["pull_started"] <= steps["pull_stopped"] <= steps["started"]
+    assert steps["pull_stopped"] - steps["pull_started"] >= 1.5  # the slow pull
+    lane = next(row for row in lanes(stored.record) if row.worker == stopped["id"])
+    phases = lane_phases(lane, stored.record["generated"])
+    assert [phase for phase, _, _ in phases] == ["provisioning", "pulling image", "starting", "up"]
+    assert all(a[2] == b[1] for a, b in zip(phases, phases[1:], strict=False))  # end to end
+    for worker in live.record["workers"]:  # the platform tells the running ones' steps
+        assert worker["steps"] and "pull_stopped" in worker["steps"], worker
+
+    page = (tmp_path / "run.html").read_text()
+    drawn = _sources(page, "lane", "what", "left", "right")
+    pulls = [span for span in drawn if span["what"] == "pulling image"]
+    assert len(pulls) == len(live.record["workers"]) >= 3  # each worker, its replacement too
+    assert all(span["right"] - span["left"] >= 1.5 for span in pulls)
+    for phase, colour in PHASE_COLOURS.items():
+        assert f"worker {phase}" in page and colour in page  # its legend entry and colour
+    image_path = live.save_png(tmp_path / "run.png")
+    image = Image.open(image_path).convert("RGB")
+    counts = {colour: n for n, colour in image.getcolors(image.width * image.height)}
+    assert counts.get(_rgb(PULLING_COLOUR), 0) > 200  # the pulls are drawn

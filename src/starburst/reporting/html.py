@@ -279,6 +279,7 @@ def _cost(record: dict[str, Any], t0: float) -> Any:
     if not series:
         return None
     fig = _figure("Cost so far (USD, estimated)", 220, y_axis_label="USD")
+    fig.y_range.start = 0  # (each worker's or instance's first minute is billed at once)
     fig.line([t - t0 for t, _ in series], [c for _, c in series], line_width=2)
     return fig
 
