@@ -346,3 +346,35 @@ def test_a_fargate_workers_lane_shows_provisioning_image_pull_and_start_apart(
     image = Image.open(image_path).convert("RGB")
     counts = {colour: n for n, colour in image.getcolors(image.width * image.height)}
     assert counts.get(_rgb(PULLING_COLOUR), 0) > 200  # the pulls are drawn
+
+
+def test_starburst_report_of_a_detached_ec2_session_keeps_its_instances_in_the_store(
+    aws: Any, tmp_path: Path
+) -> None:
+    """Nobody bills a detached session's instances while it runs: ``starburst report`` reads
+    them from the platform and keeps them in the session's store, where a report made later
+    (the platform forgets them within the hour) or from a machine without AWS access finds
+    them."""
+    from collections import Counter
+
+    from test_ec2 import _launched, square
+
+    from starburst.detached import session_store
+
+    starburst.setup(say=_quiet, ec2=True)
+    aws.faults.error("GetAWSDefaultServiceQuota", "NoSuchResourceException", times=None)
+    session = starburst.session(workers=2, cpu=1, backend="ec2", ttl=300)
+    try:
+        session.map(square, range(50))
+        assert session.collect(timeout=60) == [[x * x for x in range(50)]]
+        shown = CliRunner().invoke(main, ["report", session.id, "-o", str(tmp_path / "run.html")])
+        assert shown.exit_code == 0, shown.output
+        stored = starburst.Timeline.read(session_store(session.id), session.id).record
+    finally:
+        session.cleanup()
+    launched = _launched()
+    assert {i["id"]: i["type"] for i in stored["instances"]["list"]} == launched
+    assert dict(stored["instances"]["types"]) == dict(Counter(launched.values()))
+    assert stored["cost"]["total"] > 0 and stored["cost"]["source"]
+    page = (tmp_path / "run.html").read_text()
+    assert all(f"<td>{instance_id}</td>" in page for instance_id in launched)
