@@ -82,6 +82,7 @@ def test_a_local_sessions_report_draws_every_worker_and_chunk(
 
     lanes = {p["id"] for w in record["workers"] for p in w["processes"]}
     assert len(record["workers"]) == 2 and len(lanes) == 2
+    assert [w["steps"] for w in record["workers"]] == [None, None]  # no platform: no steps
     bars = _chunk_bars(page)
     assert {bar["lane"] for bar in bars} == lanes  # a lane per worker process, each worked
     drawn = sorted(bar["chunk"] for bar in bars)

@@ -50,7 +50,10 @@ def ledger_stop(info: WorkerInfo) -> dict[str, object]:
 def platform_steps(info: WorkerInfo) -> dict[str, float]:
     """When the platform began each step of a worker's start, where it says: ``created``
     (the launch accepted: provisioning), ``pull_started`` (pulling the image),
-    ``pull_stopped`` (starting the container), ``started`` (its code runs)."""
+    ``pull_stopped`` (starting the container), ``started`` (its code runs). None from a
+    backend that tells no step before the start (local processes)."""
+    if info.created_at is None and info.pull_started_at is None:
+        return {}
     steps = {"created": info.created_at, "pull_started": info.pull_started_at,
              "pull_stopped": info.pull_stopped_at, "started": info.started_at}  # fmt: skip
     return {step: at for step, at in steps.items() if at is not None}
