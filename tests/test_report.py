@@ -379,3 +379,19 @@ def test_starburst_report_of_a_detached_ec2_session_keeps_its_instances_in_the_s
     assert stored["cost"]["total"] > 0 and stored["cost"]["source"]
     page = (tmp_path / "run.html").read_text()
     assert all(f"<td>{instance_id}</td>" in page for instance_id in launched)
+
+
+def test_an_instance_the_platform_forgot_is_kept_and_billed_up_to_when_it_was_seen() -> None:
+    from starburst.backends.base import InstanceUse
+    from starburst.engine.instance_record import InstanceRecord
+
+    def use(instance_id: str, terminated: float | None) -> InstanceUse:
+        return InstanceUse(instance_id, "c7i.large", 2, 0.1, launched=1000.0,
+                           terminated=terminated, spot=True, workers=("task-a",))  # fmt: skip
+
+    kept = InstanceRecord(990.0, 2000.0, [use("i-gone", None), use("i-both", None)])
+    fresh = InstanceRecord(995.0, 9000.0, [use("i-both", 8000.0), use("i-new", None)])
+    merged = {u.instance_id: u for u in kept.merged(fresh).instances}
+    assert merged["i-gone"].terminated == 2000.0  # last seen up then: billed to there only
+    assert merged["i-both"].terminated == 8000.0 and merged["i-new"].terminated is None
+    assert (kept.merged(fresh).since, kept.merged(fresh).read) == (990.0, 9000.0)

@@ -29,9 +29,15 @@ class InstanceRecord:
     instances: list[InstanceUse] = field(default_factory=list)
 
     def merged(self, newer: InstanceRecord) -> InstanceRecord:
-        """This record with a later read's instances over it (an instance the platform has
-        forgotten since stays as this record knew it)."""
-        by_id = {use.instance_id: use for use in self.instances}
+        """This record with a later read's instances over it. An instance the later read no
+        longer lists (the platform forgot it) stays as this record knew it, ended at this
+        read if it was up then: it is billed for what was seen of it, never more."""
+        by_id = {
+            use.instance_id: use
+            if use.terminated is not None
+            else dataclasses.replace(use, terminated=self.read)
+            for use in self.instances
+        }
         by_id.update({use.instance_id: use for use in newer.instances})
         return InstanceRecord(min(self.since, newer.since), max(self.read, newer.read),
                               list(by_id.values()))  # fmt: skip

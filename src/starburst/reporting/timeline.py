@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..engine.instance_record import InstanceRecord
 from ..errors import ConfigurationError
 from ..store import Store
 from .record import add_instances, add_platform_view, read_run
@@ -115,10 +117,6 @@ def _keep_instances(
     """Read the instances the session's workers ran on (where the backend reports them),
     keep them in the store over what it held (the platform forgets them within the hour:
     a later report from anywhere still shows them), and add them to ``record``."""
-    import time
-
-    from ..engine.instance_record import InstanceRecord
-
     try:
         uses = fleet.instance_usage(session.session_id, session.created)
     except Exception:  # best effort, as above
