@@ -201,6 +201,7 @@ def _timeline(record: dict[str, Any], rows: list[Lane], t0: float) -> Any:
         fig.ray(x=[now], y=[0], length=0, angle=1.5708, color="#999999")
     fig.legend.click_policy = "hide"
     fig.add_layout(fig.legend[0], "right")  # beside the lanes, not over them
+    fig.height = max(fig.height, 60 + 24 * len(fig.legend[0].items))  # room for the legend
     return fig
 
 
