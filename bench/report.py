@@ -6,9 +6,10 @@ on 100 workers (the issue's bar: under 2 s, under 5 MB).
 ```
 
 It writes into a local store the records such a run leaves (the session and control
-records with a ledger of 100 Spot workers, five of them interrupted and replaced, a
-heartbeat per worker, the manifest, and 1,000 chunk outputs of 10 items each, every item
-timed alone: the most blocks a record can carry), then times ``read_run`` and the HTML page.
+records with a ledger of 100 Spot workers, five of them interrupted and replaced, each with
+the platform's steps of its start (so each lane has four phases), a heartbeat per worker,
+the manifest, and 1,000 chunk outputs of 10 items each, every item timed alone: the most
+blocks a record can carry), then times ``read_run`` and the HTML page.
 A benchmark, not a test: nothing here is named ``test_*``.
 """
 
@@ -49,12 +50,16 @@ def write_run(store: LocalStore) -> None:
     ledger = {}
     for n, worker in enumerate(workers):
         launched = t0 + (0 if n < WORKERS else 200)
-        entry = {"launched": launched, "stopped": t0 + 500, "spot": True}
+        pulled = launched + rng.uniform(3, 10)
+        steps = {"created": launched + 0.3, "pull_started": pulled,
+                 "pull_stopped": pulled + rng.uniform(5, 15)}  # fmt: skip
+        steps["started"] = steps["pull_stopped"] + 1.0
+        entry = {"launched": launched, "stopped": t0 + 500, "spot": True, "steps": steps}
         if n < 5:
             entry.update(stopped=t0 + 200, fault="interrupted", reason="SpotInterruption")
         ledger[worker] = entry
         beat = {
-            "worker": f"{worker}.0", "started": launched + rng.uniform(20, 60),
+            "worker": f"{worker}.0", "started": steps["started"] + rng.uniform(1, 3),
             "heartbeat": entry["stopped"], "state": "exited", "stop_reason": "idle",
         }  # fmt: skip
         store.put(keys.worker(f"{worker}.0"), to_json(beat))

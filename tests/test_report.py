@@ -4,6 +4,8 @@ interruption and a failed item where they happened."""
 
 from __future__ import annotations
 
+import html
+import itertools
 import json
 import re
 import subprocess
@@ -30,9 +32,8 @@ def fails_on_seven(x: int) -> int:
     return x
 
 
-def _chunk_bars(page: str) -> list[dict[str, Any]]:
-    """The chunk bars the page's timeline draws (its Bokeh document's data source with
-    chunk numbers)."""
+def _sources(page: str, *names: str) -> list[dict[str, Any]]:
+    """The rows of the page's Bokeh data sources that have the columns ``names``."""
     docs = re.search(r"const docs_json = '(.*?)';\n", page, re.S)
     assert docs is not None, "the page has no embedded plots"
     found = []
@@ -43,12 +44,10 @@ def _chunk_bars(page: str) -> list[dict[str, Any]]:
             entries = data.get("entries") if isinstance(data, dict) else None
             if node.get("name") == "ColumnDataSource" and isinstance(entries, list):
                 columns = dict(entries)
-                if "chunk" in columns and "lane" in columns:
+                if all(name in columns for name in names):
                     found.extend(
-                        {"lane": lane, "chunk": chunk, "items": items}
-                        for lane, chunk, items in zip(
-                            columns["lane"], columns["chunk"], columns["items"], strict=True
-                        )
+                        dict(zip(names, row, strict=True))
+                        for row in zip(*(columns[name] for name in names), strict=True)
                     )
             for value in node.values():
                 walk(value)
@@ -58,6 +57,11 @@ def _chunk_bars(page: str) -> list[dict[str, Any]]:
 
     walk(json.loads(docs.group(1)))
     return found
+
+
+def _chunk_bars(page: str) -> list[dict[str, Any]]:
+    """The chunk bars the page's timeline draws."""
+    return _sources(page, "lane", "chunk", "items")
 
 
 def test_a_local_sessions_report_draws_every_worker_and_chunk(
@@ -77,6 +81,7 @@ def test_a_local_sessions_report_draws_every_worker_and_chunk(
 
     lanes = {p["id"] for w in record["workers"] for p in w["processes"]}
     assert len(record["workers"]) == 2 and len(lanes) == 2
+    assert [w["steps"] for w in record["workers"]] == [None, None]  # no platform: no steps
     bars = _chunk_bars(page)
     assert {bar["lane"] for bar in bars} == lanes  # a lane per worker process, each worked
     drawn = sorted(bar["chunk"] for bar in bars)
@@ -197,3 +202,190 @@ def test_a_report_without_bokeh_says_which_extra_to_install(tmp_path: Path) -> N
     )  # fmt: skip
     assert 'needs bokeh, which is not installed: pip install "starburst[report]"' in shown.stdout
     assert not (tmp_path / "run.html").exists()
+
+
+_CARD_WITHOUT_BOKEH = """
+import json, sys, time
+sys.modules["bokeh"] = sys.modules["matplotlib"] = None  # as if the extra were not installed
+import starburst
+
+def shout(x):
+    if x == 7:
+        raise ValueError("<script>alert('x')</script> & more")
+    time.sleep(0.2 if x == 30 else 0.001)
+    return x
+
+results, run = starburst.map(shout, range(60), workers=2, errors="return", return_run=True)
+print(json.dumps({"card": run._repr_html_(), "timeline_card": run.timeline._repr_html_(),
+                  "wall": run.wall_seconds, "workers": run.workers,
+                  "slowest": run.timeline.record["slowest"][0]}))
+"""
+
+
+def test_a_runs_notebook_card_shows_its_numbers_escaped_without_the_report_extra() -> None:
+    shown = subprocess.run(
+        [sys.executable, "-c", _CARD_WITHOUT_BOKEH],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    run = json.loads(shown.stdout.splitlines()[-1])
+    card = run["card"]
+    assert "<script" not in card
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in card
+    assert "60 of 60 computed, 1 failed" in card
+    assert f"{run['wall']:.1f} s" in card and f"{run['workers']} launched" in card
+    assert "none (these workers cost nothing)" in card  # local: no price
+    slow = run["slowest"]
+    assert slow["index"] <= 30 < slow["index"] + slow["items"] and slow["seconds"] >= 0.2
+    assert f"{slow['seconds']:.3f} s" in card
+    assert re.search(r"\d+% of the workers&#x27; up time busy", card)
+    assert "run.save_html(&quot;run.html&quot;)" in card
+    timeline_card = run["timeline_card"]
+    assert "<script" not in timeline_card and "60 of 60 computed, 1 failed" in timeline_card
+
+
+def test_an_ec2_runs_report_shows_its_instances_and_where_the_prices_came_from(
+    aws: Any, tmp_path: Path
+) -> None:
+    from collections import Counter
+
+    from test_ec2 import _launched, slow_square
+
+    starburst.setup(say=_quiet, ec2=True)
+    aws.faults.error("GetAWSDefaultServiceQuota", "NoSuchResourceException", times=None)
+    with starburst.Cluster(workers=6, cpu=1, backend="ec2", spot=True, progress=False,
+                           instance_types=["c7i.large", "c7i.xlarge"]) as cluster:  # fmt: skip
+        assert cluster.map(slow_square, range(60)) == [x * x for x in range(60)]
+        session_id = cluster.driver.session.session_id
+        live = starburst.report(session_id, tmp_path / "run.html").record
+        store = cluster.driver.store
+        # From the store alone, as another machine without the platform's view reads it.
+        stored = starburst.Timeline.read(store, session_id).record
+    launched = _launched()
+    assert len(launched) >= 2
+    for record in (live, stored):
+        instances = record["instances"]
+        assert {i["id"]: i["type"] for i in instances["list"]} == launched
+        assert dict(instances["types"]) == dict(Counter(launched.values()))
+        assert {i["lifecycle"] for i in instances["list"]} == {"spot"}
+        assert all(i["zone"].startswith("us-east-1") for i in instances["list"])
+        carried = [w for i in instances["list"] for w in i["workers"]]
+        assert sorted(carried) == sorted(w["id"] for w in record["workers"])  # each on one
+        assert record["cost"]["total"] == pytest.approx(sum(i["cost"] for i in instances["list"]))
+        assert record["cost"]["source"].startswith("on-demand: ")
+    page = (tmp_path / "run.html").read_text()
+    assert "<h3>Instances</h3>" in page
+    for instance_id, kind in launched.items():
+        assert re.search(rf"<td>{instance_id}</td><td>{re.escape(kind)}</td><td>spot</td>", page)
+    assert f"Prices: {html.escape(live['cost']['source'])}." in page
+    assert cluster.report is not None and cluster.report.price_source == live["cost"]["source"]
+
+
+def test_map_with_return_run_on_ec2_gives_the_instances_its_cost_is_for(aws: Any) -> None:
+    from test_ec2 import square
+
+    starburst.setup(say=_quiet, ec2=True)
+    aws.faults.error("GetAWSDefaultServiceQuota", "NoSuchResourceException", times=None)
+    _, run = starburst.map(square, range(40), workers=3, cpu=1, backend="ec2",
+                           instance_types=["c7i.large"], return_run=True)  # fmt: skip
+    assert run.timeline is not None
+    record = run.timeline.record
+    instances = record["instances"]
+    assert [tuple(kind) for kind in instances["types"]] == list(run.instances)
+    assert {i["lifecycle"] for i in instances["list"]} == {"on-demand"}
+    assert record["cost"]["total"] == pytest.approx(run.cost)
+    assert 0 < instances["utilisation"] <= 1
+    card = run._repr_html_()
+    assert f"on {sum(n for _, n in run.instances)} instance" in card and "c7i.large" in card
+    assert html.escape(f"prices: {run.price_source}") in card
+
+
+def test_a_fargate_workers_lane_shows_provisioning_image_pull_and_start_apart(
+    aws: Any, tmp_path: Path
+) -> None:
+    """ECS's times of each task's steps are kept in the ledger when the worker stops, and
+    each lane draws them as phases of their own colours (here the image pull takes 1.5 s)."""
+    from PIL import Image
+
+    from starburst.reporting.html import PHASE_COLOURS, PULLING_COLOUR
+    from starburst.reporting.series import lane_phases, lanes
+
+    starburst.setup(say=_quiet)
+    aws.faults.slow_start(1.5)
+    aws.faults.spot_interruption(count=1, after=3.0, grace=0.5)  # once its process is up
+    with starburst.Cluster(workers=2, cpu=1, backend="fargate", spot=True,
+                           progress=False) as cluster:  # fmt: skip
+        assert cluster.map(sleepy, range(1000), chunk_size=5) == list(range(1000))
+        session_id = cluster.driver.session.session_id
+        stored = starburst.Timeline.read(cluster.driver.store, session_id)
+        live = starburst.report(session_id, tmp_path / "run.html")
+    stopped = next(w for w in stored.record["workers"] if w["stop"] == "interrupted")
+    steps = stopped["steps"]  # from the store alone: the ledger
+    assert list(steps) == ["created", "pull_started", "pull_stopped", "started"], steps
+    assert steps["created"] <= steps["pull_started"] <= steps["pull_stopped"] <= steps["started"]
+    assert steps["pull_stopped"] - steps["pull_started"] >= 1.5  # the slow pull
+    lane = next(row for row in lanes(stored.record) if row.worker == stopped["id"])
+    phases = lane_phases(lane, stored.record["generated"])
+    assert [phase for phase, _, _ in phases] == ["provisioning", "pulling image", "starting", "up"]
+    assert all(a[2] == b[1] for a, b in itertools.pairwise(phases))  # end to end
+    for worker in live.record["workers"]:  # the platform tells the running ones' steps
+        assert worker["steps"] and "pull_stopped" in worker["steps"], worker
+
+    page = (tmp_path / "run.html").read_text()
+    drawn = _sources(page, "lane", "what", "left", "right")
+    pulls = [span for span in drawn if span["what"] == "pulling image"]
+    assert len(pulls) == len(live.record["workers"]) >= 3  # each worker, its replacement too
+    assert all(span["right"] - span["left"] >= 1.5 for span in pulls)
+    for phase, colour in PHASE_COLOURS.items():
+        assert f"worker {phase}" in page and colour in page  # its legend entry and colour
+    image_path = live.save_png(tmp_path / "run.png")
+    image = Image.open(image_path).convert("RGB")
+    counts = {colour: n for n, colour in image.getcolors(image.width * image.height)}
+    assert counts.get(_rgb(PULLING_COLOUR), 0) > 200  # the pulls are drawn
+
+
+def test_starburst_report_of_a_detached_ec2_session_keeps_its_instances_in_the_store(
+    aws: Any, tmp_path: Path
+) -> None:
+    """Nobody bills a detached session's instances while it runs: ``starburst report`` reads
+    them from the platform and keeps them in the session's store, where a report made later
+    (the platform forgets them within the hour) or from a machine without AWS access finds
+    them."""
+    from collections import Counter
+
+    from test_ec2 import _launched, square
+
+    from starburst.detached import session_store
+
+    starburst.setup(say=_quiet, ec2=True)
+    aws.faults.error("GetAWSDefaultServiceQuota", "NoSuchResourceException", times=None)
+    session = starburst.session(workers=2, cpu=1, backend="ec2", ttl=300)
+    try:
+        session.map(square, range(50))
+        assert session.collect(timeout=60) == [[x * x for x in range(50)]]
+        shown = CliRunner().invoke(main, ["report", session.id, "-o", str(tmp_path / "run.html")])
+        assert shown.exit_code == 0, shown.output
+        stored = starburst.Timeline.read(session_store(session.id), session.id).record
+    finally:
+        session.cleanup()
+    launched = _launched()
+    assert {i["id"]: i["type"] for i in stored["instances"]["list"]} == launched
+    assert dict(stored["instances"]["types"]) == dict(Counter(launched.values()))
+    assert stored["cost"]["total"] > 0 and stored["cost"]["source"]
+    page = (tmp_path / "run.html").read_text()
+    assert all(f"<td>{instance_id}</td>" in page for instance_id in launched)
+
+
+def test_an_instance_the_platform_forgot_is_kept_and_billed_up_to_when_it_was_seen() -> None:
+    from starburst.backends.base import InstanceUse
+    from starburst.engine.instance_record import InstanceRecord
+
+    def use(instance_id: str, terminated: float | None) -> InstanceUse:
+        return InstanceUse(instance_id, "c7i.large", 2, 0.1, launched=1000.0,
+                           terminated=terminated, spot=True, workers=("task-a",))  # fmt: skip
+
+    kept = InstanceRecord(990.0, 2000.0, [use("i-gone", None), use("i-both", None)])
+    fresh = InstanceRecord(995.0, 9000.0, [use("i-both", 8000.0), use("i-new", None)])
+    merged = {u.instance_id: u for u in kept.merged(fresh).instances}
+    assert merged["i-gone"].terminated == 2000.0  # last seen up then: billed to there only
+    assert merged["i-both"].terminated == 8000.0 and merged["i-new"].terminated is None
+    assert (kept.merged(fresh).since, kept.merged(fresh).read) == (990.0, 9000.0)

@@ -7,7 +7,6 @@ whether the call returns, raises, or is interrupted.
 from __future__ import annotations
 
 import builtins
-import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Unpack
 
@@ -104,7 +103,7 @@ def _one_off(
         if not return_run:
             return results
         assert cluster.report is not None
-        return results, dataclasses.replace(cluster.report, timeline=timeline)
+        return results, cluster.report.with_timeline(timeline)
     source = collector.ordered() if mode == "ordered" else collector.unordered()
     return _ClosingIterator(source, cluster)
 

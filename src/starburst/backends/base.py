@@ -43,6 +43,11 @@ class WorkerInfo:
     stopped_at: float | None = None
     billed_from: float | None = None  # when billing began (image pull), if the backend bills
     spot: bool = False  # billed at the spot rate
+    #: When the platform passed each step before the worker's code ran, where it says (ECS:
+    #: createdAt, pullStartedAt, pullStoppedAt; ``started_at`` ends them): for the report.
+    created_at: float | None = None
+    pull_started_at: float | None = None
+    pull_stopped_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,9 @@ class InstanceUse:
     terminated: float | None  # None while it runs
     share: float = 1.0  # the session's part, when other sessions' tasks ran on it too
     task_vcpu_seconds: float = 0.0  # what the session's tasks used of it (since the session began)
+    spot: bool = False  # a Spot instance (else on-demand)
+    zone: str = ""  # its availability zone
+    workers: tuple[str, ...] = ()  # the session's workers that ran on it
 
 
 @dataclass(frozen=True)

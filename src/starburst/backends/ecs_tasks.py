@@ -370,6 +370,9 @@ class EcsTaskFleet(Fleet):
             stopped_at=_timestamp(task.get("stoppedAt")),
             billed_from=_timestamp(task.get("pullStartedAt") or task.get("startedAt")),
             spot=self.on_spot(task),
+            created_at=_timestamp(task.get("createdAt")),
+            pull_started_at=_timestamp(task.get("pullStartedAt")),
+            pull_stopped_at=_timestamp(task.get("pullStoppedAt")),
         )
 
     # The end of a session --------------------------------------------------------------------

@@ -12,12 +12,13 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Fleet, InstanceUse, WorkerInfo
 from ..engine.fleet_policy import cap_reached
+from ..engine.instance_record import InstanceRecord
 from ..errors import CostCapError, QuotaError, StarburstError
 from ..options import WorkerSpec
 from .billing import MINIMUM_SECONDS, workers_affordable
@@ -30,6 +31,9 @@ if TYPE_CHECKING:  # prices reads the AWS Pricing API (botocore): only cloud run
     from .prices import PriceBook
 
 Say = Callable[[str], None]
+#: Told each read of the instances: the session's start and what was read (``Driver`` keeps
+#: them in the store for a report made later, ``engine/instance_record.py``).
+KeepInstances = Callable[[float, list[InstanceUse]], None]
 log = logging.getLogger("starburst")
 #: Seconds between two reads of the instances a session runs on (a few API calls each; the
 #: instances still up are counted on to each look in between). A launch reads them again.
@@ -84,6 +88,17 @@ class RunReport:
     warm_cost: float = 0.0  # at most this much more while its instances stay up (keep_warm)
     #: What its workers did (``map(..., return_run=True)`` reads it before they stop).
     timeline: Timeline | None = field(default=None, repr=False, compare=False)
+    #: The instances the cost is for, as the backend reported them (``instances`` counts them).
+    instance_record: InstanceRecord | None = field(default=None, repr=False, compare=False)
+
+    def with_timeline(self, timeline: Timeline | None) -> RunReport:
+        """This report with ``timeline`` (read before the workers stopped), which takes the
+        instances read since (the closing read), so that both tell one cost."""
+        if timeline is not None and self.instance_record is not None:
+            from ..reporting.record import add_instances
+
+            add_instances(timeline.record, self.instance_record)
+        return replace(self, timeline=timeline)
 
     def save_html(self, path: str | os.PathLike[str]) -> Path:
         """Write the run's report as one HTML file that opens offline (``Timeline``)."""
@@ -104,6 +119,12 @@ class RunReport:
                 "return_run=True); for a session, use starburst.report(session_id)"
             )
         return self.timeline
+
+    def _repr_html_(self) -> str:
+        """A compact card in a notebook (plain HTML: no extra needed)."""
+        from ..reporting.card import run_card
+
+        return run_card(self)
 
     def __str__(self) -> str:
         if self.cost is None:
@@ -144,12 +165,14 @@ class CostGuard:
         fleet: Fleet,
         limits: CostLimits,
         say: Say = _stderr,
+        keep_instances: KeepInstances | None = None,
     ) -> None:
         self.session_id = session_id
         self.spec = spec
         self.fleet = fleet
         self.limits = limits
         self.say = say
+        self.keep_instances = keep_instances
         self.book: PriceBook | None = None
         self.meter: CostMeter | None = None
         self.opened = time.time()
@@ -317,6 +340,8 @@ class CostGuard:
             self._reads_instances = False
             return
         self._instances, self._instances_read = uses, now
+        if self.keep_instances is not None:
+            self.keep_instances(self.opened, uses)
 
     # After -------------------------------------------------------------------------------
 
@@ -357,5 +382,10 @@ class CostGuard:
                 bill.up_hourly * self.spec.keep_warm / 3600
                 if bill is not None and self.closed is not None
                 else 0.0
+            ),
+            instance_record=(
+                InstanceRecord(self.opened, end, list(self._instances))
+                if self._instances is not None
+                else None
             ),
         )

@@ -51,10 +51,21 @@ def launched_since(launched: float, since: float) -> bool:
     return launched > since - LAUNCH_TIME_RESOLUTION
 
 
-def instance_bill(uses: Iterable[InstanceUse], since: float, now: float) -> InstanceBill:
-    """What ``uses`` cost from ``since`` (the session's start) to ``now`` (epoch seconds)."""
-    cost = billed = vcpu_seconds = task_seconds = up_hourly = 0.0
-    types: Counter[str] = Counter()
+@dataclass(frozen=True)
+class InstanceLine:
+    """One instance's part of a session's bill up to a time (a line of ``instance_bill``)."""
+
+    use: InstanceUse
+    start: float  # when the session began paying for it (its launch, or the session's start)
+    end: float  # its termination, or the time the bill is made up to
+    billed_seconds: float  # instance-seconds billed (the session's part)
+    cost: float  # dollars (the session's part)
+    vcpu_seconds: float  # the session's part of its vCPU-seconds
+
+
+def instance_lines(uses: Iterable[InstanceUse], since: float, now: float) -> list[InstanceLine]:
+    """What each of ``uses`` cost from ``since`` (the session's start) to ``now``."""
+    lines = []
     for use in uses:
         start = max(use.launched, since)
         end = max(start, min(use.terminated if use.terminated is not None else now, now))
@@ -62,15 +73,36 @@ def instance_bill(uses: Iterable[InstanceUse], since: float, now: float) -> Inst
             seconds = billed_seconds(start, end)
         else:  # up before the session began (warm): billed on from where it was
             seconds = float(math.ceil(end - start - 1e-9))
-        cost += seconds * use.hourly / 3600 * use.share
-        billed += seconds * use.share
-        vcpu_seconds += (end - start) * use.vcpus * use.share
-        task_seconds += use.task_vcpu_seconds
-        types[use.instance_type] += 1
-        if use.terminated is None or use.terminated > now:
-            up_hourly += use.hourly * use.share
+        lines.append(
+            InstanceLine(
+                use,
+                start,
+                end,
+                billed_seconds=seconds * use.share,
+                cost=seconds * use.hourly / 3600 * use.share,
+                vcpu_seconds=(end - start) * use.vcpus * use.share,
+            )
+        )
+    return lines
+
+
+def instance_bill(uses: Iterable[InstanceUse], since: float, now: float) -> InstanceBill:
+    """What ``uses`` cost from ``since`` (the session's start) to ``now`` (epoch seconds)."""
+    lines = instance_lines(uses, since, now)
+    types = Counter(line.use.instance_type for line in lines)
     ordered = tuple(sorted(types.items(), key=lambda kv: (-kv[1], kv[0])))
-    return InstanceBill(cost, billed, vcpu_seconds, task_seconds, ordered, up_hourly)
+    return InstanceBill(
+        cost=sum(line.cost for line in lines),
+        billed_seconds=sum(line.billed_seconds for line in lines),
+        instance_vcpu_seconds=sum(line.vcpu_seconds for line in lines),
+        task_vcpu_seconds=sum(line.use.task_vcpu_seconds for line in lines),
+        types=ordered,
+        up_hourly=sum(
+            line.use.hourly * line.use.share
+            for line in lines
+            if line.use.terminated is None or line.use.terminated > now
+        ),
+    )
 
 
 def instances_text(types: tuple[tuple[str, int], ...], utilisation: float | None) -> str:

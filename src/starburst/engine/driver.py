@@ -22,7 +22,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..backends.base import Fleet, LaunchRequest, LaunchShortfall, Placement, WorkerInfo
+from ..backends.base import (
+    Fleet,
+    InstanceUse,
+    LaunchRequest,
+    LaunchShortfall,
+    Placement,
+    WorkerInfo,
+)
 from ..backends.local.fleet import import_folders
 from ..cost.guard import CostGuard, CostLimits
 from ..errors import (
@@ -51,6 +58,7 @@ from .fleet_policy import (
     stopped_workers,
 )
 from .hangs import stop_hung_workers
+from .instance_record import InstanceRecord
 from .manifest import CallStyle, RunManifest
 from .records import from_json
 from .run import Run
@@ -80,7 +88,10 @@ class Driver:
         self.session = session
         self.keys = session.keys
         self.control = ControlWriter(self.store, self.keys)
-        self.cost = CostGuard(session.session_id, self.spec, self.fleet, limits or CostLimits())
+        self.cost = CostGuard(
+            session.session_id, self.spec, self.fleet, limits or CostLimits(),
+            keep_instances=self._keep_instances,
+        )  # fmt: skip
         self.supervisor = (
             None
             if session.attached
@@ -184,6 +195,7 @@ class Driver:
         if self.cost.meter is not None:
             hourly = self.cost.meter.hourly
             self.session.hourly = {"on-demand": hourly[False], "spot": hourly[True]}
+            self.session.prices = self.cost.book.source if self.cost.book is not None else None
         if self.supervisor is not None:  # the supervisor keeps ``workers`` up, the quota's way
             self.session.workers = wanted
         self.store.put(self.keys.session, self.session.encode())
@@ -204,6 +216,15 @@ class Driver:
                 self.close()
                 raise
         self._start_monitor()
+
+    def _keep_instances(self, since: float, uses: list[InstanceUse]) -> None:
+        """Keep the instances the cost guard read in the store, for a report made later or
+        elsewhere (the platform forgets them within the hour); a failed write costs the
+        report its instances, never the run."""
+        try:
+            InstanceRecord(since, time.time(), uses).save(self.store, self.keys)
+        except Exception as exc:  # (a store error of any kind)
+            log.warning("could not keep the session's instances for its report: %s", exc)
 
     def _join_monitor(self) -> None:
         """Wait for the monitor to stop, unless this is the monitor (a finalizer the

@@ -38,11 +38,25 @@ FAILED_TO_START = "failed_to_start"
 
 
 def ledger_stop(info: WorkerInfo) -> dict[str, object]:
-    """What the ledger keeps of how a worker stopped, for a run's report (``report/``): the
-    platform's fault (``interrupted``, ``out_of_memory``, ``failed_to_start``), its reason
-    and exit code, where known."""
-    how = {"fault": info.fault, "reason": info.reason, "exit_code": info.exit_code}
+    """What the ledger keeps of how a worker stopped, for a run's report (``reporting/``):
+    the platform's fault (``interrupted``, ``out_of_memory``, ``failed_to_start``), its
+    reason and exit code, and when it passed the platform's steps before it ran
+    (``platform_steps``), where known."""
+    how = {"fault": info.fault, "reason": info.reason, "exit_code": info.exit_code,
+           "steps": platform_steps(info) or None}  # fmt: skip
     return {key: value for key, value in how.items() if value is not None}
+
+
+def platform_steps(info: WorkerInfo) -> dict[str, float]:
+    """When the platform began each step of a worker's start, where it says: ``created``
+    (the launch accepted: provisioning), ``pull_started`` (pulling the image),
+    ``pull_stopped`` (starting the container), ``started`` (its code runs). None from a
+    backend that tells no step before the start (local processes)."""
+    if info.created_at is None and info.pull_started_at is None:
+        return {}
+    steps = {"created": info.created_at, "pull_started": info.pull_started_at,
+             "pull_stopped": info.pull_stopped_at, "started": info.started_at}  # fmt: skip
+    return {step: at for step, at in steps.items() if at is not None}
 
 
 #: Detached: a session launches at most this many workers per worker it asked for, in all.

@@ -52,6 +52,11 @@ class SessionKeys:
         return f"{self.prefix}control.json"
 
     @property
+    def instances(self) -> str:
+        """The instances the session's workers ran on (``engine/instance_record.py``)."""
+        return f"{self.prefix}instances.json"
+
+    @property
     def news_bell(self) -> str:
         """Rung by a worker when an output lands; the client waits on it (``Store.ring``)."""
         return f"{self.prefix}.news"

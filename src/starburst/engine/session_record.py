@@ -136,6 +136,8 @@ class SessionRecord:
     cost_alert: float | None = None
     #: Dollars per worker-hour, by "on-demand" and "spot"; None where workers cost nothing.
     hourly: dict[str, float] | None = None
+    #: Where those prices came from (``PriceBook.source``), as the report says it.
+    prices: str | None = None
     #: What a supervisor needs to launch more workers without the client (never secrets):
     #: the store's URL and the backend's resource names.
     launch: dict[str, Any] = field(default_factory=dict)

@@ -13,11 +13,32 @@ import html
 import time
 from typing import Any
 
-from .series import ItemTimes, Lane, item_times, lanes, progress, stop_marks
+from ..cost.instance_bill import instances_text
+from .series import (
+    PHASES,
+    ItemTimes,
+    Lane,
+    Totals,
+    item_times,
+    lane_phases,
+    lanes,
+    origin,
+    progress,
+    stop_marks,
+    totals,
+)
 
 #: Colours of a lane's phases and of its marks (also what a screenshot test looks for).
-STARTING_COLOUR = "#d9d9d9"  # launched, not started yet (provisioning, image pull)
+PROVISIONING_COLOUR = "#fdd49e"  # launched: the platform finds it a place
+PULLING_COLOUR = "#c9b3e6"  # the platform pulls the image
+STARTING_COLOUR = "#d9d9d9"  # its container starts, its process imports (or: not told apart)
 UP_COLOUR = "#eef3fb"  # started: a process that is up
+PHASE_COLOURS = {
+    "provisioning": PROVISIONING_COLOUR,
+    "pulling image": PULLING_COLOUR,
+    "starting": STARTING_COLOUR,
+    "up": UP_COLOUR,
+}
 CHUNK_COLOURS = ["#2166ac", "#2ca02c", "#9467bd", "#17becf", "#8c564b", "#bcbd22"]  # by run
 FAILED_COLOUR = "#d62728"
 STOP_COLOURS = {
@@ -36,7 +57,7 @@ def render(record: dict[str, Any]) -> str:
     from bokeh.resources import Resources
 
     rows = lanes(record)
-    t0 = _t0(record, rows)
+    t0 = origin(record, rows)
     figures = {
         "timeline": _timeline(record, rows, t0),
         "progress": _progress(record, t0),
@@ -56,16 +77,12 @@ def render(record: dict[str, Any]) -> str:
         items=divs.get("items", "<p>No item times yet.</p>"),
         slowest=_slowest_table(record),
         cost=divs.get("cost", "<p>These workers cost nothing (local), or none ran yet.</p>"),
+        prices=_prices(record),
+        instances=_instances_table(record, t0),
         workers=_workers_table(record, t0),
         settings=_settings_table(record),
         errors=_errors(record),
     )
-
-
-def _t0(record: dict[str, Any], rows: list[Lane]) -> float:
-    """The origin of the page's times: the first launch, or the session's creation."""
-    starts = [row.launched for row in rows if row.launched is not None]
-    return min(starts, default=record["created"])
 
 
 def _timeline(record: dict[str, Any], rows: list[Lane], t0: float) -> Any:
@@ -79,36 +96,29 @@ def _timeline(record: dict[str, Any], rows: list[Lane], t0: float) -> Any:
         "Workers and chunks", 80 + _LANE_PIXELS * len(rows), y_range=list(reversed(names))
     )
     now = record["generated"] - t0
-    spans: dict[str, list[Any]] = {"lane": [], "left": [], "right": [], "colour": [], "what": []}
+    spans: dict[str, dict[str, list[Any]]] = {
+        phase: {"lane": [], "left": [], "right": [], "what": [], "seconds": []} for phase in PHASES
+    }
     for row in rows:
-        end = (row.stopped if row.stopped is not None else record["generated"]) - t0
-        if row.launched is not None:  # until it started, or stopped without starting
-            up = row.started if row.started is not None else end + t0
-            _add(
-                spans,
-                lane=row.name,
-                left=row.launched - t0,
-                right=up - t0,
-                colour=STARTING_COLOUR,
-                what="starting",
-            )
-        if row.started is not None:
-            _add(
-                spans,
-                lane=row.name,
-                left=row.started - t0,
-                right=max(end, row.started - t0),
-                colour=UP_COLOUR,
-                what=f"up ({row.state or 'no heartbeat'})",
-            )
-    fig.hbar(
-        y="lane",
-        left="left",
-        right="right",
-        height=0.9,
-        color="colour",
-        source=ColumnDataSource(spans),
-        legend_label="worker up",
+        for phase, start, end in lane_phases(row, record["generated"]):
+            what = f"up ({row.state or 'no heartbeat'})" if phase == "up" else phase
+            _add(spans[phase], lane=row.name, left=start - t0, right=end - t0, what=what,
+                 seconds=round(end - start, 2))  # fmt: skip
+    phase_bars = [
+        fig.hbar(
+            y="lane",
+            left="left",
+            right="right",
+            height=0.9,
+            color=PHASE_COLOURS[phase],
+            source=ColumnDataSource(columns),
+            legend_label=f"worker {phase}",
+        )
+        for phase, columns in spans.items()
+        if columns["lane"]
+    ]
+    fig.add_tools(
+        HoverTool(renderers=phase_bars, tooltips=[("worker", "@what"), ("seconds", "@seconds")])
     )
     runs = {run["run_id"]: n for n, run in enumerate(record["runs"])}
     bars: dict[str, list[Any]] = {
@@ -191,6 +201,7 @@ def _timeline(record: dict[str, Any], rows: list[Lane], t0: float) -> Any:
         fig.ray(x=[now], y=[0], length=0, angle=1.5708, color="#999999")
     fig.legend.click_policy = "hide"
     fig.add_layout(fig.legend[0], "right")  # beside the lanes, not over them
+    fig.height = max(fig.height, 60 + 24 * len(fig.legend[0].items))  # room for the legend
     return fig
 
 
@@ -258,12 +269,18 @@ def _item_times(times: ItemTimes) -> Any:
     return fig
 
 
+def _prices(record: dict[str, Any]) -> str:
+    source = record["cost"].get("source")
+    return f"<p>Prices: {html.escape(source)}.</p>" if source else ""
+
+
 def _cost(record: dict[str, Any], t0: float) -> Any:
 
     series = record["cost"]["series"]
     if not series:
         return None
     fig = _figure("Cost so far (USD, estimated)", 220, y_axis_label="USD")
+    fig.y_range.start = 0  # (each worker's or instance's first minute is billed at once)
     fig.line([t - t0 for t, _ in series], [c for _, c in series], line_width=2)
     return fig
 
@@ -272,31 +289,53 @@ def _cost(record: dict[str, Any], t0: float) -> Any:
 
 
 def _summary(record: dict[str, Any], t0: float) -> str:
-    items = sum(run["items"] or 0 for run in record["runs"])
-    done = sum(bar["items"] for bar in record["chunks"])
-    ends = [bar["end"] for bar in record["chunks"] if bar["end"] is not None]
-    wall = (max(ends) - t0) if ends else 0.0
-    stops: dict[str, int] = {}
-    for worker in record["workers"]:
-        if worker["stop"] not in (None, "stopped"):
-            stops[worker["stop"]] = stops.get(worker["stop"], 0) + 1
-    cost = record["cost"]["total"]
+    shown = totals(record)
+    stops = "".join(f", {n} {kind.replace('_', ' ')}" for kind, n in sorted(shown.stops.items()))
+    if shown.instances:
+        stops += f", on {instances_text(tuple(shown.instance_types), shown.utilisation)}"
     facts = [
         ("session", record["session_id"]),
         ("backend", record["backend"]),
         ("state", record["state"] + (f" ({record['problem']})" if record["problem"] else "")),
         ("started", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t0))),
-        ("items", f"{done} of {items} computed, {len(record['errors'])} failed"),
-        (
-            "workers",
-            f"{len(record['workers'])} launched"
-            + "".join(f", {n} {kind.replace('_', ' ')}" for kind, n in sorted(stops.items())),
-        ),
-        ("wall time", f"{wall:.1f} s to the last chunk"),
-        ("cost", "none (local)" if cost is None else f"~${cost:.4f} (estimated from prices)"),
+        ("items", f"{shown.done} of {shown.items} computed, {shown.failed} failed"),
+        ("workers", f"{shown.workers} launched{stops}"),
+        ("wall time", f"{shown.wall_seconds:.1f} s to the last chunk"),
+        ("cost", _cost_text(shown)),
         ("image", record["image"] or "-"),
     ]
     return _table(["", ""], facts)
+
+
+def _cost_text(shown: Totals) -> str:
+    if shown.cost is None:
+        return "none (local)"
+    return f"~${shown.cost:.4f}, estimated from prices: {shown.price_source or 'unknown'}"
+
+
+def _instances_table(record: dict[str, Any], t0: float) -> str:
+    """The instances the workers ran on (EC2): each with its life, bill and workers."""
+    instances = record.get("instances")
+    if not instances:
+        return ""
+    rows = [
+        (
+            i["id"],
+            i["type"],
+            i["lifecycle"],
+            i["zone"] or "-",
+            _at(i["launched"], t0),
+            _at(i["terminated"], t0) if i["terminated"] is not None else "up",
+            f"{i['billed_seconds']:.0f}",
+            f"{i['hourly']:.4f}",
+            f"{i['cost']:.4f}",
+            f"{len(i['workers'])}" + (f" ({i['share']:.0%} of it)" if i["share"] < 1 else ""),
+        )
+        for i in instances["list"]
+    ]
+    headers = ["instance", "type", "lifecycle", "zone", "launched", "stopped", "billed s",
+               "USD/h", "USD", "workers carried"]  # fmt: skip
+    return "<h3>Instances</h3>" + _table(headers, rows)
 
 
 def _workers_table(record: dict[str, Any], t0: float) -> str:
@@ -409,6 +448,8 @@ pre {{ background: #f6f6f6; padding: 0.6em; overflow-x: auto; }}
 {slowest}
 <h2>Cost</h2>
 {cost}
+{prices}
+{instances}
 <h2>Workers</h2>
 {workers}
 <h2>Errors</h2>

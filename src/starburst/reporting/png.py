@@ -5,33 +5,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from .html import CHUNK_COLOURS, FAILED_COLOUR, STARTING_COLOUR, STOP_COLOURS, UP_COLOUR
-from .series import lanes, progress, stop_marks
+from .html import CHUNK_COLOURS, FAILED_COLOUR, PHASE_COLOURS, STOP_COLOURS
+from .series import lane_phases, lanes, origin, progress, stop_marks
 
 
 def draw(record: dict[str, Any]) -> Any:
-    """The figure: one lane per worker process (starting, up, chunk bars, stop marks) above
-    items done over time."""
+    """The figure: one lane per worker process (its phases: provisioning, pulling image,
+    starting, up; chunk bars, stop marks) above items done over time."""
     from matplotlib.figure import Figure
 
     rows = lanes(record)
-    t0 = min((row.launched for row in rows if row.launched is not None), default=record["created"])
+    t0 = origin(record, rows)
     height = 2.5 + 0.22 * len(rows)
     figure = Figure(figsize=(11, height), layout="constrained")
     timeline, done = figure.subplots(2, 1, sharex=True, height_ratios=[max(1, len(rows)), 6])
     index = {row.name: n for n, row in enumerate(rows)}
-    end = record["generated"]
+    shown: set[str] = set()
     for n, row in enumerate(rows):
-        stop = row.stopped if row.stopped is not None else end
-        if row.launched is not None:
-            up = row.started if row.started is not None else stop
+        for phase, start, end in lane_phases(row, record["generated"]):
             timeline.broken_barh(
-                [(row.launched - t0, up - row.launched)], (n - 0.45, 0.9), color=STARTING_COLOUR
+                [(start - t0, end - start)],
+                (n - 0.45, 0.9),
+                color=PHASE_COLOURS[phase],
+                label=None if phase in shown else f"worker {phase}",
             )
-        if row.started is not None:
-            timeline.broken_barh(
-                [(row.started - t0, max(0.0, stop - row.started))], (n - 0.45, 0.9), color=UP_COLOUR
-            )
+            shown.add(phase)
     runs = {run["run_id"]: n for n, run in enumerate(record["runs"])}
     for bar in record["chunks"]:
         if bar["start"] is None or bar["worker"] not in index:
@@ -59,8 +57,8 @@ def draw(record: dict[str, Any]) -> Any:
     timeline.set_yticks(range(len(rows)), [row.name for row in rows], fontsize=7)
     timeline.invert_yaxis()
     timeline.set_title(f"starburst session {record['session_id']}: workers and chunks")
-    if stop_marks(rows):
-        timeline.legend(loc="lower right", fontsize=8)
+    if shown:
+        timeline.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     points = progress(record)
     done.plot([t - t0 for t in points.times], points.done)
     done.set_xlabel("seconds since the first launch")

@@ -4,7 +4,8 @@ It reads only the session's store, as ``attach`` and ``status`` do, so a report 
 of any session from any machine, finished or running:
 
 - the session record (settings, image, prices) and the control record's ledger (each worker's
-  launch, stop, spot, and how it stopped: ``engine/fleet_policy.ledger_stop``);
+  launch, stop, spot, how it stopped and when the platform provisioned it, pulled its image
+  and started it: ``engine/fleet_policy.ledger_stop``);
 - each worker process's heartbeat record (its start, last beat, state, why it left);
 - each run's manifest, and each chunk output (a part or an end): who wrote it, the attempt,
   when it was written and how long its items took (``ChunkOutput.ended``, ``seconds``,
@@ -24,9 +25,11 @@ from typing import Any
 
 from ..backends.base import WorkerInfo
 from ..cost.billing import billed_seconds, task_cost
+from ..cost.instance_bill import instance_bill, instance_lines
 from ..engine.claims import Claim
 from ..engine.control import Control
 from ..engine.fleet_policy import ledger_stop
+from ..engine.instance_record import InstanceRecord
 from ..engine.keys import RunKeys, SessionKeys
 from ..engine.outcome import ChunkOutput, decode_output
 from ..engine.session_record import SessionRecord
@@ -54,7 +57,7 @@ def read_run(store: Store, session_id: str, now: float | None = None) -> dict[st
     chunks = _chunks(outputs)
     workers = _workers(store, keys, control, chunks, session, now)
     in_flight = _in_flight(store, keys, manifests, outputs)
-    return {
+    record = {
         "format": FORMAT,
         "session_id": session_id,
         "backend": session.backend,
@@ -83,7 +86,12 @@ def read_run(store: Store, session_id: str, now: float | None = None) -> dict[st
         "errors": _errors(outputs),
         "slowest": _slowest(store, keys, chunks),
         "cost": _cost(session, workers, now),
+        "instances": None,
     }
+    kept = InstanceRecord.load(store, keys)
+    if kept is not None:
+        add_instances(record, kept)
+    return record
 
 
 def _control_or_none(store: Store, keys: SessionKeys) -> Control | None:
@@ -327,6 +335,7 @@ def _workers(
             "reason": entry.get("reason"),
             "exit_code": entry.get("exit_code"),
             "item_death": bool(entry.get("item_death")),
+            "steps": entry.get("steps"),  # the platform's, where known (``platform_steps``)
             "processes": lanes,
         }
         worker["stop"] = stop_kind(worker)
@@ -387,7 +396,7 @@ def _cost(session: SessionRecord, workers: list[dict[str, Any]], now: float) -> 
     hourly = session.hourly
     priced = [w for w in workers if w["cost"] is not None]
     if not hourly or not priced:
-        return {"hourly": hourly, "total": None, "series": []}
+        return {"hourly": hourly, "source": session.prices, "total": None, "series": []}
     start = min(w["launched"] for w in priced)
     end = max(w["stopped"] or now for w in priced)
     series = []
@@ -403,4 +412,48 @@ def _cost(session: SessionRecord, workers: list[dict[str, Any]], now: float) -> 
             if w["launched"] <= at
         )
         series.append([at, spent])
-    return {"hourly": hourly, "total": sum(w["cost"] for w in priced), "series": series}
+    return {
+        "hourly": hourly,
+        "source": session.prices,
+        "total": sum(w["cost"] for w in priced),
+        "series": series,
+    }
+
+
+def add_instances(record: dict[str, Any], kept: InstanceRecord) -> None:
+    """Add the instances the workers ran on (where the backend reports them: EC2), each
+    with its line of the bill up to their last read, and make the session's cost theirs, as
+    the closing line's is (``cost/instance_bill.py``)."""
+    lines = instance_lines(kept.instances, kept.since, kept.read)
+    bill = instance_bill(kept.instances, kept.since, kept.read)
+    record["instances"] = {
+        "read": kept.read,
+        "count": bill.instances,
+        "types": [list(kind) for kind in bill.types],
+        "billed_seconds": bill.billed_seconds,
+        "utilisation": bill.utilisation,
+        "list": [
+            {
+                "id": line.use.instance_id,
+                "type": line.use.instance_type,
+                "lifecycle": "spot" if line.use.spot else "on-demand",
+                "zone": line.use.zone,
+                "vcpus": line.use.vcpus,
+                "hourly": line.use.hourly,
+                "launched": line.use.launched,
+                "terminated": line.use.terminated,
+                "share": line.use.share,
+                "billed_seconds": line.billed_seconds,
+                "cost": line.cost,
+                "workers": list(line.use.workers),
+            }
+            for line in sorted(lines, key=lambda line: line.use.launched)
+        ],
+    }
+    cost = record["cost"]
+    cost["total"] = bill.cost
+    start = min((line.start for line in lines), default=kept.since)
+    cost["series"] = [
+        [at, instance_bill([u for u in kept.instances if u.launched <= at], kept.since, at).cost]
+        for at in (start + (kept.read - start) * k / _COST_POINTS for k in range(_COST_POINTS + 1))
+    ]

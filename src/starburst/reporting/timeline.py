@@ -3,15 +3,24 @@ Jupyter), and ``report``, which makes one for a session id."""
 
 from __future__ import annotations
 
-import html
 import json
+import logging
 import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..engine.instance_record import InstanceRecord
 from ..errors import ConfigurationError
 from ..store import Store
-from .record import add_platform_view, read_run
+from .record import add_instances, add_platform_view, read_run
+from .series import totals
+
+if TYPE_CHECKING:
+    from ..backends.base import Fleet
+    from ..engine.session_record import SessionRecord
+
+log = logging.getLogger("starburst")
 
 
 class Timeline:
@@ -59,21 +68,21 @@ class Timeline:
         return draw(self.record)
 
     def __str__(self) -> str:
-        record = self.record
-        items = sum(run["items"] or 0 for run in record["runs"])
-        done = sum(bar["items"] for bar in record["chunks"])
-        cost = record["cost"]["total"]
-        priced = "" if cost is None else f", ~${cost:.4f}"
+        record, shown = self.record, totals(self.record)
+        priced = "" if shown.cost is None else f", ~${shown.cost:.4f}"
         return (
-            f"session {record['session_id']} on {record['backend']}: {done}/{items} items, "
-            f"{len(record['errors'])} failed, {len(record['workers'])} workers{priced}"
+            f"session {record['session_id']} on {record['backend']}: {shown.done}/{shown.items} "
+            f"items, {shown.failed} failed, {shown.workers} workers{priced}"
         )
 
     def __repr__(self) -> str:
         return f"<starburst.Timeline {self}>"
 
     def _repr_html_(self) -> str:
-        return f"<div><b>starburst</b> {html.escape(str(self))}</div>"
+        """A compact card in a notebook (plain HTML: no extra needed)."""
+        from .card import timeline_card
+
+        return timeline_card(self.record)
 
 
 def report(session_id: str, path: str | os.PathLike[str] | None = None) -> Timeline:
@@ -90,9 +99,9 @@ def report(session_id: str, path: str | os.PathLike[str] | None = None) -> Timel
 
 
 def _ask_platform(record: dict[str, Any], store: Store) -> None:
-    """Add what the session's backend still knows of its workers (how each stopped), as
-    ``attach`` reaches it; without it (no credentials, a platform that forgot), the store's
-    view stands."""
+    """Add what the session's backend still knows of its workers (how each stopped) and of
+    the instances they ran on, as ``attach`` reaches it; without it (no credentials, a
+    platform that forgot), the store's view stands."""
     from ..backends.registry import backend_named
     from ..engine.session_record import SessionRecord
 
@@ -103,6 +112,29 @@ def _ask_platform(record: dict[str, Any], store: Store) -> None:
     except Exception:  # best effort: botocore's errors, a backend no longer installed, ...
         return
     add_platform_view(record, infos)
+    _keep_instances(record, store, fleet.fleet, session)
+
+
+def _keep_instances(
+    record: dict[str, Any], store: Store, fleet: Fleet, session: SessionRecord
+) -> None:
+    """Read the instances the session's workers ran on (where the backend reports them),
+    keep them in the store over what it held (the platform forgets them within the hour:
+    a later report from anywhere still shows them), and add them to ``record``."""
+    try:
+        uses = fleet.instance_usage(session.session_id, session.created)
+    except Exception:  # best effort, as above
+        return
+    if uses is None:  # workers on no instances it reports (local, Fargate)
+        return
+    fresh = InstanceRecord(session.created, time.time(), uses)
+    kept = InstanceRecord.load(store, session.keys)
+    merged = fresh if kept is None else kept.merged(fresh)
+    try:
+        merged.save(store, session.keys)
+    except Exception as exc:  # a reader that may not write: this report still shows them
+        log.warning("could not keep the session's instances in its store: %s", exc)
+    add_instances(record, merged)
 
 
 def _need(module: str) -> None:

@@ -47,6 +47,7 @@ class _Instance:
 
 @dataclass
 class _Task:
+    worker: str  # its task id (a worker id)
     host: str  # container instance ARN
     session: str  # RunTask's startedBy
     vcpus: float
@@ -85,7 +86,7 @@ class InstanceUsage:
             self._learn_hosts({t.host for t in tasks if t.host not in self._hosts})
         mine: dict[str, float] = {}
         everyone: dict[str, float] = {}
-        ran_mine: set[str] = set()
+        carried: dict[str, list[str]] = {}  # instance id -> the session's workers on it
         for task in tasks:
             instance_id = self._hosts.get(task.host)
             if instance_id is None or (task.stopped is not None and task.stopped < since):
@@ -93,12 +94,12 @@ class InstanceUsage:
             seconds = task.vcpu_seconds(since, now)
             everyone[instance_id] = everyone.get(instance_id, 0.0) + seconds
             if task.session == session_id:
-                ran_mine.add(instance_id)
+                carried.setdefault(instance_id, []).append(task.worker)
                 mine[instance_id] = mine.get(instance_id, 0.0) + seconds
         uses = []
         for instance in instances:
             key = instance.instance_id
-            if key not in ran_mine and (
+            if key not in carried and (
                 key in everyone or not launched_since(instance.launched, since)
             ):
                 continue  # other sessions' instance, or a warm one this session did not use
@@ -113,6 +114,9 @@ class InstanceUsage:
                     terminated=instance.terminated,
                     share=mine.get(key, 0.0) / total if total > 0 else 1.0,
                     task_vcpu_seconds=mine.get(key, 0.0),
+                    spot=instance.spot,
+                    zone=instance.zone,
+                    workers=tuple(sorted(carried.get(key, ()))),
                 )
             )
         return uses
@@ -177,6 +181,7 @@ class InstanceUsage:
                 if not task.get("containerInstanceArn"):
                     continue  # not placed yet (PROVISIONING), or never
                 kept = _Task(
+                    worker=task["taskArn"].rsplit("/", 1)[-1],
                     host=task["containerInstanceArn"],
                     session=task.get("startedBy", ""),
                     vcpus=int(task.get("cpu") or 0) / 1024,
