@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from browser import load, needs_chromium
 from click.testing import CliRunner
 
