@@ -38,10 +38,10 @@ from ..ecs_tasks import EcsTaskFleet, discard_unreadable, place_session
 from .instances import (
     InstanceType,
     Kickstart,
-    choose_instance_types,
     fewest_instances,
     most_workers_within,
 )
+from .sharing import Need, forget_needs, group_types, is_fresh, record_need, recorded_needs
 from .usage import InstanceUsage
 from .warmth import keep_warm_until, warm_until
 
@@ -80,6 +80,7 @@ class Ec2Fleet(EcsTaskFleet):
         self._kick_started = False
         self.spot_fallback = False  # Spot found no instance in time: on-demand from then on
         self._spec: WorkerSpec | None = None
+        self._session_id = ""  # the session that launches (known at its first launch)
         self._opened = time.time()  # scaling activities before this are another session's
         self._spot_waiting_since: float | None = None
         self._activities_read = 0.0
@@ -140,7 +141,7 @@ class Ec2Fleet(EcsTaskFleet):
     def before_launch(self, request: LaunchRequest, count: int) -> None:
         """Before the first launch: the group's types for this worker size, and enough
         instances for ``count`` workers (managed scaling tops up, one step at a time)."""
-        self._spec = request.spec
+        self._spec, self._session_id = request.spec, request.session_id
         if self._kick_started:
             return
         self._kick_started = True
@@ -167,29 +168,67 @@ class Ec2Fleet(EcsTaskFleet):
         return until
 
     def _kick_start(self, spec: WorkerSpec, count: int, spot: bool) -> None:
-        """Raise the Spot or on-demand group to the fewest instances that carry ``count``
-        workers (warm ones count), within the vCPU quota, with this run's types."""
+        """Raise the Spot or on-demand group by the fewest instances that carry ``count``
+        workers (idle ones count: warm, or still booting), within the vCPU quota, with the
+        types every live session on the group can use (``sharing.py``), this run's first."""
         cpu_units, memory_mib = self.size(spec)
-        types = self.instance_types(spec)
         gpus = int(self.resources.get("gpus") or 0)
-        plan = fewest_instances(count, cpu_units / 1024, memory_mib, types, gpus)
         group = self._group(spot)
-        have = group["DesiredCapacity"]  # (warm instances among them: keep_warm)
-        more = plan.count - have
+        need = self._need(spec)
+        types = self._shared_types(group, need)
+        mine = [t for t in types if need.carried_by(t)]
+        plan = fewest_instances(count, cpu_units / 1024, memory_mib, mine, gpus)
+        more = plan.count - self._free_instances(group)
         if more > 0:
             more = self._within_quota(more, plan, spot, gpus > 0)
-        self._set_group(group, plan.first_in(types), have + max(more, 0))
+        self._set_group(group, plan.first_in(types), group["DesiredCapacity"] + max(more, 0))
+
+    def _need(self, spec: WorkerSpec) -> Need:
+        """What this session's workers need of an instance, as the groups record it."""
+        cpu_units, memory_mib = self.size(spec)
+        return Need(
+            cpu_units,
+            memory_mib,
+            int(self.resources.get("gpus") or 0),
+            self.resources.get("arch"),
+            tuple(self.resources.get("instance_types") or ()),
+            recorded=time.time(),
+        )
+
+    def _shared_types(self, group: dict[str, Any], need: Need) -> list[InstanceType]:
+        """Record this session's ``need`` on ``group`` and return the types for it and for
+        the other sessions live on the group (those with tasks, or that just asked); the
+        needs of sessions gone without a word (a killed client) are taken off."""
+        name = group["AutoScalingGroupName"]
+        others = {s: n for s, n in recorded_needs(group).items() if s != self._session_id}
+        gone = [s for s, n in others.items() if not is_fresh(n) and not self._has_tasks(s)]
+        with translate_errors(f"record this session's instance types on {name}"):
+            forget_needs(self.autoscaling, name, gone)
+            record_need(self.autoscaling, name, self._session_id, need)
+        return group_types([need, *(n for s, n in others.items() if s not in gone)])
+
+    def _has_tasks(self, session_id: str) -> bool:
+        """Whether a session has a task in the cluster that is not stopping."""
+        with translate_errors("list the tasks of the sessions sharing the instances"):
+            return bool(
+                self.ecs.list_tasks(
+                    cluster=self.cluster, startedBy=session_id, desiredStatus="RUNNING"
+                )["taskArns"]
+            )
+
+    def _free_instances(self, group: dict[str, Any]) -> int:
+        """The instances of ``group`` that run no task: idle (kept warm), booting, or
+        asked for and not launched yet. Another session's busy instances are not free."""
+        name = group["AutoScalingGroupName"]
+        with translate_errors(f"count the idle instances of {name}"):
+            empty, booting = self._idle_instances()
+        up = [i for i in group["Instances"] if i["LifecycleState"] in ("Pending", "InService")]
+        idle = [g for _, g in empty.values()] + list(booting.values())
+        return max(0, group["DesiredCapacity"] - len(up)) + idle.count(name)
 
     def instance_types(self, spec: WorkerSpec) -> list[InstanceType]:
         """The types that carry this session's workers (its choice, kept in its record)."""
-        cpu_units, memory_mib = self.size(spec)
-        return choose_instance_types(
-            cpu_units / 1024,
-            memory_mib,
-            int(self.resources.get("gpus") or 0),
-            self.resources.get("instance_types") or None,
-            self.resources.get("arch"),
-        )
+        return self._need(spec).types()
 
     def quota_room(self, spec: WorkerSpec) -> tuple[int, str] | None:
         """How many workers the group's instances (warm ones too) and the free EC2 vCPU
@@ -201,7 +240,7 @@ class Ec2Fleet(EcsTaskFleet):
         cpu_units, memory_mib = self.size(spec)
         cpu, types = cpu_units / 1024, self.instance_types(spec)
         least = min(t.workers_that_fit(cpu, memory_mib, spec.gpus) for t in types)
-        warm = self._group(spec.spot)["DesiredCapacity"] * least
+        warm = self._free_instances(self._group(spec.spot)) * least
         more = most_workers_within(quota.free, spec.workers, cpu, memory_mib, types, spec.gpus)
         about = (
             f"({quota.label} quota {quota.code}: {quota.limit:g} vCPUs, {quota.used:g} in use; "
@@ -249,8 +288,11 @@ class Ec2Fleet(EcsTaskFleet):
                 ][0]
             )
 
-    def _set_group(self, group: dict[str, Any], types: list[InstanceType], wanted: int) -> None:
-        """Give ``group`` this run's types and ``wanted`` instances."""
+    def _set_group(
+        self, group: dict[str, Any], types: list[InstanceType], wanted: int | None = None
+    ) -> None:
+        """Give ``group`` these types (the first launched first, on-demand) and ``wanted``
+        instances (None: as many as it has)."""
         names = r.Names(self.resources["account_id"], self.aws.region)
         group_name = group["AutoScalingGroupName"]
         with translate_errors(f"start instances in the Auto Scaling group {group_name}"):
@@ -267,11 +309,13 @@ class Ec2Fleet(EcsTaskFleet):
                     "OnDemandAllocationStrategy": "prioritized",
                 },
             }
+            size = {} if wanted is None else {
+                "MaxSize": max(group["MaxSize"], wanted), "DesiredCapacity": wanted
+            }  # fmt: skip
             self.autoscaling.update_auto_scaling_group(
                 AutoScalingGroupName=group_name,
                 MixedInstancesPolicy=policy,  # (whole: a partial one is dropped)
-                MaxSize=max(group["MaxSize"], wanted),
-                DesiredCapacity=wanted,
+                **size,
             )
 
     # Watching placement: scaling activities, and Spot falling back to on-demand -----------
@@ -358,10 +402,26 @@ class Ec2Fleet(EcsTaskFleet):
             if time.monotonic() > deadline:
                 break
             time.sleep(1.0)
+        self._leave_groups(session_id)
         with translate_errors("keep the instances warm or give them back"):
             if self._move_warm_time(leave_behind=True) > time.time():
                 return
         self.release_idle()
+
+    def _leave_groups(self, session_id: str) -> None:
+        """Take the session's need off the groups it recorded it on, and give each the
+        types its other live sessions need (a group no session needs keeps its types)."""
+        for capacity in self.ec2["groups"]:
+            group = self._group(capacity == "spot")
+            needs = recorded_needs(group)
+            if session_id not in needs:
+                continue
+            del needs[session_id]
+            with translate_errors(f"take this session's instance types off {capacity}"):
+                forget_needs(self.autoscaling, group["AutoScalingGroupName"], [session_id])
+            live = [n for s, n in needs.items() if is_fresh(n) or self._has_tasks(s)]
+            if live:
+                self._set_group(group, group_types(live))
 
     def release_idle(self) -> None:
         """Terminate every instance of starburst's groups that runs no task, registered
