@@ -23,8 +23,8 @@ SMALL = {"cpu": 1, "memory_mib": 1792}  # a c-family worker
 BIG = {"cpu": 4, "memory_mib": 16 * 1024}  # an m-family worker, too big for most c types
 
 
-def _types() -> list[str]:
-    policy = _group()["MixedInstancesPolicy"]["LaunchTemplate"]
+def _types(group: dict[str, Any] | None = None) -> list[str]:
+    policy = (group or _group())["MixedInstancesPolicy"]["LaunchTemplate"]
     return [o["InstanceType"] for o in policy["Overrides"]]
 
 
@@ -54,9 +54,13 @@ def test_two_sessions_of_different_sizes_share_the_group_and_each_gets_its_types
             )
         )  # fmt: skip
         second.start()
-        while set(_types()) == set(small) and second.is_alive():
+        group = _group()
+        while set(_types(group)) == set(small) and second.is_alive():
             time.sleep(0.05)
-        both = _types()  # as the big session's kick-start set them
+            group = _group()
+        both = _types(group)  # as the big session's kick-start set them
+        # ... with an instance of its own: the small session's is full, so not free
+        assert group["DesiredCapacity"] == 2
         assert cluster.map(square, range(10, 20)) == [x * x for x in range(10, 20)]
         second.join(timeout=120)
         assert results == [[x * x for x in range(40)]]

@@ -60,6 +60,8 @@ SPOT_PATIENCE_SECONDS = 180.0
 _ACTIVITY_SECONDS = 10.0
 #: What a worker stopped to move to on-demand says it stopped for.
 _MOVED = "no Spot capacity: moved to an on-demand instance"
+#: The lifecycle states of an Auto Scaling group's instances that are (or will be) up.
+_UP = ("Pending", "InService")
 
 
 class Ec2Fleet(EcsTaskFleet):
@@ -168,20 +170,20 @@ class Ec2Fleet(EcsTaskFleet):
         return until
 
     def _kick_start(self, spec: WorkerSpec, count: int, spot: bool) -> None:
-        """Raise the Spot or on-demand group by the fewest instances that carry ``count``
-        workers (idle ones count: warm, or still booting), within the vCPU quota, with the
-        types every live session on the group can use (``sharing.py``), this run's first."""
+        """Raise the Spot or on-demand group by the fewest instances that carry the
+        ``count`` workers its instances have no room for (warm ones, those booting, room
+        left beside another session's tasks), within the vCPU quota, with the types every
+        live session on the group can use (``sharing.py``), this run's first."""
         cpu_units, memory_mib = self.size(spec)
         gpus = int(self.resources.get("gpus") or 0)
         group = self._group(spot)
         need = self._need(spec)
         types = self._shared_types(group, need)
         mine = [t for t in types if need.carried_by(t)]
-        plan = fewest_instances(count, cpu_units / 1024, memory_mib, mine, gpus)
-        more = plan.count - self._free_instances(group)
-        if more > 0:
-            more = self._within_quota(more, plan, spot, gpus > 0)
-        self._set_group(group, plan.first_in(types), group["DesiredCapacity"] + max(more, 0))
+        lacking = max(0, count - self._room(group, need, mine))
+        plan = fewest_instances(lacking, cpu_units / 1024, memory_mib, mine, gpus)
+        more = self._within_quota(plan.count, plan, spot, gpus > 0) if plan.count else 0
+        self._set_group(group, plan.first_in(types), group["DesiredCapacity"] + more)
 
     def _need(self, spec: WorkerSpec) -> Need:
         """What this session's workers need of an instance, as the groups record it."""
@@ -216,31 +218,36 @@ class Ec2Fleet(EcsTaskFleet):
                 )["taskArns"]
             )
 
-    def _free_instances(self, group: dict[str, Any]) -> int:
-        """The instances of ``group`` that run no task: idle (kept warm), booting, or
-        asked for and not launched yet. Another session's busy instances are not free."""
-        name = group["AutoScalingGroupName"]
-        with translate_errors(f"count the idle instances of {name}"):
-            empty, booting = self._idle_instances()
-        up = [i for i in group["Instances"] if i["LifecycleState"] in ("Pending", "InService")]
-        idle = [g for _, g in empty.values()] + list(booting.values())
-        return max(0, group["DesiredCapacity"] - len(up)) + idle.count(name)
+    def _room(self, group: dict[str, Any], need: Need, types: list[InstanceType]) -> int:
+        """How many workers of ``need``'s size ``group``'s instances take now: the room left
+        on those registered (warm, or beside other tasks), and on each still booting or asked
+        for and not launched as much as the least of ``types`` carries."""
+        cpu, gpus = need.cpu_units / 1024, need.gpus
+        least = min((t.workers_that_fit(cpu, need.memory_mib, gpus) for t in types), default=0)
+        up = {i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] in _UP}
+        with translate_errors(f"see the room on the instances of {group['AutoScalingGroupName']}"):
+            mine = [ci for ci in self._container_instances() if ci["ec2InstanceId"] in up]
+        room = sum(
+            _workers_left(ci["remainingResources"], need)
+            for ci in mine
+            if ci.get("status") == "ACTIVE"
+        )
+        return room + max(0, group["DesiredCapacity"] - len(mine)) * least
 
     def instance_types(self, spec: WorkerSpec) -> list[InstanceType]:
         """The types that carry this session's workers (its choice, kept in its record)."""
         return self._need(spec).types()
 
     def quota_room(self, spec: WorkerSpec) -> tuple[int, str] | None:
-        """How many workers the group's instances (warm ones too) and the free EC2 vCPU
-        quota can carry: the quota's room is counted in the fewest instances that carry
-        them, each warm instance as carrying as few as the smallest chosen type."""
+        """How many workers the group's instances (the room they have left: ``_room``)
+        and the free EC2 vCPU quota can carry: the quota's room is counted in the fewest
+        instances that carry them."""
         quota = self._quota(spec.spot, spec.gpus > 0)
         if quota is None or quota.free is None:
             return None
         cpu_units, memory_mib = self.size(spec)
         cpu, types = cpu_units / 1024, self.instance_types(spec)
-        least = min(t.workers_that_fit(cpu, memory_mib, spec.gpus) for t in types)
-        warm = self._free_instances(self._group(spec.spot)) * least
+        warm = self._room(self._group(spec.spot), self._need(spec), types)
         more = most_workers_within(quota.free, spec.workers, cpu, memory_mib, types, spec.gpus)
         about = (
             f"({quota.label} quota {quota.code}: {quota.limit:g} vCPUs, {quota.used:g} in use; "
@@ -465,8 +472,21 @@ class Ec2Fleet(EcsTaskFleet):
             i["InstanceId"]: g["AutoScalingGroupName"]
             for g in groups
             for i in g["Instances"]
-            if i["LifecycleState"] in ("Pending", "InService")
+            if i["LifecycleState"] in _UP
         }
+        empty: dict[str, tuple[str, str]] = {}
+        registered: set[str] = set()
+        for ci in self._container_instances():
+            instance_id = ci["ec2InstanceId"]
+            registered.add(instance_id)
+            idle = ci["runningTasksCount"] + ci["pendingTasksCount"] == 0
+            if idle and instance_id in group_of:
+                empty[ci["containerInstanceArn"]] = (instance_id, group_of[instance_id])
+        booting = {i: g for i, g in group_of.items() if i not in registered}
+        return empty, booting
+
+    def _container_instances(self) -> list[dict[str, Any]]:
+        """Every container instance of the cluster, as ECS describes it."""
         arns = [
             arn
             for page in self.ecs.get_paginator("list_container_instances").paginate(
@@ -474,20 +494,13 @@ class Ec2Fleet(EcsTaskFleet):
             )
             for arn in page["containerInstanceArns"]
         ]
-        empty: dict[str, tuple[str, str]] = {}
-        registered: set[str] = set()
-        for start in range(0, len(arns), 100):
-            described = self.ecs.describe_container_instances(
+        return [
+            ci
+            for start in range(0, len(arns), 100)
+            for ci in self.ecs.describe_container_instances(
                 cluster=self.cluster, containerInstances=arns[start : start + 100]
             )["containerInstances"]
-            for ci in described:
-                instance_id = ci["ec2InstanceId"]
-                registered.add(instance_id)
-                idle = ci["runningTasksCount"] + ci["pendingTasksCount"] == 0
-                if idle and instance_id in group_of:
-                    empty[ci["containerInstanceArn"]] = (instance_id, group_of[instance_id])
-        booting = {i: g for i, g in group_of.items() if i not in registered}
-        return empty, booting
+        ]
 
     def _busy(self, arns: list[str]) -> list[str]:
         described = self.ecs.describe_container_instances(
@@ -507,6 +520,21 @@ class Ec2Fleet(EcsTaskFleet):
             if any(t["lastStatus"] == "PROVISIONING" for t in tasks["tasks"]):
                 return True
         return False
+
+
+def _workers_left(remaining: list[dict[str, Any]], need: Need) -> int:
+    """How many workers of ``need``'s size a container instance's remaining resources
+    (as ECS describes them) take."""
+    left = {
+        r["name"]: len(r.get("stringSetValue") or [])
+        if r.get("type") == "STRINGSET"
+        else int(r.get("integerValue") or 0)
+        for r in remaining
+    }
+    fits = [left.get("CPU", 0) // need.cpu_units, left.get("MEMORY", 0) // need.memory_mib]
+    if need.gpus:
+        fits.append(left.get("GPU", 0) // need.gpus)
+    return max(0, min(fits))
 
 
 def _spot_patience() -> float:
