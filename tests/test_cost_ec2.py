@@ -4,8 +4,10 @@ launch, and a session's cost from its instances' hours."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -18,8 +20,10 @@ from test_fargate import _quiet, square
 
 import starburst
 from starburst.backends.ec2.instances import CATALOGUE
+from starburst.config import Config
 from starburst.cost.billing import billed_seconds
 from starburst.cost.ec2_prices import extras_hour
+from starburst.engine.status import read_status
 
 pytestmark = pytest.mark.usefixtures("aws", "ec2_quotas_unknown")
 
@@ -43,10 +47,38 @@ def test_a_worker_costs_its_share_of_the_instance_at_the_spot_price(aws: Any) ->
 
 def test_the_estimate_prices_ec2_workers_from_the_pricing_api(aws: Any) -> None:
     starburst.setup(say=_quiet, ec2=True)
-    aws.prices.set_instance("c7i.large", 0.002)  # the cheapest type that carries the worker
-    guess = starburst.estimate(square, range(100), workers=4, cpu=1, backend="ec2", show=False)
-    assert guess.hourly == pytest.approx(4 * (0.002 + extras_hour(CATALOGUE["c7i.large"])) / 2)
+    aws.prices.set_instance("c7i.xlarge", 0.002)  # 4 vCPUs: carries the 4 workers
+    guess = starburst.estimate(
+        square, range(100), workers=4, cpu=1, backend="ec2", instance_types=["c7i"], show=False
+    )
+    assert guess.hourly == pytest.approx(0.002 + extras_hour(CATALOGUE["c7i.xlarge"]))
     assert guess.price_source.startswith("on-demand: AWS Pricing API")
+
+
+@pytest.mark.parametrize("spot", [False, True], ids=["on-demand", "spot"])
+def test_the_estimate_is_the_instances_hours_the_run_needs(aws: Any, spot: bool) -> None:
+    """Five workers of 1 vCPU on c7i.large (2 vCPUs) and c7i.xlarge (4): four fill an
+    xlarge, the fifth needs a large. The estimate is those two instances' prices (Spot: the
+    history's highest zone's) for the run's time, at least a minute: not five workers'
+    shares (which would leave out the large's empty vCPU)."""
+    starburst.setup(say=_quiet, ec2=True)
+    aws.prices.set_instance("c7i.large", 0.3)
+    aws.prices.set_instance("c7i.xlarge", 0.5)
+    aws.prices.set_spot("c7i.large", 0.1)
+    aws.prices.set_spot("c7i.xlarge", 0.2)
+    guess = starburst.estimate(
+        slow_square, range(50), workers=5, cpu=1, backend="ec2", spot=spot,
+        instance_types=["c7i.large", "c7i.xlarge"], sample=2, show=False,
+    )  # fmt: skip
+    needed = {"c7i.xlarge": 1, "c7i.large": 1}  # 4 + 1 workers
+    price = _spot_history() if spot else {"c7i.large": {"": 0.3}, "c7i.xlarge": {"": 0.5}}
+    hourly = sum(
+        n * (max(price[name].values()) + extras_hour(CATALOGUE[name])) for name, n in needed.items()
+    )
+    assert guess.instances == (("c7i.large", 1), ("c7i.xlarge", 1))
+    assert guess.hourly == pytest.approx(hourly)
+    assert guess.cost == pytest.approx(hourly * max(60.0, guess.wall_seconds) / 3600)
+    assert "2 instances (c7i.large, c7i.xlarge): an instance-hour estimate" in str(guess)
 
 
 def test_max_cost_refuses_an_ec2_run_before_any_instance_starts(aws: Any) -> None:
@@ -197,3 +229,53 @@ def test_an_instance_two_sessions_share_is_split_by_their_task_time(aws: Any) ->
     assert len(_instances()) == 1 and run.instances == (("c7i.xlarge", 1),)
     whole = math.ceil(run.wall_seconds - 1e-9) * hourly / 3600  # the instance, all its own
     assert 0 < run.cost < whole / 2
+
+
+def _control(session_id: str) -> dict[str, Any]:
+    """The detached session's control record, as stored."""
+    bucket = Config.load().aws["bucket"]
+    body = boto3.client("s3").get_object(Bucket=bucket, Key=f"sessions/{session_id}/control.json")
+    return dict(json.loads(body["Body"].read()))
+
+
+def test_a_detached_sessions_cost_is_its_instances_hours(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One worker on a c7i.xlarge (room for four): what `sessions status` shows is the
+    instance's time at its price, from its launch to the supervisor's last read of it (at
+    least a minute), not a quarter of it (the worker's share)."""
+    monkeypatch.setenv("STARBURST_LEASE", "3")  # a supervision step every second
+    starburst.setup(say=_quiet, ec2=True)
+    aws.prices.set_instance("c7i.xlarge", 1.0)
+    session = starburst.session(workers=1, backend="ec2", instance_types=["c7i.xlarge"], ttl=300)
+    try:
+        session.map(slow_square, range(20))
+        assert session.collect(timeout=120) == [[x * x for x in range(20)]]
+        read = _control(session.id).get("instances", {}).get("read", time.time())
+        (instance,) = _instances()
+        status = read_status(session._store, session.id, now=read)
+    finally:
+        session.cleanup()
+    hourly = 1.0 + extras_hour(CATALOGUE["c7i.xlarge"])
+    expected = billed_seconds(instance["LaunchTime"].timestamp(), read) * hourly / 3600
+    assert status.cost == pytest.approx(expected)
+
+
+def test_max_cost_stops_a_detached_session_whose_instance_costs_more_than_its_worker(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker's share of its first minute fits under the cap; the instance's first
+    minute, what AWS bills, does not: the supervisor caps the session."""
+    monkeypatch.setenv("STARBURST_LEASE", "3")  # a supervision step every second
+    starburst.setup(say=_quiet, ec2=True)
+    aws.prices.set_instance("c7i.xlarge", 60.0)  # $1 a minute, $0.25 a worker's share
+    session = starburst.session(
+        workers=1, backend="ec2", instance_types=["c7i.xlarge"], ttl=300, max_cost=0.5
+    )
+    try:
+        session.map(slow_square, range(300))
+        with pytest.raises(starburst.SessionExpiredError, match="max_cost"):
+            session.collect(timeout=120)
+        assert session.status().state == "capped"
+    finally:
+        session.cleanup()

@@ -272,6 +272,14 @@ class Backend(ABC):
         """What its workers cost, found without launching anything (None: nothing)."""
         return None
 
+    def instances_hourly(
+        self, spec: WorkerSpec, workers: int, book: PriceBook
+    ) -> tuple[float, tuple[tuple[str, int], ...]] | None:
+        """Where workers run on instances billed by the hour (EC2): what the instances
+        ``workers`` workers start on cost per hour at ``book``'s prices, and which they are
+        ((type, how many), the most first); ``None``: each worker is priced on its own."""
+        return None
+
     def header(self, spec: WorkerSpec, session_id: str) -> str:
         """What the line above the progress bar adds after "N workers x C cpu on ..."."""
         memory = f", {spec.memory_mib / 1024:g} GB" if spec.memory_mib else ""

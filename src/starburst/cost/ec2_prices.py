@@ -68,6 +68,14 @@ class InstanceShare(Rate):
         ]
         return min(shares) if shares else 0.0
 
+    def instance_hour(self, name: str) -> float:
+        """What an instance of type ``name`` costs per hour, with its extras (the built-in
+        table's price when the book has none for it)."""
+        found = dict(self.hourly).get(name)
+        if found is None:
+            return fallback_on_demand()[name] + extras_hour(CATALOGUE[name])
+        return found
+
 
 def _book(
     region: str, on_demand: dict[str, float], spot: dict[str, float], source: str

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ from ..errors import ConfigurationError
 from ..options import WorkerSpec, positive_int
 from .billing import MINIMUM_SECONDS
 from .guard import CostLimits
+from .instance_bill import instances_text
 from .model import TRANSFER_SECONDS, run_seconds, typical_startup
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ class Estimate:
     cost: float  # predicted dollars for the run
     price_source: str
     max_cost: float | None
+    #: Where workers run on instances billed by the hour (EC2), those the run starts:
+    #: (type, how many); the cost is then theirs for the run's time (instance-hours).
+    instances: tuple[tuple[str, int], ...] = ()
 
     @property
     def speedup(self) -> float:
@@ -79,16 +83,28 @@ class Estimate:
                 f"  wall time  ~{_duration(self.wall_seconds)} in the cloud, "
                 f"~{_duration(self.local_seconds)} as a loop here, "
                 f"~{_duration(self.local_parallel_seconds)} on {self.local_cores} local cores",
-                f"  cost       ~${self.cost:.4f} (${self.hourly:.4f}/hour while the workers run)",
+                f"  cost       ~${self.cost:.4f} (${self.hourly:.4f}/hour {self._for_what()})",
                 "  assumptions:",
                 f"    {self.seconds_per_item:.4g} s per item, the mean of {self.sampled} "
                 "items timed on this machine (cloud vCPUs assumed as fast)",
                 f"    worker start-up {self.startup_seconds:.0f} s: {self.startup_source}",
                 f"    ~{TRANSFER_SECONDS:g} s to upload inputs and collect results",
-                "    billing per second from image pull to stop, one-minute minimum; "
-                f"prices: {self.price_source}",
+                f"    {self._billing()}; prices: {self.price_source}",
                 f"  verdict: {self.verdict}",
             ]
+        )
+
+    def _for_what(self) -> str:
+        if not self.instances:
+            return "while the workers run"
+        return f"for {instances_text(self.instances, None)}: an instance-hour estimate"
+
+    def _billing(self) -> str:
+        if not self.instances:
+            return "billing per second from image pull to stop, one-minute minimum"
+        return (
+            "billing per instance-second from launch to the run's end, one-minute minimum; "
+            "the fewest instances that carry the workers, full"
         )
 
 
@@ -109,6 +125,9 @@ def estimate(
     *,
     backend: str | Backend = "fargate",
     spot: bool = False,
+    gpus: int = 0,
+    instance_types: Sequence[str] | None = None,
+    arch: str | None = None,
     sample: int = 10,
     max_cost: float | None = None,
     show: bool = True,
@@ -117,10 +136,17 @@ def estimate(
     worker start-up), cost and speed-up over running locally. Prints the estimate with its
     assumptions (``show=False``: quietly) and returns it.
 
+    Where workers run on instances billed by the hour (``backend="ec2"``: ``gpus``,
+    ``instance_types`` and ``arch`` choose them), the cost is that of the instances the run
+    starts for its wall time (an instance-hour estimate), not the workers' own prices.
+
     The time per item is remembered, so that a later ``map`` of the same function says
     (and checks against ``max_cost``) what its run should cost before it launches.
     """
-    spec = WorkerSpec.build(backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot)
+    spec = WorkerSpec.build(
+        backend=backend, workers=workers, cpu=cpu, memory=memory, spot=spot, gpus=gpus,
+        instance_types=instance_types, arch=arch,
+    )  # fmt: skip
     positive_int("sample", sample, allow_none=False)
     limits = CostLimits.build(max_cost)
     items = list(items)
@@ -138,8 +164,12 @@ def estimate(
     start_s, start_source = typical_startup(spec.backend.name)
     wall = run_seconds(start_s, len(items), per_item, slots)
     book = spec.backend.price_book()
-    hourly = 0.0
+    hourly, instances = 0.0, None
     if book is not None:
+        instances = spec.backend.instances_hourly(spec, workers_used, book)
+    if instances is not None:
+        hourly = instances[0]
+    elif book is not None:
         rate = book.rate(spot=spec.spot)
         hourly = workers_used * rate.per_worker_hour(spec.cpu, (spec.memory_mib or 0) / 1024)
     billed = max(MINIMUM_SECONDS, wall)
@@ -160,6 +190,7 @@ def estimate(
         cost=hourly * billed / 3600,
         price_source=book.source if book is not None else "the local backend costs nothing",
         max_cost=limits.max_cost,
+        instances=instances[1] if instances is not None else (),
     )
     if show:
         print(result)

@@ -22,7 +22,7 @@ from ..engine.instance_record import InstanceRecord
 from ..errors import CostCapError, QuotaError, StarburstError
 from ..options import WorkerSpec
 from .billing import MINIMUM_SECONDS, workers_affordable
-from .instance_bill import InstanceBill, instance_bill, instances_text
+from .instance_bill import INSTANCE_READ_SECONDS, InstanceBill, instance_bill, instances_text
 from .meter import CostMeter
 from .model import record_startups, run_seconds, typical_startup
 
@@ -35,9 +35,6 @@ Say = Callable[[str], None]
 #: them in the store for a report made later, ``engine/instance_record.py``).
 KeepInstances = Callable[[float, list[InstanceUse]], None]
 log = logging.getLogger("starburst")
-#: Seconds between two reads of the instances a session runs on (a few API calls each; the
-#: instances still up are counted on to each look in between). A launch reads them again.
-INSTANCE_READ_SECONDS = 30.0
 
 
 def _stderr(line: str) -> None:

@@ -5,21 +5,30 @@ them the workers used. Pure functions of what a backend reports (``Fleet.instanc
 An instance counts from its launch, or from the session's start if it was already up (kept
 warm by an earlier call: its first minute was billed then), to its termination or now, at
 its own price, times the session's part of it (``InstanceUse.share``).
+
+A detached session keeps its instances as last read in its control record
+(``InstanceReading``), so that whoever supervises it or asks for its status bills them the
+same way (``recorded_cost``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ..backends.base import InstanceUse
-from .billing import billed_seconds
+from .billing import billed_seconds, ledger_cost
 
 #: EC2 gives launch times in whole seconds (truncated): an instance launched just after the
 #: session began may seem to have been up a fraction of a second before it.
 LAUNCH_TIME_RESOLUTION = 1.0
+#: Seconds between two reads of the instances a session runs on (a few API calls each; the
+#: instances still up are counted on to each look in between). A launch reads them again.
+INSTANCE_READ_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -111,3 +120,56 @@ def instances_text(types: tuple[tuple[str, int], ...], utilisation: float | None
     kinds = ", ".join(name if n == 1 else f"{name} x{n}" for name, n in types)
     text = f"{count} instance{'' if count == 1 else 's'} ({kinds})"
     return text if utilisation is None else f"{text}, {utilisation:.0%} used"
+
+
+@dataclass(frozen=True)
+class InstanceReading:
+    """A session's instances as read at ``read`` (epoch seconds), as its control record keeps
+    them for anyone to bill."""
+
+    read: float
+    uses: tuple[InstanceUse, ...]
+
+    def cost(self, since: float, now: float) -> float:
+        """What the instances cost from ``since`` to ``now``: those up at the read count on
+        until two reads later at most, so a session nobody reads any more stops growing."""
+        return instance_bill(self.uses, since, min(now, self.read + 2 * INSTANCE_READ_SECONDS)).cost
+
+    def updated(self, fresh: Iterable[InstanceUse], now: float) -> InstanceReading:
+        """This reading with a fresh read taken at ``now``: an instance the fresh read no
+        longer shows (EC2 and ECS forget the gone after about an hour) is kept, ended at
+        this reading's time if it was up then."""
+        found = {use.instance_id: use for use in fresh}
+        for use in self.uses:
+            if use.instance_id not in found:
+                ended = use.terminated if use.terminated is not None else self.read
+                found[use.instance_id] = dataclasses.replace(use, terminated=ended)
+        return InstanceReading(now, tuple(found.values()))
+
+    def to_record(self) -> dict[str, Any]:
+        return {"read": self.read, "uses": [vars(use) for use in self.uses]}
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, Any] | None) -> InstanceReading | None:
+        """The reading a control record keeps (None: none, or one it cannot read)."""
+        if not raw:
+            return None
+        try:
+            return cls(float(raw["read"]), tuple(InstanceUse(**use) for use in raw["uses"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def recorded_cost(
+    ledger: Mapping[str, Mapping[str, Any]],
+    hourly: Mapping[str, float] | None,
+    reading: InstanceReading | None,
+    since: float,
+    now: float,
+) -> float:
+    """A session's cost from its control record, from ``since`` (its start) to ``now``: its
+    instances' hours where they were read (``reading``, EC2), else each worker's time in
+    the ledger at ``hourly``."""
+    if reading is not None:
+        return reading.cost(since, now)
+    return ledger_cost(ledger, hourly, now)

@@ -17,6 +17,9 @@ find its work:
 - ``finished``: runs a detached session's supervisor dropped once done.
 - ``ledger``: every worker launched, with when, whether on spot, and when it was seen
   stopped: what anyone (a status call, the supervisor's cost cap) prices the session by.
+- ``instances``: where workers run on instances billed by the hour (EC2), the session's
+  instances as its supervisor last read them (``cost/instance_bill.InstanceReading``): the
+  session is then priced by their hours instead of the ledger's.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Control:
     requeued: dict[str, dict[str, str]] = field(default_factory=dict)  # run -> chunk -> worker
     ledger: dict[str, dict[str, Any]] = field(default_factory=dict)  # worker -> launched, ...
     finished: list[str] = field(default_factory=list)  # runs done and dropped from ``runs``
+    instances: dict[str, Any] | None = None  # the instances as last read (EC2)
 
     def encode(self) -> bytes:
         return to_json(self)

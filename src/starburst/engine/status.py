@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..cost.billing import ledger_cost
+from ..cost.instance_bill import InstanceReading, recorded_cost
 from ..errors import DamagedRecordError, NewerRecordError
 from ..store import NotFound, Store
 from .control import Control
@@ -183,8 +183,10 @@ def worker_phases(
 def session_cost(
     session: SessionRecord, control: Control, beats: dict[str, tuple[float, bool]], now: float
 ) -> float | None:
-    """Dollars so far; a worker not yet seen stopped but silent counts to its last heartbeat."""
-    if not session.hourly:
+    """Dollars so far: the instances' hours as last read where the workers run on instances
+    (EC2), else each worker's, one not yet seen stopped but silent to its last heartbeat."""
+    reading = InstanceReading.from_record(control.instances)
+    if not session.hourly and reading is None:
         return None
     fresh = 3 * session.timings.heartbeat
     ledger = {}
@@ -193,7 +195,7 @@ def session_cost(
         if entry.get("stopped") is None and (exited or now - beat > fresh):
             entry = {**entry, "stopped": max(beat, entry["launched"])}
         ledger[worker] = entry
-    return ledger_cost(ledger, session.hourly, now)
+    return recorded_cost(ledger, session.hourly, reading, session.created, now)
 
 
 def read_or_none(store: Store) -> Callable[[str], dict[str, Any] | None]:

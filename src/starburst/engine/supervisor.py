@@ -15,8 +15,11 @@ the backend reports:
    are announced; runs whose every chunk has an output, and cancelled ones, leave it;
 3. while work remains and workers are missing, new ones are launched on the free stripes,
    as many as ``max_cost`` still allows (each bills at least a minute);
-4. once the ledger's cost reaches ``max_cost``, the session's state becomes ``capped`` and
-   its deadline now: every worker leaves at its next heartbeat;
+4. once the session's cost reaches ``max_cost``, the session's state becomes ``capped`` and
+   its deadline now: every worker leaves at its next heartbeat. The cost is the ledger's
+   workers' time, or where the backend reports the instances they run on (EC2), those
+   instances' hours: read every ``INSTANCE_READ_SECONDS`` and after a launch, and kept in the
+   control record for status calls (``cost/instance_bill.py``);
 5. when more workers would not help (one could not start, or
    ``MAX_LAUNCHES_PER_WORKER`` times the session's workers were launched, not counting
    those that died of an item in isolation: its attempts bound those), the session's
@@ -42,7 +45,8 @@ import threading
 import time
 
 from ..backends.base import Fleet, LaunchRequest, WorkerInfo
-from ..cost.billing import ledger_cost
+from ..cost.instance_bill import INSTANCE_READ_SECONDS, InstanceReading, recorded_cost
+from ..errors import StarburstError
 from ..store import NotFound, PreconditionFailed, Store
 from .claims import Claim, end_lease
 from .control import Control, ControlWriter
@@ -155,7 +159,9 @@ class Supervisor:
             ledger[worker] = {**ledger.get(worker, {"launched": at, "spot": False}), "stopped": at}
             if worker in back.pinned:  # an item's death: its attempts bound those
                 ledger[worker]["item_death"] = True
-        spent = ledger_cost(ledger, session.hourly, now)
+        fresh = self._read_instances(control, session, now)
+        reading = fresh or InstanceReading.from_record(control.instances)
+        spent = recorded_cost(ledger, session.hourly, reading, session.created, now)
         running = session.state == "open" and not session.expired(now)
         capped = running and cap_reached(spent, session.max_cost)
         budget = LaunchBudget.from_ledger(session.workers, ledger)
@@ -164,7 +170,7 @@ class Supervisor:
         launched: dict[str, int] = {}
         if active and running and not capped and problem is None:
             launched = self._launch(control, live, spent, budget)
-        if not (gone or finished or launched or capped or announced or problem):
+        if not (gone or finished or launched or capped or announced or problem or fresh):
             return []
 
         def edit(record: Control) -> None:
@@ -185,6 +191,8 @@ class Supervisor:
                 record.drop_run(run_id)
                 if run_id not in record.finished:
                     record.finished.append(run_id)
+            if fresh is not None:
+                record.instances = fresh.to_record()
             record.roster.update(launched)
             record.ledger.update(
                 {w: {"launched": now, "stopped": None, "spot": session.spot} for w in launched}
@@ -211,6 +219,27 @@ class Supervisor:
 
     def _find(self, control: Control) -> list[WorkerInfo]:
         return self.fleet.find(self.keys.session_id) if control.roster else []
+
+    def _read_instances(
+        self, control: Control, session: SessionRecord, now: float
+    ) -> InstanceReading | None:
+        """The session's instances read afresh, when the backend reports them (EC2) and a
+        read is due: ``INSTANCE_READ_SECONDS`` after the last, after a launch, and while the
+        workers have no instance yet."""
+        kept = InstanceReading.from_record(control.instances)
+        if kept is not None:
+            launched = max((e.get("launched", 0.0) for e in control.ledger.values()), default=0.0)
+            booting = control.roster and not kept.uses
+            if now - kept.read < INSTANCE_READ_SECONDS and launched < kept.read and not booting:
+                return None
+        try:
+            uses = self.fleet.instance_usage(self.keys.session_id, session.created)
+        except StarburstError as exc:  # the last read (or the ledger) stands
+            log.warning("could not read the session's instances for its cost: %s", exc)
+            return None
+        if uses is None:
+            return None
+        return kept.updated(uses, now) if kept is not None else InstanceReading(now, tuple(uses))
 
     def _lost_workers(
         self, control: Control, infos: dict[str, WorkerInfo], session: SessionRecord, now: float

@@ -82,6 +82,25 @@ class Ec2Backend(Backend):
         if isinstance(store, S3Store) and Config.load().aws.get("ec2"):
             discard_unreadable_on_ec2(store, session_id)
 
+    def instances_hourly(
+        self, spec: WorkerSpec, workers: int, book: PriceBook
+    ) -> tuple[float, tuple[tuple[str, int], ...]] | None:
+        """The instances the kick-start asks for (``fewest_instances`` of the session's
+        types), each at its type's price with its root volume and IPv4 address."""
+        from ...cost.ec2_prices import InstanceShare
+        from .fleet import default_memory_mib
+        from .instances import choose_instance_types, fewest_instances
+
+        memory = spec.memory_mib or default_memory_mib(spec.cpu)
+        named = list(spec.instance_types) or None
+        types = choose_instance_types(spec.cpu, memory, spec.gpus, named, spec.arch)
+        plan = fewest_instances(workers, spec.cpu, memory, types, spec.gpus)
+        rate = book.rate(arch=types[0].arch, spot=spec.spot)
+        assert isinstance(rate, InstanceShare), "an EC2 price book prices instances"
+        hourly = sum(n * rate.instance_hour(kind.name) for kind, n in plan.instances)
+        kinds = sorted(((k.name, n) for k, n in plan.instances), key=lambda p: (-p[1], p[0]))
+        return hourly, tuple(kinds)
+
     def price_book(self) -> PriceBook | None:
         """EC2 prices in the configured region (the built-in table if AWS is not reachable)."""
         from ...aws.connection import connect

@@ -38,10 +38,10 @@ from ..ecs_tasks import EcsTaskFleet, discard_unreadable, place_session
 from .instances import (
     InstanceType,
     Kickstart,
-    choose_instance_types,
     fewest_instances,
     most_workers_within,
 )
+from .sharing import Need, forget_needs, group_types, is_fresh, record_need, recorded_needs
 from .usage import InstanceUsage
 from .warmth import keep_warm_until, warm_until
 
@@ -60,6 +60,8 @@ SPOT_PATIENCE_SECONDS = 180.0
 _ACTIVITY_SECONDS = 10.0
 #: What a worker stopped to move to on-demand says it stopped for.
 _MOVED = "no Spot capacity: moved to an on-demand instance"
+#: The lifecycle states of an Auto Scaling group's instances that are (or will be) up.
+_UP = ("Pending", "InService")
 
 
 class Ec2Fleet(EcsTaskFleet):
@@ -80,6 +82,7 @@ class Ec2Fleet(EcsTaskFleet):
         self._kick_started = False
         self.spot_fallback = False  # Spot found no instance in time: on-demand from then on
         self._spec: WorkerSpec | None = None
+        self._session_id = ""  # the session that launches (known at its first launch)
         self._opened = time.time()  # scaling activities before this are another session's
         self._spot_waiting_since: float | None = None
         self._activities_read = 0.0
@@ -140,7 +143,7 @@ class Ec2Fleet(EcsTaskFleet):
     def before_launch(self, request: LaunchRequest, count: int) -> None:
         """Before the first launch: the group's types for this worker size, and enough
         instances for ``count`` workers (managed scaling tops up, one step at a time)."""
-        self._spec = request.spec
+        self._spec, self._session_id = request.spec, request.session_id
         if self._kick_started:
             return
         self._kick_started = True
@@ -167,41 +170,84 @@ class Ec2Fleet(EcsTaskFleet):
         return until
 
     def _kick_start(self, spec: WorkerSpec, count: int, spot: bool) -> None:
-        """Raise the Spot or on-demand group to the fewest instances that carry ``count``
-        workers (warm ones count), within the vCPU quota, with this run's types."""
+        """Raise the Spot or on-demand group by the fewest instances that carry the
+        ``count`` workers its instances have no room for (warm ones, those booting, room
+        left beside another session's tasks), within the vCPU quota, with the types every
+        live session on the group can use (``sharing.py``), this run's first."""
         cpu_units, memory_mib = self.size(spec)
-        types = self.instance_types(spec)
         gpus = int(self.resources.get("gpus") or 0)
-        plan = fewest_instances(count, cpu_units / 1024, memory_mib, types, gpus)
         group = self._group(spot)
-        have = group["DesiredCapacity"]  # (warm instances among them: keep_warm)
-        more = plan.count - have
-        if more > 0:
-            more = self._within_quota(more, plan, spot, gpus > 0)
-        self._set_group(group, plan.first_in(types), have + max(more, 0))
+        need = self._need(spec)
+        types = self._shared_types(group, need)
+        mine = [t for t in types if need.carried_by(t)]
+        lacking = max(0, count - self._room(group, need, mine))
+        plan = fewest_instances(lacking, cpu_units / 1024, memory_mib, mine, gpus)
+        more = self._within_quota(plan.count, plan, spot, gpus > 0) if plan.count else 0
+        self._set_group(group, plan.first_in(types), group["DesiredCapacity"] + more)
+
+    def _need(self, spec: WorkerSpec) -> Need:
+        """What this session's workers need of an instance, as the groups record it."""
+        cpu_units, memory_mib = self.size(spec)
+        return Need(
+            cpu_units,
+            memory_mib,
+            int(self.resources.get("gpus") or 0),
+            self.resources.get("arch"),
+            tuple(self.resources.get("instance_types") or ()),
+            recorded=time.time(),
+        )
+
+    def _shared_types(self, group: dict[str, Any], need: Need) -> list[InstanceType]:
+        """Record this session's ``need`` on ``group`` and return the types for it and for
+        the other sessions live on the group (those with tasks, or that just asked); the
+        needs of sessions gone without a word (a killed client) are taken off."""
+        name = group["AutoScalingGroupName"]
+        others = {s: n for s, n in recorded_needs(group).items() if s != self._session_id}
+        gone = [s for s, n in others.items() if not is_fresh(n) and not self._has_tasks(s)]
+        with translate_errors(f"record this session's instance types on {name}"):
+            forget_needs(self.autoscaling, name, gone)
+            record_need(self.autoscaling, name, self._session_id, need)
+        return group_types([need, *(n for s, n in others.items() if s not in gone)])
+
+    def _has_tasks(self, session_id: str) -> bool:
+        """Whether a session has a task in the cluster that is not stopping."""
+        with translate_errors("list the tasks of the sessions sharing the instances"):
+            return bool(
+                self.ecs.list_tasks(
+                    cluster=self.cluster, startedBy=session_id, desiredStatus="RUNNING"
+                )["taskArns"]
+            )
+
+    def _room(self, group: dict[str, Any], need: Need, types: list[InstanceType]) -> int:
+        """How many workers of ``need``'s size ``group``'s instances take now: the room left
+        on those registered (warm, or beside other tasks), and on each still booting or asked
+        for and not launched as much as the least of ``types`` carries."""
+        cpu, gpus = need.cpu_units / 1024, need.gpus
+        least = min((t.workers_that_fit(cpu, need.memory_mib, gpus) for t in types), default=0)
+        up = {i["InstanceId"] for i in group["Instances"] if i["LifecycleState"] in _UP}
+        with translate_errors(f"see the room on the instances of {group['AutoScalingGroupName']}"):
+            mine = [ci for ci in self._container_instances() if ci["ec2InstanceId"] in up]
+        room = sum(
+            _workers_left(ci["remainingResources"], need)
+            for ci in mine
+            if ci.get("status") == "ACTIVE"
+        )
+        return room + max(0, group["DesiredCapacity"] - len(mine)) * least
 
     def instance_types(self, spec: WorkerSpec) -> list[InstanceType]:
         """The types that carry this session's workers (its choice, kept in its record)."""
-        cpu_units, memory_mib = self.size(spec)
-        return choose_instance_types(
-            cpu_units / 1024,
-            memory_mib,
-            int(self.resources.get("gpus") or 0),
-            self.resources.get("instance_types") or None,
-            self.resources.get("arch"),
-        )
+        return self._need(spec).types()
 
     def quota_room(self, spec: WorkerSpec) -> tuple[int, str] | None:
-        """How many workers the group's instances (warm ones too) and the free EC2 vCPU
-        quota can carry: the quota's room is counted in the fewest instances that carry
-        them, each warm instance as carrying as few as the smallest chosen type."""
+        """How many workers the group's instances (the room they have left: ``_room``)
+        and the free EC2 vCPU quota can carry: the quota's room is counted in the fewest
+        instances that carry them."""
         quota = self._quota(spec.spot, spec.gpus > 0)
         if quota is None or quota.free is None:
             return None
         cpu_units, memory_mib = self.size(spec)
         cpu, types = cpu_units / 1024, self.instance_types(spec)
-        least = min(t.workers_that_fit(cpu, memory_mib, spec.gpus) for t in types)
-        warm = self._group(spec.spot)["DesiredCapacity"] * least
+        warm = self._room(self._group(spec.spot), self._need(spec), types)
         more = most_workers_within(quota.free, spec.workers, cpu, memory_mib, types, spec.gpus)
         about = (
             f"({quota.label} quota {quota.code}: {quota.limit:g} vCPUs, {quota.used:g} in use; "
@@ -249,8 +295,11 @@ class Ec2Fleet(EcsTaskFleet):
                 ][0]
             )
 
-    def _set_group(self, group: dict[str, Any], types: list[InstanceType], wanted: int) -> None:
-        """Give ``group`` this run's types and ``wanted`` instances."""
+    def _set_group(
+        self, group: dict[str, Any], types: list[InstanceType], wanted: int | None = None
+    ) -> None:
+        """Give ``group`` these types (the first launched first, on-demand) and ``wanted``
+        instances (None: as many as it has)."""
         names = r.Names(self.resources["account_id"], self.aws.region)
         group_name = group["AutoScalingGroupName"]
         with translate_errors(f"start instances in the Auto Scaling group {group_name}"):
@@ -267,11 +316,13 @@ class Ec2Fleet(EcsTaskFleet):
                     "OnDemandAllocationStrategy": "prioritized",
                 },
             }
+            size = {} if wanted is None else {
+                "MaxSize": max(group["MaxSize"], wanted), "DesiredCapacity": wanted
+            }  # fmt: skip
             self.autoscaling.update_auto_scaling_group(
                 AutoScalingGroupName=group_name,
                 MixedInstancesPolicy=policy,  # (whole: a partial one is dropped)
-                MaxSize=max(group["MaxSize"], wanted),
-                DesiredCapacity=wanted,
+                **size,
             )
 
     # Watching placement: scaling activities, and Spot falling back to on-demand -----------
@@ -358,10 +409,26 @@ class Ec2Fleet(EcsTaskFleet):
             if time.monotonic() > deadline:
                 break
             time.sleep(1.0)
+        self._leave_groups(session_id)
         with translate_errors("keep the instances warm or give them back"):
             if self._move_warm_time(leave_behind=True) > time.time():
                 return
         self.release_idle()
+
+    def _leave_groups(self, session_id: str) -> None:
+        """Take the session's need off the groups it recorded it on, and give each the
+        types its other live sessions need (a group no session needs keeps its types)."""
+        for capacity in self.ec2["groups"]:
+            group = self._group(capacity == "spot")
+            needs = recorded_needs(group)
+            if session_id not in needs:
+                continue
+            del needs[session_id]
+            with translate_errors(f"take this session's instance types off {capacity}"):
+                forget_needs(self.autoscaling, group["AutoScalingGroupName"], [session_id])
+            live = [n for s, n in needs.items() if is_fresh(n) or self._has_tasks(s)]
+            if live:
+                self._set_group(group, group_types(live))
 
     def release_idle(self) -> None:
         """Terminate every instance of starburst's groups that runs no task, registered
@@ -405,8 +472,21 @@ class Ec2Fleet(EcsTaskFleet):
             i["InstanceId"]: g["AutoScalingGroupName"]
             for g in groups
             for i in g["Instances"]
-            if i["LifecycleState"] in ("Pending", "InService")
+            if i["LifecycleState"] in _UP
         }
+        empty: dict[str, tuple[str, str]] = {}
+        registered: set[str] = set()
+        for ci in self._container_instances():
+            instance_id = ci["ec2InstanceId"]
+            registered.add(instance_id)
+            idle = ci["runningTasksCount"] + ci["pendingTasksCount"] == 0
+            if idle and instance_id in group_of:
+                empty[ci["containerInstanceArn"]] = (instance_id, group_of[instance_id])
+        booting = {i: g for i, g in group_of.items() if i not in registered}
+        return empty, booting
+
+    def _container_instances(self) -> list[dict[str, Any]]:
+        """Every container instance of the cluster, as ECS describes it."""
         arns = [
             arn
             for page in self.ecs.get_paginator("list_container_instances").paginate(
@@ -414,20 +494,13 @@ class Ec2Fleet(EcsTaskFleet):
             )
             for arn in page["containerInstanceArns"]
         ]
-        empty: dict[str, tuple[str, str]] = {}
-        registered: set[str] = set()
-        for start in range(0, len(arns), 100):
-            described = self.ecs.describe_container_instances(
+        return [
+            ci
+            for start in range(0, len(arns), 100)
+            for ci in self.ecs.describe_container_instances(
                 cluster=self.cluster, containerInstances=arns[start : start + 100]
             )["containerInstances"]
-            for ci in described:
-                instance_id = ci["ec2InstanceId"]
-                registered.add(instance_id)
-                idle = ci["runningTasksCount"] + ci["pendingTasksCount"] == 0
-                if idle and instance_id in group_of:
-                    empty[ci["containerInstanceArn"]] = (instance_id, group_of[instance_id])
-        booting = {i: g for i, g in group_of.items() if i not in registered}
-        return empty, booting
+        ]
 
     def _busy(self, arns: list[str]) -> list[str]:
         described = self.ecs.describe_container_instances(
@@ -447,6 +520,21 @@ class Ec2Fleet(EcsTaskFleet):
             if any(t["lastStatus"] == "PROVISIONING" for t in tasks["tasks"]):
                 return True
         return False
+
+
+def _workers_left(remaining: list[dict[str, Any]], need: Need) -> int:
+    """How many workers of ``need``'s size a container instance's remaining resources
+    (as ECS describes them) take."""
+    left = {
+        r["name"]: len(r.get("stringSetValue") or [])
+        if r.get("type") == "STRINGSET"
+        else int(r.get("integerValue") or 0)
+        for r in remaining
+    }
+    fits = [left.get("CPU", 0) // need.cpu_units, left.get("MEMORY", 0) // need.memory_mib]
+    if need.gpus:
+        fits.append(left.get("GPU", 0) // need.gpus)
+    return max(0, min(fits))
 
 
 def _spot_patience() -> float:
