@@ -207,6 +207,21 @@ def test_too_many_tasks_waiting_for_instances_is_back_pressure(aws: Any) -> None
     assert _live_instances(aws) == []
 
 
+def test_a_group_the_session_may_not_raise_gets_instances_from_managed_scaling(
+    aws: Any, capsys
+) -> None:
+    """A worker supervising a detached session may read the groups, not change them (its
+    role): the kick-start is refused, said, and the capacity provider's managed scaling
+    starts the instances for the waiting workers instead."""
+    starburst.setup(say=_quiet, ec2=True)
+    aws.faults.error("UpdateAutoScalingGroup", "AccessDenied", status=403, times=1)
+    assert starburst.map(square, range(20), workers=2, backend="ec2") == [x * x for x in range(20)]
+    said = capsys.readouterr().err
+    assert "could not raise the Auto Scaling group (AWS denied UpdateAutoScalingGroup" in said
+    assert "managed scaling starts instances" in said
+    assert _live_instances(aws) == []
+
+
 def test_a_small_vcpu_quota_starts_the_workers_it_holds_and_says_so(aws: Any, capsys) -> None:
     """The Spot quota of 4 vCPUs holds two c7i.large, two 1-vCPU workers on each: the call
     runs on 4 of its 8 workers, and says which quota and how to see it."""

@@ -336,3 +336,39 @@ def test_a_sessions_new_role_is_waited_for_until_ecs_sees_it(aws) -> None:
         x * x for x in range(6)
     ]
     assert aws.calls["RegisterTaskDefinition"] == 3 and aws.calls["RunTask"] == 3
+
+
+def _statements(session_id: str) -> dict[str, dict[str, Any]]:
+    policy = boto3.client("iam").get_role_policy(
+        RoleName=NAMES.session_role(session_id), PolicyName=r.SESSION_POLICY_NAME
+    )["PolicyDocument"]
+    return {statement["Sid"]: statement for statement in policy["Statement"]}
+
+
+#: What a worker's role must never do to the account's instances (managed scaling does).
+_CHANGES_INSTANCES = ("autoscaling:Update", "autoscaling:Terminate", "autoscaling:SetInstance",
+                      "autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags",
+                      "ecs:UpdateContainerInstancesState", "ec2:Terminate", "ec2:Run")  # fmt: skip
+
+
+def test_a_sessions_role_supervises_in_its_own_cluster_and_reads_ec2_instances_only_on_ec2(
+) -> None:  # fmt: skip
+    """A detached session's workers supervise it with their role: it names the cluster the
+    session's tasks run in (the ec2 backend's own, or Fargate's), and on EC2 lets them read
+    the instances and prices for the bill, never change an instance."""
+    provision.setup(say=_quiet, ec2=True)
+    ecs = f"arn:aws:ecs:us-east-1:{OURS}"
+    for backend, cluster in (("ec2", NAMES.ec2_cluster), ("fargate", NAMES.cluster)):
+        session = starburst.session(workers=1, backend=backend, ttl="1h")
+        try:
+            statements = _statements(session.id)
+        finally:
+            session.cleanup()
+        start = statements["SuperviseStartWorkers"]["Condition"]["ArnEquals"]
+        assert start == {"ecs:cluster": f"{ecs}:cluster/{cluster}"}
+        watched = statements["SuperviseWatchAndStopWorkers"]["Resource"]
+        assert watched == [f"{ecs}:task/{cluster}/*"]
+        granted = [a for st in statements.values() for a in st["Action"]]
+        assert not [a for a in granted if a.startswith(_CHANGES_INSTANCES)], granted
+        reads = "ec2:DescribeInstances" in granted and "ecs:ListContainerInstances" in granted
+        assert reads == (backend == "ec2")

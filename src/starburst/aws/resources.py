@@ -249,17 +249,23 @@ def execution_role_policy(names: Names) -> dict[str, Any]:
     }
 
 
-def session_role_policy(names: Names, session_id: str) -> dict[str, Any]:
+def session_role_policy(
+    names: Names, session_id: str, cluster: str | None = None, reads_instances: bool = False
+) -> dict[str, Any]:
     """What the workers of one session may do: read and write that session's keys only
     (``sessions/<sid>/``, ``data/<sid>/``; listing the bucket shows key names, no more); and,
     to supervise a detached session, start workers of that session's task definitions only
-    (tagged as its own), watch and stop that session's tasks in starburst's cluster, passing
-    only the execution role and this role. Nothing else: another session's data, tasks and
-    role are out of reach."""
+    (tagged as its own), watch and stop that session's tasks in the session's ``cluster``
+    (a name or ARN; Fargate's by default), passing only the execution role and this role.
+    With ``reads_instances`` (the ec2 backend), also read the instances and their prices, so
+    that the session's cost is its instances' hours: describing, never changing (a worker
+    never scales, drains or terminates an instance; managed scaling does, for the tasks it
+    starts). Nothing else: another session's data, tasks and role are out of reach."""
     ecs = f"arn:aws:ecs:{names.region}:{names.account_id}"
-    in_cluster = {"ArnEquals": {"ecs:cluster": f"{ecs}:cluster/{names.cluster}"}}
+    cluster_name = (cluster or names.cluster).rsplit("/", 1)[-1]
+    in_cluster = {"ArnEquals": {"ecs:cluster": f"{ecs}:cluster/{cluster_name}"}}
     own_tasks = {f"aws:ResourceTag/{SESSION_TAG_KEY}": session_id}
-    return {
+    policy: dict[str, Any] = {
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -294,14 +300,14 @@ def session_role_policy(names: Names, session_id: str) -> dict[str, Any]:
                 "Sid": "SuperviseTagNewWorkers",
                 "Effect": "Allow",
                 "Action": ["ecs:TagResource"],
-                "Resource": [f"{ecs}:task/{names.cluster}/*"],
+                "Resource": [f"{ecs}:task/{cluster_name}/*"],
                 "Condition": {"StringEquals": {"ecs:CreateAction": "RunTask"}},
             },
             {
                 "Sid": "SuperviseWatchAndStopWorkers",
                 "Effect": "Allow",
                 "Action": ["ecs:DescribeTasks", "ecs:StopTask"],
-                "Resource": [f"{ecs}:task/{names.cluster}/*"],
+                "Resource": [f"{ecs}:task/{cluster_name}/*"],
                 "Condition": {"StringEquals": own_tasks},
             },
             {
@@ -320,6 +326,31 @@ def session_role_policy(names: Names, session_id: str) -> dict[str, Any]:
             },
         ],
     }
+    if reads_instances:
+        policy["Statement"] += [
+            {
+                "Sid": "SuperviseReadInstancesAndPrices",
+                "Effect": "Allow",
+                "Action": [  # (describe calls that take no resource-level permission)
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeSpotPriceHistory",
+                    "pricing:GetProducts",
+                    "autoscaling:DescribeAutoScalingGroups",
+                    "autoscaling:DescribeScalingActivities",
+                ],
+                "Resource": ["*"],
+            },
+            {
+                "Sid": "SuperviseReadContainerInstances",
+                "Effect": "Allow",
+                "Action": ["ecs:ListContainerInstances", "ecs:DescribeContainerInstances"],
+                "Resource": [
+                    f"{ecs}:cluster/{cluster_name}",
+                    f"{ecs}:container-instance/{cluster_name}/*",
+                ],
+            },
+        ]
+    return policy
 
 
 def same_document(a: Any, b: Any) -> bool:

@@ -19,22 +19,33 @@ from . import resources as r
 from .connection import Aws, translate_errors
 
 
-def create_session_role(aws: Aws, names: r.Names, session_id: str, also: str | None = None) -> str:
+def create_session_role(
+    aws: Aws,
+    names: r.Names,
+    session_id: str,
+    also: str | None = None,
+    *,
+    cluster: str | None = None,
+    reads_instances: bool = False,
+) -> str:
     """Make the role of ``session_id``'s workers, with the managed policy ``also`` attached
-    when given (the ``worker_policy`` setting: what else the user's workers may reach);
-    returns its ARN."""
+    when given (the ``worker_policy`` setting: what else the user's workers may reach), for
+    tasks in ``cluster`` (``r.session_role_policy``); returns its ARN."""
     iam = aws.client("iam")
     name = names.session_role(session_id)
+    policy = r.session_role_policy(names, session_id, cluster, reads_instances)
     try:
         with translate_errors(f"create the role of session {session_id}"):
-            return _create(iam, names, session_id, also)
+            return _create(iam, names, session_id, also, policy)
     except BaseException:
         with translate_errors(f"remove the role of session {session_id}"):
             delete_role(iam, name)
         raise
 
 
-def _create(iam: Any, names: r.Names, session_id: str, also: str | None) -> str:
+def _create(
+    iam: Any, names: r.Names, session_id: str, also: str | None, policy: dict[str, Any]
+) -> str:
     name = names.session_role(session_id)
     arn = iam.create_role(
         Path=r.SESSION_ROLE_PATH,
@@ -49,7 +60,7 @@ def _create(iam: Any, names: r.Names, session_id: str, also: str | None) -> str:
     iam.put_role_policy(
         RoleName=name,
         PolicyName=r.SESSION_POLICY_NAME,
-        PolicyDocument=json.dumps(r.session_role_policy(names, session_id)),
+        PolicyDocument=json.dumps(policy),
     )
     if also:
         try:

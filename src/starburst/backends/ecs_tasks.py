@@ -86,10 +86,19 @@ class EcsTaskFleet(Fleet):
         self._refilled = time.monotonic()
         self._notices: list[str] = []
 
+    #: Whether the session's cost is its instances' hours: its workers (supervising a
+    #: detached session) may then read the instances and their prices.
+    reads_instances: ClassVar[bool] = False
+
     @property
-    @abstractmethod
     def cluster(self) -> str:
         """The ECS cluster the tasks run in."""
+        return self.cluster_in(self.resources)
+
+    @staticmethod
+    @abstractmethod
+    def cluster_in(resources: dict[str, Any]) -> str:
+        """The ECS cluster this kind of fleet runs its tasks in, from the account's set-up."""
 
     @abstractmethod
     def size(self, spec: WorkerSpec) -> tuple[int, int]:
@@ -467,7 +476,14 @@ def place_session(
     names = r.Names(resources["account_id"], aws.region)
     session_resources = {
         **resources,
-        "task_role_arn": create_session_role(aws, names, session_id, resolve("worker_policy")),
+        "task_role_arn": create_session_role(
+            aws,
+            names,
+            session_id,
+            resolve("worker_policy"),
+            cluster=fleet_class.cluster_in(resources),
+            reads_instances=fleet_class.reads_instances,
+        ),
         "task_family": names.session_task_family(session_id),
         **(chosen or {}),
     }

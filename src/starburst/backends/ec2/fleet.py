@@ -18,10 +18,12 @@ Started with RunTask as ``ecs_tasks`` does for every ECS fleet; what is EC2's ow
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import botocore.exceptions
@@ -31,7 +33,7 @@ from ...aws.connection import Aws, translate_errors
 from ...aws.ec2_resources import overrides, template_kind
 from ...aws.quotas import VcpuQuota, ec2_quotas
 from ...cost.ec2_prices import ec2_prices
-from ...errors import SetupRequiredError, StarburstError
+from ...errors import AwsPermissionError, SetupRequiredError, StarburstError
 from ...settings import resolve
 from ...store import Store
 from ..ecs_tasks import EcsTaskFleet, discard_unreadable, place_session
@@ -89,9 +91,11 @@ class Ec2Fleet(EcsTaskFleet):
         self._activities_seen: set[str] = set()
         self._moved: set[str] = set()  # workers stopped to move to on-demand
 
-    @property
-    def cluster(self) -> str:
-        return str(self.ec2["cluster"])
+    reads_instances = True
+
+    @staticmethod
+    def cluster_in(resources: dict[str, Any]) -> str:
+        return str(resources["ec2"]["cluster"])
 
     def price_book(self) -> PriceBook:
         """EC2 prices of the instance types (or families) and arch this session names."""
@@ -147,8 +151,23 @@ class Ec2Fleet(EcsTaskFleet):
         if self._kick_started:
             return
         self._kick_started = True
-        self._hold_warm_instances()
-        self._kick_start(request.spec, count, request.spec.spot and not self.spot_fallback)
+        with self._or_managed_scaling():
+            self._hold_warm_instances()
+            self._kick_start(request.spec, count, request.spec.spot and not self.spot_fallback)
+
+    @contextlib.contextmanager
+    def _or_managed_scaling(self) -> Iterator[None]:
+        """Change the groups in the block; where this session may not (a worker supervising
+        a detached session: its role reads the groups, never changes them), say that the
+        capacity provider's managed scaling starts the instances instead."""
+        try:
+            yield
+        except AwsPermissionError as exc:
+            self._notices.append(
+                f"could not raise the Auto Scaling group ({exc}); the capacity provider's "
+                "managed scaling starts instances for the waiting workers instead, in a few "
+                "minutes"
+            )
 
     def _hold_warm_instances(self) -> None:
         """With ``keep_warm``, move the groups' warm time on now: an earlier call's process
@@ -390,13 +409,14 @@ class Ec2Fleet(EcsTaskFleet):
         self.stop(worker_ids, grace=False)
         spot_group = self._group(spot=True)
         in_service = sum(1 for i in spot_group["Instances"] if i["LifecycleState"] == "InService")
-        with translate_errors(f"stop asking {spot_group['AutoScalingGroupName']} for more"):
-            self.autoscaling.update_auto_scaling_group(
-                AutoScalingGroupName=spot_group["AutoScalingGroupName"],
-                DesiredCapacity=min(spot_group["DesiredCapacity"], in_service),
-            )
-        if self._spec is not None:
-            self._kick_start(self._spec, len(worker_ids), spot=False)
+        with self._or_managed_scaling():
+            with translate_errors(f"stop asking {spot_group['AutoScalingGroupName']} for more"):
+                self.autoscaling.update_auto_scaling_group(
+                    AutoScalingGroupName=spot_group["AutoScalingGroupName"],
+                    DesiredCapacity=min(spot_group["DesiredCapacity"], in_service),
+                )
+            if self._spec is not None:
+                self._kick_start(self._spec, len(worker_ids), spot=False)
 
     # Scale to zero -------------------------------------------------------------------------
 

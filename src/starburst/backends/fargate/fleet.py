@@ -37,9 +37,9 @@ class FargateFleet(EcsTaskFleet):
         self._capacity_failures = 0  # launches in a row that found no capacity
         self.spot_fallback = False
 
-    @property
-    def cluster(self) -> str:
-        return str(self.resources["cluster"])
+    @staticmethod
+    def cluster_in(resources: dict[str, Any]) -> str:
+        return str(resources["cluster"])
 
     def size(self, spec: WorkerSpec) -> tuple[int, int]:
         return fargate_size(spec.cpu, spec.memory_mib)
