@@ -275,7 +275,6 @@ def _prices(record: dict[str, Any]) -> str:
 
 
 def _cost(record: dict[str, Any], t0: float) -> Any:
-
     series = record["cost"]["series"]
     if not series:
         return None
