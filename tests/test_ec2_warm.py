@@ -39,14 +39,14 @@ def _group(name: str = "starburst-on-demand") -> dict[str, Any]:
 def test_warm_instances_serve_the_next_call_and_go_when_the_time_ends(aws: Any) -> None:
     starburst.setup(say=_quiet, ec2=True)
     with starburst.Cluster(
-        workers=4, backend="ec2", instance_types=TYPES, keep_warm=30, progress=False
+        workers=4, backend="ec2", instance_types=TYPES, keep_warm=20, progress=False
     ) as cluster:
         assert cluster.map(square, range(40)) == [x * x for x in range(40)]
     first = _launched()
     assert len(first) == 2  # two 1-vCPU workers on each c7i.large
     assert sorted(_live_instances(aws)) == sorted(first)  # kept warm, not given back
     tags = {t["Key"]: t["Value"] for t in _group()["Tags"]}
-    assert 0 < float(tags[WARM_TAG]) - time.time() <= 30.5  # (kept in whole seconds)
+    assert 0 < float(tags[WARM_TAG]) - time.time() <= 20.5  # (kept in whole seconds)
     shown = starburst.setup_status()["resources"]["starburst-on-demand"]
     assert shown.startswith("ok: 2 instances") and "kept warm until" in shown
 
@@ -70,7 +70,7 @@ def test_a_later_keep_warm_moves_the_time_on(aws: Any) -> None:
     starburst.setup(say=_quiet, ec2=True)
     starburst.map(square, range(8), workers=2, backend="ec2", instance_types=TYPES, keep_warm=3)
     (instance,) = _live_instances(aws)
-    starburst.map(square, range(8), workers=2, backend="ec2", instance_types=TYPES, keep_warm=25)
+    starburst.map(square, range(8), workers=2, backend="ec2", instance_types=TYPES, keep_warm=16)
     time.sleep(8)  # the first call's warm time is over
     assert _live_instances(aws) == [instance]
     deadline = time.monotonic() + 90

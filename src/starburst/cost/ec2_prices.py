@@ -130,10 +130,7 @@ def ec2_prices(
         f"+ ${extras_hour(CATALOGUE['c7i.large']):.4f}/h per instance (${GP3_GB_MONTH}/GB-month "
         f"gp3 root volume, ${PUBLIC_IPV4_HOUR}/h public IPv4)"
     )
-    full = (
-        f"on-demand: {source}; {spot_source}; {extras}; estimates price a worker as its "
-        "instance share, a session pays its instances' time"
-    )
+    full = f"on-demand: {source}; {spot_source}; {extras}"
     on_demand = {
         n: p
         for n, p in on_demand.items()

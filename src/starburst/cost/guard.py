@@ -201,19 +201,25 @@ class CostGuard:
             for spot in (False, True)
         }
         self.meter = CostMeter(hourly)
-        rate = hourly[self.spec.spot]
-        least = wanted * rate * MINIMUM_SECONDS / 3600
         kind = "spot" if self.spec.spot else "on-demand"
+        what = f"{_workers(wanted)} ({self.spec.cpu:g} vCPU, {size / 1024:g} GB, {kind})"
+        on_instances = self.spec.backend.instances_hourly(self.spec, wanted, self.book)
+        if on_instances is None:
+            per_hour, billed = wanted * hourly[self.spec.spot], "each worker's"
+        else:  # (as starburst.estimate prices them: the fewest instances that carry them)
+            per_hour, billed = on_instances[0], "each instance's"
+            what += f" on {instances_text(on_instances[1], None)}"
+        least = per_hour * MINIMUM_SECONDS / 3600
         self.say(
-            f"Estimated cost: ~{_dollars(wanted * rate)}/hour for {_workers(wanted)} "
-            f"({self.spec.cpu:g} vCPU, {size / 1024:g} GB, {kind}), at least {_dollars(least)} "
-            f"(each worker's first minute is billed in full). Prices: {self.book.source}."
+            f"Estimated cost: ~{_dollars(per_hour)}/hour for {what}, at least "
+            f"{_dollars(least)} ({billed} first minute is billed in full). Prices: "
+            f"{self.book.source}."
         )
-        predicted, basis = least, f"one billed minute each at {_dollars(rate)}/hour"
+        predicted, basis = least, f"one billed minute at {_dollars(per_hour)}/hour"
         if work is not None:
             start_s, _ = typical_startup(self.spec.backend.name)
             wall = run_seconds(start_s, work[0], work[1], wanted * self.spec.processes)
-            predicted = wanted * rate * max(MINIMUM_SECONDS, wall) / 3600
+            predicted = per_hour * max(MINIMUM_SECONDS, wall) / 3600
             basis = f"~{wall:.0f} s with start-up, {work[0]:,} items at {work[1]:.3g} s each"
             self.say(
                 f"Estimated cost of this run: ~{_dollars(predicted)} ({basis}, the time per "
