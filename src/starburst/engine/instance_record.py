@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..backends.base import InstanceUse
+from ..cost.instance_bill import with_forgotten
 from ..errors import DamagedRecordError
 from ..store import NotFound, Store
 from .keys import SessionKeys
@@ -29,18 +30,10 @@ class InstanceRecord:
     instances: list[InstanceUse] = field(default_factory=list)
 
     def merged(self, newer: InstanceRecord) -> InstanceRecord:
-        """This record with a later read's instances over it. An instance the later read no
-        longer lists (the platform forgot it) stays as this record knew it, ended at this
-        read if it was up then: it is billed for what was seen of it, never more."""
-        by_id = {
-            use.instance_id: use
-            if use.terminated is not None
-            else dataclasses.replace(use, terminated=self.read)
-            for use in self.instances
-        }
-        by_id.update({use.instance_id: use for use in newer.instances})
-        return InstanceRecord(min(self.since, newer.since), max(self.read, newer.read),
-                              list(by_id.values()))  # fmt: skip
+        """This record with a later read's instances over it (``with_forgotten``: one the
+        later read no longer lists stays, ended at this read if it was up then)."""
+        instances = with_forgotten(self.instances, self.read, newer.instances)
+        return InstanceRecord(min(self.since, newer.since), max(self.read, newer.read), instances)
 
     def save(self, store: Store, keys: SessionKeys) -> None:
         store.put(keys.instances, to_json(self))
