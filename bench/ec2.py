@@ -205,10 +205,12 @@ def measure(
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, [*widths, 4], strict=True)).rstrip())
-    print("worker S3 requests of the cold map by key (412: a lost conditional write)")
-    for (origin, op, kind, status), n in sorted(tap.items(), key=lambda e: -e[1]):
-        if origin == "workers":
-            print(f"  {kind:17} {op:14} {status:4} {n:6d}  {n / n_chunks:6.2f} per chunk")
+    for who in ("workers", "client"):
+        print(f"{who[:-1] if who == 'workers' else who} S3 requests of the cold map by key"
+              + (" (412: a lost conditional write)" if who == "workers" else ""))  # fmt: skip
+        for (origin, op, kind, status), n in sorted(tap.items(), key=lambda e: -e[1]):
+            if origin == who:
+                print(f"  {kind:17} {op:14} {status:4} {n:6d}  {n / n_chunks:6.2f} per chunk")
     others = {op: n for op, n in calls.items() if not op[0].islower()}
     print("API calls over both maps: " + ", ".join(f"{k} {v}" for k, v in sorted(others.items())))
     return 0 if ok else 1
