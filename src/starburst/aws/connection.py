@@ -160,8 +160,7 @@ def _parse_timestamp(value: str | float) -> datetime.datetime:
             pass
         with contextlib.suppress(TypeError, ValueError):
             return email.utils.parsedate_to_datetime(value)
-    # botocore-stubs says str, but botocore parses epoch numbers too (its docstring says so)
-    return botocore.utils.parse_timestamp(value)  # type: ignore[arg-type]
+    return botocore.utils.parse_timestamp(value)  # any other form botocore knows (or refuses)
 
 
 @contextlib.contextmanager
