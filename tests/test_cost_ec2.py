@@ -244,15 +244,20 @@ def test_a_detached_sessions_cost_is_its_instances_hours(
 ) -> None:
     """One worker on a c7i.xlarge (room for four): what `sessions status` shows is the
     instance's time at its price, from its launch to the supervisor's last read of it (at
-    least a minute), not a quarter of it (the worker's share)."""
+    least a minute), not a quarter of it (the worker's share). The supervisor reads the
+    instances once more as the run ends (its last read would otherwise be ~30 s old)."""
     monkeypatch.setenv("STARBURST_LEASE", "3")  # a supervision step every second
     starburst.setup(say=_quiet, ec2=True)
     aws.prices.set_instance("c7i.xlarge", 1.0)
     session = starburst.session(workers=1, backend="ec2", instance_types=["c7i.xlarge"], ttl=300)
     try:
-        session.map(slow_square, range(20))
-        assert session.collect(timeout=120) == [[x * x for x in range(20)]]
-        read = _control(session.id).get("instances", {}).get("read", time.time())
+        session.map(slow_square, range(60))  # 6 s of work after the instance is up
+        assert session.collect(timeout=120) == [[x * x for x in range(60)]]
+        ended, deadline = time.time(), time.monotonic() + 10
+        while _control(session.id).get("instances", {}).get("read", 0.0) < ended - 1.5:
+            assert time.monotonic() < deadline, "the instances were not read as the run ended"
+            time.sleep(0.2)
+        read = _control(session.id)["instances"]["read"]
         (instance,) = _instances()
         status = read_status(session._store, session.id, now=read)
     finally:

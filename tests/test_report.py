@@ -345,30 +345,35 @@ def test_a_fargate_workers_lane_shows_provisioning_image_pull_and_start_apart(
 
 
 def test_starburst_report_of_a_detached_ec2_session_keeps_its_instances_in_the_store(
-    aws: Any, tmp_path: Path
+    aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Nobody bills a detached session's instances while it runs: ``starburst report`` reads
-    them from the platform and keeps them in the session's store, where a report made later
-    (the platform forgets them within the hour) or from a machine without AWS access finds
-    them."""
+    """A detached session's supervisor keeps its instances as it reads them (in the control
+    record, for its bill), so a report from the store alone shows them; ``starburst report``
+    reads them from the platform too and keeps them in the session's store, where a report
+    made later (the platform forgets them within the hour) or from a machine without AWS
+    access finds them."""
     from collections import Counter
 
     from test_ec2 import _launched, square
 
     from starburst.detached import session_store
 
+    monkeypatch.setenv("STARBURST_LEASE", "3")  # a supervision step every second
     starburst.setup(say=_quiet, ec2=True)
     aws.faults.error("GetAWSDefaultServiceQuota", "NoSuchResourceException", times=None)
     session = starburst.session(workers=2, cpu=1, backend="ec2", ttl=300)
     try:
         session.map(square, range(50))
         assert session.collect(timeout=60) == [[x * x for x in range(50)]]
+        supervised = starburst.Timeline.read(session_store(session.id), session.id).record
         shown = CliRunner().invoke(main, ["report", session.id, "-o", str(tmp_path / "run.html")])
         assert shown.exit_code == 0, shown.output
         stored = starburst.Timeline.read(session_store(session.id), session.id).record
     finally:
         session.cleanup()
     launched = _launched()
+    seen = {i["id"]: i["type"] for i in supervised["instances"]["list"]}
+    assert seen and seen.items() <= launched.items()  # as the supervisor read them
     assert {i["id"]: i["type"] for i in stored["instances"]["list"]} == launched
     assert dict(stored["instances"]["types"]) == dict(Counter(launched.values()))
     assert stored["cost"]["total"] > 0 and stored["cost"]["source"]
@@ -378,15 +383,16 @@ def test_starburst_report_of_a_detached_ec2_session_keeps_its_instances_in_the_s
 
 def test_an_instance_the_platform_forgot_is_kept_and_billed_up_to_when_it_was_seen() -> None:
     from starburst.backends.base import InstanceUse
-    from starburst.engine.instance_record import InstanceRecord
+    from starburst.cost.instance_bill import InstanceReading
 
     def use(instance_id: str, terminated: float | None) -> InstanceUse:
         return InstanceUse(instance_id, "c7i.large", 2, 0.1, launched=1000.0,
                            terminated=terminated, spot=True, workers=("task-a",))  # fmt: skip
 
-    kept = InstanceRecord(990.0, 2000.0, [use("i-gone", None), use("i-both", None)])
-    fresh = InstanceRecord(995.0, 9000.0, [use("i-both", 8000.0), use("i-new", None)])
-    merged = {u.instance_id: u for u in kept.merged(fresh).instances}
+    kept = InstanceReading(990.0, 2000.0, (use("i-gone", None), use("i-both", None)))
+    updated = kept.updated([use("i-both", 8000.0), use("i-new", None)], 9000.0)
+    merged = {u.instance_id: u for u in updated.uses}
     assert merged["i-gone"].terminated == 2000.0  # last seen up then: billed to there only
     assert merged["i-both"].terminated == 8000.0 and merged["i-new"].terminated is None
-    assert (kept.merged(fresh).since, kept.merged(fresh).read) == (990.0, 9000.0)
+    assert (updated.since, updated.read) == (990.0, 9000.0)
+    assert InstanceReading.from_record(updated.to_record()) == updated  # as kept in the store

@@ -16,13 +16,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..backends.base import Fleet, InstanceUse, WorkerInfo
+from ..backends.base import Fleet, WorkerInfo
 from ..engine.fleet_policy import cap_reached
-from ..engine.instance_record import InstanceRecord
 from ..errors import CostCapError, QuotaError, StarburstError
 from ..options import WorkerSpec
 from .billing import MINIMUM_SECONDS, workers_affordable
-from .instance_bill import INSTANCE_READ_SECONDS, InstanceBill, instance_bill, instances_text
+from .instance_bill import (
+    INSTANCE_READ_SECONDS,
+    InstanceBill,
+    InstanceReading,
+    instance_bill,
+    instances_text,
+)
 from .meter import CostMeter
 from .model import record_startups, run_seconds, typical_startup
 
@@ -31,9 +36,9 @@ if TYPE_CHECKING:  # prices reads the AWS Pricing API (botocore): only cloud run
     from .prices import PriceBook
 
 Say = Callable[[str], None]
-#: Told each read of the instances: the session's start and what was read (``Driver`` keeps
-#: them in the store for a report made later, ``engine/instance_record.py``).
-KeepInstances = Callable[[float, list[InstanceUse]], None]
+#: Told each read of the instances (``Driver`` keeps them in the store for a report made
+#: later, ``engine/instance_record.py``).
+KeepInstances = Callable[[InstanceReading], None]
 log = logging.getLogger("starburst")
 
 
@@ -86,15 +91,15 @@ class RunReport:
     #: What its workers did (``map(..., return_run=True)`` reads it before they stop).
     timeline: Timeline | None = field(default=None, repr=False, compare=False)
     #: The instances the cost is for, as the backend reported them (``instances`` counts them).
-    instance_record: InstanceRecord | None = field(default=None, repr=False, compare=False)
+    instance_reading: InstanceReading | None = field(default=None, repr=False, compare=False)
 
     def with_timeline(self, timeline: Timeline | None) -> RunReport:
         """This report with ``timeline`` (read before the workers stopped), which takes the
         instances read since (the closing read), so that both tell one cost."""
-        if timeline is not None and self.instance_record is not None:
+        if timeline is not None and self.instance_reading is not None:
             from ..reporting.record import add_instances
 
-            add_instances(timeline.record, self.instance_record)
+            add_instances(timeline.record, self.instance_reading)
         return replace(self, timeline=timeline)
 
     def save_html(self, path: str | os.PathLike[str]) -> Path:
@@ -176,8 +181,7 @@ class CostGuard:
         self.closed: float | None = None
         self.workers = 0
         self._alerted = False
-        self._instances: list[InstanceUse] | None = None  # as last read (None: not read)
-        self._instances_read: float | None = None  # when (epoch seconds)
+        self._instances: InstanceReading | None = None  # as last read (None: not read)
         self._instances_stale = True  # workers launched since the last read
         self._reads_instances = True  # until the fleet says it has no instances to report
 
@@ -324,13 +328,13 @@ class CostGuard:
         """The instances' bill up to ``now``, from their last read (None: none read)."""
         if self._instances is None:
             return None
-        return instance_bill(self._instances, self.opened, time.time() if now is None else now)
+        return instance_bill(self._instances.uses, self.opened, time.time() if now is None else now)
 
     def _read_instances(self, force: bool = False) -> None:
         """Read the session's instances from the fleet: when ``force``d, after a launch, or
         once ``INSTANCE_READ_SECONDS`` passed; never again once it says it has none."""
         now = time.time()
-        due = self._instances_read is None or now - self._instances_read >= INSTANCE_READ_SECONDS
+        due = self._instances is None or now - self._instances.read >= INSTANCE_READ_SECONDS
         if not self._reads_instances or not (force or due or self._instances_stale):
             return
         self._instances_stale = False
@@ -342,9 +346,9 @@ class CostGuard:
         if uses is None:
             self._reads_instances = False
             return
-        self._instances, self._instances_read = uses, now
+        self._instances = InstanceReading(self.opened, now, tuple(uses))
         if self.keep_instances is not None:
-            self.keep_instances(self.opened, uses)
+            self.keep_instances(self._instances)
 
     # After -------------------------------------------------------------------------------
 
@@ -369,7 +373,7 @@ class CostGuard:
         meter = self.meter
         bill = self._bill(end)
         # (how full: up to the last read, which knows the tasks' time up to then)
-        read = self._bill(self._instances_read) if bill is not None else None
+        read = self._instances.bill() if self._instances is not None else None
         return RunReport(
             session_id=self.session_id,
             backend=self.spec.backend.name,
@@ -386,9 +390,7 @@ class CostGuard:
                 if bill is not None and self.closed is not None
                 else 0.0
             ),
-            instance_record=(
-                InstanceRecord(self.opened, end, list(self._instances))
-                if self._instances is not None
-                else None
+            instance_reading=(
+                replace(self._instances, read=end) if self._instances is not None else None
             ),
         )

@@ -139,31 +139,46 @@ def with_forgotten(
 
 @dataclass(frozen=True)
 class InstanceReading:
-    """A session's instances as read at ``read`` (epoch seconds), as its control record keeps
-    them for anyone to bill."""
+    """A session's instances as read at ``read`` (epoch seconds), billed from ``since`` (the
+    session's start). The one form they are kept in: in a detached session's control record
+    (its supervisor reads them, for anyone to bill) and in the session's store for its report
+    (``engine/instance_record.py``)."""
 
+    since: float
     read: float
     uses: tuple[InstanceUse, ...]
 
-    def cost(self, since: float, now: float) -> float:
-        """What the instances cost from ``since`` to ``now``: those up at the read count on
-        until two reads later at most, so a session nobody reads any more stops growing."""
-        return instance_bill(self.uses, since, min(now, self.read + 2 * INSTANCE_READ_SECONDS)).cost
+    def bill(self) -> InstanceBill:
+        """What the instances cost up to the read."""
+        return instance_bill(self.uses, self.since, self.read)
+
+    def cost(self, now: float) -> float:
+        """What the instances cost up to ``now``: those up at the read count on until two
+        reads later at most, so a session nobody reads any more stops growing."""
+        end = min(now, self.read + 2 * INSTANCE_READ_SECONDS)
+        return instance_bill(self.uses, self.since, end).cost
 
     def updated(self, fresh: Iterable[InstanceUse], now: float) -> InstanceReading:
         """This reading with a fresh read taken at ``now`` (``with_forgotten``)."""
-        return InstanceReading(now, tuple(with_forgotten(self.uses, self.read, fresh)))
+        uses = tuple(with_forgotten(self.uses, self.read, fresh))
+        return InstanceReading(self.since, max(now, self.read), uses)
 
     def to_record(self) -> dict[str, Any]:
-        return {"read": self.read, "uses": [vars(use) for use in self.uses]}
+        """The reading as JSON-able data."""
+        return {"since": self.since, "read": self.read, "uses": [vars(u) for u in self.uses]}
 
     @classmethod
     def from_record(cls, raw: Mapping[str, Any] | None) -> InstanceReading | None:
-        """The reading a control record keeps (None: none, or one it cannot read)."""
+        """A reading kept as ``to_record`` made it (None: none, or one it cannot read)."""
         if not raw:
             return None
         try:
-            return cls(float(raw["read"]), tuple(InstanceUse(**use) for use in raw["uses"]))
+            uses = [InstanceUse(**use) for use in raw["uses"]]
+            return cls(
+                float(raw["since"]),
+                float(raw["read"]),
+                tuple(dataclasses.replace(u, workers=tuple(u.workers)) for u in uses),
+            )  # (JSON has lists)
         except (KeyError, TypeError, ValueError):
             return None
 
@@ -172,12 +187,10 @@ def recorded_cost(
     ledger: Mapping[str, Mapping[str, Any]],
     hourly: Mapping[str, float] | None,
     reading: InstanceReading | None,
-    since: float,
     now: float,
 ) -> float:
-    """A session's cost from its control record, from ``since`` (its start) to ``now``: its
-    instances' hours where they were read (``reading``, EC2), else each worker's time in
-    the ledger at ``hourly``."""
+    """A session's cost from its control record up to ``now``: its instances' hours where
+    they were read (``reading``, EC2), else each worker's time in the ledger at ``hourly``."""
     if reading is not None:
-        return reading.cost(since, now)
+        return reading.cost(now)
     return ledger_cost(ledger, hourly, now)

@@ -24,7 +24,6 @@ from collections.abc import Callable
 
 from ..backends.base import (
     Fleet,
-    InstanceUse,
     LaunchRequest,
     LaunchShortfall,
     Placement,
@@ -32,6 +31,7 @@ from ..backends.base import (
 )
 from ..backends.local.fleet import import_folders
 from ..cost.guard import CostGuard, CostLimits
+from ..cost.instance_bill import InstanceReading
 from ..errors import (
     LaunchError,
     QuotaError,
@@ -58,7 +58,7 @@ from .fleet_policy import (
     stopped_workers,
 )
 from .hangs import stop_hung_workers
-from .instance_record import InstanceRecord
+from .instance_record import keep_instances
 from .manifest import CallStyle, RunManifest
 from .records import from_json
 from .run import Run
@@ -217,12 +217,12 @@ class Driver:
                 raise
         self._start_monitor()
 
-    def _keep_instances(self, since: float, uses: list[InstanceUse]) -> None:
+    def _keep_instances(self, reading: InstanceReading) -> None:
         """Keep the instances the cost guard read in the store, for a report made later or
         elsewhere (the platform forgets them within the hour); a failed write costs the
         report its instances, never the run."""
         try:
-            InstanceRecord(since, time.time(), uses).save(self.store, self.keys)
+            keep_instances(self.store, self.keys, reading)
         except Exception as exc:  # (a store error of any kind)
             log.warning("could not keep the session's instances for its report: %s", exc)
 

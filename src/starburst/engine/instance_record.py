@@ -3,51 +3,39 @@ instances.json``) for a report made later or on another machine: ECS and EC2 sho
 tasks and terminated instances for about an hour only, and only to the account's credentials.
 
 The client that bills the instances (``CostGuard``, through the driver) writes what it read,
-each time it reads them; ``starburst.report`` adds what the platform still shows. The
-record holds the backend's ``InstanceUse`` as read, so a report prices them with the same
+each time it reads them; ``starburst.report`` adds what the platform still shows. A detached
+session's supervisor keeps them in the control record instead, in the same form
+(``cost/instance_bill.InstanceReading``), so a report prices them all with the same
 ``cost/instance_bill.py`` as the closing line: nothing is computed twice.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-
-from ..backends.base import InstanceUse
-from ..cost.instance_bill import with_forgotten
+from ..cost.instance_bill import InstanceReading
 from ..errors import DamagedRecordError
 from ..store import NotFound, Store
+from .control import Control
 from .keys import SessionKeys
-from .records import decode_record, record_of, to_json
+from .records import from_json, to_json
 
 
-@dataclass
-class InstanceRecord:
-    """The session's instances as last read, from ``since`` (the session's start)."""
+def keep_instances(store: Store, keys: SessionKeys, reading: InstanceReading) -> None:
+    """Keep ``reading`` as the session's instances (over what was kept)."""
+    store.put(keys.instances, to_json(reading.to_record()))
 
-    since: float
-    read: float  # when they were read (epoch seconds)
-    instances: list[InstanceUse] = field(default_factory=list)
 
-    def merged(self, newer: InstanceRecord) -> InstanceRecord:
-        """This record with a later read's instances over it (``with_forgotten``: one the
-        later read no longer lists stays, ended at this read if it was up then)."""
-        instances = with_forgotten(self.instances, self.read, newer.instances)
-        return InstanceRecord(min(self.since, newer.since), max(self.read, newer.read), instances)
-
-    def save(self, store: Store, keys: SessionKeys) -> None:
-        store.put(keys.instances, to_json(self))
-
-    @classmethod
-    def load(cls, store: Store, keys: SessionKeys) -> InstanceRecord | None:
-        """The stored record; None when there is none, or it cannot be read."""
-        what = "the session's instance record"
-        try:
-            record = decode_record(cls, store.get(keys.instances), what)
-            uses = [record_of(InstanceUse, raw, what) for raw in record.instances]
-        except (NotFound, DamagedRecordError):
-            return None
-        record.instances = [
-            dataclasses.replace(use, workers=tuple(use.workers)) for use in uses
-        ]  # (JSON has lists)
-        return record
+def kept_instances(store: Store, keys: SessionKeys) -> InstanceReading | None:
+    """The session's instances as last kept: by the client that billed them, else by its
+    supervisor (a detached session); None when neither kept any, or it cannot be read."""
+    try:
+        return InstanceReading.from_record(
+            from_json(store.get(keys.instances), "the session's instance record")
+        )
+    except NotFound:
+        pass
+    except DamagedRecordError:
+        return None
+    try:
+        return InstanceReading.from_record(Control.load(store, keys).instances)
+    except (NotFound, DamagedRecordError):
+        return None

@@ -195,7 +195,7 @@ def session_cost(
         if entry.get("stopped") is None and (exited or now - beat > fresh):
             entry = {**entry, "stopped": max(beat, entry["launched"])}
         ledger[worker] = entry
-    return recorded_cost(ledger, session.hourly, reading, session.created, now)
+    return recorded_cost(ledger, session.hourly, reading, now)
 
 
 def read_or_none(store: Store) -> Callable[[str], dict[str, Any] | None]:

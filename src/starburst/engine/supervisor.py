@@ -159,9 +159,9 @@ class Supervisor:
             ledger[worker] = {**ledger.get(worker, {"launched": at, "spot": False}), "stopped": at}
             if worker in back.pinned:  # an item's death: its attempts bound those
                 ledger[worker]["item_death"] = True
-        fresh = self._read_instances(control, session, now)
+        fresh = self._read_instances(control, session, now, force=bool(gone or finished))
         reading = fresh or InstanceReading.from_record(control.instances)
-        spent = recorded_cost(ledger, session.hourly, reading, session.created, now)
+        spent = recorded_cost(ledger, session.hourly, reading, now)
         running = session.state == "open" and not session.expired(now)
         capped = running and cap_reached(spent, session.max_cost)
         budget = LaunchBudget.from_ledger(session.workers, ledger)
@@ -221,13 +221,14 @@ class Supervisor:
         return self.fleet.find(self.keys.session_id) if control.roster else []
 
     def _read_instances(
-        self, control: Control, session: SessionRecord, now: float
+        self, control: Control, session: SessionRecord, now: float, force: bool
     ) -> InstanceReading | None:
         """The session's instances read afresh, when the backend reports them (EC2) and a
-        read is due: ``INSTANCE_READ_SECONDS`` after the last, after a launch, and while the
-        workers have no instance yet."""
+        read is due: ``INSTANCE_READ_SECONDS`` after the last, after a launch, while the
+        workers have no instance yet, and when ``force``d (workers stopped or a run ended:
+        a short session's last read)."""
         kept = InstanceReading.from_record(control.instances)
-        if kept is not None:
+        if kept is not None and not force:
             launched = max((e.get("launched", 0.0) for e in control.ledger.values()), default=0.0)
             booting = control.roster and not kept.uses
             if now - kept.read < INSTANCE_READ_SECONDS and launched < kept.read and not booting:
@@ -239,7 +240,9 @@ class Supervisor:
             return None
         if uses is None:
             return None
-        return kept.updated(uses, now) if kept is not None else InstanceReading(now, tuple(uses))
+        if kept is None:
+            return InstanceReading(session.created, now, tuple(uses))
+        return kept.updated(uses, now)
 
     def _lost_workers(
         self, control: Control, infos: dict[str, WorkerInfo], session: SessionRecord, now: float

@@ -25,11 +25,11 @@ from typing import Any
 
 from ..backends.base import WorkerInfo
 from ..cost.billing import billed_seconds, task_cost
-from ..cost.instance_bill import instance_bill, instance_lines
+from ..cost.instance_bill import InstanceReading, instance_bill, instance_lines
 from ..engine.claims import Claim
 from ..engine.control import Control
 from ..engine.fleet_policy import ledger_stop
-from ..engine.instance_record import InstanceRecord
+from ..engine.instance_record import kept_instances
 from ..engine.keys import RunKeys, SessionKeys
 from ..engine.outcome import ChunkOutput, decode_output
 from ..engine.session_record import SessionRecord
@@ -88,7 +88,7 @@ def read_run(store: Store, session_id: str, now: float | None = None) -> dict[st
         "cost": _cost(session, workers, now),
         "instances": None,
     }
-    kept = InstanceRecord.load(store, keys)
+    kept = kept_instances(store, keys)
     if kept is not None:
         add_instances(record, kept)
     return record
@@ -420,12 +420,12 @@ def _cost(session: SessionRecord, workers: list[dict[str, Any]], now: float) -> 
     }
 
 
-def add_instances(record: dict[str, Any], kept: InstanceRecord) -> None:
+def add_instances(record: dict[str, Any], kept: InstanceReading) -> None:
     """Add the instances the workers ran on (where the backend reports them: EC2), each
     with its line of the bill up to their last read, and make the session's cost theirs, as
     the closing line's is (``cost/instance_bill.py``)."""
-    lines = instance_lines(kept.instances, kept.since, kept.read)
-    bill = instance_bill(kept.instances, kept.since, kept.read)
+    lines = instance_lines(kept.uses, kept.since, kept.read)
+    bill = kept.bill()
     record["instances"] = {
         "read": kept.read,
         "count": bill.instances,
@@ -454,6 +454,6 @@ def add_instances(record: dict[str, Any], kept: InstanceRecord) -> None:
     cost["total"] = bill.cost
     start = min((line.start for line in lines), default=kept.since)
     cost["series"] = [
-        [at, instance_bill([u for u in kept.instances if u.launched <= at], kept.since, at).cost]
+        [at, instance_bill([u for u in kept.uses if u.launched <= at], kept.since, at).cost]
         for at in (start + (kept.read - start) * k / _COST_POINTS for k in range(_COST_POINTS + 1))
     ]

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..engine.instance_record import InstanceRecord
+from ..cost.instance_bill import InstanceReading
+from ..engine.instance_record import keep_instances, kept_instances
 from ..errors import ConfigurationError
 from ..store import Store
 from .record import add_instances, add_platform_view, read_run
@@ -127,11 +128,13 @@ def _keep_instances(
         return
     if uses is None:  # workers on no instances it reports (local, Fargate)
         return
-    fresh = InstanceRecord(session.created, time.time(), uses)
-    kept = InstanceRecord.load(store, session.keys)
-    merged = fresh if kept is None else kept.merged(fresh)
+    now = time.time()
+    kept = kept_instances(store, session.keys)
+    merged = InstanceReading(session.created, now, tuple(uses))
+    if kept is not None:
+        merged = kept.updated(uses, now)
     try:
-        merged.save(store, session.keys)
+        keep_instances(store, session.keys, merged)
     except Exception as exc:  # a reader that may not write: this report still shows them
         log.warning("could not keep the session's instances in its store: %s", exc)
     add_instances(record, merged)
