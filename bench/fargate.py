@@ -338,9 +338,7 @@ def emulator_process(conn: Any, parent_end: Any, harness: Harness) -> None:
     runner: Any = None
     capacity: Any = None
     try:
-        wsgi = server._moto._server  # werkzeug's server; its app is the emulator layer
-        tap = Tap(wsgi.app)
-        wsgi.app = tap
+        tap = server.wrap(Tap)
         runner = bench_runner_class()(
             server.url, account_id=server.account_id, on_error=errors.append
         )

@@ -12,13 +12,16 @@ CPython expects ``BrokenProcessPool`` the tests expect starburst's error for tha
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import pickle
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
+import pytest
 
 import starburst
 
@@ -47,6 +50,19 @@ def _load_cpython_tests() -> Any:
 
 
 cf = _load_cpython_tests()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _heap_frozen() -> Iterator[None]:
+    """Leave the objects made before these tests out of the collector's work: CPython's
+    tests collect thrice per item (``support.gc_collect``), and in a whole test run's
+    process (moto, botocore, bokeh loaded) each pass over that heap took ~0.5 s. Objects the
+    tests make are collected as ever: what they check (no reference kept) is unchanged."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
 
 #: What a script that CPython's tests run in a fresh interpreter needs first: the executor
 #: under the name the script imports from ``concurrent.futures``, and CPython's test module

@@ -80,7 +80,10 @@ def test_submit_exit_attach_collect_and_cleanup_leaves_no_task_and_no_data(
         starburst.attach(session_id)
 
 
-def test_a_spot_interruption_while_detached_is_replaced_by_a_worker(aws, tmp_path: Path) -> None:
+def test_a_spot_interruption_while_detached_is_replaced_by_a_worker(
+    aws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STARBURST_LEASE", "9")  # a supervision step every 3 s, not 20 s
     starburst.setup(say=_quiet)
     aws.faults.spot_interruption(count=1, after=2.0, grace=0.5)
     session_id = _submit_and_exit(tmp_path, 0.05, 600)  # ~15 s of work for two workers
