@@ -12,12 +12,12 @@ import datetime
 import email.utils
 import functools
 import os
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import boto3
 import botocore.exceptions
 import botocore.loaders
 import botocore.session
@@ -49,7 +49,7 @@ MAX_POOL_CONNECTIONS = 32
 class Aws:
     """An AWS account and region to work in, and the session that reaches it."""
 
-    session: boto3.Session
+    session: botocore.session.Session
     region: str
     _clients: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
     _making: threading.Lock = field(
@@ -72,7 +72,7 @@ class Aws:
                     read_timeout=60,
                     max_pool_connections=MAX_POOL_CONNECTIONS,
                 )
-                self._clients[service] = self.session.client(
+                self._clients[service] = self.session.create_client(
                     service, region_name=self.region, config=config
                 )
             return self._clients[service]
@@ -89,7 +89,8 @@ def connect(region: str | None = None, profile: str | None = None) -> Aws:
     config = Config.load()
     profile = profile or config.get("profile") or None
     try:
-        session = boto3.Session(profile_name=profile, botocore_session=_botocore_session())
+        session = _botocore_session(profile)
+        session.get_scoped_config()  # (a profile that does not exist fails here)
     except botocore.exceptions.ProfileNotFound as exc:
         raise CredentialsError(
             f"the AWS profile {profile!r} does not exist; list yours with `aws configure "
@@ -100,7 +101,7 @@ def connect(region: str | None = None, profile: str | None = None) -> Aws:
         or config.get("region")
         or config.aws.get("region")
         or os.environ.get("AWS_REGION")
-        or session.region_name
+        or session.get_config_variable("region")
     )
     if not chosen:
         raise ConfigurationError(
@@ -115,21 +116,40 @@ def connect(region: str | None = None, profile: str | None = None) -> Aws:
     return Aws(session=session, region=chosen)
 
 
-def known_regions(session: boto3.Session | None = None) -> list[str]:
-    """The regions where ECS runs, as this botocore knows them (empty if it knows none)."""
-    session = session or boto3.Session()
-    return session.get_available_regions("ecs") + session.get_available_regions(
-        "ecs", partition_name="aws-us-gov"
-    )
+def known_regions(session: botocore.session.Session | None = None) -> list[str]:
+    """The regions where ECS runs, as this botocore knows them (empty if it knows none).
+
+    Read from botocore's endpoint data (which every client loads anyway), as its
+    ``get_available_regions`` does, without loading ECS's service model and listing every
+    service first: ~50 ms of each worker's start.
+    """
+    loader = (session or _botocore_session()).get_component("data_loader")
+    regions = []
+    for partition in loader.load_data("endpoints")["partitions"]:
+        if partition["partition"] not in ("aws", "aws-us-gov"):
+            continue
+        pattern = re.compile(partition["regionRegex"])
+        endpoints = partition["services"].get("ecs", {}).get("endpoints", {})
+        regions += [
+            name
+            for name, endpoint in endpoints.items()
+            if pattern.match(name) and not endpoint.get("deprecated")
+        ]
+    return regions
 
 
-def _botocore_session() -> botocore.session.Session:
-    """A botocore session whose responses parse timestamps with ``datetime.fromisoformat``.
+def _botocore_session(profile: str | None = None) -> botocore.session.Session:
+    """A botocore session (of ``profile``, else the default chain's) that shares the
+    process's model files and parses timestamps with ``_parse_timestamp``.
 
-    botocore's default parser (dateutil) costs about 0.2 ms a timestamp: a listing of 1,000
-    keys spent 0.2 s of the client's CPU on ``LastModified`` values starburst never reads.
+    botocore's, not boto3's: starburst uses clients only, and boto3 (with s3transfer, which
+    the store loads for large uploads alone) adds ~70 ms to every worker's start. botocore's
+    timestamp parser (dateutil) costs about 0.2 ms a timestamp: a listing of 1,000 keys spent
+    0.2 s of the client's CPU on ``LastModified`` values starburst never reads.
     """
     session = botocore.session.get_session()
+    if profile:
+        session.set_config_variable("profile", profile)
     session.register_component("data_loader", _loader(session.get_config_variable("data_path")))
     parsers = session.get_component("response_parser_factory")
     parsers.set_parser_defaults(timestamp_parser=_parse_timestamp)

@@ -190,7 +190,7 @@ class InstancePrices:
 
 
 def _fetch_on_demand(aws: Aws) -> dict[str, float]:
-    client = aws.session.client(
+    client = aws.session.create_client(
         "pricing",
         region_name=PRICING_REGION,
         config=BotoConfig(

@@ -92,7 +92,7 @@ def fargate_prices(aws: Aws, *, now: float | None = None) -> PriceBook:
 
 
 def _fetch(aws: Aws) -> dict[str, Rate]:
-    client = aws.session.client(
+    client = aws.session.create_client(
         "pricing",
         region_name=PRICING_REGION,
         config=BotoConfig(

@@ -20,15 +20,13 @@ from typing import Any
 from urllib.parse import quote
 
 import botocore.exceptions
-from boto3.s3.transfer import TransferConfig
 
 from ..errors import StoreError
 from .base import NotFound, PreconditionFailed, Store
 
 _MULTIPART_BYTES = 32 * 1024 * 1024
-_TRANSFER = TransferConfig(
-    multipart_threshold=_MULTIPART_BYTES, multipart_chunksize=16 * 1024 * 1024, max_concurrency=8
-)
+_PART_BYTES = 16 * 1024 * 1024
+_PARTS_AT_ONCE = 8
 _CONFLICT_RETRIES = 5
 
 
@@ -99,11 +97,19 @@ class S3Store(Store):
         if len(data) < _MULTIPART_BYTES:
             self._call("put_object", Key=self._key(key), Body=data)
             return
-        with self._translated("a multipart upload", self._key(key)):
-            self.client.upload_fileobj(
-                io.BytesIO(data), self.bucket, self._key(key), ExtraArgs=self._owned,
-                Config=_TRANSFER,
-            )  # fmt: skip
+        from s3transfer.manager import TransferConfig, TransferManager  # (boto3's own)
+
+        config = TransferConfig(
+            multipart_threshold=_MULTIPART_BYTES, multipart_chunksize=_PART_BYTES,
+            max_request_concurrency=_PARTS_AT_ONCE,
+        )  # fmt: skip
+        with (
+            self._translated("a multipart upload", self._key(key)),
+            TransferManager(self.client, config) as transfers,
+        ):
+            transfers.upload(
+                io.BytesIO(data), self.bucket, self._key(key), extra_args=self._owned
+            ).result()
 
     def _get(self, key: str) -> bytes:
         return self._get_versioned(key)[0]
