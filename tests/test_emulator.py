@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -96,6 +97,19 @@ def test_boto3_reaches_the_emulator_through_the_environment(aws: Emulator) -> No
         RoleName="exec",
         PolicyArn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy",
     )
+
+
+def test_the_emulator_keeps_a_connection_alive_as_aws_does(aws: Emulator) -> None:
+    """Clients reuse their connections with AWS; a server that closed each one would charge
+    every request a new TCP connection that AWS does not (and time the wrong thing)."""
+    aws.client("s3").create_bucket(Bucket="kept-alive")
+    host, port = aws.endpoint_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    for _ in range(3):  # one connection, three requests
+        connection.request("GET", "/kept-alive")
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200 and not response.will_close
 
 
 @pytest.mark.parametrize("turn", ["first", "second"])

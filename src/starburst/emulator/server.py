@@ -5,7 +5,7 @@ moto's ``ThreadedMotoServer`` runs: werkzeug closes the connection after every r
 each request paid a new TCP connection (and a new server thread) that AWS, which keeps
 connections alive, never charges. cheroot keeps them alive, as AWS does, and serves from a
 pool of threads: about a fifth less CPU a request for the emulator and a tenth less for the
-client (``bench/fargate.py``, ``bench/ec2.py``).
+client (docs/architecture.md has the figures).
 """
 
 from __future__ import annotations
