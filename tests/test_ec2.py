@@ -219,7 +219,14 @@ def test_a_group_the_session_may_not_raise_gets_instances_from_managed_scaling(
     said = capsys.readouterr().err
     assert "could not raise the Auto Scaling group (AWS denied UpdateAutoScalingGroup" in said
     assert "managed scaling starts instances" in said
-    assert _live_instances(aws) == []
+    groups = boto3.client("autoscaling").describe_auto_scaling_groups()["AutoScalingGroups"]
+    activities = boto3.client("autoscaling").describe_scaling_activities()["Activities"]
+    assert _live_instances(aws) == [], (
+        said,
+        [(g["AutoScalingGroupName"], g["DesiredCapacity"], g["Instances"]) for g in groups],
+        [(a["StartTime"], a["Cause"], a["StatusCode"]) for a in activities],
+        _tasks(),
+    )
 
 
 def test_a_small_vcpu_quota_starts_the_workers_it_holds_and_says_so(aws: Any, capsys) -> None:

@@ -95,3 +95,26 @@ def test_keep_warm_is_refused_before_any_aws_call(
     with pytest.raises(ConfigurationError, match=message):
         starburst.map(square, range(3), **options)
     assert sum(aws.calls.values()) == 0
+
+
+def test_a_launch_no_task_waits_for_any_more_is_cancelled_when_instances_are_given_back(
+    aws: Any,
+) -> None:
+    """A managed-scaling step taken for workers that stopped before their instance came
+    leaves a group wanting more instances than it has; giving back the empty instances
+    lowers it to what it has, or the launch would start an instance nobody gives back."""
+    from starburst.aws.connection import connect
+    from starburst.backends.ec2.fleet import Ec2Fleet
+    from starburst.config import Config
+
+    starburst.setup(say=_quiet, ec2=True)
+    aws.faults.fail_launches("starburst-on-demand", "quota", times=None)  # the launch pends
+    boto3.client("autoscaling").update_auto_scaling_group(
+        AutoScalingGroupName="starburst-on-demand", DesiredCapacity=2
+    )  # as a managed-scaling step does
+    resources = Config.load().aws
+    Ec2Fleet(connect(resources.get("region")), resources, image="").release_idle()
+    assert _group()["DesiredCapacity"] == 0
+    aws.faults.clear_launch_failures()
+    time.sleep(1.0)  # launches are retried every 0.5 s: none is due
+    assert _live_instances(aws) == []

@@ -459,6 +459,7 @@ class Ec2Fleet(EcsTaskFleet):
             if self._tasks_waiting():
                 return
             empty, booting = self._idle_instances()
+            self._cancel_pending_launches()
             if empty:
                 self.ecs.update_container_instances_state(
                     cluster=self.cluster, containerInstances=list(empty), status="DRAINING"
@@ -479,6 +480,21 @@ class Ec2Fleet(EcsTaskFleet):
                 )
                 self.autoscaling.terminate_instance_in_auto_scaling_group(
                     InstanceId=instance_id, ShouldDecrementDesiredCapacity=True
+                )
+
+    def _cancel_pending_launches(self) -> None:
+        """Lower a group whose desired capacity is above the instances it has to those it
+        has: with no task waiting, a launch still to come (a managed-scaling step taken for
+        tasks that have since stopped) would start an instance that nobody needs and that
+        nobody would give back until managed scaling's own scale-in, many minutes later."""
+        groups = self.autoscaling.describe_auto_scaling_groups(
+            AutoScalingGroupNames=list(self.ec2["groups"].values())
+        )["AutoScalingGroups"]
+        for group in groups:
+            up = sum(i["LifecycleState"] in _UP for i in group["Instances"])
+            if group["DesiredCapacity"] > up:
+                self.autoscaling.update_auto_scaling_group(
+                    AutoScalingGroupName=group["AutoScalingGroupName"], DesiredCapacity=up
                 )
 
     def _idle_instances(self) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
