@@ -635,3 +635,15 @@ def test_signals_are_sent_to_the_task_process_group(aws: Emulator, ecs: Any) -> 
     aws.runner.wait_for_tasks([arn])
     assert _group_members(pid) == []
     assert _describe(aws, arn)["containers"][0]["exitCode"] == 128 + signal.SIGTERM
+
+
+def test_deregistering_a_container_instance_that_is_gone_is_a_client_error(
+    aws: Emulator, ecs: Any
+) -> None:
+    """As ECS answers (400, not retried), not moto's bare exception (500, retried ten
+    times): a teardown may find an instance deregistered between its list and its call."""
+    ecs.create_cluster(clusterName="gone")
+    with pytest.raises(ClientError) as caught:
+        ecs.deregister_container_instance(cluster="gone", containerInstance="0123abcd", force=True)
+    assert caught.value.response["Error"]["Code"] == "ClientException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400

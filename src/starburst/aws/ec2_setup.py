@@ -11,6 +11,7 @@ starburst's tag.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -432,9 +433,10 @@ def teardown_ec2(
         if cluster:
             for page in ecs.get_paginator("list_container_instances").paginate(cluster=cluster):
                 for arn in page["containerInstanceArns"]:
-                    ecs.deregister_container_instance(
-                        cluster=cluster, containerInstance=arn, force=True
-                    )
+                    with contextlib.suppress(ecs.exceptions.ClientException):  # gone already
+                        ecs.deregister_container_instance(
+                            cluster=cluster, containerInstance=arn, force=True
+                        )
             ecs.delete_cluster(cluster=cluster)
             removed.append(_said(say, "cluster", names.ec2_cluster, cluster))
         removed += _remove_s3_endpoint(aws.client("ec2"), say)

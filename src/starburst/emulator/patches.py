@@ -32,7 +32,7 @@ from moto.autoscaling.models import FakeAutoScalingGroup
 from moto.autoscaling.responses import AutoScalingResponse
 from moto.core.responses import ActionResult
 from moto.ec2.responses.spot_instances import SpotInstances
-from moto.ecs.exceptions import InvalidParameterException
+from moto.ecs.exceptions import EcsClientException, InvalidParameterException
 from moto.ecs.models import EC2ContainerServiceBackend, Task
 from moto.iam.access_control import IAMPolicy, PermissionResult
 from moto.iam.aws_managed_policies import aws_managed_policies_data
@@ -224,7 +224,22 @@ def _init_aws_policies(self: IAMBackend) -> list[ManagedPolicy]:
     ]
 
 
+def _deregister_container_instance(
+    self: EC2ContainerServiceBackend, cluster_str: str, container_instance_str: str, force: bool
+) -> Any:
+    """moto's, but a container instance that is gone is ECS's ClientException (400), not a
+    bare exception (500, which clients retry ten times): the emulated capacity deregisters
+    a terminated instance's itself, so a teardown may find one gone between list and call."""
+    cluster = self._get_cluster(cluster_str)
+    if container_instance_str.split("/")[-1] not in self.container_instances.get(cluster.name, {}):
+        raise EcsClientException(f"Container instance {container_instance_str} not found.")
+    return _originals["deregister_container_instance"](
+        self, cluster_str, container_instance_str, force
+    )
+
+
 _CAPACITY_PATCHES: tuple[tuple[type, str, Callable[..., Any]], ...] = (
+    (EC2ContainerServiceBackend, "deregister_container_instance", _deregister_container_instance),
     (FakeAutoScalingGroup, "replace_autoscaling_group_instances", _replace_instances),
     (AutoScalingResponse, "describe_scaling_activities", _describe_scaling_activities),
     (SpotInstances, "describe_spot_price_history", _describe_spot_price_history),
