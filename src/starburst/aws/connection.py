@@ -62,7 +62,7 @@ class Aws:
         Made once per ``Aws`` and shared (botocore's clients are thread-safe): making one
         costs 5-100 ms of CPU (EC2's, with its 700 operations, the most).
         """
-        with self._making:  # a boto3 session is not thread-safe while it makes clients
+        with self._making:  # a botocore session is not thread-safe while it makes clients
             if service not in self._clients:
                 attempts = int(os.environ.get("AWS_MAX_ATTEMPTS") or DEFAULT_MAX_ATTEMPTS)
                 config = BotoConfig(

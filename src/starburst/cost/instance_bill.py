@@ -122,21 +122,6 @@ def instances_text(types: tuple[tuple[str, int], ...], utilisation: float | None
     return text if utilisation is None else f"{text}, {utilisation:.0%} used"
 
 
-def with_forgotten(
-    kept: Iterable[InstanceUse], kept_read: float, fresh: Iterable[InstanceUse]
-) -> list[InstanceUse]:
-    """A fresh read of the instances, with those an earlier read (``kept``, taken at
-    ``kept_read``) listed and the fresh one no longer shows (EC2 and ECS forget the gone
-    after about an hour): each kept as it was, ended at ``kept_read`` if it was up then, so
-    it is billed for what was seen of it, never more."""
-    found = {use.instance_id: use for use in fresh}
-    for use in kept:
-        if use.instance_id not in found:
-            ended = use.terminated if use.terminated is not None else kept_read
-            found[use.instance_id] = dataclasses.replace(use, terminated=ended)
-    return list(found.values())
-
-
 @dataclass(frozen=True)
 class InstanceReading:
     """A session's instances as read at ``read`` (epoch seconds), billed from ``since`` (the
@@ -159,9 +144,16 @@ class InstanceReading:
         return instance_bill(self.uses, self.since, end).cost
 
     def updated(self, fresh: Iterable[InstanceUse], now: float) -> InstanceReading:
-        """This reading with a fresh read taken at ``now`` (``with_forgotten``)."""
-        uses = tuple(with_forgotten(self.uses, self.read, fresh))
-        return InstanceReading(self.since, max(now, self.read), uses)
+        """This reading with a fresh read taken at ``now``: an instance the fresh read no
+        longer shows (EC2 and ECS forget the gone after about an hour) is kept as this
+        reading knew it, ended at this reading's time if it was up then, so it is billed for
+        what was seen of it, never more."""
+        found = {use.instance_id: use for use in fresh}
+        for use in self.uses:
+            if use.instance_id not in found:
+                ended = use.terminated if use.terminated is not None else self.read
+                found[use.instance_id] = dataclasses.replace(use, terminated=ended)
+        return InstanceReading(self.since, max(now, self.read), tuple(found.values()))
 
     def to_record(self) -> dict[str, Any]:
         """The reading as JSON-able data."""

@@ -458,8 +458,11 @@ class Ec2Fleet(EcsTaskFleet):
         with translate_errors("give back the empty instances"):
             if self._tasks_waiting():
                 return
-            empty, booting = self._idle_instances()
-            self._cancel_pending_launches()
+            groups = self.autoscaling.describe_auto_scaling_groups(
+                AutoScalingGroupNames=list(self.ec2["groups"].values())
+            )["AutoScalingGroups"]
+            self._cancel_pending_launches(groups)
+            empty, booting = self._idle_instances(groups)
             if empty:
                 self.ecs.update_container_instances_state(
                     cluster=self.cluster, containerInstances=list(empty), status="DRAINING"
@@ -482,14 +485,12 @@ class Ec2Fleet(EcsTaskFleet):
                     InstanceId=instance_id, ShouldDecrementDesiredCapacity=True
                 )
 
-    def _cancel_pending_launches(self) -> None:
-        """Lower a group whose desired capacity is above the instances it has to those it
-        has: with no task waiting, a launch still to come (a managed-scaling step taken for
-        tasks that have since stopped) would start an instance that nobody needs and that
-        nobody would give back until managed scaling's own scale-in, many minutes later."""
-        groups = self.autoscaling.describe_auto_scaling_groups(
-            AutoScalingGroupNames=list(self.ec2["groups"].values())
-        )["AutoScalingGroups"]
+    def _cancel_pending_launches(self, groups: list[dict[str, Any]]) -> None:
+        """Lower a group (of ``groups``, as described) whose desired capacity is above the
+        instances it has to those it has: with no task waiting, a launch still to come (a
+        managed-scaling step taken for tasks that have since stopped) would start an
+        instance that nobody needs and that nobody would give back until managed scaling's
+        own scale-in, many minutes later."""
         for group in groups:
             up = sum(i["LifecycleState"] in _UP for i in group["Instances"])
             if group["DesiredCapacity"] > up:
@@ -497,13 +498,12 @@ class Ec2Fleet(EcsTaskFleet):
                     AutoScalingGroupName=group["AutoScalingGroupName"], DesiredCapacity=up
                 )
 
-    def _idle_instances(self) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
-        """The instances of starburst's groups that run and expect no task: registered
-        ones (container instance ARN -> (instance id, group)) and those not registered
-        yet (instance id -> group)."""
-        groups = self.autoscaling.describe_auto_scaling_groups(
-            AutoScalingGroupNames=list(self.ec2["groups"].values())
-        )["AutoScalingGroups"]
+    def _idle_instances(
+        self, groups: list[dict[str, Any]]
+    ) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+        """The instances of starburst's ``groups`` (as described) that run and expect no
+        task: registered ones (container instance ARN -> (instance id, group)) and those not
+        registered yet (instance id -> group)."""
         group_of = {
             i["InstanceId"]: g["AutoScalingGroupName"]
             for g in groups
